@@ -1,0 +1,115 @@
+//! Errors that tell the user what happened and what to do next.
+//!
+//! Everything fallible returns `anyhow::Result`; an error that needs advice carries a
+//! [`Hint`] somewhere in its chain, which `main` prints after the message.
+
+use std::fmt;
+
+/// A message plus the next step the user should take.
+#[derive(Debug)]
+pub struct Hint {
+    pub message: String,
+    pub hint: String,
+}
+
+impl fmt::Display for Hint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Hint {}
+
+/// Build an error with advice: `fail("no migrations in x", "create V1__init.sql")`.
+pub fn fail(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Hint {
+        message: message.into(),
+        hint: hint.into(),
+    })
+}
+
+/// The first hint found in an error chain, if any.
+pub fn hint_of(err: &anyhow::Error) -> Option<&str> {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<Hint>())
+        .map(|h| h.hint.as_str())
+}
+
+/// Raised when the user pressed Ctrl-C; callers clean up and exit quietly.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Describe a server error the way psql does: severity, message, detail, hint and the
+/// line and column of the failing position inside `sql` (when the server gave one).
+pub fn describe_pg_error(err: &postgres::Error, sql: Option<&str>) -> String {
+    let Some(db) = err.as_db_error() else {
+        return err.to_string();
+    };
+    let mut out = format!(
+        "{}: {} (SQLSTATE {})",
+        db.severity(),
+        db.message(),
+        db.code().code()
+    );
+    if let (Some(postgres::error::ErrorPosition::Original(pos)), Some(sql)) = (db.position(), sql) {
+        let (line, col) = line_col(sql, *pos as usize);
+        let text = sql.lines().nth(line - 1).unwrap_or("").trim_end();
+        out.push_str(&format!("\n  at line {line}, column {col}: {text}"));
+    }
+    if let Some(detail) = db.detail() {
+        out.push_str(&format!("\n  detail: {detail}"));
+    }
+    if let Some(hint) = db.hint() {
+        out.push_str(&format!("\n  server hint: {hint}"));
+    }
+    if let Some(ctx) = db.where_() {
+        out.push_str(&format!("\n  context: {ctx}"));
+    }
+    out
+}
+
+/// 1-based line and column of a 1-based character position (PostgreSQL counts characters).
+pub fn line_col(text: &str, position: usize) -> (usize, usize) {
+    let mut line = 1;
+    let mut col = 1;
+    for (i, ch) in text.chars().enumerate() {
+        if i + 1 >= position {
+            break;
+        }
+        if ch == '\n' {
+            line += 1;
+            col = 1;
+        } else {
+            col += 1;
+        }
+    }
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters_not_bytes() {
+        let sql = "SELECT 'é';\nSELEC 1;";
+        // 'S' of "SELEC" is the 13th character.
+        assert_eq!(line_col(sql, 13), (2, 1));
+        assert_eq!(line_col(sql, 1), (1, 1));
+        assert_eq!(line_col(sql, 8), (1, 8));
+    }
+
+    #[test]
+    fn hint_is_found_through_context() {
+        let err = fail("boom", "do this").context("while doing that");
+        assert_eq!(hint_of(&err), Some("do this"));
+    }
+}

@@ -1,0 +1,64 @@
+//! Ctrl-C: stop at the next safe point, cancel the running query, clean up.
+//!
+//! The handler only sets a flag and cancels the registered query; the code that is
+//! running notices (`check()` or the cancelled query's error), unwinds through its
+//! guards (temporary databases dropped, on-demand server stopped) and exits.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use postgres::{CancelToken, NoTls};
+
+use crate::error::Interrupted;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static RUNNING_QUERY: Mutex<Option<CancelToken>> = Mutex::new(None);
+
+/// Install the handler once, at start-up. A second Ctrl-C exits at once.
+pub fn install() {
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            eprintln!("pgx: interrupted again, exiting without cleanup");
+            std::process::exit(130);
+        }
+        eprintln!("pgx: interrupted, cleaning up (Ctrl-C again to exit at once)");
+        if let Ok(guard) = RUNNING_QUERY.lock()
+            && let Some(token) = guard.as_ref()
+        {
+            let _ = token.cancel_query(NoTls);
+        }
+    });
+}
+
+pub fn is_interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// `Err(Interrupted)` once the user pressed Ctrl-C.
+pub fn check() -> anyhow::Result<()> {
+    if is_interrupted() {
+        Err(anyhow::Error::new(Interrupted))
+    } else {
+        Ok(())
+    }
+}
+
+/// While the guard lives, Ctrl-C cancels the query running on that connection.
+pub struct CancelOnInterrupt;
+
+impl CancelOnInterrupt {
+    pub fn new(client: &postgres::Client) -> CancelOnInterrupt {
+        if let Ok(mut guard) = RUNNING_QUERY.lock() {
+            *guard = Some(client.cancel_token());
+        }
+        CancelOnInterrupt
+    }
+}
+
+impl Drop for CancelOnInterrupt {
+    fn drop(&mut self) {
+        if let Ok(mut guard) = RUNNING_QUERY.lock() {
+            *guard = None;
+        }
+    }
+}
