@@ -1,0 +1,283 @@
+//! `pgx apply` / `pgx status` through the real binary against a real PostgreSQL.
+
+mod common;
+
+use common::*;
+
+const V1: &str = "CREATE TABLE account (id bigint PRIMARY KEY, email text NOT NULL);\n";
+const V2: &str =
+    "CREATE TABLE payment (id bigint PRIMARY KEY, account_id bigint REFERENCES account);\n";
+
+fn table_exists(client: &mut postgres::Client, name: &str) -> bool {
+    client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn apply_on_empty_database_then_second_apply_is_a_no_op() {
+    let db = TestDb::new("apply_twice");
+    let project = migrations(&[("V1__account.sql", V1), ("V2__payment.sql", V2)]);
+    let out = db.pgx(project.path(), &["apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("applied 2 migration(s)"),
+        "{}",
+        stdout(&out)
+    );
+    let mut client = db.client();
+    assert_eq!(history_versions(&mut client), vec![1, 2]);
+    assert!(table_exists(&mut client, "payment"));
+
+    let again = db.pgx(project.path(), &["apply"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("applied 0 migration(s)"),
+        "{}",
+        stdout(&again)
+    );
+    assert!(stdout(&again).contains("2 already applied"));
+    assert_eq!(history_versions(&mut client), vec![1, 2]);
+
+    let status = db.pgx(project.path(), &["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", stdout(&status));
+    assert_eq!(
+        stdout(&status).matches("┆ applied ┆").count(),
+        2,
+        "{}",
+        stdout(&status)
+    );
+}
+
+#[test]
+fn failing_migration_is_rolled_back_and_earlier_ones_stay() {
+    let db = TestDb::new("apply_fail");
+    let bad = "CREATE TABLE half_done (id int);\nINSERT INTO half_done VALUES (1);\nSELEC oops;\n";
+    let project = migrations(&[
+        ("V1__account.sql", V1),
+        ("V2__broken.sql", bad),
+        ("V3__payment.sql", V2),
+    ]);
+    let out = db.pgx(project.path(), &["apply"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("V2__broken.sql"), "{err}");
+    assert!(
+        err.contains("syntax error"),
+        "server message missing: {err}"
+    );
+    assert!(err.contains("line 3"), "line missing: {err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let mut client = db.client();
+    assert_eq!(history_versions(&mut client), vec![1], "only V1 recorded");
+    assert!(table_exists(&mut client, "account"));
+    assert!(
+        !table_exists(&mut client, "half_done"),
+        "V2 must leave no trace"
+    );
+    assert!(
+        !table_exists(&mut client, "payment"),
+        "V3 must not run after a failure"
+    );
+}
+
+#[test]
+fn concurrently_migration_runs_outside_a_transaction_with_refinery_checksum() {
+    let db = TestDb::new("apply_cic");
+    let cic = "-- pgx:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS account_email ON account (email);\n\
+               CREATE INDEX CONCURRENTLY IF NOT EXISTS account_email_lower ON account (lower(email));\n";
+    let project = migrations(&[("V1__account.sql", V1), ("V2__email_index.sql", cic)]);
+    let out = db.pgx(project.path(), &["apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut client = db.client();
+    let valid: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE c.relname IN ('account_email', 'account_email_lower') AND i.indisvalid",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(valid, 2);
+    let stored: String = client
+        .query_one(
+            "SELECT checksum FROM refinery_schema_history WHERE version = 2",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let expected = refinery::Migration::unapplied("V2__email_index", cic)
+        .unwrap()
+        .checksum();
+    assert_eq!(stored, expected.to_string());
+    let status = db.pgx(project.path(), &["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", stdout(&status));
+}
+
+#[test]
+fn failed_concurrent_index_is_reported_as_invalid_with_cleanup() {
+    let db = TestDb::new("apply_invalid");
+    let seed = "CREATE TABLE dup (v int); INSERT INTO dup VALUES (1), (1);\n";
+    let cic = "-- pgx:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY dup_v ON dup (v);\n";
+    let project = migrations(&[("V1__dup.sql", seed), ("V2__unique.sql", cic)]);
+    let out = db.pgx(project.path(), &["apply"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("INVALID"), "{err}");
+    assert!(
+        err.contains("DROP INDEX CONCURRENTLY public.dup_v"),
+        "{err}"
+    );
+    let mut client = db.client();
+    assert_eq!(history_versions(&mut client), vec![1]);
+    let status = db.pgx(project.path(), &["status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(1),
+        "invalid index must fail status"
+    );
+    assert!(
+        stdout(&status).contains("INVALID index public.dup_v"),
+        "{}",
+        stdout(&status)
+    );
+}
+
+#[test]
+fn edited_applied_migration_fails_status_and_apply() {
+    let db = TestDb::new("apply_divergent");
+    let project = migrations(&[("V1__account.sql", V1)]);
+    assert!(db.pgx(project.path(), &["apply"]).status.success());
+    std::fs::write(
+        project.path().join("migrations/V1__account.sql"),
+        "CREATE TABLE account (id bigint PRIMARY KEY, email text);\n",
+    )
+    .unwrap();
+    std::fs::write(project.path().join("migrations/V2__payment.sql"), V2).unwrap();
+    let status = db.pgx(project.path(), &["status"]);
+    assert_eq!(status.status.code(), Some(1));
+    assert!(stdout(&status).contains("DIVERGENT"), "{}", stdout(&status));
+    let out = db.pgx(project.path(), &["apply"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("changed after it was applied"),
+        "{}",
+        stderr(&out)
+    );
+    let mut client = db.client();
+    assert!(
+        !table_exists(&mut client, "payment"),
+        "apply must refuse before running V2"
+    );
+}
+
+#[test]
+fn missing_migration_file_fails_status_and_apply() {
+    let db = TestDb::new("apply_missing");
+    let project = migrations(&[("V1__account.sql", V1), ("V2__payment.sql", V2)]);
+    assert!(db.pgx(project.path(), &["apply"]).status.success());
+    std::fs::remove_file(project.path().join("migrations/V2__payment.sql")).unwrap();
+    let status = db.pgx(project.path(), &["status"]);
+    assert_eq!(status.status.code(), Some(1));
+    assert!(stdout(&status).contains("MISSING"));
+    let out = db.pgx(project.path(), &["apply"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("file is missing"), "{}", stderr(&out));
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let db = TestDb::new("apply_dry");
+    let project = migrations(&[("V1__account.sql", V1), ("V2__payment.sql", V2)]);
+    let out = db.pgx(project.path(), &["apply", "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("would apply V1__account"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("would apply V2__payment"));
+    let mut client = db.client();
+    assert!(!table_exists(&mut client, "refinery_schema_history"));
+    assert!(!table_exists(&mut client, "account"));
+}
+
+#[test]
+fn target_stops_at_the_given_version() {
+    let db = TestDb::new("apply_target");
+    let project = migrations(&[("V1__account.sql", V1), ("V2__payment.sql", V2)]);
+    let out = db.pgx(project.path(), &["apply", "--target", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut client = db.client();
+    assert_eq!(history_versions(&mut client), vec![1]);
+    let status = db.pgx(project.path(), &["status"]);
+    assert!(stdout(&status).contains("pending"), "{}", stdout(&status));
+}
+
+#[test]
+fn misnamed_and_unreadable_input_are_clear_errors() {
+    let db = TestDb::new("apply_badname");
+    let project = migrations(&[("V1__account.sql", V1), ("V2__add-payment.sql", V2)]);
+    let out = db.pgx(project.path(), &["apply"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("V2__add-payment.sql"), "{err}");
+    assert!(
+        err.contains("V2__add_payment.sql"),
+        "suggestion missing: {err}"
+    );
+    let out = db.pgx(project.path(), &["apply", "--dir", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not exist"));
+    let mut client = db.client();
+    assert!(
+        !table_exists(&mut client, "account"),
+        "nothing applied on bad input"
+    );
+}
+
+#[test]
+fn two_concurrent_runners_apply_each_migration_once() {
+    let db = TestDb::new("apply_race");
+    // V2 builds an index CONCURRENTLY on a table with rows while V1's data is committed;
+    // the sleep widens the window in which the second runner must wait.
+    let v1 = "CREATE TABLE big (id int, v text);\nINSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 200000) g;\n";
+    let v2 = "-- pgx:no-transaction\nSELECT pg_sleep(1);\nCREATE INDEX CONCURRENTLY IF NOT EXISTS big_v ON big (v);\n";
+    let v3 = "CREATE TABLE after_index (id int);\n";
+    let project = migrations(&[
+        ("V1__big.sql", v1),
+        ("V2__big_v.sql", v2),
+        ("V3__after.sql", v3),
+    ]);
+    let a = pgx_command(project.path())
+        .env("DATABASE_URL", db.url())
+        .arg("apply")
+        .spawn()
+        .unwrap();
+    let b = pgx_command(project.path())
+        .env("DATABASE_URL", db.url())
+        .arg("apply")
+        .spawn()
+        .unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    let mut client = db.client();
+    assert_eq!(history_versions(&mut client), vec![1, 2, 3]);
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM big", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 200000, "V1 ran once");
+    let valid: bool = client
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_v'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(valid);
+}
