@@ -30,6 +30,7 @@ fn apply(options: &TargetOptions, args: &ApplyArgs) -> Result<u8> {
         &migrate::ApplyOptions {
             target: args.target,
             dry_run: args.dry_run,
+            verbose: true,
         },
     )?;
     let verb = if args.dry_run {

@@ -4,7 +4,7 @@
 use std::error::Error as StdError;
 
 use bytes::BytesMut;
-use postgres::types::{Format, IsNull, ToSql, Type};
+use postgres::types::{Format, FromSql, IsNull, ToSql, Type};
 
 /// Quote an identifier like `quote_ident()` does, always (safe for any name).
 pub fn quote_ident(name: &str) -> String {
@@ -52,6 +52,20 @@ impl ToSql for TextParam {
     }
 
     postgres::types::to_sql_checked!();
+}
+
+/// A text or json column read as its text (EXPLAIN's FORMAT JSON output is type json,
+/// whose binary form is the text itself).
+pub struct RawText(pub String);
+
+impl<'a> FromSql<'a> for RawText {
+    fn from_sql(_ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn StdError + Sync + Send>> {
+        Ok(RawText(String::from_utf8(raw.to_vec())?))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSON | Type::TEXT | Type::VARCHAR)
+    }
 }
 
 /// Borrow a slice of text parameters in the form the `postgres` crate takes.

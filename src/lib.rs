@@ -11,9 +11,12 @@ pub mod cluster;
 pub mod db;
 pub mod error;
 pub mod experiment;
+pub mod explain;
 pub mod interrupt;
 pub mod migrate;
+pub mod report;
 pub mod sqlsplit;
+pub mod stats;
 pub mod target;
 
 use std::path::PathBuf;

@@ -57,8 +57,17 @@ impl Target {
     /// Another database on the same server (experiments work in databases of their own).
     pub fn config_for(&self, dbname: &str) -> postgres::Config {
         let mut config = self.config();
-        config.dbname(&dbname);
+        config.dbname(dbname);
         config
+    }
+
+    /// Where pgx creates and drops its own databases from: the database the user pointed
+    /// at (only ever connected to, never changed), or `postgres` on the embedded cluster.
+    pub fn admin_config(&self) -> postgres::Config {
+        match self {
+            Target::External(config) => config.clone(),
+            Target::Embedded(usage) => usage.cluster().config("postgres"),
+        }
     }
 
     pub fn is_embedded(&self) -> bool {

@@ -1,9 +1,57 @@
-//! Experiments: placeholder until the engine lands.
+//! `pgx experiment`: build a dataset once, measure every variant on its own copy, report.
+//!
+//! `spec` reads the YAML file; `databases` builds and caches the base and makes the
+//! per-variant copies; `runner` walks the matrix and `measure` runs one cell;
+//! `result` is the one type every reporter in `crate::report` reads.
+
+pub mod databases;
+pub mod environment;
+pub mod measure;
+pub mod progress;
+pub mod result;
+pub mod runner;
+pub mod spec;
+
 use anyhow::Result;
 
 use crate::cli::ExperimentArgs;
-use crate::target::TargetOptions;
+use crate::target::{Target, TargetOptions};
 
-pub fn run_command(_options: &TargetOptions, _args: &ExperimentArgs) -> Result<u8> {
-    anyhow::bail!("experiments are not implemented yet")
+pub use result::ExperimentResult;
+pub use runner::{RunOptions, run};
+
+pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8> {
+    let path = spec::resolve_path(&args.name);
+    let spec = spec::load(&path)?;
+    if let Some(scale) = args.scale
+        && (scale.is_nan() || scale <= 0.0)
+    {
+        return Err(crate::error::fail(
+            format!("--scale {scale} must be above 0"),
+            "1 is the seed's production size; 0.01 is a quick run",
+        ));
+    }
+    let target = Target::resolve(options)?;
+    let mut progress = progress::Progress::new(&spec.name);
+    let run_options = RunOptions {
+        scale: args.scale,
+        repeat: args.repeat,
+        warmup: args.warmup,
+        only: args.only.clone(),
+        rebuild: args.rebuild,
+    };
+    let result = run(&target, &spec, &run_options, &mut progress);
+    progress.finish();
+    let result = result?;
+    println!("{}", crate::report::terminal::render(&result));
+    // A non-default scale gets its own report, so the default one stays comparable.
+    let stem = match args.scale {
+        Some(scale) if scale != spec.dataset.scale => format!("{}-scale{scale}", spec.name),
+        _ => spec.name.clone(),
+    };
+    let written = crate::report::write_reports(&result, &args.out, &stem)?;
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    Ok(0)
 }

@@ -20,6 +20,8 @@ pub struct ApplyOptions {
     pub target: Option<i32>,
     /// Print what would run; change nothing (not even the history table).
     pub dry_run: bool,
+    /// Print a line per applied migration when no progress bar is shown.
+    pub verbose: bool,
 }
 
 #[derive(Debug, Default)]
@@ -87,7 +89,7 @@ fn apply_locked(
         }
         let took = started.elapsed();
         bar.inc(1);
-        if bar.is_hidden() {
+        if bar.is_hidden() && options.verbose {
             println!("applied {} ({:.2}s)", file.label(), took.as_secs_f64());
         }
         outcome.applied.push((file.label(), took));

@@ -1,0 +1,27 @@
+# pgx recipes; every one is a plain cargo command, so `just` is a convenience, not a need.
+
+# pgx's main job on the embedded PostgreSQL
+demo:
+    cargo run --release -- experiment index-strategies
+
+# the test suite (real PostgreSQL, started by the tests)
+test:
+    cargo test
+
+# formatting and lints as CI expects them
+lint:
+    cargo fmt --check
+    cargo clippy --all-targets -- -D warnings
+
+# apply the seeds' schemas to the embedded cluster and show their status
+migrate:
+    cargo run --release -- apply
+    cargo run --release -- status
+
+# regenerate every committed report at its default scale
+reports:
+    for f in experiments/*.yaml; do cargo run --release -- experiment "$f"; done
+
+# wall-time benchmarks (first vs cached run) recorded under reports/benchmarks.md
+bench:
+    cargo run --release --example bench

@@ -1,0 +1,356 @@
+//! The databases an experiment works in, all created by pgx and marked as such.
+//!
+//! The *base* (migrations + dataset + VACUUM ANALYZE) is built once and cached, named
+//! after a hash of everything that defines it. Each variant gets a *copy* of the base
+//! (`CREATE DATABASE ... TEMPLATE`), dropped when the variant is done. pgx drops only
+//! databases whose comment says pgx made them, so a user's own databases are never at
+//! risk, even on a shared server.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use postgres::Client;
+use sha2::{Digest, Sha256};
+
+use super::result::{DatasetInfo, Timing};
+use super::spec::{Spec, scaled_vars, substitute};
+use crate::db::{quote_ident, quote_literal};
+use crate::error::{describe_pg_error, fail};
+use crate::migrate;
+use crate::target::{Target, connect};
+
+const BASE_COMPLETE: &str = "pgx:base:complete ";
+const BASE_BUILDING: &str = "pgx:base:building";
+const COPY_MARK: &str = "pgx:copy";
+
+/// Refuse early, with advice, when the role cannot create databases.
+pub fn check_can_create_databases(admin: &mut Client) -> Result<()> {
+    let row = admin.query_one(
+        "SELECT rolcreatedb OR rolsuper, current_user::text FROM pg_roles WHERE rolname = current_user",
+        &[],
+    )?;
+    let (can, user): (bool, String) = (row.get(0), row.get(1));
+    if !can {
+        return Err(fail(
+            format!(
+                "role {user} may not create databases, and experiments work only in databases of their own"
+            ),
+            format!(
+                "ALTER ROLE {} CREATEDB; or unset DATABASE_URL to use pgx's embedded PostgreSQL",
+                quote_ident(&user)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn comment_of(admin: &mut Client, dbname: &str) -> Result<Option<Option<String>>> {
+    Ok(admin
+        .query_opt(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+            &[&dbname],
+        )?
+        .map(|row| row.get(0)))
+}
+
+/// Drop a database, but only one pgx created.
+pub fn drop_owned_database(admin: &mut Client, dbname: &str) -> Result<()> {
+    match comment_of(admin, dbname)? {
+        None => Ok(()),
+        Some(Some(comment)) if comment.starts_with("pgx:") => {
+            admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(dbname)
+                ))
+                .with_context(|| format!("cannot drop database {dbname}"))?;
+            Ok(())
+        }
+        Some(_) => Err(fail(
+            format!("database {dbname} exists and was not created by pgx; refusing to touch it"),
+            "rename or drop it yourself, or run the experiment against another server",
+        )),
+    }
+}
+
+fn create_marked(
+    admin: &mut Client,
+    dbname: &str,
+    template: Option<&str>,
+    mark: &str,
+) -> Result<()> {
+    let sql = match template {
+        Some(t) => format!(
+            "CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY",
+            quote_ident(dbname),
+            quote_ident(t)
+        ),
+        None => format!(
+            "CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'",
+            quote_ident(dbname)
+        ),
+    };
+    admin.batch_execute(&sql).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create database {dbname}: {}",
+            describe_pg_error(&e, None)
+        )
+    })?;
+    admin.batch_execute(&format!(
+        "COMMENT ON DATABASE {} IS {}",
+        quote_ident(dbname),
+        quote_literal(mark)
+    ))?;
+    Ok(())
+}
+
+/// PostgreSQL truncates names to 63 bytes; keep the hash tail intact instead.
+fn database_name(prefix: &str, experiment: &str, tail: &str) -> String {
+    let room = 63 - prefix.len() - tail.len() - 2;
+    let exp: String = experiment.replace('-', "_").chars().take(room).collect();
+    format!("{prefix}_{exp}_{tail}")
+}
+
+/// Everything that defines the base, hashed: migrations, dataset SQL, scale, server.
+pub fn cache_key(
+    spec: &Spec,
+    scale: f64,
+    migrations: &[migrate::MigrationFile],
+    server_version: &str,
+) -> Result<String> {
+    let mut hasher = Sha256::new();
+    hasher.update(b"pgx-base-v1\0");
+    hasher.update(server_version.as_bytes());
+    for file in migrations {
+        hasher.update(format!("{}:{}\0", file.label(), file.checksum).as_bytes());
+    }
+    let vars = scaled_vars(spec, scale);
+    for step in &spec.dataset.steps {
+        hasher.update(step.name.as_bytes());
+        hasher.update(substitute(&step.sql, &vars, &step.name)?.as_bytes());
+        hasher.update(b"\0");
+    }
+    let digest = hasher.finalize();
+    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+pub struct Base {
+    pub info: DatasetInfo,
+}
+
+/// Reuse the cached base for this key, or build it. `on_step` reports progress.
+pub fn prepare_base(
+    target: &Target,
+    admin: &mut Client,
+    spec: &Spec,
+    scale: f64,
+    rebuild: bool,
+    on_step: &mut dyn FnMut(&str, Option<f64>),
+) -> Result<Base> {
+    let migrations: Vec<migrate::MigrationFile> =
+        migrate::load_dir(&crate::project_root().join(&spec.schema.migrations))?
+            .into_iter()
+            .filter(|f| spec.schema.up_to.is_none_or(|v| f.version <= v))
+            .collect();
+    let server_version: String = admin
+        .query_one("SELECT current_setting('server_version_num')", &[])?
+        .get(0);
+    let key = cache_key(spec, scale, &migrations, &server_version)?;
+    let dbname = database_name("pgx_base", &spec.name, &key);
+
+    // Two pgx processes building the same base would collide on CREATE DATABASE.
+    admin.execute("SELECT pg_advisory_lock(hashtext($1))", &[&dbname])?;
+    let base = build_or_reuse(
+        target,
+        admin,
+        spec,
+        scale,
+        rebuild,
+        on_step,
+        &migrations,
+        key,
+        &dbname,
+    );
+    admin.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&dbname])?;
+    base
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_or_reuse(
+    target: &Target,
+    admin: &mut Client,
+    spec: &Spec,
+    scale: f64,
+    rebuild: bool,
+    on_step: &mut dyn FnMut(&str, Option<f64>),
+    migrations: &[migrate::MigrationFile],
+    key: String,
+    dbname: &str,
+) -> Result<Base> {
+    let dbname = dbname.to_string();
+    drop_stale_bases(admin, spec, &dbname)?;
+    if let Some(Some(comment)) = comment_of(admin, &dbname)?
+        && let Some(json) = comment.strip_prefix(BASE_COMPLETE)
+        && !rebuild
+        && let Ok(mut info) = serde_json::from_str::<DatasetInfo>(json)
+    {
+        info.reused = true;
+        return Ok(Base { info });
+    }
+    drop_owned_database(admin, &dbname)?;
+
+    let started = Instant::now();
+    create_marked(admin, &dbname, None, BASE_BUILDING)?;
+    let mut client = connect(&target.config_for(&dbname))?;
+    let mut steps = Vec::new();
+
+    on_step("migrations", None);
+    let t = Instant::now();
+    migrate::apply(&mut client, migrations, &migrate::ApplyOptions::default()).with_context(
+        || {
+            format!(
+                "applying {} to the dataset base",
+                spec.schema.migrations.display()
+            )
+        },
+    )?;
+    steps.push(Timing {
+        label: "migrations".into(),
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    on_step("migrations", Some(t.elapsed().as_secs_f64()));
+
+    // Deterministic random() for steps that use it (one session, no parallel INSERT).
+    client.batch_execute("SELECT setseed(0.42); SET jit = off")?;
+    let vars = scaled_vars(spec, scale);
+    for step in &spec.dataset.steps {
+        crate::interrupt::check()?;
+        let sql = substitute(&step.sql, &vars, &format!("dataset step {}", step.name))?;
+        on_step(&step.name, None);
+        let t = Instant::now();
+        let _cancel = crate::interrupt::CancelOnInterrupt::new(&client);
+        client.batch_execute(&sql).map_err(|e| {
+            if crate::interrupt::is_interrupted() {
+                return anyhow::Error::new(crate::error::Interrupted);
+            }
+            fail(
+                format!(
+                    "{}: dataset step {:?} failed:\n  {}",
+                    spec.path.display(),
+                    step.name,
+                    describe_pg_error(&e, Some(&sql))
+                ),
+                "fix the step's SQL in the experiment file (line numbers are within the step)",
+            )
+        })?;
+        steps.push(Timing {
+            label: step.name.clone(),
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        on_step(&step.name, Some(t.elapsed().as_secs_f64()));
+    }
+    on_step("VACUUM ANALYZE", None);
+    let t = Instant::now();
+    client.batch_execute("VACUUM ANALYZE")?;
+    steps.push(Timing {
+        label: "VACUUM ANALYZE".into(),
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    on_step("VACUUM ANALYZE", Some(t.elapsed().as_secs_f64()));
+
+    let row_counts = row_counts(&mut client)?;
+    drop(client);
+    let info = DatasetInfo {
+        key,
+        database: dbname.clone(),
+        reused: false,
+        build_seconds: started.elapsed().as_secs_f64(),
+        steps,
+        row_counts,
+    };
+    let mark = format!("{BASE_COMPLETE}{}", serde_json::to_string(&info)?);
+    admin.batch_execute(&format!(
+        "COMMENT ON DATABASE {} IS {}",
+        quote_ident(&dbname),
+        quote_literal(&mark)
+    ))?;
+    Ok(Base { info })
+}
+
+/// Bases of this experiment under another key are out of date: reclaim their space.
+fn drop_stale_bases(admin: &mut Client, spec: &Spec, current: &str) -> Result<()> {
+    let prefix = database_name("pgx_base", &spec.name, "");
+    let rows = admin.query(
+        "SELECT datname::text FROM pg_database WHERE starts_with(datname::text, $1) AND datname <> $2 \
+         AND starts_with(coalesce(shobj_description(oid, 'pg_database'), ''), 'pgx:base:')",
+        &[&prefix, &current],
+    )?;
+    for row in rows {
+        let name: String = row.get(0);
+        drop_owned_database(admin, &name)?;
+    }
+    Ok(())
+}
+
+/// Exact row counts of every user table (partitioned parents, not their partitions).
+fn row_counts(client: &mut Client) -> Result<Vec<(String, i64)>> {
+    let tables = client.query(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         AND n.nspname NOT LIKE 'pg_toast%' AND c.relname <> $1 ORDER BY 1",
+        &[&migrate::HISTORY_TABLE],
+    )?;
+    let mut counts = Vec::new();
+    for row in tables {
+        let name: String = row.get(0);
+        let n: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {name}"), &[])?
+            .get(0);
+        counts.push((name, n));
+    }
+    Ok(counts)
+}
+
+/// A variant's private copy of the base; dropped when this guard goes away, whatever
+/// happened (error, Ctrl-C).
+pub struct Copy {
+    pub name: String,
+    admin: postgres::Config,
+}
+
+impl Copy {
+    pub fn create(
+        target: &Target,
+        admin: &mut Client,
+        base: &str,
+        experiment: &str,
+        variant: &str,
+    ) -> Result<Copy> {
+        let mut tag = variant.replace('-', "_");
+        tag.truncate(20);
+        let name = database_name(
+            "pgx_run",
+            experiment,
+            &format!("{tag}_{}", std::process::id()),
+        );
+        drop_owned_database(admin, &name)?;
+        create_marked(admin, &name, Some(base), &format!("{COPY_MARK} of {base}"))?;
+        Ok(Copy {
+            name,
+            admin: target.admin_config(),
+        })
+    }
+}
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        let dropped =
+            connect(&self.admin).and_then(|mut admin| drop_owned_database(&mut admin, &self.name));
+        if let Err(err) = dropped {
+            eprintln!(
+                "pgx: could not drop experiment database {}: {err:#}",
+                self.name
+            );
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Facts about where the numbers came from, for the report header.
+
+use std::process::Command;
+
+use anyhow::Result;
+use postgres::Client;
+
+use super::result::Environment;
+use crate::target::Target;
+
+/// Settings that change what a plan costs or how fast it runs.
+const REPORTED_SETTINGS: [&str; 9] = [
+    "shared_buffers",
+    "work_mem",
+    "maintenance_work_mem",
+    "effective_cache_size",
+    "random_page_cost",
+    "max_parallel_workers_per_gather",
+    "jit",
+    "fsync",
+    "synchronous_commit",
+];
+
+pub fn collect(target: &Target, client: &mut Client) -> Result<Environment> {
+    let version: String = client
+        .query_one("SELECT current_setting('server_version')", &[])?
+        .get(0);
+    let mut server_settings = Vec::new();
+    for name in REPORTED_SETTINGS {
+        let value: String = client
+            .query_one("SELECT current_setting($1)", &[&name])?
+            .get(0);
+        server_settings.push((name.to_string(), value));
+    }
+    Ok(Environment {
+        postgres_version: format!(
+            "PostgreSQL {}",
+            version.split_whitespace().next().unwrap_or(&version)
+        ),
+        pgx_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: git_commit(),
+        date: utc_now_minutes(),
+        server: if target.is_embedded() {
+            "embedded (pgx-managed)".into()
+        } else {
+            target.describe()
+        },
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        memory_gib: memory_gib(),
+        server_settings,
+    })
+}
+
+/// Short commit of the project, with "-dirty" when its code differs from the commit.
+fn git_commit() -> String {
+    let root = crate::project_root();
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(commit) = run(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown".into();
+    };
+    let dirty = run(&[
+        "status",
+        "--porcelain",
+        "--",
+        "src",
+        "migrations",
+        "experiments",
+        "Cargo.toml",
+        "Cargo.lock",
+    ])
+    .is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    }
+}
+
+fn utc_now_minutes() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    now.format(&format).unwrap_or_else(|_| "unknown".into())
+}
+
+fn memory_gib() -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            let line = t.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map(|kb| (kb / 1024.0 / 1024.0 * 10.0).round() / 10.0)
+        .unwrap_or(0.0)
+}

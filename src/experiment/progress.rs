@@ -1,0 +1,77 @@
+//! Progress over the whole matrix: an indicatif bar with ETA on a terminal, plain lines
+//! when output is piped (CI logs), so a long run never looks hung.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(label: &str) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress { bar: None };
+        }
+        let bar = ProgressBar::new(1);
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "{label} {{spinner}} [{{bar:30}}] {{percent:>3}}% eta {{eta}} {{wide_msg}}"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(150));
+        Progress { bar: Some(bar) }
+    }
+
+    /// No output at all (tests, library use).
+    pub fn quiet() -> Progress {
+        Progress {
+            bar: Some(ProgressBar::hidden()),
+        }
+    }
+
+    pub fn set_total(&mut self, total: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(total.max(1));
+        }
+    }
+
+    /// A new phase with its own total; the ETA starts over (dataset and matrix differ).
+    pub fn restart(&mut self, total: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(0);
+            bar.set_length(total.max(1));
+            bar.reset_eta();
+        }
+    }
+
+    pub fn tick(&mut self, n: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
+        }
+    }
+
+    pub fn message(&mut self, text: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(text.to_string());
+        }
+    }
+
+    /// A line that stays: above the bar on a terminal, plain on stderr otherwise.
+    pub fn line(&mut self, text: &str) {
+        match &self.bar {
+            Some(bar) if bar.is_hidden() => {}
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! Experiment files (`experiments/<name>.yaml`): what they may say, and checking it with
+//! errors that point at the file, line and column.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use crate::db::TextParam;
+use crate::error::fail;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: String,
+    #[serde(default)]
+    pub about: String,
+    /// Which investigation in shared/seeds this reproduces.
+    #[serde(default)]
+    pub seed: String,
+    #[serde(default)]
+    pub schema: SchemaSpec,
+    pub dataset: DatasetSpec,
+    pub baseline: String,
+    pub variants: IndexMap<String, VariantSpec>,
+    /// Optional axis of session settings (GUCs); the first entry is the reference.
+    #[serde(default)]
+    pub settings: IndexMap<String, IndexMap<String, serde_yaml::Value>>,
+    pub queries: IndexMap<String, QuerySpec>,
+    #[serde(default)]
+    pub runs: RunsSpec,
+    /// Directory of the YAML file, for relative `file:` paths.
+    #[serde(skip)]
+    pub dir: PathBuf,
+    /// The file's text, for locating semantic errors and for the cache key.
+    #[serde(skip)]
+    pub source: String,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaSpec {
+    #[serde(default = "default_migrations")]
+    pub migrations: PathBuf,
+    pub up_to: Option<i32>,
+}
+
+impl Default for SchemaSpec {
+    fn default() -> Self {
+        SchemaSpec {
+            migrations: default_migrations(),
+            up_to: None,
+        }
+    }
+}
+
+fn default_migrations() -> PathBuf {
+    PathBuf::from("migrations")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// Default scale; 1 is the seed's production size.
+    pub scale: f64,
+    /// Sizes at scale 1; `{{name}}` becomes max(1, round(value × scale)).
+    #[serde(default)]
+    pub vars: IndexMap<String, f64>,
+    pub steps: Vec<StepSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub name: String,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantSpec {
+    #[serde(default)]
+    pub about: String,
+    pub sql: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuerySpec {
+    #[serde(default)]
+    pub about: String,
+    /// One SQL text, or several named forms of the same intent compared side by side.
+    pub sql: QuerySql,
+    /// Literal parameter sets, bound to $1..$n.
+    pub params: Option<Vec<Vec<serde_yaml::Value>>>,
+    /// A SELECT run once on the dataset; each row is a parameter set.
+    pub params_from: Option<String>,
+    /// Labels for the parameter sets (default p1, p2, ...).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// DML: run inside BEGIN ... ROLLBACK so every run sees the same data.
+    #[serde(default)]
+    pub rollback: bool,
+    /// With several forms: SQL run after each form (inside its transaction) whose result
+    /// must be the same for every form, e.g. a fingerprint of the rows a DELETE left.
+    pub verify: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum QuerySql {
+    One(String),
+    Forms(IndexMap<String, String>),
+}
+
+impl QuerySql {
+    /// (form name, SQL) pairs; a single SQL text is the form "sql".
+    pub fn forms(&self) -> Vec<(String, String)> {
+        match self {
+            QuerySql::One(sql) => vec![("sql".to_string(), sql.clone())],
+            QuerySql::Forms(forms) => forms.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsSpec {
+    #[serde(default = "default_warmup")]
+    pub warmup: usize,
+    #[serde(default = "default_repeat")]
+    pub repeat: usize,
+    /// Per-statement timeout, e.g. "30s", "500ms", "2min".
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+}
+
+impl Default for RunsSpec {
+    fn default() -> Self {
+        RunsSpec {
+            warmup: default_warmup(),
+            repeat: default_repeat(),
+            timeout: default_timeout(),
+        }
+    }
+}
+
+fn default_warmup() -> usize {
+    2
+}
+fn default_repeat() -> usize {
+    20
+}
+fn default_timeout() -> String {
+    "30s".into()
+}
+
+/// `experiments/NAME.yaml` for a bare name, else the path as given.
+pub fn resolve_path(name_or_path: &str) -> PathBuf {
+    let as_path = Path::new(name_or_path);
+    if name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml") || as_path.is_file() {
+        return as_path.to_path_buf();
+    }
+    crate::project_root()
+        .join("experiments")
+        .join(format!("{name_or_path}.yaml"))
+}
+
+pub fn load(path: &Path) -> Result<Spec> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        let known = list_experiments();
+        fail(
+            format!("cannot read experiment file {}: {e}", path.display()),
+            if known.is_empty() {
+                "give the name of a file in experiments/ or a path to a YAML file".to_string()
+            } else {
+                format!("known experiments: {}", known.join(", "))
+            },
+        )
+    })?;
+    parse(path, &source)
+}
+
+pub fn parse(path: &Path, source: &str) -> Result<Spec> {
+    let mut spec: Spec = serde_yaml::from_str(source).map_err(|e| {
+        let location = e
+            .location()
+            .map(|l| format!("{}:{}:{}", path.display(), l.line(), l.column()))
+            .unwrap_or_else(|| path.display().to_string());
+        fail(
+            format!("{location}: {e}"),
+            "see the experiment file format in README.md (section \"Experiment files\")",
+        )
+    })?;
+    spec.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    spec.source = source.to_string();
+    spec.path = path.to_path_buf();
+    spec.validate()?;
+    Ok(spec)
+}
+
+fn list_experiments() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(crate::project_root().join("experiments"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            name.strip_suffix(".yaml").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+impl Spec {
+    /// A semantic error located at the first line that mentions `needle`.
+    fn error_at(&self, needle: &str, message: String, hint: &str) -> anyhow::Error {
+        let line = self
+            .source
+            .lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1);
+        let at = match line {
+            Some(line) => {
+                let column = self
+                    .source
+                    .lines()
+                    .nth(line - 1)
+                    .and_then(|l| l.find(needle))
+                    .unwrap_or(0)
+                    + 1;
+                format!("{}:{line}:{column}", self.path.display())
+            }
+            None => self.path.display().to_string(),
+        };
+        fail(format!("{at}: {message}"), hint)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        };
+        if !name_ok(&self.name) {
+            return Err(self.error_at(
+                "name:",
+                format!(
+                    "experiment name {:?} may use only a-z, 0-9, - and _",
+                    self.name
+                ),
+                "rename it, e.g. index-strategies",
+            ));
+        }
+        for name in self
+            .variants
+            .keys()
+            .chain(self.queries.keys())
+            .chain(self.settings.keys())
+        {
+            if !name_ok(name) {
+                return Err(self.error_at(
+                    name,
+                    format!("name {name:?} may use only a-z, 0-9, - and _"),
+                    "rename it",
+                ));
+            }
+        }
+        if !self.variants.contains_key(&self.baseline) {
+            return Err(self.error_at(
+                "baseline:",
+                format!("baseline {:?} is not one of the variants", self.baseline),
+                &format!(
+                    "set baseline to one of: {}",
+                    self.variants.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if self.dataset.scale.is_nan() || self.dataset.scale <= 0.0 {
+            return Err(self.error_at(
+                "scale:",
+                "dataset.scale must be above 0".into(),
+                "1 is the seed's production size; use e.g. 0.01 for a quick run",
+            ));
+        }
+        if self.queries.is_empty() {
+            return Err(self.error_at(
+                "queries:",
+                "no queries to measure".into(),
+                "add at least one entry under queries:",
+            ));
+        }
+        for (name, variant) in &self.variants {
+            if variant.sql.is_some() && variant.file.is_some() {
+                return Err(self.error_at(
+                    name,
+                    format!("variant {name} has both sql and file"),
+                    "keep one of them",
+                ));
+            }
+        }
+        for (name, query) in &self.queries {
+            if query.params.is_some() && query.params_from.is_some() {
+                return Err(self.error_at(
+                    name,
+                    format!("query {name} has both params and params_from"),
+                    "keep one of them",
+                ));
+            }
+            if let QuerySql::Forms(forms) = &query.sql {
+                if forms.is_empty() {
+                    return Err(self.error_at(
+                        name,
+                        format!("query {name} has an empty sql map"),
+                        "give one SQL text or named forms",
+                    ));
+                }
+                for form in forms.keys() {
+                    if !name_ok(form) {
+                        return Err(self.error_at(
+                            form,
+                            format!("form name {form:?} may use only a-z, 0-9, - and _"),
+                            "rename it",
+                        ));
+                    }
+                }
+            }
+        }
+        for (set, values) in &self.settings {
+            for key in values.keys() {
+                if !key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                {
+                    return Err(self.error_at(
+                        key,
+                        format!("setting {key:?} in {set} is not a valid GUC name"),
+                        "use names as in postgresql.conf, e.g. work_mem",
+                    ));
+                }
+            }
+        }
+        self.timeout()?;
+        Ok(())
+    }
+
+    pub fn timeout(&self) -> Result<Duration> {
+        parse_duration(&self.runs.timeout).ok_or_else(|| {
+            self.error_at(
+                "timeout:",
+                format!("runs.timeout {:?} is not a duration", self.runs.timeout),
+                "write it like 30s, 500ms or 2min",
+            )
+        })
+    }
+
+    /// Settings axis with its reference first; a single empty "default" when absent.
+    pub fn settings_axis(&self) -> Vec<(String, Vec<(String, String)>)> {
+        if self.settings.is_empty() {
+            return vec![("default".into(), Vec::new())];
+        }
+        self.settings
+            .iter()
+            .map(|(name, values)| {
+                let values = values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), yaml_scalar(v).unwrap_or_default()))
+                    .collect();
+                (name.clone(), values)
+            })
+            .collect()
+    }
+
+    /// Variant SQL text (inline or from its file).
+    pub fn variant_sql(&self, name: &str) -> Result<String> {
+        let Some(variant) = self.variants.get(name) else {
+            return Ok(String::new());
+        };
+        match (&variant.sql, &variant.file) {
+            (Some(sql), _) => Ok(sql.clone()),
+            (None, Some(file)) => {
+                let path = self.dir.join(file);
+                std::fs::read_to_string(&path).map_err(|e| {
+                    self.error_at(
+                        &file.display().to_string(),
+                        format!("variant {name}: cannot read {}: {e}", path.display()),
+                        "file paths are relative to the experiment file",
+                    )
+                })
+            }
+            (None, None) => Ok(String::new()),
+        }
+    }
+}
+
+/// Values for `{{name}}` at a scale: every var scaled and rounded (at least 1).
+pub fn scaled_vars(spec: &Spec, scale: f64) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = spec
+        .dataset
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), ((v * scale).round().max(1.0) as i64).to_string()))
+        .collect();
+    vars.push(("scale".into(), format!("{scale}")));
+    vars
+}
+
+/// Replace `{{name}}` placeholders; an unknown name is an error naming it.
+pub fn substitute(text: &str, vars: &[(String, String)], what: &str) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let name = after[..end].trim();
+        let Some((_, value)) = vars.iter().find(|(k, _)| k == name) else {
+            return Err(fail(
+                format!("{what}: unknown placeholder {{{{{name}}}}}"),
+                format!(
+                    "define it under dataset.vars; known: {}",
+                    vars.iter()
+                        .map(|(k, _)| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A YAML parameter as text for the server: scalars as written, lists as array literals.
+pub fn yaml_param(value: &serde_yaml::Value) -> TextParam {
+    match value {
+        serde_yaml::Value::Null => TextParam(None),
+        serde_yaml::Value::Sequence(items) => {
+            let inner: Vec<String> = items
+                .iter()
+                .map(|v| match yaml_scalar(v) {
+                    None => "NULL".to_string(),
+                    Some(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
+                })
+                .collect();
+            TextParam(Some(format!("{{{}}}", inner.join(","))))
+        }
+        other => TextParam(yaml_scalar(other)),
+    }
+}
+
+fn yaml_scalar(value: &serde_yaml::Value) -> Option<String> {
+    match value {
+        serde_yaml::Value::Null => None,
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        other => serde_yaml::to_string(other)
+            .ok()
+            .map(|s| s.trim().to_string()),
+    }
+}
+
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "s" | "sec" => number,
+        "min" | "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "name: t\nbaseline: a\ndataset:\n  scale: 0.5\n  vars: { rows: 1000 }\n  steps:\n    - name: fill\n      sql: SELECT {{rows}}\nvariants:\n  a: {}\nqueries:\n  q:\n    sql: SELECT 1\n";
+
+    #[test]
+    fn minimal_file_parses_with_defaults() {
+        let spec = parse(Path::new("t.yaml"), MINIMAL).unwrap();
+        assert_eq!(spec.runs.repeat, 20);
+        assert_eq!(spec.runs.warmup, 2);
+        assert_eq!(spec.settings_axis()[0].0, "default");
+        let vars = scaled_vars(&spec, 0.5);
+        assert_eq!(
+            substitute("n={{rows}} s={{ scale }}", &vars, "x").unwrap(),
+            "n=500 s=0.5"
+        );
+        assert!(substitute("{{nope}}", &vars, "x").is_err());
+    }
+
+    #[test]
+    fn yaml_errors_carry_file_line_and_column() {
+        let bad = MINIMAL.replace("  a: {}", "  a: {}\n  b: { sqll: x }");
+        let err = parse(Path::new("exp.yaml"), &bad).unwrap_err().to_string();
+        assert!(err.starts_with("exp.yaml:11:"), "{err}");
+        assert!(err.contains("sqll"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_line() {
+        let bad = MINIMAL.replace("baseline: a", "baseline: zz");
+        let err = parse(Path::new("exp.yaml"), &bad).unwrap_err().to_string();
+        assert!(err.starts_with("exp.yaml:2:1:"), "{err}");
+        assert!(err.contains("zz"));
+    }
+
+    #[test]
+    fn params_become_text_and_arrays() {
+        let v: serde_yaml::Value = serde_yaml::from_str("[1, \"a b\", null]").unwrap();
+        assert_eq!(
+            yaml_param(&v),
+            TextParam(Some("{\"1\",\"a b\",NULL}".into()))
+        );
+        assert_eq!(yaml_param(&serde_yaml::Value::Null), TextParam(None));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2min"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

@@ -1,0 +1,180 @@
+//! Reporters: each renders the same `ExperimentResult` (terminal, Markdown, JSON).
+
+pub mod json;
+pub mod markdown;
+pub mod terminal;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::experiment::result::{Cell, ExperimentResult};
+use crate::explain::Access;
+use crate::stats::Verdict;
+
+/// Write `<out>/<stem>.md` and `<out>/<stem>.json`; returns their paths.
+pub fn write_reports(result: &ExperimentResult, out: &Path, stem: &str) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let md = out.join(format!("{stem}.md"));
+    let json = out.join(format!("{stem}.json"));
+    std::fs::write(&md, markdown::render(result))
+        .with_context(|| format!("cannot write {}", md.display()))?;
+    std::fs::write(&json, json::render(result)?)
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    Ok(vec![md, json])
+}
+
+pub fn fmt_ms(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else if ms >= 100.0 {
+        format!("{ms:.0} ms")
+    } else if ms >= 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.3} ms")
+    }
+}
+
+pub fn fmt_bytes(bytes: i64) -> String {
+    let b = bytes as f64;
+    if b >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2} GiB", b / 1024.0 / 1024.0 / 1024.0)
+    } else if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / 1024.0 / 1024.0)
+    } else if b >= 1024.0 {
+        format!("{:.0} KiB", b / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// 1234567 -> "1,234,567"
+pub fn fmt_count(n: i64) -> String {
+    let digits = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+/// "0.84 ms [0.81, 0.90]": median and its 95% confidence interval.
+pub fn fmt_time(cell: &Cell) -> String {
+    if let Some(err) = &cell.error {
+        return format!("error: {}", err.lines().next().unwrap_or(""));
+    }
+    match &cell.time {
+        Some(s) => match s.median_ci {
+            Some((lo, hi)) => format!("{} [{}, {}]", fmt_ms(s.median), fmt_ms(lo), fmt_ms(hi)),
+            None => fmt_ms(s.median),
+        },
+        None => "-".into(),
+    }
+}
+
+/// "-42.1%" when significant, "~" when not, "" for the reference itself.
+pub fn fmt_change(cell: &Cell) -> String {
+    match &cell.change {
+        Some(c) => crate::stats::format_change(c),
+        None => String::new(),
+    }
+}
+
+pub fn verdict_word(cell: &Cell) -> &'static str {
+    match cell.change.map(|c| c.verdict) {
+        Some(Verdict::Faster) => "faster",
+        Some(Verdict::Slower) => "slower",
+        Some(Verdict::NoChange) => "no significant change",
+        None => "",
+    }
+}
+
+/// Compact plan: access method, indexes, partitions ("Index Only Scan covering ×16").
+pub fn fmt_plan(cell: &Cell) -> String {
+    let Some(plan) = &cell.plan else {
+        return "-".into();
+    };
+    let access = match plan.access {
+        Access::IndexOnlyScan => "Index Only Scan",
+        Access::IndexScan => "Index Scan",
+        Access::BitmapScan => "Bitmap Scan",
+        Access::SeqScan => "Seq Scan",
+        Access::Mixed => "Mixed",
+        Access::None => "no scan",
+    };
+    let mut out = access.to_string();
+    if !plan.index_names.is_empty() {
+        out.push(' ');
+        out.push_str(&plan.index_names.join(", "));
+    }
+    if plan.partitions_scanned > 1 {
+        out.push_str(&format!(" ({} partitions)", plan.partitions_scanned));
+    }
+    if cell.plan_changed() {
+        out.push_str(" [plan changed between runs]");
+    }
+    out
+}
+
+/// Rows the plan read and threw away: filter plus index recheck.
+pub fn rows_removed(cell: &Cell) -> u64 {
+    cell.plan
+        .as_ref()
+        .map(|p| p.rows_removed_by_filter + p.rows_removed_by_recheck)
+        .unwrap_or(0)
+}
+
+/// Label of a cell's row in a per-query table: variant, plus settings and form when
+/// those axes have more than one value.
+pub fn row_label(result: &ExperimentResult, cell: &Cell) -> String {
+    let mut label = cell.variant.clone();
+    if result.settings.len() > 1 {
+        label.push_str(&format!(" · {}", cell.settings));
+    }
+    let forms = result
+        .queries
+        .iter()
+        .find(|q| q.name == cell.query)
+        .map_or(1, |q| q.forms.len());
+    if forms > 1 {
+        label.push_str(&format!(" · {}", cell.form));
+    }
+    label
+}
+
+/// Cells of one query and parameter set, in matrix order.
+pub fn cells_for<'a>(result: &'a ExperimentResult, query: &str, params: &str) -> Vec<&'a Cell> {
+    result
+        .cells
+        .iter()
+        .filter(|c| c.query == query && c.params == params)
+        .collect()
+}
+
+/// The fastest cell of a query/params group that has numbers.
+pub fn best<'a>(cells: &[&'a Cell]) -> Option<&'a Cell> {
+    cells
+        .iter()
+        .filter(|c| c.time.is_some())
+        .min_by(|a, b| {
+            let (x, y) = (
+                a.time.as_ref().map_or(f64::MAX, |t| t.median),
+                b.time.as_ref().map_or(f64::MAX, |t| t.median),
+            );
+            x.total_cmp(&y)
+        })
+        .copied()
+}
+
+/// Parameter values as a reader would write them: `5, 12345, NULL`.
+pub fn fmt_values(values: &[Option<String>]) -> String {
+    values
+        .iter()
+        .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

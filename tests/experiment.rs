@@ -1,0 +1,282 @@
+//! `pgx experiment` on real PostgreSQL at a tiny scale: what the report says is checked
+//! against what the database itself says.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use common::*;
+use pgx::experiment::result::{ExperimentResult, RelationKind};
+use pgx::experiment::{RunOptions, progress::Progress, spec};
+use pgx::explain::Access;
+use pgx::target::Target;
+
+/// 40k references, 2k documents: seconds, yet every plan shape of the real run.
+const TINY: f64 = 0.002;
+
+/// Experiments in this binary run one at a time: they share cached bases.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn target() -> (std::sync::Arc<pgx::cluster::ClusterUse>, Target) {
+    let server = server();
+    let config = server.cluster().config("postgres");
+    (server, Target::External(config))
+}
+
+fn run(path: &Path, options: RunOptions) -> ExperimentResult {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_server, target) = target();
+    let spec = spec::load(path).unwrap();
+    pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap()
+}
+
+fn index_strategies() -> &'static ExperimentResult {
+    static RESULT: OnceLock<ExperimentResult> = OnceLock::new();
+    RESULT.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/index-strategies.yaml");
+        run(
+            &path,
+            RunOptions {
+                scale: Some(TINY),
+                repeat: Some(6),
+                warmup: Some(1),
+                rebuild: true,
+                ..Default::default()
+            },
+        )
+    })
+}
+
+fn cell<'a>(
+    r: &'a ExperimentResult,
+    variant: &str,
+    query: &str,
+) -> &'a pgx::experiment::result::Cell {
+    r.cells
+        .iter()
+        .find(|c| c.variant == variant && c.query == query)
+        .unwrap_or_else(|| panic!("no cell {variant}/{query}"))
+}
+
+#[test]
+fn covering_index_gives_an_index_only_scan_and_the_baseline_does_not() {
+    let r = index_strategies();
+    let covering = cell(r, "covering", "lookup-by-parent");
+    let baseline = cell(r, "current", "lookup-by-parent");
+    assert!(covering.error.is_none() && baseline.error.is_none());
+    let plan = covering.plan.as_ref().unwrap();
+    assert_eq!(plan.access, Access::IndexOnlyScan, "{}", plan.signature);
+    assert!(
+        plan.index_names.iter().any(|i| i.contains("covering")),
+        "{:?}",
+        plan.index_names
+    );
+    assert_ne!(
+        baseline.plan.as_ref().unwrap().access,
+        Access::IndexOnlyScan
+    );
+    assert_eq!(covering.samples.len(), 6, "repeat honoured");
+    assert!(
+        covering.time.as_ref().unwrap().median_ci.is_some(),
+        "n=6 has a CI"
+    );
+}
+
+#[test]
+fn brin_is_smaller_than_the_btree_and_sizes_match_pg_relation_size() {
+    let r = index_strategies();
+    let variant = r.variants.iter().find(|v| v.name == "brin-parent").unwrap();
+    assert!(variant.error.is_none(), "{:?}", variant.error);
+    let brin = variant
+        .relations
+        .iter()
+        .find(|x| x.kind == RelationKind::Index && x.method == "brin")
+        .unwrap();
+    let baseline = r.variants.iter().find(|v| v.name == "current").unwrap();
+    let btree = baseline
+        .relations
+        .iter()
+        .find(|x| x.name == "dms.ux_reference_parentdocumentid")
+        .unwrap();
+    assert!(
+        brin.bytes < btree.bytes,
+        "brin {} vs btree {}",
+        brin.bytes,
+        btree.bytes
+    );
+    assert_eq!(btree.partitions, 16);
+
+    // The base is an identical copy of what the baseline measured: ask the database.
+    let (_server, target) = target();
+    let mut client = pgx::target::connect(&target.config_for(&r.dataset.database)).unwrap();
+    let actual: i64 = client
+        .query_one(
+            "SELECT sum(pg_relation_size(relid))::bigint FROM pg_partition_tree('dms.ux_reference_parentdocumentid') WHERE isleaf",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(btree.bytes, actual);
+    // And a BRIN built the same way has the size reported for the variant.
+    drop(client);
+    let copy_name = format!("t_brin_{}", std::process::id());
+    let mut admin = pgx::target::connect(&target.admin_config()).unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {copy_name}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {copy_name} TEMPLATE {}",
+            r.dataset.database
+        ))
+        .unwrap();
+    let mut copy = pgx::target::connect(&target.config_for(&copy_name)).unwrap();
+    copy.batch_execute("CREATE INDEX idx_reference_brin_parent ON dms.reference USING brin (parentdocumentpartitionkey, parentdocumentid)")
+        .unwrap();
+    let brin_actual: i64 = copy
+        .query_one(
+            "SELECT sum(pg_relation_size(relid))::bigint FROM pg_partition_tree('dms.idx_reference_brin_parent') WHERE isleaf",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    drop(copy);
+    admin
+        .batch_execute(&format!("DROP DATABASE {copy_name}"))
+        .unwrap();
+    assert_eq!(brin.bytes, brin_actual);
+}
+
+#[test]
+fn rolled_back_delete_leaves_the_rows_and_every_run_deletes_the_same_rows() {
+    let r = index_strategies();
+    let delete = cell(r, "current", "delete-by-parent");
+    assert!(delete.error.is_none(), "{:?}", delete.error);
+    assert_eq!(delete.signatures.len(), 1, "same plan every run");
+    // Each run found the same rows to delete: if a run had committed, later ones would find none.
+    let first = &delete.samples[0];
+    assert!(delete.samples.iter().all(
+        |s| s.buffers.shared_dirtied <= first.buffers.shared_dirtied + first.buffers.shared_hit
+    ));
+    let lookup = cell(r, "current", "lookup-by-parent");
+    assert!(lookup.plan.as_ref().unwrap().rows >= 1.0);
+
+    // Same facts from the database: a copy's row count equals the report's row count
+    // after the same DELETE ran and rolled back through pgx's measurement code.
+    let db = TestDb::new("dml_rollback");
+    let mut client = db.client();
+    client
+        .batch_execute("CREATE TABLE t (k int, v int); INSERT INTO t SELECT g % 10, g FROM generate_series(1, 1000) g; ANALYZE t;")
+        .unwrap();
+    let params = [pgx::db::TextParam(Some("3".into()))];
+    let plan = pgx::experiment::measure::CellPlan {
+        sql: "DELETE FROM t WHERE k = $1",
+        params: &params,
+        rollback: true,
+        warmup: 1,
+        repeat: 5,
+    };
+    let mut cell = empty_cell();
+    pgx::experiment::measure::measure(&mut client, &plan, &mut cell, &mut || {}).unwrap();
+    assert_eq!(cell.samples.len(), 5);
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 1000);
+    let reported = r
+        .dataset
+        .row_counts
+        .iter()
+        .find(|(t, _)| t == "dms.reference")
+        .unwrap()
+        .1;
+    let mut base = pgx::target::connect(&db.server.cluster().config(&r.dataset.database)).unwrap();
+    let actual: i64 = base
+        .query_one("SELECT count(*) FROM dms.reference", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(reported, actual);
+}
+
+#[test]
+fn second_run_reuses_the_cached_base() {
+    let first = index_strategies();
+    assert!(!first.dataset.reused);
+    let (_server, target) = target();
+    let oid = |name: &str| -> u32 {
+        let mut admin = pgx::target::connect(&target.admin_config()).unwrap();
+        admin
+            .query_one("SELECT oid FROM pg_database WHERE datname = $1", &[&name])
+            .unwrap()
+            .get(0)
+    };
+    let before = oid(&first.dataset.database);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/index-strategies.yaml");
+    let second = run(
+        &path,
+        RunOptions {
+            scale: Some(TINY),
+            repeat: Some(2),
+            warmup: Some(0),
+            only: vec!["covering".into()],
+            ..Default::default()
+        },
+    );
+    assert!(
+        second.dataset.reused,
+        "an unchanged experiment must reuse its base"
+    );
+    assert_eq!(second.dataset.database, first.dataset.database);
+    assert_eq!(
+        oid(&second.dataset.database),
+        before,
+        "the base was not rebuilt"
+    );
+    assert_eq!(second.variants.len(), 2, "--only keeps the baseline");
+    // Variant copies are dropped afterwards.
+    let mut admin = pgx::target::connect(&target.admin_config()).unwrap();
+    let leftovers: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgx_run_%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(leftovers, 0);
+}
+
+#[test]
+fn reports_are_written_and_deterministic_in_layout() {
+    let r = index_strategies();
+    let out = tempfile::tempdir().unwrap();
+    let paths = pgx::report::write_reports(r, out.path(), "index-strategies").unwrap();
+    let md = std::fs::read_to_string(&paths[0]).unwrap();
+    for needle in [
+        "## Summary",
+        "```mermaid",
+        "<details>",
+        "Scale | **0.002**",
+        "PostgreSQL 15",
+        "dms.reference",
+    ] {
+        assert!(md.contains(needle), "report lacks {needle}");
+    }
+    let json = std::fs::read_to_string(&paths[1]).unwrap();
+    let back = pgx::report::json::load(&json).unwrap();
+    assert_eq!(back.cells.len(), r.cells.len());
+    // Same inputs, same layout: rendering twice gives the same text.
+    assert_eq!(pgx::report::markdown::render(r), md);
+    let terminal = pgx::report::terminal::render(r);
+    assert!(terminal.contains("lookup-by-parent") && terminal.contains("covering"));
+}
+
+fn empty_cell() -> pgx::experiment::result::Cell {
+    serde_json::from_value(serde_json::json!({
+        "variant": "v", "settings": "s", "query": "q", "form": "f", "params": "p",
+        "samples": [], "time": null, "planning": null, "execution": null, "plan": null,
+        "timed_plan": null, "signatures": [], "change": null, "error": null
+    }))
+    .unwrap()
+}
