@@ -107,6 +107,13 @@ pub struct PlanSummary {
     pub access: Access,
     /// Every `Index Name` used, verbatim, distinct and sorted.
     pub index_names: Vec<String>,
+    /// Every table scanned (`Relation Name` of scan nodes), distinct and sorted.
+    #[serde(default)]
+    pub relations: Vec<String>,
+    /// An index scan returns rows in `ORDER BY` order itself ("Order By" key, e.g. KNN
+    /// `<->` on a GiST index), so no Sort node has to read every candidate.
+    #[serde(default)]
+    pub index_ordered: bool,
     /// Top node `Actual Rows * Actual Loops`.
     pub rows: f64,
     /// Sum over nodes; PG reports a total over loops.
@@ -195,6 +202,8 @@ pub fn parse_explain(json: &str) -> Result<PlanSummary> {
         signature,
         access,
         index_names: walk.index_names.into_iter().collect(),
+        relations: walk.relations.into_iter().collect(),
+        index_ordered: walk.index_ordered,
         rows: num(plan, "Actual Rows").unwrap_or(0.0) * num(plan, "Actual Loops").unwrap_or(0.0),
         heap_fetches: walk.heap_fetches,
         rows_removed_by_filter: walk.removed_by_filter,
@@ -235,6 +244,8 @@ struct Walk {
     /// Distinct table-scan kinds seen (at most four, so a Vec is enough).
     kinds: Vec<Access>,
     index_names: BTreeSet<String>,
+    relations: BTreeSet<String>,
+    index_ordered: bool,
     heap_fetches: u64,
     removed_by_filter: u64,
     removed_by_recheck: u64,
@@ -279,6 +290,12 @@ impl Walk {
         let index = text(node, "Index Name");
         if let Some(name) = index {
             self.index_names.insert(name.to_owned());
+            if node.get("Order By").is_some() {
+                self.index_ordered = true;
+            }
+        }
+        if let Some(rel) = relation.filter(|_| is_table_scan) {
+            self.relations.insert(rel.to_owned());
         }
         // Per-loop averages back to totals; without "Actual Loops" (plain
         // EXPLAIN) there is no loop count to undo.
@@ -690,6 +707,16 @@ mod tests {
     /// `ORDER BY name <-> 'abc123' LIMIT 5` on a gist_trgm_ops index.
     #[test]
     fn knn_uses_the_gist_trigram_index() -> Result<()> {
+        let ordered = parse_explain(include_str!("../tests/fixtures/explain/knn_trgm.json"))?;
+        assert!(
+            ordered.index_ordered,
+            "KNN index scan returns rows in distance order"
+        );
+        assert!(!ordered.relations.is_empty());
+        let seq = parse_explain(include_str!(
+            "../tests/fixtures/explain/seq_scan_filter.json"
+        ))?;
+        assert!(!seq.index_ordered);
         let p = parse_explain(fixture!("knn_trgm"))?;
         assert_eq!(p.access, Access::IndexScan);
         assert_eq!(p.index_names, ["ix_item_name_trgm"]);

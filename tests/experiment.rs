@@ -174,6 +174,7 @@ fn rolled_back_delete_leaves_the_rows_and_every_run_deletes_the_same_rows() {
         sql: "DELETE FROM t WHERE k = $1",
         params: &params,
         rollback: true,
+        prepared: false,
         warmup: 1,
         repeat: 5,
     };

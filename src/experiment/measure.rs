@@ -6,7 +6,7 @@ use anyhow::Result;
 use postgres::Client;
 
 use super::result::{Cell, Sample};
-use crate::db::{RawText, TextParam, as_params};
+use crate::db::{RawText, TextParam, as_params, quote_literal};
 use crate::error::{Interrupted, describe_pg_error};
 use crate::explain::{PlanSummary, parse_explain};
 use crate::interrupt::{self, CancelOnInterrupt};
@@ -15,8 +15,36 @@ pub struct CellPlan<'a> {
     pub sql: &'a str,
     pub params: &'a [TextParam],
     pub rollback: bool,
+    /// Run as a prepared statement (`PREPARE` once, `EXPLAIN EXECUTE`), so
+    /// `plan_cache_mode` decides between custom and generic plans.
+    pub prepared: bool,
     pub warmup: usize,
     pub repeat: usize,
+}
+
+const PREPARED_NAME: &str = "pgx_cell";
+
+/// What EXPLAIN wraps: the SQL itself, or EXECUTE of its prepared statement. EXECUTE's
+/// arguments cannot be bound through the protocol (the server parses `EXPLAIN EXECUTE`
+/// with no parameters), so they are passed as quoted literals, which the server coerces
+/// to the prepared statement's parameter types exactly as bound text would be.
+fn explained_statement(plan: &CellPlan) -> String {
+    if !plan.prepared {
+        return plan.sql.to_string();
+    }
+    let args: Vec<String> = plan
+        .params
+        .iter()
+        .map(|p| {
+            p.0.as_deref()
+                .map_or_else(|| "NULL".to_string(), quote_literal)
+        })
+        .collect();
+    if args.is_empty() {
+        format!("EXECUTE {PREPARED_NAME}")
+    } else {
+        format!("EXECUTE {PREPARED_NAME}({})", args.join(", "))
+    }
 }
 
 /// Outcome of one EXPLAIN: a parsed plan, or a message for the report.
@@ -29,9 +57,13 @@ fn explain_once(client: &mut Client, plan: &CellPlan, timing: bool) -> Result<Ru
     let sql = format!(
         "EXPLAIN (ANALYZE, BUFFERS, SETTINGS, TIMING {}, FORMAT JSON) {}",
         if timing { "ON" } else { "OFF" },
-        plan.sql
+        explained_statement(plan)
     );
-    let params = as_params(plan.params);
+    let params = if plan.prepared {
+        Vec::new()
+    } else {
+        as_params(plan.params)
+    };
     let _cancel = CancelOnInterrupt::new(client);
     let rows = if plan.rollback {
         let mut tx = client.transaction()?;
@@ -69,6 +101,29 @@ fn explain_once(client: &mut Client, plan: &CellPlan, timing: bool) -> Result<Ru
 
 /// Run a cell; `tick` is called once per EXPLAIN (for the progress bar).
 pub fn measure(
+    client: &mut Client,
+    plan: &CellPlan,
+    cell: &mut Cell,
+    tick: &mut dyn FnMut(),
+) -> Result<()> {
+    if plan.prepared {
+        let prepare = format!("DEALLOCATE ALL; PREPARE {PREPARED_NAME} AS {}", plan.sql);
+        if let Err(e) = client.batch_execute(&prepare) {
+            cell.error = Some(format!(
+                "PREPARE failed: {}",
+                describe_pg_error(&e, Some(plan.sql))
+            ));
+            return Ok(());
+        }
+    }
+    let result = measure_runs(client, plan, cell, tick);
+    if plan.prepared {
+        client.batch_execute("DEALLOCATE ALL")?;
+    }
+    result
+}
+
+fn measure_runs(
     client: &mut Client,
     plan: &CellPlan,
     cell: &mut Cell,

@@ -10,7 +10,9 @@ pub mod measure;
 pub mod progress;
 pub mod result;
 pub mod runner;
+pub mod settings;
 pub mod spec;
+pub mod tables;
 
 use anyhow::Result;
 

@@ -8,12 +8,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// Ticks so far, also when no bar is drawn (callers settle a phase's total on it).
+    done: u64,
 }
 
 impl Progress {
     pub fn new(label: &str) -> Progress {
         if !std::io::stderr().is_terminal() {
-            return Progress { bar: None };
+            return Progress { bar: None, done: 0 };
         }
         let bar = ProgressBar::new(1);
         bar.set_style(
@@ -23,13 +25,17 @@ impl Progress {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.enable_steady_tick(Duration::from_millis(150));
-        Progress { bar: Some(bar) }
+        Progress {
+            bar: Some(bar),
+            done: 0,
+        }
     }
 
     /// No output at all (tests, library use).
     pub fn quiet() -> Progress {
         Progress {
             bar: Some(ProgressBar::hidden()),
+            done: 0,
         }
     }
 
@@ -48,7 +54,12 @@ impl Progress {
         }
     }
 
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+
     pub fn tick(&mut self, n: u64) {
+        self.done += n;
         if let Some(bar) = &self.bar {
             bar.inc(n);
         }

@@ -66,6 +66,12 @@ pub struct Timing {
 pub struct SettingsSet {
     pub name: String,
     pub values: Vec<(String, String)>,
+    /// Why this set could not be applied (e.g. a setting that needs a restart).
+    #[serde(default)]
+    pub not_applicable: Option<String>,
+    /// Settings applied server-wide (ALTER SYSTEM + reload) rather than per session.
+    #[serde(default)]
+    pub applied_server_wide: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,6 +109,67 @@ pub struct VariantResult {
     pub statements: Vec<Timing>,
     pub relations: Vec<RelationSize>,
     pub error: Option<String>,
+    /// The write workload run before measurement, if the experiment has one.
+    #[serde(default)]
+    pub workload: Option<WorkloadResult>,
+    /// `table_stats` tables before and after the workload.
+    #[serde(default)]
+    pub table_stats: Vec<TableStatsChange>,
+    #[serde(default)]
+    pub maintenance: Vec<Maintenance>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkloadResult {
+    pub batches: usize,
+    pub seconds: f64,
+    pub batch_ms: Option<Summary>,
+}
+
+/// Counters of a table (summed over its partitions) at one moment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TableStats {
+    pub inserted: i64,
+    pub updated: i64,
+    pub hot_updated: i64,
+    pub deleted: i64,
+    pub live_tuples: i64,
+    pub dead_tuples: i64,
+    pub vacuums: i64,
+    pub autovacuums: i64,
+    pub table_bytes: i64,
+    pub index_bytes: i64,
+    /// From pgstattuple: share of the table that is dead tuples / free space (None
+    /// when the extension is not available).
+    pub dead_tuple_percent: Option<f64>,
+    pub free_percent: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TableStatsChange {
+    pub table: String,
+    pub before: TableStats,
+    pub after: TableStats,
+}
+
+impl TableStatsChange {
+    /// Share of the workload's updates that were HOT (no index entries written).
+    pub fn hot_percent(&self) -> Option<f64> {
+        let updates = self.after.updated - self.before.updated;
+        (updates > 0).then(|| {
+            100.0 * (self.after.hot_updated - self.before.hot_updated) as f64 / updates as f64
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Maintenance {
+    pub table: String,
+    pub bytes_before: i64,
+    pub vacuum_seconds: f64,
+    pub bytes_after_vacuum: i64,
+    pub vacuum_full_seconds: f64,
+    pub bytes_after_vacuum_full: i64,
 }
 
 impl VariantResult {
@@ -167,6 +234,9 @@ pub struct Cell {
     pub change: Option<Change>,
     /// Why the cell has no numbers (timeout, error).
     pub error: Option<String>,
+    /// Leaf partitions of the partitioned tables the plan reads: scanned + pruned.
+    #[serde(default)]
+    pub partitions_total: u64,
 }
 
 impl Cell {

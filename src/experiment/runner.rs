@@ -11,9 +11,10 @@ use super::databases::{Copy, check_can_create_databases, prepare_base};
 use super::measure::{CellPlan, fingerprint, measure};
 use super::progress::Progress;
 use super::result::*;
-use super::spec::{Spec, scaled_vars, substitute, yaml_param};
-use crate::db::{TextParam, quote_ident, quote_literal};
-use crate::error::{describe_pg_error, fail};
+use super::spec::{Form, Spec, scaled_vars, substitute, yaml_param};
+use super::{settings, tables};
+use crate::db::TextParam;
+use crate::error::{Interrupted, describe_pg_error, fail};
 use crate::sqlsplit;
 use crate::stats;
 use crate::target::{Target, connect};
@@ -27,10 +28,53 @@ pub struct RunOptions {
     pub rebuild: bool,
 }
 
+/// A query ready to run: SQL substituted, parameter sets resolved.
 struct Query {
     info: QueryInfo,
+    forms: Vec<Form>,
+    variants: Vec<String>,
+    prepared: bool,
     verify: Option<String>,
     params: Vec<Vec<TextParam>>,
+}
+
+impl Query {
+    fn forms_in<'a>(&'a self, variant: &'a str) -> impl Iterator<Item = &'a Form> + 'a {
+        let runs = self.variants.is_empty() || self.variants.iter().any(|v| v == variant);
+        self.forms
+            .iter()
+            .filter(move |f| runs && f.runs_in(variant))
+    }
+}
+
+/// What every variant shares.
+struct Plan<'a> {
+    target: &'a Target,
+    spec: &'a Spec,
+    vars: Vec<(String, String)>,
+    runs: RunsUsed,
+    settings: Vec<SettingsSet>,
+    queries: Vec<Query>,
+    base: String,
+}
+
+impl Plan<'_> {
+    fn ticks_per_cell(&self) -> usize {
+        self.runs.warmup + self.runs.repeat + 1
+    }
+
+    fn cells_in(&self, variant: &str) -> usize {
+        let per_settings: usize = self
+            .queries
+            .iter()
+            .map(|q| q.forms_in(variant).count() * q.params.len())
+            .sum();
+        per_settings * self.settings.len()
+    }
+
+    fn ticks_in(&self, variant: &str) -> u64 {
+        (self.cells_in(variant) * self.ticks_per_cell() + 2) as u64
+    }
 }
 
 pub fn run(
@@ -46,8 +90,6 @@ pub fn run(
         timeout_ms: spec.timeout()?.as_millis() as u64,
     };
     let variants = selected_variants(spec, &options.only)?;
-    let settings = spec.settings_axis();
-    let vars = scaled_vars(spec, scale);
 
     let mut admin = connect(&target.admin_config())?;
     check_can_create_databases(&mut admin)?;
@@ -74,129 +116,75 @@ pub fn run(
         ));
     }
 
-    let queries = resolve_queries(target, spec, &base.info.database, &vars)?;
-    let cells_per_variant: usize = queries
-        .iter()
-        .map(|q| q.info.forms.len() * q.params.len())
-        .sum::<usize>()
-        * settings.len();
-    let ticks_per_cell = runs.warmup + runs.repeat + 1;
-    progress.restart((variants.len() * (cells_per_variant * ticks_per_cell + 2)) as u64);
+    let vars = scaled_vars(spec, scale);
+    let mut plan = Plan {
+        target,
+        spec,
+        queries: resolve_queries(target, spec, &base.info.database, &vars)?,
+        vars,
+        runs,
+        settings: spec
+            .settings_axis()
+            .into_iter()
+            .map(|(name, values)| SettingsSet {
+                name,
+                values,
+                not_applicable: None,
+                applied_server_wide: Vec::new(),
+            })
+            .collect(),
+        base: base.info.database.clone(),
+    };
+    progress.restart(variants.iter().map(|v| plan.ticks_in(v)).sum());
 
     let mut variant_results = Vec::new();
     let mut cells = Vec::new();
     let mut equivalences: HashMap<String, Vec<Equivalence>> = HashMap::new();
     for name in &variants {
         crate::interrupt::check()?;
-        progress.message(&format!("{name}: building"));
-        let copy = Copy::create(target, &mut admin, &base.info.database, &spec.name, name)?;
-        let mut client = connect(&target.config_for(&copy.name))?;
-        let mut variant = VariantResult {
-            name: name.clone(),
-            about: spec
-                .variants
-                .get(name)
-                .map(|v| v.about.clone())
-                .unwrap_or_default(),
-            statements: Vec::new(),
-            relations: Vec::new(),
-            error: None,
-        };
-        if let Err(err) = build_variant(&mut client, spec, name, &vars, &mut variant) {
-            if err.downcast_ref::<crate::error::Interrupted>().is_some() {
-                return Err(err);
-            }
-            progress.line(&format!("variant {name} failed: {err:#}"));
-            variant.error = Some(format!("{err:#}"));
-            progress.tick((cells_per_variant * ticks_per_cell + 2) as u64);
-            variant_results.push(variant);
-            continue;
-        }
-        progress.tick(1);
-        variant.relations = relation_sizes(&mut client)?;
-        let parent_index = partition_index_parents(&mut client)?;
-        progress.tick(1);
-
-        // Reads before writes: even a rolled-back DELETE clears visibility-map bits and
-        // would hand later Index Only Scans heap fetches they would not otherwise have.
-        let phases =
-            [false, true].map(|writes| queries.iter().filter(move |q| q.info.rollback == writes));
-        for phase in phases {
-            for (settings_name, values) in &settings {
-                let settings_error = apply_settings(&mut client, values, runs.timeout_ms).err();
-                for query in phase.clone() {
-                    for (p, params) in query.params.iter().enumerate() {
-                        let label = &query.info.params[p].label;
-                        let mut prints = Vec::new();
-                        for (form, sql) in &query.info.forms {
-                            progress.message(&format!(
-                                "{name} · {settings_name} · {} · {form} · {label}",
-                                query.info.name
-                            ));
-                            let mut cell =
-                                new_cell(name, settings_name, &query.info.name, form, label);
-                            if let Some(err) = &settings_error {
-                                cell.error = Some(format!("settings {settings_name}: {err:#}"));
-                                progress.tick(ticks_per_cell as u64);
-                            } else {
-                                let plan = CellPlan {
-                                    sql,
-                                    params,
-                                    rollback: query.info.rollback,
-                                    warmup: runs.warmup,
-                                    repeat: runs.repeat,
-                                };
-                                let mut ticked = 0;
-                                measure(&mut client, &plan, &mut cell, &mut || {
-                                    ticked += 1;
-                                    progress.tick(1);
-                                })?;
-                                progress.tick((ticks_per_cell - ticked.min(ticks_per_cell)) as u64);
-                                if let Some(plan) = &mut cell.plan {
-                                    plan.index_names =
-                                        name_indexes_by_parent(&plan.index_names, &parent_index);
-                                }
-                                if query.info.forms.len() > 1 && cell.error.is_none() {
-                                    match fingerprint(
-                                        &mut client,
-                                        sql,
-                                        params,
-                                        query.verify.as_deref(),
-                                    ) {
-                                        Ok(print) => prints.push((form.clone(), print)),
-                                        Err(err) => {
-                                            prints.push((form.clone(), format!("error: {err:#}")))
-                                        }
-                                    }
-                                }
-                            }
-                            cells.push(cell);
-                        }
-                        if prints.len() > 1 {
-                            let equivalent = prints.windows(2).all(|w| w[0].1 == w[1].1);
-                            equivalences
-                                .entry(query.info.name.clone())
-                                .or_default()
-                                .push(Equivalence {
-                                    variant: name.clone(),
-                                    settings: settings_name.clone(),
-                                    params: label.clone(),
-                                    fingerprints: prints,
-                                    equivalent,
-                                });
-                        }
-                    }
+        let ticks = plan.ticks_in(name);
+        let started_at = progress.done();
+        let outcome = run_variant(
+            &mut plan,
+            &mut admin,
+            name,
+            &mut cells,
+            &mut equivalences,
+            progress,
+        );
+        let variant = match outcome {
+            Ok(variant) => variant,
+            Err(err) if err.downcast_ref::<Interrupted>().is_some() => return Err(err),
+            Err(err) => {
+                progress.line(&format!("variant {name} failed: {err:#}"));
+                VariantResult {
+                    name: name.clone(),
+                    about: about_of(spec, name),
+                    statements: Vec::new(),
+                    relations: Vec::new(),
+                    error: Some(format!("{err:#}")),
+                    workload: None,
+                    table_stats: Vec::new(),
+                    maintenance: Vec::new(),
                 }
             }
-        }
-        drop(client);
-        drop(copy);
-        progress.line(&format!("variant {name}: done"));
+        };
+        let ticked = progress.done() - started_at;
+        progress.tick(ticks.saturating_sub(ticked));
+        progress.line(&format!(
+            "variant {name}: {}",
+            if variant.error.is_some() {
+                "FAILED"
+            } else {
+                "done"
+            }
+        ));
         variant_results.push(variant);
     }
 
-    compute_statistics(&mut cells, spec, &settings);
-    let queries = queries
+    compute_statistics(&mut cells, spec, &plan.settings);
+    let queries = plan
+        .queries
         .into_iter()
         .map(|mut q| {
             q.info.equivalence = equivalences.remove(&q.info.name).unwrap_or_default();
@@ -209,17 +197,174 @@ pub fn run(
         seed: spec.seed.clone(),
         environment: super::environment::collect(target, &mut admin)?,
         scale,
-        runs,
+        runs: plan.runs,
         dataset: base.info,
         baseline: spec.baseline.clone(),
-        settings: settings
-            .into_iter()
-            .map(|(name, values)| SettingsSet { name, values })
-            .collect(),
+        settings: plan.settings,
         queries,
         variants: variant_results,
         cells,
     })
+}
+
+fn about_of(spec: &Spec, variant: &str) -> String {
+    spec.variants
+        .get(variant)
+        .map(|v| v.about.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// One variant: copy, build, workload, every cell, maintenance. A failure in the build
+/// is returned as an error (the variant is reported as failed, others go on); a failing
+/// cell is recorded in the cell.
+fn run_variant(
+    plan: &mut Plan,
+    admin: &mut Client,
+    name: &str,
+    cells: &mut Vec<Cell>,
+    equivalences: &mut HashMap<String, Vec<Equivalence>>,
+    progress: &mut Progress,
+) -> Result<VariantResult> {
+    progress.message(&format!("{name}: building"));
+    let copy = Copy::create(plan.target, admin, &plan.base, &plan.spec.name, name)?;
+    let mut client = connect(&plan.target.config_for(&copy.name))?;
+    let mut variant = VariantResult {
+        name: name.to_string(),
+        about: about_of(plan.spec, name),
+        statements: Vec::new(),
+        relations: Vec::new(),
+        error: None,
+        workload: None,
+        table_stats: Vec::new(),
+        maintenance: Vec::new(),
+    };
+    build_variant(&mut client, plan.spec, name, &plan.vars, &mut variant)?;
+    progress.tick(1);
+    variant.relations = relation_sizes(&mut client)?;
+    let parent_index = partition_parents(&mut client, 'i')?;
+    let partition_root = partition_parents(&mut client, 'r')?;
+    progress.tick(1);
+
+    let pgstattuple = !plan.spec.table_stats.is_empty() && tables::enable_pgstattuple(&mut client);
+    let before = tables::snapshot(&mut client, &plan.spec.table_stats, pgstattuple)?;
+    if let Some(workload) = &plan.spec.workload {
+        progress.message(&format!("{name}: workload"));
+        let sql = substitute(&workload.sql, &plan.vars, "workload")?;
+        variant.workload = Some(tables::run_workload(&mut client, workload, &sql)?);
+    }
+    let after = tables::snapshot(&mut client, &plan.spec.table_stats, pgstattuple)?;
+    variant.table_stats = before
+        .into_iter()
+        .zip(after)
+        .map(|((table, before), (_, after))| TableStatsChange {
+            table,
+            before,
+            after,
+        })
+        .collect();
+
+    let embedded = plan.target.is_embedded();
+    let ticks_per_cell = plan.ticks_per_cell();
+    // Reads before writes: even a rolled-back DELETE clears visibility-map bits and
+    // would hand later Index Only Scans heap fetches they would not otherwise have.
+    for writes in [false, true] {
+        for s in 0..plan.settings.len() {
+            let applied = settings::apply(
+                &mut client,
+                &plan.settings[s].values,
+                plan.runs.timeout_ms,
+                embedded,
+            )?;
+            if applied.not_applicable.is_some() {
+                plan.settings[s].not_applicable = applied.not_applicable.clone();
+            }
+            plan.settings[s].applied_server_wide = applied.server_wide.clone();
+            let settings_name = plan.settings[s].name.clone();
+            for query in plan.queries.iter().filter(|q| q.info.rollback == writes) {
+                for (p, params) in query.params.iter().enumerate() {
+                    let label = &query.info.params[p].label;
+                    let mut prints = Vec::new();
+                    for form in query.forms_in(name) {
+                        progress.message(&format!(
+                            "{name} · {settings_name} · {} · {} · {label}",
+                            query.info.name, form.name
+                        ));
+                        let mut cell =
+                            new_cell(name, &settings_name, &query.info.name, &form.name, label);
+                        if let Some(reason) = &applied.not_applicable {
+                            cell.error = Some(format!("not applicable: {reason}"));
+                            progress.tick(ticks_per_cell as u64);
+                            cells.push(cell);
+                            continue;
+                        }
+                        let cell_plan = CellPlan {
+                            sql: &form.sql,
+                            params,
+                            rollback: query.info.rollback,
+                            prepared: query.prepared,
+                            warmup: plan.runs.warmup,
+                            repeat: plan.runs.repeat,
+                        };
+                        let mut ticked = 0;
+                        measure(&mut client, &cell_plan, &mut cell, &mut || {
+                            ticked += 1;
+                            progress.tick(1);
+                        })?;
+                        progress.tick(ticks_per_cell.saturating_sub(ticked) as u64);
+                        if let Some(summary) = &mut cell.plan {
+                            summary.index_names = rename(&summary.index_names, &parent_index);
+                            summary.relations = rename(&summary.relations, &partition_root);
+                            cell.partitions_total = summary
+                                .relations
+                                .iter()
+                                .filter_map(|r| {
+                                    variant.relations.iter().find(|x| {
+                                        x.kind == RelationKind::Table
+                                            && x.name.ends_with(&format!(".{r}"))
+                                    })
+                                })
+                                .map(|x| x.partitions.max(0) as u64)
+                                .sum();
+                        }
+                        if query.forms.len() > 1 && cell.error.is_none() {
+                            let print = fingerprint(
+                                &mut client,
+                                &form.sql,
+                                params,
+                                query.verify.as_deref(),
+                            )
+                            .unwrap_or_else(|err| format!("error: {err:#}"));
+                            prints.push((form.name.clone(), print));
+                        }
+                        cells.push(cell);
+                    }
+                    if prints.len() > 1 {
+                        let equivalent = prints.windows(2).all(|w| w[0].1 == w[1].1);
+                        equivalences
+                            .entry(query.info.name.clone())
+                            .or_default()
+                            .push(Equivalence {
+                                variant: name.to_string(),
+                                settings: settings_name.clone(),
+                                params: label.clone(),
+                                fingerprints: prints,
+                                equivalent,
+                            });
+                    }
+                }
+            }
+            settings::undo(&mut client, &applied)?;
+        }
+    }
+
+    if plan.spec.maintenance && !plan.spec.table_stats.is_empty() {
+        progress.message(&format!("{name}: VACUUM / VACUUM FULL"));
+        client.batch_execute("RESET ALL")?;
+        variant.maintenance = tables::maintenance(&mut client, &plan.spec.table_stats)?;
+    }
+    drop(client);
+    drop(copy);
+    Ok(variant)
 }
 
 fn new_cell(variant: &str, settings: &str, query: &str, form: &str, params: &str) -> Cell {
@@ -238,6 +383,7 @@ fn new_cell(variant: &str, settings: &str, query: &str, form: &str, params: &str
         signatures: Vec::new(),
         change: None,
         error: None,
+        partitions_total: 0,
     }
 }
 
@@ -343,18 +489,33 @@ fn resolve_queries(
             .sql
             .forms()
             .into_iter()
-            .map(|(f, sql)| Ok((f, substitute(sql.trim(), vars, name)?)))
+            .map(|f| {
+                Ok(Form {
+                    sql: substitute(f.sql.trim(), vars, name)?,
+                    ..f
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         out.push(Query {
             info: QueryInfo {
                 name: name.clone(),
                 about: q.about.trim().to_string(),
-                forms,
+                forms: forms
+                    .iter()
+                    .map(|f| (f.name.clone(), f.sql.clone()))
+                    .collect(),
                 params,
                 rollback: q.rollback,
                 equivalence: Vec::new(),
             },
-            verify: q.verify.clone(),
+            forms,
+            variants: q.variants.clone(),
+            prepared: q.prepared,
+            verify: q
+                .verify
+                .as_ref()
+                .map(|v| substitute(v, vars, name))
+                .transpose()?,
             params: sets,
         });
     }
@@ -378,7 +539,7 @@ fn build_variant(
         let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
         client.batch_execute(&statement.sql).map_err(|e| {
             if crate::interrupt::is_interrupted() {
-                return anyhow::Error::new(crate::error::Interrupted);
+                return anyhow::Error::new(Interrupted);
             }
             anyhow::anyhow!(
                 "statement at line {} of its SQL: {}",
@@ -404,17 +565,18 @@ fn one_line(sql: &str) -> String {
     text.join(" ")
 }
 
-/// Partition index name -> the partitioned index it belongs to (what the user created).
-fn partition_index_parents(client: &mut Client) -> Result<HashMap<String, String>> {
+/// Partition (or partition index, for kind 'i') name -> its root: plans name the pieces,
+/// people think in the tables and indexes they created.
+fn partition_parents(client: &mut Client, kind: char) -> Result<HashMap<String, String>> {
     let rows = client.query(
         "SELECT c.relname::text, r.relname::text FROM pg_class c JOIN pg_class r ON r.oid = pg_partition_root(c.oid) \
-         WHERE c.relkind = 'i' AND c.relispartition",
-        &[],
+         WHERE c.relkind = $1 AND c.relispartition",
+        &[&(kind as i8)],
     )?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-fn name_indexes_by_parent(names: &[String], parents: &HashMap<String, String>) -> Vec<String> {
+fn rename(names: &[String], parents: &HashMap<String, String>) -> Vec<String> {
     let mut out: Vec<String> = names
         .iter()
         .map(|n| parents.get(n).unwrap_or(n).clone())
@@ -422,25 +584,6 @@ fn name_indexes_by_parent(names: &[String], parents: &HashMap<String, String>) -
     out.sort();
     out.dedup();
     out
-}
-
-/// Session settings for a settings set, on top of pgx's measurement defaults.
-fn apply_settings(client: &mut Client, values: &[(String, String)], timeout_ms: u64) -> Result<()> {
-    client.batch_execute(&format!(
-        "RESET ALL; SET jit = off; SET statement_timeout = {timeout_ms}"
-    ))?;
-    for (name, value) in values {
-        client
-            .batch_execute(&format!(
-                "SET {} = {}",
-                quote_ident(name),
-                quote_literal(value)
-            ))
-            .map_err(|e| {
-                anyhow::anyhow!("SET {name} = {value}: {}", describe_pg_error(&e, None))
-            })?;
-    }
-    Ok(())
 }
 
 /// Size of every user table and index, summed over partitions.
@@ -457,9 +600,10 @@ pub fn relation_sizes(client: &mut Client) -> Result<Vec<RelationSize>> {
              AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
              AND n.nspname NOT LIKE 'pg_temp%') \
          SELECT relkind IN ('i', 'I'), name, tbl, method, \
-           (SELECT coalesce(sum(CASE WHEN r.relkind IN ('i', 'I') THEN pg_relation_size(pt.relid) \
-                                    ELSE pg_table_size(pt.relid) END), 0)::bigint \
-              FROM pg_partition_tree(r.oid) pt WHERE pt.isleaf), \
+           CASE WHEN relkind = 'i' THEN pg_relation_size(r.oid) WHEN relkind = 'r' THEN pg_table_size(r.oid) \
+                ELSE (SELECT coalesce(sum(CASE WHEN r.relkind = 'I' THEN pg_relation_size(pt.relid) \
+                                               ELSE pg_table_size(pt.relid) END), 0) \
+                      FROM pg_partition_tree(r.oid) pt WHERE pt.isleaf) END::bigint, \
            (SELECT count(*) FROM pg_partition_tree(r.oid) pt WHERE pt.isleaf AND pt.relid <> r.oid) \
          FROM rels r WHERE tbl NOT LIKE '%refinery_schema_history' ORDER BY 1, 3, 2",
         &[],
@@ -483,11 +627,7 @@ pub fn relation_sizes(client: &mut Client) -> Result<Vec<RelationSize>> {
 
 /// Summaries per cell, then each cell against its reference (baseline variant, first
 /// settings, first form, same query and parameters), Holm-corrected across the matrix.
-fn compute_statistics(
-    cells: &mut [Cell],
-    spec: &Spec,
-    settings: &[(String, Vec<(String, String)>)],
-) {
+fn compute_statistics(cells: &mut [Cell], spec: &Spec, settings: &[SettingsSet]) {
     for cell in cells.iter_mut() {
         cell.time = stats::summarize(&cell.times());
         cell.planning = stats::summarize(
@@ -505,7 +645,7 @@ fn compute_statistics(
                 .collect::<Vec<_>>(),
         );
     }
-    let reference_settings = settings.first().map(|s| s.0.clone()).unwrap_or_default();
+    let reference_settings = settings.first().map(|s| s.name.clone()).unwrap_or_default();
     let first_form: HashMap<&str, String> = spec
         .queries
         .iter()
@@ -515,28 +655,25 @@ fn compute_statistics(
                 q.sql
                     .forms()
                     .first()
-                    .map(|f| f.0.clone())
+                    .map(|f| f.name.clone())
                     .unwrap_or_default(),
             )
         })
         .collect();
+    let is_reference = |c: &Cell| {
+        c.variant == spec.baseline
+            && c.settings == reference_settings
+            && first_form.get(c.query.as_str()) == Some(&c.form)
+    };
     let references: HashMap<(String, String), Vec<f64>> = cells
         .iter()
-        .filter(|c| {
-            c.variant == spec.baseline
-                && c.settings == reference_settings
-                && first_form.get(c.query.as_str()) == Some(&c.form)
-                && c.error.is_none()
-        })
+        .filter(|c| is_reference(c) && c.error.is_none())
         .map(|c| ((c.query.clone(), c.params.clone()), c.times()))
         .collect();
     let mut changes: Vec<Option<stats::Change>> = cells
         .iter()
         .map(|c| {
-            let is_reference = c.variant == spec.baseline
-                && c.settings == reference_settings
-                && first_form.get(c.query.as_str()) == Some(&c.form);
-            if is_reference || c.error.is_some() {
+            if is_reference(c) || c.error.is_some() {
                 return None;
             }
             let reference = references.get(&(c.query.clone(), c.params.clone()))?;

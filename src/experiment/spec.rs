@@ -31,6 +31,14 @@ pub struct Spec {
     pub queries: IndexMap<String, QuerySpec>,
     #[serde(default)]
     pub runs: RunsSpec,
+    /// DML run on every variant's copy before measurement (bloat, HOT updates).
+    pub workload: Option<WorkloadSpec>,
+    /// Tables whose HOT updates, dead tuples, bloat and sizes are reported per variant.
+    #[serde(default)]
+    pub table_stats: Vec<String>,
+    /// After measurement, time VACUUM and VACUUM FULL of the `table_stats` tables.
+    #[serde(default)]
+    pub maintenance: bool,
     /// Directory of the YAML file, for relative `file:` paths.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -106,6 +114,13 @@ pub struct QuerySpec {
     /// DML: run inside BEGIN ... ROLLBACK so every run sees the same data.
     #[serde(default)]
     pub rollback: bool,
+    /// Measure this query only in these variants (default: all).
+    #[serde(default)]
+    pub variants: Vec<String>,
+    /// PREPARE once per cell and EXPLAIN EXECUTE it, so `plan_cache_mode` (custom vs
+    /// generic plans) applies as it does for an application's prepared statements.
+    #[serde(default)]
+    pub prepared: bool,
     /// With several forms: SQL run after each form (inside its transaction) whose result
     /// must be the same for every form, e.g. a fingerprint of the rows a DELETE left.
     pub verify: Option<String>,
@@ -115,17 +130,85 @@ pub struct QuerySpec {
 #[serde(untagged)]
 pub enum QuerySql {
     One(String),
-    Forms(IndexMap<String, String>),
+    Forms(IndexMap<String, FormSpec>),
+}
+
+/// One form of a query: its SQL, optionally only for some variants (e.g. a form that
+/// reads a column only one variant adds).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FormSpec {
+    Sql(String),
+    Restricted {
+        sql: String,
+        #[serde(default)]
+        variants: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Form {
+    pub name: String,
+    pub sql: String,
+    /// Empty: every variant.
+    pub variants: Vec<String>,
+}
+
+impl Form {
+    pub fn runs_in(&self, variant: &str) -> bool {
+        self.variants.is_empty() || self.variants.iter().any(|v| v == variant)
+    }
 }
 
 impl QuerySql {
-    /// (form name, SQL) pairs; a single SQL text is the form "sql".
-    pub fn forms(&self) -> Vec<(String, String)> {
+    /// The forms in file order; a single SQL text is the form "sql".
+    pub fn forms(&self) -> Vec<Form> {
         match self {
-            QuerySql::One(sql) => vec![("sql".to_string(), sql.clone())],
-            QuerySql::Forms(forms) => forms.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            QuerySql::One(sql) => vec![Form {
+                name: "sql".into(),
+                sql: sql.clone(),
+                variants: Vec::new(),
+            }],
+            QuerySql::Forms(forms) => forms
+                .iter()
+                .map(|(name, form)| match form {
+                    FormSpec::Sql(sql) => Form {
+                        name: name.clone(),
+                        sql: sql.clone(),
+                        variants: Vec::new(),
+                    },
+                    FormSpec::Restricted { sql, variants } => Form {
+                        name: name.clone(),
+                        sql: sql.clone(),
+                        variants: variants.clone(),
+                    },
+                })
+                .collect(),
         }
     }
+}
+
+impl QuerySpec {
+    pub fn runs_in(&self, variant: &str) -> bool {
+        self.variants.is_empty() || self.variants.iter().any(|v| v == variant)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    #[serde(default)]
+    pub about: String,
+    /// How many times the script runs; each batch is its own transaction.
+    pub batches: usize,
+    /// `setseed()` before the first batch, so `random()` draws the same rows every time.
+    #[serde(default = "default_seed")]
+    pub seed: f64,
+    pub sql: String,
+}
+
+fn default_seed() -> f64 {
+    0.42
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -311,6 +394,22 @@ impl Spec {
                     name,
                     format!("query {name} has both params and params_from"),
                     "keep one of them",
+                ));
+            }
+            let forms = query.sql.forms();
+            if let Some(unknown) = query
+                .variants
+                .iter()
+                .chain(forms.iter().flat_map(|f| f.variants.iter()))
+                .find(|v| !self.variants.contains_key(*v))
+            {
+                return Err(self.error_at(
+                    unknown,
+                    format!("query {name} names an unknown variant {unknown:?}"),
+                    &format!(
+                        "variants are: {}",
+                        self.variants.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
                 ));
             }
             if let QuerySql::Forms(forms) = &query.sql {

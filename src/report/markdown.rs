@@ -11,8 +11,10 @@ pub fn render(r: &ExperimentResult) -> String {
     let mut md = String::new();
     header(&mut md, r);
     summary(&mut md, r);
+    settings(&mut md, r);
     queries(&mut md, r);
     sizes(&mut md, r);
+    table_stats(&mut md, r);
     plans(&mut md, r);
     method(&mut md, r);
     md
@@ -327,6 +329,88 @@ fn sizes(md: &mut String, r: &ExperimentResult) {
         }
         let _ = writeln!(md, "\n</details>\n");
     }
+}
+
+fn settings(md: &mut String, r: &ExperimentResult) {
+    if r.settings.len() < 2 && r.settings.iter().all(|s| s.values.is_empty()) {
+        return;
+    }
+    let _ = writeln!(md, "## Settings\n");
+    let _ = writeln!(
+        md,
+        "Each set is applied per session on top of `jit=off` and the statement timeout; the first is the reference.\n"
+    );
+    let _ = writeln!(md, "| set | values | applied |\n|---|---|---|");
+    for s in &r.settings {
+        let values: Vec<String> = s.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let applied = match (&s.not_applicable, s.applied_server_wide.is_empty()) {
+            (Some(reason), _) => format!("**not applicable**: {}", cell(reason)),
+            (None, false) => format!(
+                "server-wide (ALTER SYSTEM + reload): {}",
+                s.applied_server_wide.join(", ")
+            ),
+            (None, true) => "per session (SET)".into(),
+        };
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} |",
+            s.name,
+            cell(&values.join(", ")),
+            applied
+        );
+    }
+    md.push('\n');
+}
+
+/// Rows as a Markdown table under a heading, nothing when there are no rows.
+fn simple_table(
+    md: &mut String,
+    title: &str,
+    intro: &str,
+    header: &[&str],
+    rows: Vec<Vec<String>>,
+) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## {title}\n\n{intro}\n");
+    let _ = writeln!(md, "| {} |", header.join(" | "));
+    let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+        let _ = writeln!(md, "| {} |", cells.join(" | "));
+    }
+    md.push('\n');
+}
+
+fn table_stats(md: &mut String, r: &ExperimentResult) {
+    let workload = r
+        .variants
+        .iter()
+        .find_map(|v| v.workload.as_ref())
+        .map(|w| {
+            format!(
+                "The workload ran {} batches on every variant before measurement. ",
+                w.batches
+            )
+        })
+        .unwrap_or_default();
+    simple_table(
+        md,
+        "Table statistics",
+        &format!(
+            "{workload}Counters from `pg_stat_user_tables` summed over partitions (HOT = share of the workload's updates that were heap-only); dead and free space from `pgstattuple`; sizes before → after the workload."
+        ),
+        &TABLE_STATS_HEADER,
+        table_stats_rows(r),
+    );
+    simple_table(
+        md,
+        "VACUUM vs VACUUM FULL",
+        "After measurement: `VACUUM`, then `VACUUM FULL` (which rewrites the table under an ACCESS EXCLUSIVE lock), timed; sizes include indexes and TOAST.",
+        &MAINTENANCE_HEADER,
+        maintenance_rows(r),
+    );
 }
 
 fn plans(md: &mut String, r: &ExperimentResult) {

@@ -111,7 +111,15 @@ pub fn fmt_plan(cell: &Cell) -> String {
         out.push(' ');
         out.push_str(&plan.index_names.join(", "));
     }
-    if plan.partitions_scanned > 1 {
+    if plan.index_ordered {
+        out.push_str(" (ordered by index)");
+    }
+    if cell.partitions_total > 0 {
+        out.push_str(&format!(
+            " ({}/{} partitions)",
+            plan.partitions_scanned, cell.partitions_total
+        ));
+    } else if plan.partitions_scanned > 1 {
         out.push_str(&format!(" ({} partitions)", plan.partitions_scanned));
     }
     if cell.plan_changed() {
@@ -178,3 +186,94 @@ pub fn fmt_values(values: &[Option<String>]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// "12.3" or "-" for an absent percentage.
+pub fn fmt_pct(value: Option<f64>) -> String {
+    value
+        .map(|v| format!("{v:.1}%"))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Rows of the table-statistics table: one per variant and table.
+pub fn table_stats_rows(result: &ExperimentResult) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for v in &result.variants {
+        for t in &v.table_stats {
+            let (b, a) = (&t.before, &t.after);
+            let pgstattuple = |x: &crate::experiment::result::TableStats| match (
+                x.dead_tuple_percent,
+                x.free_percent,
+            ) {
+                (Some(d), Some(f)) => format!("{d:.1}% / {f:.1}%"),
+                _ => "absent".into(),
+            };
+            rows.push(vec![
+                v.name.clone(),
+                t.table.clone(),
+                v.workload
+                    .as_ref()
+                    .map(|w| format!("{} × {:.2} s", w.batches, w.seconds))
+                    .unwrap_or_else(|| "-".into()),
+                fmt_count(a.updated - b.updated),
+                fmt_pct(t.hot_percent()),
+                fmt_count(a.dead_tuples),
+                format!("{} → {}", pgstattuple(b), pgstattuple(a)),
+                format!(
+                    "{} → {}",
+                    fmt_bytes(b.table_bytes),
+                    fmt_bytes(a.table_bytes)
+                ),
+                format!(
+                    "{} → {}",
+                    fmt_bytes(b.index_bytes),
+                    fmt_bytes(a.index_bytes)
+                ),
+                fmt_count(a.autovacuums - b.autovacuums),
+            ]);
+        }
+    }
+    rows
+}
+
+pub const TABLE_STATS_HEADER: [&str; 10] = [
+    "variant",
+    "table",
+    "workload",
+    "updates",
+    "HOT",
+    "dead tuples",
+    "dead / free (pgstattuple)",
+    "table size",
+    "index size",
+    "autovacuums",
+];
+
+pub fn maintenance_rows(result: &ExperimentResult) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for v in &result.variants {
+        for m in &v.maintenance {
+            rows.push(vec![
+                v.name.clone(),
+                m.table.clone(),
+                fmt_bytes(m.bytes_before),
+                format!("{:.2} s", m.vacuum_seconds),
+                fmt_bytes(m.bytes_before - m.bytes_after_vacuum),
+                format!("{:.2} s", m.vacuum_full_seconds),
+                fmt_bytes(m.bytes_after_vacuum - m.bytes_after_vacuum_full),
+                fmt_bytes(m.bytes_after_vacuum_full),
+            ]);
+        }
+    }
+    rows
+}
+
+pub const MAINTENANCE_HEADER: [&str; 8] = [
+    "variant",
+    "table",
+    "size before",
+    "VACUUM",
+    "reclaimed",
+    "VACUUM FULL",
+    "reclaimed",
+    "size after",
+];

@@ -85,6 +85,42 @@ pub fn render(result: &ExperimentResult) -> String {
         ]);
     }
     out.push_str(&format!("\nsizes and build times\n{sizes}\n"));
+    for (title, header, rows) in [
+        (
+            "table statistics around the workload",
+            &TABLE_STATS_HEADER[..],
+            table_stats_rows(result),
+        ),
+        (
+            "VACUUM vs VACUUM FULL",
+            &MAINTENANCE_HEADER[..],
+            maintenance_rows(result),
+        ),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let mut table = Table::new();
+        table
+            .load_style(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(header.to_vec());
+        for row in rows {
+            table.add_row(row);
+        }
+        out.push_str(&format!("\n{title}\n{table}\n"));
+    }
+    for set in result
+        .settings
+        .iter()
+        .filter(|s| s.not_applicable.is_some())
+    {
+        out.push_str(&format!(
+            "settings {}: not applicable: {}\n",
+            set.name,
+            set.not_applicable.as_deref().unwrap_or("")
+        ));
+    }
     out.push_str(&format!(
         "\n{} at scale {} on {}; dataset {} ({:.1}s); ~ = no significant change (Mann-Whitney, Holm, α=0.05, noise 5%)\n",
         result.experiment,
