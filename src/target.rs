@@ -15,7 +15,7 @@ use crate::db::describe_config;
 use crate::error::fail;
 
 /// Variables that, like for psql, point pgx at an existing server.
-const LIBPQ_VARS: [&str; 6] = [
+pub const LIBPQ_VARS: [&str; 6] = [
     "PGHOST",
     "PGHOSTADDR",
     "PGPORT",

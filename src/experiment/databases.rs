@@ -147,134 +147,151 @@ pub fn prepare_base(
     rebuild: bool,
     on_step: &mut dyn FnMut(&str, Option<f64>),
 ) -> Result<Base> {
-    let migrations: Vec<migrate::MigrationFile> =
-        migrate::load_dir(&crate::project_root().join(&spec.schema.migrations))?
-            .into_iter()
-            .filter(|f| spec.schema.up_to.is_none_or(|v| f.version <= v))
-            .collect();
-    let server_version: String = admin
-        .query_one("SELECT current_setting('server_version_num')", &[])?
-        .get(0);
-    let key = cache_key(spec, scale, &migrations, &server_version)?;
-    let dbname = database_name("pgx_base", &spec.name, &key);
-
+    let recipe = Recipe::new(target, admin, spec, scale)?;
     // Two pgx processes building the same base would collide on CREATE DATABASE.
-    admin.execute("SELECT pg_advisory_lock(hashtext($1))", &[&dbname])?;
-    let base = build_or_reuse(
-        target,
-        admin,
-        spec,
-        scale,
-        rebuild,
-        on_step,
-        &migrations,
-        key,
-        &dbname,
-    );
-    admin.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&dbname])?;
+    admin.execute("SELECT pg_advisory_lock(hashtext($1))", &[&recipe.dbname])?;
+    let base = recipe.reuse_or_build(admin, rebuild, on_step);
+    admin.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&recipe.dbname])?;
     base
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_or_reuse(
-    target: &Target,
-    admin: &mut Client,
-    spec: &Spec,
+/// Everything that defines a base, and the name its hash gives it.
+struct Recipe<'a> {
+    target: &'a Target,
+    spec: &'a Spec,
     scale: f64,
-    rebuild: bool,
-    on_step: &mut dyn FnMut(&str, Option<f64>),
-    migrations: &[migrate::MigrationFile],
+    migrations: Vec<migrate::MigrationFile>,
     key: String,
-    dbname: &str,
-) -> Result<Base> {
-    let dbname = dbname.to_string();
-    drop_stale_bases(admin, spec, &dbname)?;
-    if let Some(Some(comment)) = comment_of(admin, &dbname)?
-        && let Some(json) = comment.strip_prefix(BASE_COMPLETE)
-        && !rebuild
-        && let Ok(mut info) = serde_json::from_str::<DatasetInfo>(json)
-    {
-        info.reused = true;
-        return Ok(Base { info });
+    dbname: String,
+}
+
+impl<'a> Recipe<'a> {
+    fn new(
+        target: &'a Target,
+        admin: &mut Client,
+        spec: &'a Spec,
+        scale: f64,
+    ) -> Result<Recipe<'a>> {
+        let migrations: Vec<migrate::MigrationFile> =
+            migrate::load_dir(&crate::project_root().join(&spec.schema.migrations))?
+                .into_iter()
+                .filter(|f| spec.schema.up_to.is_none_or(|v| f.version <= v))
+                .collect();
+        let server_version: String = admin
+            .query_one("SELECT current_setting('server_version_num')", &[])?
+            .get(0);
+        let key = cache_key(spec, scale, &migrations, &server_version)?;
+        let dbname = database_name("pgx_base", &spec.name, &key);
+        Ok(Recipe {
+            target,
+            spec,
+            scale,
+            migrations,
+            key,
+            dbname,
+        })
     }
-    drop_owned_database(admin, &dbname)?;
 
-    let started = Instant::now();
-    create_marked(admin, &dbname, None, BASE_BUILDING)?;
-    let mut client = connect(&target.config_for(&dbname))?;
-    let mut steps = Vec::new();
+    fn reuse_or_build(
+        &self,
+        admin: &mut Client,
+        rebuild: bool,
+        on_step: &mut dyn FnMut(&str, Option<f64>),
+    ) -> Result<Base> {
+        drop_stale_bases(admin, self.spec, &self.dbname)?;
+        if let Some(Some(comment)) = comment_of(admin, &self.dbname)?
+            && let Some(json) = comment.strip_prefix(BASE_COMPLETE)
+            && !rebuild
+            && let Ok(mut info) = serde_json::from_str::<DatasetInfo>(json)
+        {
+            info.reused = true;
+            return Ok(Base { info });
+        }
+        drop_owned_database(admin, &self.dbname)?;
+        self.build(admin, on_step)
+    }
 
-    on_step("migrations", None);
-    let t = Instant::now();
-    migrate::apply(&mut client, migrations, &migrate::ApplyOptions::default()).with_context(
-        || {
-            format!(
-                "applying {} to the dataset base",
-                spec.schema.migrations.display()
-            )
-        },
-    )?;
-    steps.push(Timing {
-        label: "migrations".into(),
-        seconds: t.elapsed().as_secs_f64(),
-    });
-    on_step("migrations", Some(t.elapsed().as_secs_f64()));
+    fn build(
+        &self,
+        admin: &mut Client,
+        on_step: &mut dyn FnMut(&str, Option<f64>),
+    ) -> Result<Base> {
+        let started = Instant::now();
+        create_marked(admin, &self.dbname, None, BASE_BUILDING)?;
+        let mut client = connect(&self.target.config_for(&self.dbname))?;
+        let mut steps = Vec::new();
+        let mut timed = |client: &mut Client,
+                         label: &str,
+                         work: &dyn Fn(&mut Client) -> Result<()>|
+         -> Result<()> {
+            crate::interrupt::check()?;
+            on_step(label, None);
+            let t = Instant::now();
+            work(client)?;
+            let seconds = t.elapsed().as_secs_f64();
+            steps.push(Timing {
+                label: label.to_string(),
+                seconds,
+            });
+            on_step(label, Some(seconds));
+            Ok(())
+        };
 
-    // Deterministic random() for steps that use it (one session, no parallel INSERT).
-    client.batch_execute("SELECT setseed(0.42); SET jit = off")?;
-    let vars = scaled_vars(spec, scale);
-    for step in &spec.dataset.steps {
-        crate::interrupt::check()?;
-        let sql = substitute(&step.sql, &vars, &format!("dataset step {}", step.name))?;
-        on_step(&step.name, None);
-        let t = Instant::now();
-        let _cancel = crate::interrupt::CancelOnInterrupt::new(&client);
-        client.batch_execute(&sql).map_err(|e| {
-            if crate::interrupt::is_interrupted() {
-                return anyhow::Error::new(crate::error::Interrupted);
-            }
-            fail(
-                format!(
-                    "{}: dataset step {:?} failed:\n  {}",
-                    spec.path.display(),
-                    step.name,
-                    describe_pg_error(&e, Some(&sql))
-                ),
-                "fix the step's SQL in the experiment file (line numbers are within the step)",
-            )
+        timed(&mut client, "migrations", &|client| {
+            migrate::apply(client, &self.migrations, &migrate::ApplyOptions::default())
+                .with_context(|| {
+                    format!(
+                        "applying {} to the dataset base",
+                        self.spec.schema.migrations.display()
+                    )
+                })
+                .map(|_| ())
         })?;
-        steps.push(Timing {
-            label: step.name.clone(),
-            seconds: t.elapsed().as_secs_f64(),
-        });
-        on_step(&step.name, Some(t.elapsed().as_secs_f64()));
-    }
-    on_step("VACUUM ANALYZE", None);
-    let t = Instant::now();
-    client.batch_execute("VACUUM ANALYZE")?;
-    steps.push(Timing {
-        label: "VACUUM ANALYZE".into(),
-        seconds: t.elapsed().as_secs_f64(),
-    });
-    on_step("VACUUM ANALYZE", Some(t.elapsed().as_secs_f64()));
+        // Deterministic random() for steps that use it (one session, no parallel INSERT).
+        client.batch_execute("SELECT setseed(0.42); SET jit = off")?;
+        let vars = scaled_vars(self.spec, self.scale);
+        for step in &self.spec.dataset.steps {
+            let sql = substitute(&step.sql, &vars, &format!("dataset step {}", step.name))?;
+            timed(&mut client, &step.name, &|client| {
+                let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
+                client.batch_execute(&sql).map_err(|e| {
+                    if crate::interrupt::is_interrupted() {
+                        return anyhow::Error::new(crate::error::Interrupted);
+                    }
+                    fail(
+                        format!(
+                            "{}: dataset step {:?} failed:\n  {}",
+                            self.spec.path.display(),
+                            step.name,
+                            describe_pg_error(&e, Some(&sql))
+                        ),
+                        "fix the step's SQL in the experiment file (line numbers are within the step)",
+                    )
+                })
+            })?;
+        }
+        timed(&mut client, "VACUUM ANALYZE", &|client| {
+            Ok(client.batch_execute("VACUUM ANALYZE")?)
+        })?;
 
-    let row_counts = row_counts(&mut client)?;
-    drop(client);
-    let info = DatasetInfo {
-        key,
-        database: dbname.clone(),
-        reused: false,
-        build_seconds: started.elapsed().as_secs_f64(),
-        steps,
-        row_counts,
-    };
-    let mark = format!("{BASE_COMPLETE}{}", serde_json::to_string(&info)?);
-    admin.batch_execute(&format!(
-        "COMMENT ON DATABASE {} IS {}",
-        quote_ident(&dbname),
-        quote_literal(&mark)
-    ))?;
-    Ok(Base { info })
+        let row_counts = row_counts(&mut client)?;
+        drop(client);
+        let info = DatasetInfo {
+            key: self.key.clone(),
+            database: self.dbname.clone(),
+            reused: false,
+            build_seconds: started.elapsed().as_secs_f64(),
+            steps,
+            row_counts,
+        };
+        let mark = format!("{BASE_COMPLETE}{}", serde_json::to_string(&info)?);
+        admin.batch_execute(&format!(
+            "COMMENT ON DATABASE {} IS {}",
+            quote_ident(&self.dbname),
+            quote_literal(&mark)
+        ))?;
+        Ok(Base { info })
+    }
 }
 
 /// Bases of this experiment under another key are out of date: reclaim their space.

@@ -90,16 +90,8 @@ impl Drop for TestDb {
 pub fn pgx_command(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgx"));
     cmd.current_dir(cwd);
-    for var in [
-        "DATABASE_URL",
-        "PGHOST",
-        "PGHOSTADDR",
-        "PGPORT",
-        "PGUSER",
-        "PGPASSWORD",
-        "PGDATABASE",
-        "PGX_DATA_DIR",
-    ] {
+    let ours = ["DATABASE_URL", "PGX_DATA_DIR"];
+    for var in pgx::target::LIBPQ_VARS.iter().chain(ours.iter()) {
         cmd.env_remove(var);
     }
     cmd
