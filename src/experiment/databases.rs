@@ -181,7 +181,8 @@ impl<'a> Recipe<'a> {
             .query_one("SELECT current_setting('server_version_num')", &[])?
             .get(0);
         let key = cache_key(spec, scale, &migrations, &server_version)?;
-        let dbname = database_name("pgx_base", &spec.name, &key);
+        // Named by content alone: experiments with the same dataset share one base.
+        let dbname = format!("pgx_base_{key}");
         Ok(Recipe {
             target,
             spec,
@@ -283,6 +284,7 @@ impl<'a> Recipe<'a> {
             build_seconds: started.elapsed().as_secs_f64(),
             steps,
             row_counts,
+            built_for: self.spec.name.clone(),
         };
         let mark = format!("{BASE_COMPLETE}{}", serde_json::to_string(&info)?);
         admin.batch_execute(&format!(
@@ -294,17 +296,23 @@ impl<'a> Recipe<'a> {
     }
 }
 
-/// Bases of this experiment under another key are out of date: reclaim their space.
+/// Bases this experiment built under another key are out of date: reclaim their space.
+/// (A base another experiment still shares is rebuilt by it when next needed.)
 fn drop_stale_bases(admin: &mut Client, spec: &Spec, current: &str) -> Result<()> {
-    let prefix = database_name("pgx_base", &spec.name, "");
     let rows = admin.query(
-        "SELECT datname::text FROM pg_database WHERE starts_with(datname::text, $1) AND datname <> $2 \
-         AND starts_with(coalesce(shobj_description(oid, 'pg_database'), ''), 'pgx:base:')",
-        &[&prefix, &current],
+        "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
+         WHERE datname <> $1 AND starts_with(coalesce(shobj_description(oid, 'pg_database'), ''), $2)",
+        &[&current, &BASE_COMPLETE],
     )?;
     for row in rows {
-        let name: String = row.get(0);
-        drop_owned_database(admin, &name)?;
+        let (name, comment): (String, String) = (row.get(0), row.get(1));
+        let built_for = comment
+            .strip_prefix(BASE_COMPLETE)
+            .and_then(|json| serde_json::from_str::<DatasetInfo>(json).ok())
+            .map(|info| info.built_for);
+        if built_for.as_deref() == Some(spec.name.as_str()) {
+            drop_owned_database(admin, &name)?;
+        }
     }
     Ok(())
 }
