@@ -334,6 +334,15 @@ fn run_variant(
                         progress.tick(ticks_per_cell.saturating_sub(ticked) as u64);
                         if let Some(summary) = &mut cell.plan {
                             summary.index_names = rename(&summary.index_names, &parent_index);
+                            // The catalog knows which scanned tables are partitions; the plan
+                            // text alone does not always (a DELETE's pruned partition).
+                            let partitions = summary
+                                .relations
+                                .iter()
+                                .filter(|r| partition_root.contains_key(*r))
+                                .count() as u64;
+                            summary.partitions_scanned =
+                                partitions.saturating_sub(summary.never_executed);
                             summary.relations = rename(&summary.relations, &partition_root);
                             cell.partitions_total = summary
                                 .relations
