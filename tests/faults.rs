@@ -192,3 +192,59 @@ fn bad_experiment_files_are_clear_errors_with_locations() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--scale"), "{}", stderr(&out));
 }
+
+#[test]
+fn rebuilding_at_one_scale_keeps_the_base_of_another_scale_and_bases_in_use() {
+    let server = server();
+    let target = Target::External(server.cluster().config("postgres"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache-scales.yaml");
+    let yaml = std::fs::read_to_string(fixture("faults.yaml"))
+        .unwrap()
+        .replace("name: faults", "name: cache-scales")
+        .replace("rows: 1000", "rows: 1234");
+    std::fs::write(&path, yaml).unwrap();
+    let spec = spec::load(&path).unwrap();
+    let build = |scale: f64, rebuild: bool| {
+        let options = RunOptions {
+            scale: Some(scale),
+            rebuild,
+            ..Default::default()
+        };
+        pgx::experiment::runner::prepare_dataset(&target, &spec, &options, &mut Progress::quiet())
+            .unwrap()
+    };
+    let full = build(1.0, false);
+    let half = build(0.5, false);
+    assert_ne!(full.database, half.database);
+    // The definition changes (a new dataset step): the old base at scale 1 is stale.
+    let changed = std::fs::read_to_string(&path).unwrap().replace(
+        "    - name: table\n",
+        "    - name: marker\n      sql: CREATE TABLE marker ();\n    - name: table\n",
+    );
+    std::fs::write(&path, changed).unwrap();
+    let spec2 = spec::load(&path).unwrap();
+    let options = RunOptions {
+        scale: Some(1.0),
+        ..Default::default()
+    };
+    let rebuilt =
+        pgx::experiment::runner::prepare_dataset(&target, &spec2, &options, &mut Progress::quiet())
+            .unwrap();
+    assert_ne!(rebuilt.database, full.database);
+    let mut admin = pgx::target::connect(&server.cluster().config("postgres")).unwrap();
+    let exists = |admin: &mut postgres::Client, name: &str| -> bool {
+        admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .unwrap()
+            .is_some()
+    };
+    assert!(
+        !exists(&mut admin, &full.database),
+        "the stale base at the same scale is dropped"
+    );
+    assert!(
+        exists(&mut admin, &half.database),
+        "a base at another scale is kept"
+    );
+}

@@ -57,6 +57,8 @@ pub struct DatasetInfo {
     /// The experiment that built it; others with the same dataset definition reuse it.
     #[serde(default)]
     pub built_for: String,
+    #[serde(default)]
+    pub scale: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
