@@ -234,10 +234,13 @@ impl Conn {
         }
     }
 
-    /// After a client-side timeout: ask the server to cancel, then drop the connection,
-    /// whose state is unknown.
-    async fn abandon(self) {
-        let _ = timeout(Duration::from_secs(1), self.cancel.cancel_query(NoTls)).await;
+    /// After a client-side timeout: drop the connection, whose state is unknown, and ask
+    /// the server to cancel in the background (bounded), so the client can reconnect now.
+    fn abandon(self) {
+        let cancel = self.cancel;
+        tokio::task::spawn_local(async move {
+            let _ = timeout(Duration::from_secs(1), cancel.cancel_query(NoTls)).await;
+        });
         self.task.abort();
     }
 }
@@ -362,7 +365,7 @@ pub async fn run(
             Ok(_) => Some(c),
             Err(Failure::Server { open, .. }) => recover(&shared, c, open).await,
             Err(Failure::Broken { timeout: true, .. }) => {
-                c.abandon().await;
+                c.abandon();
                 None
             }
             Err(Failure::Broken { .. }) => {
@@ -437,7 +440,7 @@ async fn recover(shared: &Shared, conn: Conn, open: bool) -> Option<Conn> {
                 return None;
             }
             Err(_) => {
-                conn.abandon().await;
+                conn.abandon();
                 return None;
             }
         }
