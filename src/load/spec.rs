@@ -43,7 +43,7 @@ pub struct LoadSpec {
     pub rtt: Option<String>,
     #[serde(default)]
     pub mix: Mix,
-    /// Client threads (like pgbench -j); default: CPUs, at most one per client.
+    /// Client threads (like pgbench -j); default: one per 4 CPUs, at most one per client.
     #[serde(default)]
     pub threads: Option<usize>,
     pub scripts: IndexMap<String, ScriptSpec>,
