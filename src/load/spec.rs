@@ -424,6 +424,23 @@ scripts:
     }
 
     #[test]
+    fn readme_example_is_valid() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("```yaml\nload:\n")
+            .expect("README has a load example")
+            + 8;
+        let end = start + readme[start..].find("```").expect("closed block");
+        #[derive(Deserialize)]
+        struct File {
+            load: LoadSpec,
+        }
+        let file: File = serde_yaml::from_str(&readme[start..end]).unwrap();
+        file.load.limits().unwrap();
+        assert_eq!(file.load.scripts.len(), 3);
+    }
+
+    #[test]
     fn rejects_mistakes() {
         let bad = [
             (
