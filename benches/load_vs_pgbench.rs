@@ -80,6 +80,7 @@ fn bench() -> Result<()> {
     println!("initialising {DATABASE} (pgbench -i -s {SCALE})");
     initialise(&cluster, &pgbench)?;
 
+    let load_before = loadavg();
     let mut rows = Vec::new();
     // pgx's own view of its last round, one point per client count, as reports show it.
     let mut last_round: Option<LoadResult> = None;
@@ -151,7 +152,8 @@ fn bench() -> Result<()> {
         .into_iter()
         .map(|r| ("pgx".to_string(), r))
         .collect();
-    let mut report = render(&cluster, &pgbench, &settings, &rows)?;
+    let load = format!("{load_before} before, {} after", loadavg());
+    let mut report = render(&cluster, &pgbench, &settings, &rows, &load)?;
     report.push_str("\n<details><summary>pgx's own report of its last round</summary>\n\n");
     report.push_str(
         &pgx::report::load::markdown(&last_round).replace("## Load", "### pgx, last round"),
@@ -280,7 +282,13 @@ fn median(values: &[f64]) -> f64 {
     pgx::stats::percentile(&sorted, 50.0)
 }
 
-fn render(cluster: &Cluster, pgbench: &Path, settings: &Settings, rows: &[Row]) -> Result<String> {
+fn render(
+    cluster: &Cluster,
+    pgbench: &Path,
+    settings: &Settings,
+    rows: &[Row],
+    load: &str,
+) -> Result<String> {
     let mut md = String::new();
     let _ = writeln!(md, "# Load driver vs pgbench\n");
     let _ = writeln!(
@@ -300,6 +308,10 @@ fn render(cluster: &Cluster, pgbench: &Path, settings: &Settings, rows: &[Row]) 
     let _ = writeln!(md, "| | |\n|---|---|");
     let _ = writeln!(md, "| Date | {} |", utc_now());
     let _ = writeln!(md, "| Machine | {} |", machine());
+    let _ = writeln!(
+        md,
+        "| Load average (1 min) | {load} (other work shares the CPUs) |"
+    );
     let _ = writeln!(
         md,
         "| Server | {} (embedded cluster, Unix socket, fsync off) |",
@@ -400,6 +412,14 @@ fn utc_now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&format)
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The 1-minute load average: how busy the shared machine was.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn machine() -> String {
