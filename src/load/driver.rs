@@ -148,7 +148,7 @@ impl PointSum {
         }
     }
 
-    fn add(&mut self, all: &[ClientStats], limits: &Limits) -> Result<&RunStats> {
+    fn add(&mut self, all: &[ClientStats], limits: &Limits) -> Result<RunStats> {
         let mut histogram = new_histogram();
         let mut run = RunStats::default();
         let mut last_end: Option<Instant> = None;
@@ -191,11 +191,8 @@ impl PointSum {
         self.histogram
             .add(&histogram)
             .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
-        self.runs.push(run);
-        Ok(self
-            .runs
-            .last()
-            .unwrap_or_else(|| unreachable!("just pushed")))
+        self.runs.push(run.clone());
+        Ok(run)
     }
 }
 

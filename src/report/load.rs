@@ -65,7 +65,7 @@ pub fn markdown(results: &[(String, LoadResult)]) -> String {
             .collect();
         let _ = writeln!(
             md,
-            "Lines in every chart, in order (mermaid draws no legend): {}.\n",
+            "\nLines in every chart, in order (mermaid draws no legend): {}.",
             lines.join(", ")
         );
     }
@@ -221,7 +221,7 @@ fn chart(
             .collect();
         let _ = writeln!(md, "    line [{}]", values.join(", "));
     }
-    let _ = writeln!(md, "```\n");
+    let _ = writeln!(md, "```");
 }
 
 fn errors(md: &mut String, results: &[(String, LoadResult)]) {
@@ -233,7 +233,7 @@ fn errors(md: &mut String, results: &[(String, LoadResult)]) {
     if failing.is_empty() {
         return;
     }
-    let _ = writeln!(md, "### Errors and timeouts\n");
+    let _ = writeln!(md, "\n### Errors and timeouts\n");
     for (variant, p) in failing {
         let _ = writeln!(
             md,
@@ -324,6 +324,7 @@ mod tests {
     #[test]
     fn markdown_has_table_charts_and_transport() {
         let md = markdown(&results());
+        assert!(!md.contains("\n\n\n"), "no double blank lines:\n{md}");
         assert!(
             md.contains("| `current` | read | 8 | 5,100 [5,000–5,200] | 0.500 ms |"),
             "{md}"
