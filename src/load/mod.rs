@@ -5,7 +5,7 @@
 //! values; `client` is one simulated client (one connection, prepared statements,
 //! bounded waits); `driver` runs the sweep; `result` is what reports read.
 
-pub mod client;
+mod client;
 pub mod driver;
 pub mod generate;
 pub mod result;
