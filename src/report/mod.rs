@@ -1,6 +1,7 @@
 //! Reporters: each renders the same `ExperimentResult` (terminal, Markdown, JSON).
 
 pub mod json;
+pub mod load;
 pub mod markdown;
 pub mod terminal;
 
