@@ -122,6 +122,9 @@ pub struct VariantResult {
     pub table_stats: Vec<TableStatsChange>,
     #[serde(default)]
     pub maintenance: Vec<Maintenance>,
+    /// Throughput and latency under concurrent load, when the experiment has a `load:`.
+    #[serde(default)]
+    pub load: Option<crate::load::LoadResult>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

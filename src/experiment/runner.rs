@@ -143,6 +143,7 @@ pub fn run(
                     workload: None,
                     table_stats: Vec::new(),
                     maintenance: Vec::new(),
+                    load: None,
                 }
             }
         };
@@ -258,6 +259,7 @@ fn run_variant(
         workload: None,
         table_stats: Vec::new(),
         maintenance: Vec::new(),
+        load: None,
     };
     build_variant(&mut client, plan.spec, name, &plan.vars, &mut variant)?;
     progress.tick(1);
@@ -387,6 +389,14 @@ fn run_variant(
         }
     }
 
+    if let Some(load) = &plan.spec.load {
+        // After the reads: write scripts commit, and change the copy for good.
+        progress.message(&format!("{name}: load"));
+        let config = plan.target.config_for(&copy.name);
+        variant.load = Some(crate::load::run(&config, load, &plan.vars, &mut |m| {
+            progress.message(&format!("{name}: load {m}"))
+        })?);
+    }
     if plan.spec.maintenance && !plan.spec.table_stats.is_empty() {
         progress.message(&format!("{name}: VACUUM / VACUUM FULL"));
         client.batch_execute("RESET ALL")?;

@@ -28,6 +28,7 @@ pub struct Spec {
     /// Optional axis of session settings (GUCs); the first entry is the reference.
     #[serde(default)]
     pub settings: IndexMap<String, IndexMap<String, serde_yaml::Value>>,
+    #[serde(default)]
     pub queries: IndexMap<String, QuerySpec>,
     #[serde(default)]
     pub runs: RunsSpec,
@@ -39,6 +40,9 @@ pub struct Spec {
     /// After measurement, time VACUUM and VACUUM FULL of the `table_stats` tables.
     #[serde(default)]
     pub maintenance: bool,
+    /// Concurrent load (TPS, latency percentiles) run on every variant after the
+    /// EXPLAIN measurements.
+    pub load: Option<crate::load::LoadSpec>,
     /// Directory of the YAML file, for relative `file:` paths.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -372,7 +376,16 @@ impl Spec {
                 "1 is the seed's production size; use e.g. 0.01 for a quick run",
             ));
         }
-        if self.queries.is_empty() {
+        if let Some(load) = &self.load {
+            load.limits().map_err(|e| {
+                self.error_at(
+                    "load:",
+                    format!("load: {e:#}"),
+                    "see \"Load tests\" in README.md",
+                )
+            })?;
+        }
+        if self.queries.is_empty() && self.load.is_none() {
             return Err(self.error_at(
                 "queries:",
                 "no queries to measure".into(),

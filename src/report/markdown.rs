@@ -15,6 +15,7 @@ pub fn render(r: &ExperimentResult) -> String {
     queries(&mut md, r);
     sizes(&mut md, r);
     table_stats(&mut md, r);
+    load(&mut md, r);
     plans(&mut md, r);
     method(&mut md, r);
     md
@@ -423,6 +424,13 @@ fn table_stats(md: &mut String, r: &ExperimentResult) {
         &MAINTENANCE_HEADER,
         maintenance_rows(r),
     );
+}
+
+fn load(md: &mut String, r: &ExperimentResult) {
+    let results = load_results(r);
+    if !results.is_empty() {
+        let _ = writeln!(md, "## Load\n\n{}", super::load::markdown(&results));
+    }
 }
 
 fn plans(md: &mut String, r: &ExperimentResult) {

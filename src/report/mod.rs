@@ -279,3 +279,12 @@ pub const MAINTENANCE_HEADER: [&str; 8] = [
     "reclaimed",
     "size after",
 ];
+
+/// Each variant's load result, for the load reporters (which take name/result pairs).
+pub fn load_results(result: &ExperimentResult) -> Vec<(String, crate::load::LoadResult)> {
+    result
+        .variants
+        .iter()
+        .filter_map(|v| v.load.clone().map(|l| (v.name.clone(), l)))
+        .collect()
+}

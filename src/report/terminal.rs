@@ -110,6 +110,10 @@ pub fn render(result: &ExperimentResult) -> String {
         }
         out.push_str(&format!("\n{title}\n{table}\n"));
     }
+    let load = load_results(result);
+    if !load.is_empty() {
+        out.push_str(&format!("\nload\n{}\n", super::load::terminal(&load)));
+    }
     for set in result
         .settings
         .iter()
