@@ -219,7 +219,12 @@ impl<'a> Recipe<'a> {
             return Ok(Base { info });
         }
         drop_owned_database(admin, &self.dbname)?;
-        self.build(admin, on_step)
+        let built = self.build(admin, on_step);
+        if built.is_err() {
+            // A half-built base is useless and can be large: do not leave it behind.
+            let _ = drop_owned_database(admin, &self.dbname);
+        }
+        built
     }
 
     fn build(
