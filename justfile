@@ -25,3 +25,7 @@ reports:
 # wall-time benchmarks (first vs cached run) recorded under reports/benchmarks.md
 bench:
     cargo run --release --example bench
+
+# pgx's load driver vs pgbench -S, written to reports/benchmarks/load-vs-pgbench.md (~5 min)
+bench-load:
+    cargo bench --bench load_vs_pgbench

@@ -53,19 +53,25 @@ fn main() {
     );
     let mut md = String::from("# Experiment wall times\n\n");
     md.push_str("Produced by `cargo bench --bench experiment_wall_time`: the release `pgx experiment <name>` at the experiment's default scale and repeat count, on the embedded PostgreSQL. *First* builds the dataset from scratch (`--rebuild`); *cached* is a second run that reuses it. The difference is roughly the dataset build.\n\n");
-    md.push_str(&format!("Machine: {machine}. Machines are shared and noisy: compare ratios within one run, not across runs.\n\n"));
+    md.push_str(&format!("Machine: {machine}. Machines are shared and noisy: compare ratios within one run, not across runs. Rows may come from different runs, each measured by this code on this machine.\n\n"));
     md.push_str("| experiment | default scale | first run | cached run | dataset build (difference) |\n|---|---|---|---|---|\n");
-    for row in rows {
+    let out = root.join("reports/benchmarks");
+    std::fs::create_dir_all(&out).expect("reports/benchmarks");
+    let path = out.join("experiment-wall-times.md");
+    // Rows of experiments not measured this time are kept from the previous file.
+    let previous = std::fs::read_to_string(&path).unwrap_or_default();
+    let kept = previous
+        .lines()
+        .filter(|l| {
+            l.starts_with("| `") && !names.iter().any(|n| l.starts_with(&format!("| `{n}`")))
+        })
+        .map(str::to_string);
+    let mut all: Vec<String> = rows.into_iter().chain(kept).collect();
+    all.sort();
+    for row in all {
         md.push_str(&row);
         md.push('\n');
     }
-    let out = root.join("reports/benchmarks");
-    std::fs::create_dir_all(&out).expect("reports/benchmarks");
-    let path = out.join(if selected.is_some() {
-        "experiment-wall-times-selected.md"
-    } else {
-        "experiment-wall-times.md"
-    });
     std::fs::write(&path, md).expect("write benchmark report");
     eprintln!("wrote {}", path.display());
 }

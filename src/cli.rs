@@ -96,4 +96,7 @@ pub struct ExperimentArgs {
     /// Rebuild the dataset even if a cached one matches
     #[arg(long)]
     pub rebuild: bool,
+    /// Only build (or find) the cached dataset, then stop: warms the cache for a later run
+    #[arg(long)]
+    pub dataset_only: bool,
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod experiment;
 pub mod explain;
 pub mod interrupt;
+pub mod load;
 pub mod migrate;
 pub mod report;
 pub mod sqlsplit;

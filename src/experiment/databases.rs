@@ -149,10 +149,20 @@ pub fn prepare_base(
 ) -> Result<Base> {
     let recipe = Recipe::new(target, admin, spec, scale)?;
     // Two pgx processes building the same base would collide on CREATE DATABASE.
-    admin.execute("SELECT pg_advisory_lock(hashtext($1))", &[&recipe.dbname])?;
+    let build_lock = format!("build:{}", recipe.dbname);
+    admin.execute("SELECT pg_advisory_lock(hashtext($1))", &[&build_lock])?;
     let base = recipe.reuse_or_build(admin, rebuild, on_step);
-    admin.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&recipe.dbname])?;
+    admin.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&build_lock])?;
+    // Held by this session until it ends: no other pgx drops a base being copied from.
+    admin.execute(
+        "SELECT pg_advisory_lock_shared(hashtext($1))",
+        &[&in_use_lock(&recipe.dbname)],
+    )?;
     base
+}
+
+fn in_use_lock(dbname: &str) -> String {
+    format!("in-use:{dbname}")
 }
 
 /// Everything that defines a base, and the name its hash gives it.
@@ -181,7 +191,8 @@ impl<'a> Recipe<'a> {
             .query_one("SELECT current_setting('server_version_num')", &[])?
             .get(0);
         let key = cache_key(spec, scale, &migrations, &server_version)?;
-        let dbname = database_name("pgx_base", &spec.name, &key);
+        // Named by content alone: experiments with the same dataset share one base.
+        let dbname = format!("pgx_base_{key}");
         Ok(Recipe {
             target,
             spec,
@@ -198,7 +209,7 @@ impl<'a> Recipe<'a> {
         rebuild: bool,
         on_step: &mut dyn FnMut(&str, Option<f64>),
     ) -> Result<Base> {
-        drop_stale_bases(admin, self.spec, &self.dbname)?;
+        drop_stale_bases(admin, self.spec, self.scale, &self.dbname)?;
         if let Some(Some(comment)) = comment_of(admin, &self.dbname)?
             && let Some(json) = comment.strip_prefix(BASE_COMPLETE)
             && !rebuild
@@ -283,6 +294,8 @@ impl<'a> Recipe<'a> {
             build_seconds: started.elapsed().as_secs_f64(),
             steps,
             row_counts,
+            built_for: self.spec.name.clone(),
+            scale: self.scale,
         };
         let mark = format!("{BASE_COMPLETE}{}", serde_json::to_string(&info)?);
         admin.batch_execute(&format!(
@@ -294,17 +307,34 @@ impl<'a> Recipe<'a> {
     }
 }
 
-/// Bases of this experiment under another key are out of date: reclaim their space.
-fn drop_stale_bases(admin: &mut Client, spec: &Spec, current: &str) -> Result<()> {
-    let prefix = database_name("pgx_base", &spec.name, "");
+/// Bases this experiment built at this scale under another key are out of date (its
+/// definition changed): reclaim their space, unless a running pgx is using one. A base
+/// another experiment still shares is rebuilt by it when next needed.
+fn drop_stale_bases(admin: &mut Client, spec: &Spec, scale: f64, current: &str) -> Result<()> {
     let rows = admin.query(
-        "SELECT datname::text FROM pg_database WHERE starts_with(datname::text, $1) AND datname <> $2 \
-         AND starts_with(coalesce(shobj_description(oid, 'pg_database'), ''), 'pgx:base:')",
-        &[&prefix, &current],
+        "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
+         WHERE datname <> $1 AND starts_with(coalesce(shobj_description(oid, 'pg_database'), ''), $2)",
+        &[&current, &BASE_COMPLETE],
     )?;
     for row in rows {
-        let name: String = row.get(0);
-        drop_owned_database(admin, &name)?;
+        let (name, comment): (String, String) = (row.get(0), row.get(1));
+        let Some(info) = comment
+            .strip_prefix(BASE_COMPLETE)
+            .and_then(|json| serde_json::from_str::<DatasetInfo>(json).ok())
+        else {
+            continue;
+        };
+        if info.built_for != spec.name || info.scale != scale {
+            continue;
+        }
+        let lock = in_use_lock(&name);
+        let free: bool = admin
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&lock])?
+            .get(0);
+        if free {
+            drop_owned_database(admin, &name)?;
+            admin.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&lock])?;
+        }
     }
     Ok(())
 }

@@ -42,6 +42,27 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
         only: args.only.clone(),
         rebuild: args.rebuild,
     };
+    if args.dataset_only {
+        let info = runner::prepare_dataset(&target, &spec, &run_options, &mut progress);
+        progress.finish();
+        let info = info?;
+        println!(
+            "dataset {} {} ({:.1}s); rows: {}",
+            info.database,
+            if info.reused {
+                "already cached"
+            } else {
+                "built"
+            },
+            info.build_seconds,
+            info.row_counts
+                .iter()
+                .map(|(t, n)| format!("{t} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(0);
+    }
     let result = run(&target, &spec, &run_options, &mut progress);
     progress.finish();
     let result = result?;

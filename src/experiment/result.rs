@@ -54,6 +54,11 @@ pub struct DatasetInfo {
     pub build_seconds: f64,
     pub steps: Vec<Timing>,
     pub row_counts: Vec<(String, i64)>,
+    /// The experiment that built it; others with the same dataset definition reuse it.
+    #[serde(default)]
+    pub built_for: String,
+    #[serde(default)]
+    pub scale: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -90,31 +90,8 @@ pub fn run(
         timeout_ms: spec.timeout()?.as_millis() as u64,
     };
     let variants = selected_variants(spec, &options.only)?;
-
     let mut admin = connect(&target.admin_config())?;
-    check_can_create_databases(&mut admin)?;
-
-    progress.set_total(spec.dataset.steps.len() as u64 + 2);
-    let base = prepare_base(
-        target,
-        &mut admin,
-        spec,
-        scale,
-        options.rebuild,
-        &mut |step, done| match done {
-            None => progress.message(&format!("dataset: {step}")),
-            Some(seconds) => {
-                progress.tick(1);
-                progress.line(&format!("dataset step {step}: {seconds:.1}s"));
-            }
-        },
-    )?;
-    if base.info.reused {
-        progress.line(&format!(
-            "dataset: reusing cached base {} (built in {:.1}s)",
-            base.info.database, base.info.build_seconds
-        ));
-    }
+    let base = dataset(&mut admin, target, spec, options, progress)?;
 
     let vars = scaled_vars(spec, scale);
     let mut plan = Plan {
@@ -205,6 +182,50 @@ pub fn run(
         variants: variant_results,
         cells,
     })
+}
+
+/// The experiment's base: reused from the cache or built (migrations, steps, VACUUM ANALYZE).
+pub fn prepare_dataset(
+    target: &Target,
+    spec: &Spec,
+    options: &RunOptions,
+    progress: &mut Progress,
+) -> Result<DatasetInfo> {
+    let mut admin = connect(&target.admin_config())?;
+    Ok(dataset(&mut admin, target, spec, options, progress)?.info)
+}
+
+fn dataset(
+    admin: &mut Client,
+    target: &Target,
+    spec: &Spec,
+    options: &RunOptions,
+    progress: &mut Progress,
+) -> Result<super::databases::Base> {
+    check_can_create_databases(admin)?;
+    let scale = options.scale.unwrap_or(spec.dataset.scale);
+    progress.set_total(spec.dataset.steps.len() as u64 + 2);
+    let base = prepare_base(
+        target,
+        admin,
+        spec,
+        scale,
+        options.rebuild,
+        &mut |step, done| match done {
+            None => progress.message(&format!("dataset: {step}")),
+            Some(seconds) => {
+                progress.tick(1);
+                progress.line(&format!("dataset step {step}: {seconds:.1}s"));
+            }
+        },
+    )?;
+    if base.info.reused {
+        progress.line(&format!(
+            "dataset: reusing cached base {} (built in {:.1}s for {})",
+            base.info.database, base.info.build_seconds, base.info.built_for
+        ));
+    }
+    Ok(base)
 }
 
 fn about_of(spec: &Spec, variant: &str) -> String {
@@ -313,6 +334,15 @@ fn run_variant(
                         progress.tick(ticks_per_cell.saturating_sub(ticked) as u64);
                         if let Some(summary) = &mut cell.plan {
                             summary.index_names = rename(&summary.index_names, &parent_index);
+                            // The catalog knows which scanned tables are partitions; the plan
+                            // text alone does not always (a DELETE's pruned partition).
+                            let partitions = summary
+                                .relations
+                                .iter()
+                                .filter(|r| partition_root.contains_key(*r))
+                                .count() as u64;
+                            summary.partitions_scanned =
+                                partitions.saturating_sub(summary.never_executed);
                             summary.relations = rename(&summary.relations, &partition_root);
                             cell.partitions_total = summary
                                 .relations

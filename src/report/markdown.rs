@@ -89,7 +89,11 @@ fn summary(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "## Summary\n");
     let _ = writeln!(
         md,
-        "| query | params | fastest | median | baseline median | change | plan of the fastest |"
+        "The best cell per query is the fastest one that is *significantly* faster than the reference (Mann-Whitney, Holm-corrected, beyond the 5% noise threshold); when none is, the reference stands.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| query | params | best | median | reference median | change | plan of the best |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     for q in &r.queries {
@@ -98,27 +102,35 @@ fn summary(md: &mut String, r: &ExperimentResult) {
             let reference = cells
                 .iter()
                 .find(|c| c.change.is_none() && c.error.is_none() && c.variant == r.baseline);
-            let Some(best) = best(&cells) else {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | (no successful cell) | | | | |",
-                    q.name, p.label
-                );
-                continue;
-            };
-            let change = if best.change.is_none() {
-                "(reference)".to_string()
-            } else {
-                format!("{} {}", fmt_change(best), verdict_word(best))
+            let winner = best_significant(&cells);
+            let (label, shown, change) = match (winner, reference) {
+                (Some(w), _) => (
+                    format!("**{}**", cell(&row_label(r, w))),
+                    Some(w),
+                    format!("{} {}", fmt_change(w), verdict_word(w)),
+                ),
+                (None, Some(reference)) => (
+                    format!(
+                        "{} (reference; nothing significantly faster)",
+                        cell(&row_label(r, reference))
+                    ),
+                    Some(*reference),
+                    "~".to_string(),
+                ),
+                (None, None) => (
+                    "(no successful reference cell)".to_string(),
+                    None,
+                    String::new(),
+                ),
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | **{}** | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 q.name,
                 p.label,
-                cell(&row_label(r, best)),
-                best.time
-                    .as_ref()
+                label,
+                shown
+                    .and_then(|c| c.time.as_ref())
                     .map(|t| fmt_ms(t.median))
                     .unwrap_or_default(),
                 reference
@@ -126,7 +138,7 @@ fn summary(md: &mut String, r: &ExperimentResult) {
                     .map(|t| fmt_ms(t.median))
                     .unwrap_or_default(),
                 change,
-                cell(&fmt_plan(best)),
+                shown.map(|c| cell(&fmt_plan(c))).unwrap_or_default(),
             );
         }
     }

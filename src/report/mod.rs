@@ -1,6 +1,7 @@
 //! Reporters: each renders the same `ExperimentResult` (terminal, Markdown, JSON).
 
 pub mod json;
+pub mod load;
 pub mod markdown;
 pub mod terminal;
 
@@ -163,11 +164,12 @@ pub fn cells_for<'a>(result: &'a ExperimentResult, query: &str, params: &str) ->
         .collect()
 }
 
-/// The fastest cell of a query/params group that has numbers.
-pub fn best<'a>(cells: &[&'a Cell]) -> Option<&'a Cell> {
+/// The fastest cell of a query/params group that is significantly faster than its
+/// reference; None when nothing beats the reference beyond noise.
+pub fn best_significant<'a>(cells: &[&'a Cell]) -> Option<&'a Cell> {
     cells
         .iter()
-        .filter(|c| c.time.is_some())
+        .filter(|c| c.time.is_some() && c.change.is_some_and(|ch| ch.verdict == Verdict::Faster))
         .min_by(|a, b| {
             let (x, y) = (
                 a.time.as_ref().map_or(f64::MAX, |t| t.median),

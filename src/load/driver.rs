@@ -1,0 +1,619 @@
+//! The sweep: check the scripts once on the database (prepare, list queries), then for
+//! every script mix × repeat × client count a fresh run. A run splits its clients over
+//! threads like `pgbench -j`; each thread drives its clients on a single-threaded tokio
+//! runtime, so a client and its connection never hop between cores.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use hdrhistogram::Histogram;
+use tokio::time::timeout;
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+use super::client::{self, ClientStats, Clock, Conn, ERROR_SAMPLES, Script, Shared, Workload};
+use super::generate::{Source, derive_seed};
+use super::result::{LoadPoint, LoadResult, RunStats, new_histogram, percentiles};
+use super::spec::{Generator, Length, Limits, LoadSpec, Mix};
+use crate::error::{describe_pg_error, fail};
+use crate::experiment::spec::substitute;
+
+/// A `list:` generator larger than this is a mistake (it would sit in memory per run).
+const MAX_LIST_ROWS: usize = 5_000_000;
+
+/// Run the load described by `spec` against the database of `config`. `vars` fill
+/// `{{name}}` in SQL and bounds; `on_progress` gets one-line status messages.
+pub fn run(
+    config: &postgres::Config,
+    spec: &LoadSpec,
+    vars: &[(String, String)],
+    on_progress: &mut dyn FnMut(&str),
+) -> Result<LoadResult> {
+    let limits = spec.limits()?;
+    let round_trip_bound = limits.timeout + (limits.timeout / 10).max(Duration::from_millis(200));
+    let connect_timeout = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(Duration::from_secs(10));
+    let connect_bound = connect_timeout + round_trip_bound;
+    on_progress("load: preparing the scripts");
+    let scripts = preflight(config, spec, vars, &limits, connect_bound)?;
+    let threads = spec.threads.unwrap_or_else(default_threads);
+    let mut points = Vec::new();
+    let (mut rtt_slept, mut rtt_sleeps) = (Duration::ZERO, 0u64);
+    for (m, (label, workload)) in mixes(spec, &scripts).into_iter().enumerate() {
+        let workload = Arc::new(workload);
+        let mut sums: Vec<PointSum> = spec.clients.iter().map(|_| PointSum::new()).collect();
+        // Repeats outermost: drift over time spreads over every client count alike.
+        for repeat in 0..spec.repeat {
+            for (c, &clients) in spec.clients.iter().enumerate() {
+                let shared = Arc::new(Shared {
+                    config: async_config(config, limits.timeout),
+                    workload: Arc::clone(&workload),
+                    limits,
+                    round_trip_bound,
+                    connect_bound,
+                    measured: AtomicU64::new(0),
+                });
+                let prefix = format!(
+                    "load {label} · {clients} clients · run {}/{}",
+                    repeat + 1,
+                    spec.repeat
+                );
+                let seed = derive_seed(spec.seed, &[m as u64, repeat as u64]);
+                let mut report = |msg: &str| on_progress(&format!("{prefix}: {msg}"));
+                let all = run_once(&shared, clients, threads, seed, &mut report)?;
+                let run = sums[c].add(&all, &limits)?;
+                for stats in &all {
+                    rtt_slept += stats.rtt_slept;
+                    rtt_sleeps += stats.rtt_sleeps;
+                }
+                report(&format!(
+                    "{:.0} TPS, p50 {:.2} ms, p99 {:.2} ms, {} errors, {} timeouts",
+                    run.tps, run.latency_ms.p50, run.latency_ms.p99, run.errors, run.timeouts
+                ));
+            }
+        }
+        for (sum, &clients) in sums.into_iter().zip(&spec.clients) {
+            points.push(LoadPoint::new(
+                label.clone(),
+                clients,
+                sum.runs,
+                &sum.histogram,
+                sum.round_trips,
+                sum.error_samples,
+            ));
+        }
+    }
+    Ok(LoadResult {
+        points,
+        rtt_ms: limits.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        rtt_actual_ms: (rtt_sleeps > 0)
+            .then(|| rtt_slept.as_secs_f64() * 1000.0 / rtt_sleeps as f64),
+        transport: transport(config),
+    })
+}
+
+/// One client thread per 4 CPUs. A client costs PostgreSQL's backends several times the
+/// CPU it spends itself, so one thread keeps up with what 4 cores of server can answer;
+/// more threads would each wake for fewer ready sockets, paying more CPU per transaction
+/// (measured on 2 CPUs: ~17 µs per transaction with one thread at 8 and 32 clients,
+/// 23-38 µs with two, pgbench -j 2 ~15 µs).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(4))
+}
+
+/// The script mixes to measure: all scripts by weight, or each on its own.
+fn mixes(spec: &LoadSpec, scripts: &[Script]) -> Vec<(String, Workload)> {
+    match spec.mix {
+        Mix::Each => scripts
+            .iter()
+            .map(|s| (s.name.clone(), Workload::new(vec![s.clone()])))
+            .collect(),
+        Mix::Weighted => {
+            let used: Vec<Script> = scripts.iter().filter(|s| s.weight > 0).cloned().collect();
+            let label = match used.as_slice() {
+                [one] => one.name.clone(),
+                many => many
+                    .iter()
+                    .map(|s| format!("{}×{}", s.name, s.weight))
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+            };
+            vec![(label, Workload::new(used))]
+        }
+    }
+}
+
+/// Runs of one point, accumulated.
+struct PointSum {
+    runs: Vec<RunStats>,
+    histogram: Histogram<u64>,
+    round_trips: u64,
+    error_samples: Vec<String>,
+}
+
+impl PointSum {
+    fn new() -> PointSum {
+        PointSum {
+            runs: Vec::new(),
+            histogram: new_histogram(),
+            round_trips: 0,
+            error_samples: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, all: &[ClientStats], limits: &Limits) -> Result<RunStats> {
+        let mut histogram = new_histogram();
+        let mut run = RunStats::default();
+        let mut last_end: Option<Instant> = None;
+        for stats in all {
+            histogram
+                .add(&stats.histogram)
+                .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
+            run.transactions += stats.measured;
+            run.warmup_transactions += stats.warmup;
+            run.late_transactions += stats.late;
+            run.errors += stats.errors;
+            run.timeouts += stats.timeouts;
+            run.connections += stats.connections;
+            self.round_trips += stats.round_trips;
+            last_end = last_end.max(stats.last_measured_end);
+            for message in &stats.error_samples {
+                if self.error_samples.len() < ERROR_SAMPLES && !self.error_samples.contains(message)
+                {
+                    self.error_samples.push(message.clone());
+                }
+            }
+        }
+        run.seconds = match limits.length {
+            Length::Duration(d) => d.as_secs_f64(),
+            Length::Transactions(_) => all
+                .iter()
+                .filter_map(|s| s.window_start)
+                .min()
+                .zip(last_end)
+                .map_or(0.0, |(start, end)| {
+                    end.saturating_duration_since(start).as_secs_f64()
+                }),
+        };
+        run.tps = if run.seconds > 0.0 {
+            run.transactions as f64 / run.seconds
+        } else {
+            0.0
+        };
+        run.latency_ms = percentiles(&histogram);
+        self.histogram
+            .add(&histogram)
+            .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
+        self.runs.push(run.clone());
+        Ok(run)
+    }
+}
+
+/// One run: connect every client, start them together, wait for all of them.
+fn run_once(
+    shared: &Arc<Shared>,
+    clients: usize,
+    threads: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<ClientStats>> {
+    let threads = threads.clamp(1, clients);
+    progress("connecting");
+    std::thread::scope(|scope| {
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        let mut starts = Vec::new();
+        let mut handles = Vec::new();
+        for t in 0..threads {
+            let (start_tx, start_rx) = mpsc::channel::<Instant>();
+            starts.push(start_tx);
+            let ids: Vec<usize> = (t..clients).step_by(threads).collect();
+            let (shared, ready) = (Arc::clone(shared), ready_tx.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("pgx-load-{t}"))
+                .spawn_scoped(scope, move || {
+                    client_thread(shared, ids, seed, ready, start_rx)
+                })
+                .context("cannot start a load thread")?;
+            handles.push(handle);
+        }
+        drop(ready_tx);
+        // Every thread reports once its clients are connected (or failed to); bounded.
+        let setup_end = Instant::now() + shared.connect_bound + Duration::from_secs(5);
+        for _ in 0..threads {
+            let left = setup_end.saturating_duration_since(Instant::now());
+            if ready_rx.recv_timeout(left).is_err() {
+                break;
+            }
+        }
+        let start = Instant::now();
+        for tx in &starts {
+            let _ = tx.send(start);
+        }
+        let clock = Clock::new(start, &shared.limits);
+        let mut next_report = start + Duration::from_secs(1);
+        while !handles.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = Instant::now();
+            if now >= next_report {
+                next_report += Duration::from_secs(1);
+                progress(&status(shared, &clock, now));
+            }
+        }
+        let mut all = Vec::with_capacity(clients);
+        for handle in handles {
+            all.extend(
+                handle
+                    .join()
+                    .map_err(|_| anyhow!("a load thread panicked"))?,
+            );
+        }
+        Ok(all)
+    })
+}
+
+fn status(shared: &Shared, clock: &Clock, now: Instant) -> String {
+    if now < clock.warmup_end {
+        return "warmup".into();
+    }
+    let elapsed = now
+        .saturating_duration_since(clock.warmup_end)
+        .as_secs_f64();
+    let tps = shared.measured.load(Ordering::Relaxed) as f64 / elapsed.max(1e-9);
+    match shared.limits.length {
+        Length::Duration(d) if elapsed <= d.as_secs_f64() => {
+            format!("{elapsed:.0}/{:.0} s, {tps:.0} TPS", d.as_secs_f64())
+        }
+        Length::Duration(_) => "finishing".into(),
+        Length::Transactions(_) => format!("{elapsed:.0} s, {tps:.0} TPS"),
+    }
+}
+
+/// One thread's share of the clients, on a single-threaded runtime.
+fn client_thread(
+    shared: Arc<Shared>,
+    ids: Vec<usize>,
+    seed: u64,
+    ready: mpsc::Sender<()>,
+    start: mpsc::Receiver<Instant>,
+) -> Vec<ClientStats> {
+    let stats: Vec<Rc<RefCell<ClientStats>>> = ids
+        .iter()
+        .map(|_| Rc::new(RefCell::new(ClientStats::new())))
+        .collect();
+    let collect = |stats: Vec<Rc<RefCell<ClientStats>>>| -> Vec<ClientStats> {
+        stats
+            .into_iter()
+            .map(|s| s.replace(ClientStats::new()))
+            .collect()
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            for s in &stats {
+                s.borrow_mut()
+                    .record_error(format!("cannot start a tokio runtime: {e}"));
+            }
+            let _ = ready.send(());
+            return collect(stats);
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    let conns: Vec<Option<Conn>> = local.block_on(&runtime, async {
+        let setups: Vec<_> = stats
+            .iter()
+            .map(|s| {
+                let (shared, s) = (Arc::clone(&shared), Rc::clone(s));
+                tokio::task::spawn_local(async move {
+                    match client::connect(&shared).await {
+                        Ok(conn) => {
+                            s.borrow_mut().connections += 1;
+                            Some(conn)
+                        }
+                        Err(message) => {
+                            s.borrow_mut().record_error(message);
+                            None
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut conns = Vec::with_capacity(setups.len());
+        for setup in setups {
+            conns.push(setup.await.ok().flatten());
+        }
+        conns
+    });
+    let _ = ready.send(());
+    let Ok(t0) = start.recv() else {
+        return collect(stats);
+    };
+    let clock = Clock::new(t0, &shared.limits);
+    // Last resort only: every await inside a client is bounded already.
+    let most_trips = shared
+        .workload
+        .scripts
+        .iter()
+        .map(|s| s.statements.len() as u32 + 2)
+        .max()
+        .unwrap_or(3);
+    let guard = clock
+        .window_end
+        .map(|end| end + shared.round_trip_bound * (most_trips + 1) + shared.connect_bound);
+    local.block_on(&runtime, async {
+        let tasks: Vec<_> = conns
+            .into_iter()
+            .zip(&ids)
+            .zip(&stats)
+            .map(|((conn, &id), s)| {
+                let rng = fastrand::Rng::with_seed(derive_seed(seed, &[id as u64]));
+                let run = client::run(Arc::clone(&shared), clock, conn, Rc::clone(s), rng);
+                tokio::task::spawn_local(run)
+            })
+            .collect();
+        let all = async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        };
+        match guard {
+            Some(guard) => {
+                if tokio::time::timeout_at(guard.into(), all).await.is_err()
+                    && let Some(s) = stats.first()
+                {
+                    s.borrow_mut()
+                        .record_error("clients did not stop in time; abandoned".into());
+                }
+            }
+            None => all.await,
+        }
+    });
+    // Dropping the runtime drops whatever is left (connection tasks of abandoned clients).
+    drop(local);
+    drop(runtime);
+    collect(stats)
+}
+
+/// Check every statement on the database (prepares, parameter counts), run the `list:`
+/// queries, and resolve the generators.
+fn preflight(
+    config: &postgres::Config,
+    spec: &LoadSpec,
+    vars: &[(String, String)],
+    limits: &Limits,
+    connect_bound: Duration,
+) -> Result<Vec<Script>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a tokio runtime")?;
+    // List queries may scan a table: give them at least a minute.
+    let setup_timeout = limits.timeout.max(Duration::from_secs(60));
+    let bound = setup_timeout + Duration::from_secs(1);
+    let async_config = async_config(config, setup_timeout);
+    let lists = runtime.block_on(async {
+        let (client, connection) = timeout(connect_bound, async_config.connect(NoTls))
+            .await
+            .map_err(|_| {
+                fail(
+                    format!(
+                        "load: no answer from {} within {} s",
+                        crate::db::describe_config(config),
+                        connect_bound.as_secs()
+                    ),
+                    "is the server up and accepting connections?",
+                )
+            })?
+            .map_err(|e| {
+                fail(
+                    format!(
+                        "load: cannot connect to {}: {}",
+                        crate::db::describe_config(config),
+                        describe_pg_error(&e, None)
+                    ),
+                    "check the connection settings (as for psql)",
+                )
+            })?;
+        let task = tokio::spawn(connection);
+        let checked = check_scripts(&client, spec, vars, bound).await;
+        drop(client);
+        let _ = timeout(Duration::from_secs(1), task).await;
+        checked
+    })?;
+    let mut fetch = |sql: &str| {
+        lists
+            .get(sql)
+            .cloned()
+            .ok_or_else(|| anyhow!("list query was not run: {sql}"))
+    };
+    let mut scripts = Vec::new();
+    for (name, script) in &spec.scripts {
+        let let_names: Vec<String> = script.lets.keys().cloned().collect();
+        let mut lets = Vec::new();
+        for (key, generator) in &script.lets {
+            let what = format!("load script {name}, let.{key}");
+            lets.push(Source::build(
+                generator,
+                spec.seed,
+                vars,
+                &[],
+                &what,
+                &mut fetch,
+            )?);
+        }
+        let mut statements = Vec::new();
+        for (i, statement) in script.statements.iter().enumerate() {
+            let what = format!("load script {name}, statement {}", i + 1);
+            let sql = substitute(&statement.sql, vars, &what)?;
+            let mut sources = Vec::new();
+            for (j, generator) in statement.params.iter().enumerate() {
+                let what = format!("{what}, ${}", j + 1);
+                sources.push(Source::build(
+                    generator, spec.seed, vars, &let_names, &what, &mut fetch,
+                )?);
+            }
+            statements.push((sql, sources));
+        }
+        scripts.push(Script {
+            name: name.clone(),
+            weight: script.weight,
+            pattern: script.pattern,
+            lets,
+            statements,
+        });
+    }
+    Ok(scripts)
+}
+
+/// Prepare every statement (checking its parameter count) and run every list query.
+async fn check_scripts(
+    client: &tokio_postgres::Client,
+    spec: &LoadSpec,
+    vars: &[(String, String)],
+    bound: Duration,
+) -> Result<HashMap<String, Vec<Option<String>>>> {
+    let no_answer = |what: &str| {
+        fail(
+            format!("{what}: no answer within {} s", bound.as_secs()),
+            "the server may be hung or overloaded",
+        )
+    };
+    let mut lists = HashMap::new();
+    for (name, script) in &spec.scripts {
+        for (i, statement) in script.statements.iter().enumerate() {
+            let what = format!("load script {name}, statement {}", i + 1);
+            let sql = substitute(&statement.sql, vars, &what)?;
+            let prepared = timeout(bound, client.prepare(&sql))
+                .await
+                .map_err(|_| no_answer(&what))?
+                .map_err(|e| {
+                    fail(
+                        format!("{what}: {}", describe_pg_error(&e, Some(&sql))),
+                        "each statement is one SQL statement, prepared once; values come as $1, $2, ...",
+                    )
+                })?;
+            if prepared.params().len() != statement.params.len() {
+                return Err(fail(
+                    format!(
+                        "{what} has {} parameter(s) but params lists {} generator(s)",
+                        prepared.params().len(),
+                        statement.params.len()
+                    ),
+                    "give one generator per $n, in order",
+                ));
+            }
+        }
+        let generators = script
+            .lets
+            .values()
+            .chain(script.statements.iter().flat_map(|s| &s.params));
+        for generator in generators {
+            let Generator::List { sql } = generator else {
+                continue;
+            };
+            let what = format!("load script {name}, list");
+            let sql = substitute(sql, vars, &what)?;
+            if lists.contains_key(&sql) {
+                continue;
+            }
+            let messages = timeout(bound, client.simple_query(&sql))
+                .await
+                .map_err(|_| no_answer(&what))?
+                .map_err(|e| {
+                    fail(
+                        format!("{what}: {}", describe_pg_error(&e, Some(&sql))),
+                        "the list query must run on the dataset",
+                    )
+                })?;
+            let values: Vec<Option<String>> = messages
+                .iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+                    _ => None,
+                })
+                .collect();
+            if values.len() > MAX_LIST_ROWS {
+                return Err(fail(
+                    format!("{what}: {} rows is too many for a list", values.len()),
+                    format!(
+                        "add a LIMIT (at most {MAX_LIST_ROWS}) or use uniform/hot over an id range"
+                    ),
+                ));
+            }
+            lists.insert(sql, values);
+        }
+    }
+    Ok(lists)
+}
+
+/// The async driver's config from the sync one, with pgx's statement_timeout.
+pub fn async_config(
+    config: &postgres::Config,
+    statement_timeout: Duration,
+) -> tokio_postgres::Config {
+    let mut c = tokio_postgres::Config::new();
+    if let Some(user) = config.get_user() {
+        c.user(user);
+    }
+    if let Some(password) = config.get_password() {
+        c.password(password);
+    }
+    if let Some(dbname) = config.get_dbname() {
+        c.dbname(dbname);
+    }
+    for host in config.get_hosts() {
+        match host {
+            postgres::config::Host::Tcp(name) => c.host(name),
+            postgres::config::Host::Unix(path) => c.host_path(path),
+        };
+    }
+    for addr in config.get_hostaddrs() {
+        c.hostaddr(*addr);
+    }
+    for port in config.get_ports() {
+        c.port(*port);
+    }
+    // Set at connection start: no extra statement (or transaction) per connection.
+    let options = format!(
+        "{} -c statement_timeout={}",
+        config.get_options().unwrap_or_default(),
+        statement_timeout.as_millis().max(1)
+    );
+    c.options(options.trim_start())
+        .application_name("pgx load")
+        .connect_timeout(
+            config
+                .get_connect_timeout()
+                .copied()
+                .unwrap_or(Duration::from_secs(10)),
+        )
+        .keepalives(config.get_keepalives())
+        .keepalives_idle(config.get_keepalives_idle())
+        .target_session_attrs(config.get_target_session_attrs())
+        .channel_binding(config.get_channel_binding())
+        .ssl_mode(config.get_ssl_mode());
+    c
+}
+
+/// How requests reach the server, for the report.
+pub fn transport(config: &postgres::Config) -> String {
+    match config.get_hosts().first() {
+        Some(postgres::config::Host::Unix(_)) => "unix socket".into(),
+        Some(postgres::config::Host::Tcp(name))
+            if matches!(name.as_str(), "localhost" | "127.0.0.1" | "::1") =>
+        {
+            "tcp loopback".into()
+        }
+        Some(postgres::config::Host::Tcp(_)) => "tcp".into(),
+        None => "unix socket".into(), // libpq's default without a host
+    }
+}

@@ -1,0 +1,16 @@
+//! Load tests: throughput and latency under concurrency (TPS and p50/p95/p99 per
+//! client count), which EXPLAIN on an idle server cannot show.
+//!
+//! `spec` is the `load:` section of an experiment file; `generate` draws parameter
+//! values; `client` is one simulated client (one connection, prepared statements,
+//! bounded waits); `driver` runs the sweep; `result` is what reports read.
+
+mod client;
+pub mod driver;
+pub mod generate;
+pub mod result;
+pub mod spec;
+
+pub use driver::run;
+pub use result::{LoadPoint, LoadResult, Percentiles, RunStats};
+pub use spec::{Generator, LoadSpec, Mix, Pattern, ScriptSpec, StatementSpec};

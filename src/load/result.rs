@@ -1,0 +1,166 @@
+//! What a load run produced: one [`LoadPoint`] per script mix and client count, each
+//! summarising its repeated runs. Latencies live in HDR histograms (microseconds, 3
+//! significant digits) while measuring; only percentiles are kept.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct LoadResult {
+    pub points: Vec<LoadPoint>,
+    /// The injected client-side delay per round trip, as configured.
+    pub rtt_ms: Option<f64>,
+    /// What the injected delay actually lasted on average (timer granularity adds to it).
+    #[serde(default)]
+    pub rtt_actual_ms: Option<f64>,
+    /// "unix socket", "tcp loopback" or "tcp".
+    pub transport: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct LoadPoint {
+    /// The script's name (mix: each, or a single script), else the weighted mix, e.g.
+    /// "read×9 + write×1".
+    pub script_mix: String,
+    pub clients: usize,
+    pub runs: Vec<RunStats>,
+    pub tps_median: f64,
+    pub tps_min: f64,
+    pub tps_max: f64,
+    /// From the merged histogram of all runs.
+    pub latency_ms: Percentiles,
+    /// Measured (committed inside the window), summed over runs.
+    pub transactions: u64,
+    pub errors: u64,
+    pub timeouts: u64,
+    /// The first few distinct error messages.
+    pub error_samples: Vec<String>,
+    /// Round trips per measured transaction (with the injected delay, each costs one rtt).
+    #[serde(default)]
+    pub round_trips_per_tx: f64,
+}
+
+/// One run: fresh connections, warmup, measured window.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct RunStats {
+    pub tps: f64,
+    /// Committed with their end inside the measured window.
+    pub transactions: u64,
+    /// Length of the measured window.
+    pub seconds: f64,
+    /// Failed transactions (and failed connection attempts), warmup included.
+    pub errors: u64,
+    /// Statements the server cancelled for `statement_timeout`, or that pgx gave up on.
+    pub timeouts: u64,
+    /// Committed during the warmup (discarded from TPS and latency).
+    pub warmup_transactions: u64,
+    /// Committed after the window closed: in flight when it ended (not counted in TPS).
+    pub late_transactions: u64,
+    /// Connections opened (one per client, plus reconnects after failures).
+    pub connections: u64,
+    pub latency_ms: Percentiles,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// Latency histogram: 1 µs to 1 hour at 3 significant digits (values above saturate).
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant, valid histogram bounds")
+}
+
+/// Percentile `p` (0..=100) in microseconds with the nearest-rank definition of
+/// [`crate::stats::nearest_rank`]. hdrhistogram computes the rank as ceil(q × n) in
+/// floating point, where 0.99 × 1000 = 990.0000000000001 picks rank 991; asking for the
+/// middle of the intended rank avoids that.
+pub fn percentile_us(histogram: &Histogram<u64>, p: f64) -> u64 {
+    let n = histogram.len();
+    if n == 0 {
+        return 0;
+    }
+    let rank = ((p.clamp(0.0, 100.0) * n as f64 / 100.0).ceil() as u64).clamp(1, n);
+    histogram.value_at_quantile((rank as f64 - 0.5) / n as f64)
+}
+
+/// p50/p95/p99/max in milliseconds; zeros for an empty histogram.
+pub fn percentiles(histogram: &Histogram<u64>) -> Percentiles {
+    let ms = |us: u64| us as f64 / 1000.0;
+    Percentiles {
+        p50: ms(percentile_us(histogram, 50.0)),
+        p95: ms(percentile_us(histogram, 95.0)),
+        p99: ms(percentile_us(histogram, 99.0)),
+        max: ms(if histogram.is_empty() {
+            0
+        } else {
+            histogram.max()
+        }),
+    }
+}
+
+impl LoadPoint {
+    /// Summarise runs whose latencies were merged into `merged`.
+    pub fn new(
+        script_mix: String,
+        clients: usize,
+        runs: Vec<RunStats>,
+        merged: &Histogram<u64>,
+        round_trips: u64,
+        error_samples: Vec<String>,
+    ) -> LoadPoint {
+        let mut tps: Vec<f64> = runs.iter().map(|r| r.tps).collect();
+        tps.sort_by(f64::total_cmp);
+        let transactions = runs.iter().map(|r| r.transactions).sum();
+        LoadPoint {
+            script_mix,
+            clients,
+            tps_median: if tps.is_empty() {
+                0.0
+            } else {
+                crate::stats::percentile(&tps, 50.0)
+            },
+            tps_min: tps.first().copied().unwrap_or(0.0),
+            tps_max: tps.last().copied().unwrap_or(0.0),
+            latency_ms: percentiles(merged),
+            transactions,
+            errors: runs.iter().map(|r| r.errors).sum(),
+            timeouts: runs.iter().map(|r| r.timeouts).sum(),
+            error_samples,
+            round_trips_per_tx: if transactions == 0 {
+                0.0
+            } else {
+                round_trips as f64 / transactions as f64
+            },
+            runs,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_match_nearest_rank_exactly_for_small_values() {
+        // Below 2048 µs every value has its own bucket, so equality must be exact.
+        let sample: Vec<u64> = (1..=1000).map(|i| (i * 7919) % 2000 + 1).collect();
+        let mut h = new_histogram();
+        for v in &sample {
+            h.record(*v).unwrap();
+        }
+        let mut sorted = sample.clone();
+        sorted.sort_unstable();
+        for p in [0.0, 1.0, 50.0, 95.0, 99.0, 99.9, 100.0] {
+            assert_eq!(
+                percentile_us(&h, p),
+                crate::stats::nearest_rank(&sorted, p),
+                "p{p}"
+            );
+        }
+        assert_eq!(percentiles(&new_histogram()), Percentiles::default());
+    }
+}

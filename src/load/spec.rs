@@ -1,0 +1,481 @@
+//! The `load:` section of an experiment file: transaction scripts, where their
+//! parameters come from, how many clients, for how long. Checked up front by
+//! [`LoadSpec::limits`] so a typo fails before any database work.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use indexmap::IndexMap;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+
+use crate::db::TextParam;
+use crate::error::fail;
+use crate::experiment::spec::{parse_duration, yaml_param};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSpec {
+    /// Client counts to sweep, e.g. [1, 8, 32, 64]; one connection per client.
+    pub clients: Vec<usize>,
+    /// Measured window per run ("10s"); the default when `transactions` is absent.
+    #[serde(default)]
+    pub duration: Option<String>,
+    /// Instead of a duration: transactions per client per run (attempts, failed ones included).
+    #[serde(default)]
+    pub transactions: Option<u64>,
+    /// Run before the measured window on the same connections, then discarded.
+    #[serde(default = "default_warmup")]
+    pub warmup: String,
+    /// Runs per client count; reports show the median TPS and the spread.
+    #[serde(default = "default_repeat")]
+    pub repeat: usize,
+    /// Fixes every parameter sequence and the hot key sets.
+    #[serde(default)]
+    pub seed: u64,
+    /// Per statement: the server's `statement_timeout`, and slightly later a client-side
+    /// cancel, so a hung server shows up as timeouts instead of a hung pgx.
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    /// Delay injected client-side before every round trip ("1ms"), because a Unix socket
+    /// round trip costs microseconds while a network one costs milliseconds.
+    #[serde(default)]
+    pub rtt: Option<String>,
+    #[serde(default)]
+    pub mix: Mix,
+    /// Client threads (like pgbench -j); default: one per 4 CPUs, at most one per client.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    pub scripts: IndexMap<String, ScriptSpec>,
+}
+
+/// How scripts share a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mix {
+    /// Every transaction picks a script at random by weight: one result per client count.
+    #[default]
+    Weighted,
+    /// Every script is measured on its own: one result per script and client count.
+    Each,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptSpec {
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default)]
+    pub pattern: Pattern,
+    /// Values drawn once per transaction, used by several statements as `{ref: name}`
+    /// (like pgbench's `\set`): the same key looked up in N tables.
+    #[serde(
+        default,
+        rename = "let",
+        deserialize_with = "serde_yaml::with::singleton_map_recursive::deserialize"
+    )]
+    pub lets: IndexMap<String, Generator>,
+    pub statements: Vec<StatementSpec>,
+    #[serde(default)]
+    pub about: String,
+}
+
+/// How the statements of one transaction travel to the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pattern {
+    /// Each statement waits for its answer: N statements (+ BEGIN, COMMIT) = N (+2) round trips.
+    #[default]
+    Sequential,
+    /// BEGIN, every statement and COMMIT are sent before any answer is awaited: one round trip.
+    Pipelined,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementSpec {
+    pub sql: String,
+    /// One generator per `$n`, in order.
+    #[serde(
+        default,
+        deserialize_with = "serde_yaml::with::singleton_map_recursive::deserialize"
+    )]
+    pub params: Vec<Generator>,
+}
+
+/// Where a parameter's values come from; YAML like `{uniform: {min: 1, max: 1000}}`
+/// (a single-key map, read with serde_yaml's `singleton_map`) or `!uniform {min: 1, max: 1000}`.
+/// Integer bounds may be `"{{var}}"` so they follow the dataset's scale.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Generator {
+    Uniform {
+        min: Bound,
+        max: Bound,
+    },
+    /// `hot_share` of the draws go to `hot_fraction` of the keys, a pseudo-random subset
+    /// fixed by the seed (not the lowest ids).
+    Hot {
+        min: Bound,
+        max: Bound,
+        #[serde(default = "default_hot_fraction")]
+        hot_fraction: f64,
+        #[serde(default = "default_hot_share")]
+        hot_share: f64,
+    },
+    /// The first column of a query run once on the database, drawn uniformly.
+    List {
+        sql: String,
+    },
+    Choice {
+        #[serde(deserialize_with = "yaml_params")]
+        values: Vec<TextParam>,
+    },
+    Constant {
+        #[serde(deserialize_with = "yaml_value")]
+        value: TextParam,
+    },
+    /// min, min+1, ..., max, min, ... shared by all clients of a run (unique keys for inserts).
+    Sequence {
+        min: Bound,
+        max: Bound,
+    },
+    /// The value a `let:` entry of the script drew for this transaction.
+    Ref(String),
+}
+
+/// An integer, or a `{{var}}` placeholder resolved against the experiment's vars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bound {
+    Int(i64),
+    Var(String),
+}
+
+impl<'de> Deserialize<'de> for Bound {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::Number(n) => n
+                .as_i64()
+                .map(Bound::Int)
+                .ok_or_else(|| D::Error::custom(format!("{n} is not a 64-bit integer"))),
+            serde_yaml::Value::String(s) => Ok(match s.trim().parse() {
+                Ok(i) => Bound::Int(i),
+                Err(_) => Bound::Var(s),
+            }),
+            other => Err(D::Error::custom(format!(
+                "expected an integer or \"{{{{var}}}}\", found {other:?}"
+            ))),
+        }
+    }
+}
+
+impl Bound {
+    pub fn resolve(&self, vars: &[(String, String)], what: &str) -> Result<i64> {
+        match self {
+            Bound::Int(i) => Ok(*i),
+            Bound::Var(text) => {
+                let text = crate::experiment::spec::substitute(text, vars, what)?;
+                text.trim().parse().map_err(|_| {
+                    fail(
+                        format!("{what}: {text:?} is not an integer"),
+                        "write a number or a {{var}} of the dataset",
+                    )
+                })
+            }
+        }
+    }
+}
+
+fn yaml_value<'de, D: Deserializer<'de>>(d: D) -> Result<TextParam, D::Error> {
+    Ok(yaml_param(&serde_yaml::Value::deserialize(d)?))
+}
+
+fn yaml_params<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TextParam>, D::Error> {
+    let values = Vec::<serde_yaml::Value>::deserialize(d)?;
+    Ok(values.iter().map(yaml_param).collect())
+}
+
+fn default_warmup() -> String {
+    "2s".into()
+}
+fn default_repeat() -> usize {
+    3
+}
+fn default_timeout() -> String {
+    "5s".into()
+}
+fn default_weight() -> u32 {
+    1
+}
+fn default_hot_fraction() -> f64 {
+    0.2
+}
+fn default_hot_share() -> f64 {
+    0.8
+}
+
+/// When a run stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Length {
+    Duration(Duration),
+    /// Transactions per client.
+    Transactions(u64),
+}
+
+/// The durations of a spec, parsed and checked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub length: Length,
+    pub warmup: Duration,
+    pub timeout: Duration,
+    pub rtt: Option<Duration>,
+}
+
+impl LoadSpec {
+    /// Check everything that does not need a database; returns the parsed durations.
+    pub fn limits(&self) -> Result<Limits> {
+        let duration = |key: &str, text: &str| {
+            parse_duration(text).ok_or_else(|| {
+                fail(
+                    format!("load.{key}: {text:?} is not a duration"),
+                    "write it like 10s, 500ms or 2min",
+                )
+            })
+        };
+        if self.clients.is_empty() || self.clients.contains(&0) {
+            return Err(fail(
+                format!(
+                    "load.clients {:?} needs client counts of 1 or more",
+                    self.clients
+                ),
+                "for example clients: [1, 8, 32, 64]",
+            ));
+        }
+        if self.repeat == 0 || self.threads == Some(0) {
+            return Err(fail(
+                "load.repeat and load.threads must be at least 1",
+                "repeat: 3 reports a median and a spread",
+            ));
+        }
+        let length = match (&self.duration, self.transactions) {
+            (Some(_), Some(_)) => {
+                return Err(fail(
+                    "load: both duration and transactions are set",
+                    "a run lasts either a duration or a number of transactions per client; keep one",
+                ));
+            }
+            (None, Some(0)) => return Err(fail("load.transactions is 0", "use 1 or more")),
+            (None, Some(n)) => Length::Transactions(n),
+            (Some(text), None) => Length::Duration(duration("duration", text)?),
+            (None, None) => Length::Duration(Duration::from_secs(10)),
+        };
+        if length == Length::Duration(Duration::ZERO) {
+            return Err(fail("load.duration is 0", "measure for at least 1s"));
+        }
+        let timeout = duration("timeout", &self.timeout)?;
+        if timeout < Duration::from_millis(1) {
+            return Err(fail("load.timeout is below 1ms", "the default is 5s"));
+        }
+        let rtt = match &self.rtt {
+            Some(text) => Some(duration("rtt", text)?).filter(|d| !d.is_zero()),
+            None => None,
+        };
+        if self.scripts.is_empty() {
+            return Err(fail(
+                "load.scripts is empty",
+                "add a script: scripts: { read: { statements: [{ sql: SELECT 1 }] } }",
+            ));
+        }
+        if self.mix == Mix::Weighted && self.scripts.values().all(|s| s.weight == 0) {
+            return Err(fail(
+                "load: every script has weight 0",
+                "give at least one script a weight of 1 or more",
+            ));
+        }
+        for (name, script) in &self.scripts {
+            script.check(name)?;
+        }
+        Ok(Limits {
+            length,
+            warmup: duration("warmup", &self.warmup)?,
+            timeout,
+            rtt,
+        })
+    }
+}
+
+impl ScriptSpec {
+    fn check(&self, name: &str) -> Result<()> {
+        if self.statements.is_empty() {
+            return Err(fail(
+                format!("load script {name} has no statements"),
+                "add statements: [{ sql: ... }]",
+            ));
+        }
+        for (key, generator) in &self.lets {
+            if matches!(generator, Generator::Ref(_)) {
+                return Err(fail(
+                    format!("load script {name}: let.{key} is a ref"),
+                    "let entries draw values; refs use them in statement params",
+                ));
+            }
+            generator.check(&format!("load script {name}, let.{key}"))?;
+        }
+        for (i, statement) in self.statements.iter().enumerate() {
+            for (j, generator) in statement.params.iter().enumerate() {
+                let what = format!("load script {name}, statement {}, ${}", i + 1, j + 1);
+                if let Generator::Ref(key) = generator
+                    && !self.lets.contains_key(key)
+                {
+                    return Err(fail(
+                        format!("{what}: ref {key:?} is not defined"),
+                        format!("define it under the script's let: {{ {key}: {{uniform: ...}} }}"),
+                    ));
+                }
+                generator.check(&what)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Generator {
+    /// Checks that need no vars; bounds given as `{{var}}` are checked when resolved.
+    fn check(&self, what: &str) -> Result<()> {
+        match self {
+            Generator::Hot {
+                hot_fraction,
+                hot_share,
+                ..
+            } if !((0.0..=1.0).contains(hot_fraction)
+                && *hot_fraction > 0.0
+                && (0.0..=1.0).contains(hot_share)) =>
+            {
+                Err(fail(
+                    format!("{what}: hot_fraction must be in (0, 1] and hot_share in [0, 1]"),
+                    "hot_fraction: 0.2, hot_share: 0.8 puts 80% of the draws on 20% of the keys",
+                ))
+            }
+            Generator::Choice { values } if values.is_empty() => Err(fail(
+                format!("{what}: choice has no values"),
+                "choice: { values: [a, b, c] }",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+clients: [1, 8]
+duration: 2s
+seed: 7
+rtt: 1ms
+scripts:
+  read:
+    weight: 9
+    statements:
+      - sql: SELECT $1::int
+        params: [{uniform: {min: 1, max: "{{rows}}"}}]
+  lookup:
+    pattern: pipelined
+    let: { key: {hot: {min: 1, max: 100}} }
+    statements:
+      - { sql: SELECT $1::int, params: [{ref: key}] }
+      - { sql: SELECT $1::text, params: [{choice: {values: [a, 2, true]}}] }
+      - { sql: SELECT $1, params: [{constant: {value: 5}}, {list: {sql: SELECT 1}}] }
+"#;
+
+    #[test]
+    fn parses_with_defaults() {
+        let spec: LoadSpec = serde_yaml::from_str(SPEC).unwrap();
+        let limits = spec.limits().unwrap();
+        assert_eq!(limits.length, Length::Duration(Duration::from_secs(2)));
+        assert_eq!(limits.warmup, Duration::from_secs(2));
+        assert_eq!(limits.timeout, Duration::from_secs(5));
+        assert_eq!(limits.rtt, Some(Duration::from_millis(1)));
+        assert_eq!(spec.repeat, 3);
+        assert_eq!(spec.mix, Mix::Weighted);
+        let lookup = &spec.scripts["lookup"];
+        assert_eq!(lookup.pattern, Pattern::Pipelined);
+        assert_eq!(lookup.weight, 1);
+        assert!(matches!(
+            lookup.lets["key"],
+            Generator::Hot { hot_fraction, hot_share, .. } if hot_fraction == 0.2 && hot_share == 0.8
+        ));
+        match &lookup.statements[1].params[0] {
+            Generator::Choice { values } => assert_eq!(
+                values,
+                &["a", "2", "true"].map(|v| TextParam(Some(v.into())))
+            ),
+            other => panic!("{other:?}"),
+        }
+        match &spec.scripts["read"].statements[0].params[0] {
+            Generator::Uniform { max, .. } => {
+                let vars = [("rows".to_string(), "500".to_string())];
+                assert_eq!(max.resolve(&vars, "t").unwrap(), 500);
+                assert!(max.resolve(&[], "t").is_err());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn readme_example_is_valid() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("```yaml\nload:\n")
+            .expect("README has a load example")
+            + 8;
+        let end = start + readme[start..].find("```").expect("closed block");
+        #[derive(Deserialize)]
+        struct File {
+            load: LoadSpec,
+        }
+        let file: File = serde_yaml::from_str(&readme[start..end]).unwrap();
+        file.load.limits().unwrap();
+        assert_eq!(file.load.scripts.len(), 3);
+    }
+
+    #[test]
+    fn rejects_mistakes() {
+        let bad = [
+            (
+                "clients: []\nscripts: {a: {statements: [{sql: x}]}}",
+                "clients",
+            ),
+            (
+                "clients: [1]\nduration: 1s\ntransactions: 5\nscripts: {a: {statements: [{sql: x}]}}",
+                "both",
+            ),
+            (
+                "clients: [1]\nduration: soon\nscripts: {a: {statements: [{sql: x}]}}",
+                "duration",
+            ),
+            (
+                "clients: [1]\nscripts: {a: {statements: []}}",
+                "no statements",
+            ),
+            (
+                "clients: [1]\nscripts: {a: {statements: [{sql: x, params: [{ref: k}]}]}}",
+                "not defined",
+            ),
+            (
+                "clients: [1]\nscripts: {a: {statements: [{sql: x, params: [{hot: {min: 1, max: 9, hot_fraction: 0}}]}]}}",
+                "hot_fraction",
+            ),
+        ];
+        for (yaml, expected) in bad {
+            let spec: LoadSpec = serde_yaml::from_str(yaml).unwrap();
+            let err = spec.limits().unwrap_err().to_string();
+            assert!(err.contains(expected), "{yaml}: {err}");
+        }
+        let typo = "clients: [1]\nscripts: {a: {statement: []}}";
+        assert!(serde_yaml::from_str::<LoadSpec>(typo).is_err());
+        let unknown = "clients: [1]\nscripts: {a: {statements: [{sql: x, params: [{zipf: {}}]}]}}";
+        assert!(serde_yaml::from_str::<LoadSpec>(unknown).is_err());
+    }
+}

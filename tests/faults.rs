@@ -1,0 +1,250 @@
+//! Faults lose nothing and leave nothing running: a failing variant, a hanging query,
+//! Ctrl-C, and bad input.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pgx::experiment::{RunOptions, progress::Progress, spec};
+use pgx::target::Target;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/experiments")
+        .join(name)
+}
+
+/// Copy databases of one experiment still present (tests run in parallel, so only ours).
+fn leftover_copies(server: &pgx::cluster::ClusterUse, pattern: &str) -> i64 {
+    let mut admin = pgx::target::connect(&server.cluster().config("postgres")).unwrap();
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname ~ $1",
+            &[&pattern],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn failing_variant_and_hanging_query_are_reported_and_the_rest_is_measured() {
+    let server = server();
+    let target = Target::External(server.cluster().config("postgres"));
+    let spec = spec::load(&fixture("faults.yaml")).unwrap();
+    let started = Instant::now();
+    let r = pgx::experiment::run(
+        &target,
+        &spec,
+        &RunOptions::default(),
+        &mut Progress::quiet(),
+    )
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "a 30 s sleep must not be waited for"
+    );
+
+    let broken = r.variants.iter().find(|v| v.name == "broken").unwrap();
+    let error = broken.error.as_deref().unwrap();
+    assert!(
+        error.contains("no_such_table") && error.contains("line 2"),
+        "{error}"
+    );
+    assert!(
+        r.cells.iter().all(|c| c.variant != "broken"),
+        "no numbers for a variant that did not build"
+    );
+
+    let indexed = r
+        .cells
+        .iter()
+        .find(|c| c.variant == "indexed" && c.query == "fast")
+        .unwrap();
+    assert_eq!(
+        indexed.samples.len(),
+        3,
+        "the variant after the broken one was measured"
+    );
+    let hang = r
+        .cells
+        .iter()
+        .find(|c| c.variant == "plain" && c.query == "hang")
+        .unwrap();
+    assert!(
+        hang.error.as_deref().unwrap().contains("timed out"),
+        "{:?}",
+        hang.error
+    );
+    assert_eq!(
+        leftover_copies(&server, "^pgx_run_faults_(plain|broken|indexed)_"),
+        0
+    );
+
+    let md = pgx::report::markdown::render(&r);
+    assert!(md.contains("FAILED") && md.contains("timed out"));
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_drops_its_databases() {
+    let server = server();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("tests/fixtures/no-migrations")).unwrap();
+    // A query that runs until cancelled, so the interrupt lands mid-measurement.
+    let yaml = std::fs::read_to_string(fixture("faults.yaml"))
+        .unwrap()
+        .replace("timeout: 300ms", "timeout: 60s")
+        .replace("name: faults", "name: faults-interrupted");
+    let path = project.path().join("faults-interrupted.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let url = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        server.cluster().socket_dir().display(),
+        pgx::cluster::PORT
+    );
+    let child = pgx_command(project.path())
+        .env("DATABASE_URL", &url)
+        .args([
+            "experiment",
+            path.to_str().unwrap(),
+            "--out",
+            project.path().to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the hanging query is running in a pgx copy.
+    let mut admin = pgx::target::connect(&server.cluster().config("postgres")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let running: i64 = admin
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND datname LIKE 'pgx_run_%'", &[])
+            .unwrap()
+            .get(0);
+        if running > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the hanging query never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "Ctrl-C cancels the running query"
+    );
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_eq!(
+        leftover_copies(&server, "^pgx_run_faults_interrupted_"),
+        0,
+        "copies are dropped on Ctrl-C: {}",
+        stderr(&out)
+    );
+    let still_running: i64 = admin
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(%' AND datname LIKE 'pgx_run_faults_interrupted%'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(still_running, 0, "nothing left running");
+}
+
+#[test]
+fn bad_experiment_files_are_clear_errors_with_locations() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: bad\nbaseline: a\ndataset:\n  scale: [1\nvariants: {}\n",
+    )
+    .unwrap();
+    let out = pgx_command(dir.path())
+        .args(["experiment", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("bad.yaml:"), "file named: {err}");
+    assert!(
+        regex::Regex::new(r"bad\.yaml:\d+:\d+")
+            .unwrap()
+            .is_match(&err),
+        "line and column: {err}"
+    );
+    assert!(err.contains("hint:") && !err.contains("panicked"), "{err}");
+
+    let out = pgx_command(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .args(["experiment", "no-such-experiment"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("index-strategies"),
+        "lists the known experiments: {}",
+        stderr(&out)
+    );
+
+    let out = pgx_command(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .args(["experiment", "index-strategies", "--scale", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--scale"), "{}", stderr(&out));
+}
+
+#[test]
+fn rebuilding_at_one_scale_keeps_the_base_of_another_scale_and_bases_in_use() {
+    let server = server();
+    let target = Target::External(server.cluster().config("postgres"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache-scales.yaml");
+    let yaml = std::fs::read_to_string(fixture("faults.yaml"))
+        .unwrap()
+        .replace("name: faults", "name: cache-scales")
+        .replace("rows: 1000", "rows: 1234");
+    std::fs::write(&path, yaml).unwrap();
+    let spec = spec::load(&path).unwrap();
+    let build = |scale: f64, rebuild: bool| {
+        let options = RunOptions {
+            scale: Some(scale),
+            rebuild,
+            ..Default::default()
+        };
+        pgx::experiment::runner::prepare_dataset(&target, &spec, &options, &mut Progress::quiet())
+            .unwrap()
+    };
+    let full = build(1.0, false);
+    let half = build(0.5, false);
+    assert_ne!(full.database, half.database);
+    // The definition changes (a new dataset step): the old base at scale 1 is stale.
+    let changed = std::fs::read_to_string(&path).unwrap().replace(
+        "    - name: table\n",
+        "    - name: marker\n      sql: CREATE TABLE marker ();\n    - name: table\n",
+    );
+    std::fs::write(&path, changed).unwrap();
+    let spec2 = spec::load(&path).unwrap();
+    let options = RunOptions {
+        scale: Some(1.0),
+        ..Default::default()
+    };
+    let rebuilt =
+        pgx::experiment::runner::prepare_dataset(&target, &spec2, &options, &mut Progress::quiet())
+            .unwrap();
+    assert_ne!(rebuilt.database, full.database);
+    let mut admin = pgx::target::connect(&server.cluster().config("postgres")).unwrap();
+    let exists = |admin: &mut postgres::Client, name: &str| -> bool {
+        admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .unwrap()
+            .is_some()
+    };
+    assert!(
+        !exists(&mut admin, &full.database),
+        "the stale base at the same scale is dropped"
+    );
+    assert!(
+        exists(&mut admin, &half.database),
+        "a base at another scale is kept"
+    );
+}

@@ -1,0 +1,547 @@
+//! The load driver against real PostgreSQL: its counts are checked against the server's
+//! own statistics, its timeouts against a server that sleeps or stops answering.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::TestDb;
+use pgx::load::generate::Source;
+use pgx::load::result::{new_histogram, percentile_us, percentiles};
+use pgx::load::{LoadResult, LoadSpec, run};
+
+/// Load tests share two cores: one at a time keeps their timings meaningful.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn spec(yaml: &str) -> LoadSpec {
+    serde_yaml::from_str(yaml).expect("test spec parses")
+}
+
+fn load(config: &postgres::Config, spec: &LoadSpec) -> LoadResult {
+    run(config, spec, &[], &mut |_| {}).expect("load runs")
+}
+
+fn admin(db: &TestDb) -> postgres::Client {
+    pgx::target::connect(&db.server.cluster().config("postgres")).unwrap()
+}
+
+/// Backends flush their statistics when they exit (PostgreSQL 15 otherwise flushes at
+/// most once a second): wait until no client backend of `db` is left, then until the
+/// counter stops moving, reading from another database so the reads do not count.
+fn settled_xact_commit(db: &TestDb) -> i64 {
+    let mut admin = admin(db);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = None;
+    loop {
+        assert!(Instant::now() < deadline, "statistics never settled");
+        let backends: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'",
+                &[&db.name],
+            )
+            .unwrap()
+            .get(0);
+        // A new snapshot each time: stats_fetch_consistency caches within a transaction.
+        admin
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .unwrap();
+        let commits: i64 = admin
+            .query_one(
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+                &[&db.name],
+            )
+            .unwrap()
+            .get(0);
+        if backends == 0 && last == Some(commits) {
+            return commits;
+        }
+        last = (backends == 0).then_some(commits);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Whether an autovacuum worker is in `db`: its transactions count in xact_commit too.
+fn watch_autovacuum(db: &TestDb, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<bool> {
+    let (mut admin, name) = (admin(db), db.name.clone());
+    std::thread::spawn(move || {
+        let mut seen = false;
+        while !stop.load(Ordering::Relaxed) {
+            seen |= admin
+                .query_one(
+                    "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'autovacuum worker'",
+                    &[&name],
+                )
+                .map(|row| row.get::<_, bool>(0))
+                .unwrap_or(false);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        seen
+    })
+}
+
+/// (a) Every transaction pgx reports is one the server committed, and vice versa.
+///
+/// Besides the script transactions (warmup + measured + late, all reported), the server
+/// counts a commit for each connection's start-up (InitPostgres reads the catalog in a
+/// transaction) and for each prepared statement (Parse/Describe/Sync runs in an implicit
+/// transaction). pgx opens one checking connection that prepares every script statement,
+/// then per client one connection preparing BEGIN, COMMIT, ROLLBACK and every statement.
+/// An autovacuum worker visiting the database would add commits of its own: a watcher
+/// looks for one and the measurement is repeated if it came.
+#[test]
+fn transaction_count_equals_xact_commit_delta() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = TestDb::new("load_count");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE account (id int PRIMARY KEY, balance bigint NOT NULL DEFAULT 0);
+             INSERT INTO account (id) SELECT g FROM generate_series(1, 1000) g;",
+        )
+        .unwrap();
+    let spec = spec(
+        "clients: [1, 3]
+duration: 1s
+warmup: 300ms
+repeat: 1
+seed: 11
+scripts:
+  transfer:
+    weight: 1
+    let: { a: {uniform: {min: 1, max: 1000}} }
+    statements:
+      - { sql: 'UPDATE account SET balance = balance - 1 WHERE id = $1', params: [{ref: a}] }
+      - { sql: 'UPDATE account SET balance = balance + 1 WHERE id = $1 % 1000 + 1', params: [{ref: a}] }
+  read:
+    weight: 3
+    statements:
+      - { sql: 'SELECT balance FROM account WHERE id = $1', params: [{hot: {min: 1, max: 1000}}] }
+",
+    );
+    let statements = 3;
+    for attempt in 1..=3 {
+        let before = settled_xact_commit(&db);
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = watch_autovacuum(&db, Arc::clone(&stop));
+        let result = load(&db.config(), &spec);
+        let after = settled_xact_commit(&db);
+        stop.store(true, Ordering::Relaxed);
+        let autovacuum_came = watcher.join().unwrap();
+
+        let runs: Vec<_> = result.points.iter().flat_map(|p| &p.runs).collect();
+        assert_eq!(runs.len(), 2);
+        assert!(
+            runs.iter().all(|r| r.errors == 0 && r.timeouts == 0),
+            "{runs:?}"
+        );
+        assert_eq!(
+            result.points.iter().map(|p| p.transactions).sum::<u64>(),
+            runs.iter().map(|r| r.transactions).sum::<u64>()
+        );
+        let scripts: u64 = runs
+            .iter()
+            .map(|r| r.warmup_transactions + r.transactions + r.late_transactions)
+            .sum();
+        let connections: u64 = runs.iter().map(|r| r.connections).sum();
+        assert_eq!(
+            connections,
+            1 + 3,
+            "one connection per client, no reconnects"
+        );
+        let setup = (1 + statements) + connections * (1 + 3 + statements);
+        let delta = (after - before) as u64;
+        if autovacuum_came && delta != scripts + setup {
+            eprintln!("attempt {attempt}: an autovacuum worker visited; measuring again");
+            continue;
+        }
+        assert_eq!(
+            delta,
+            scripts + setup,
+            "server committed {delta}; pgx ran {scripts} script transactions + {setup} setup"
+        );
+        assert!(runs.iter().all(|r| r.transactions > 0));
+        return;
+    }
+    panic!("autovacuum visited during every attempt");
+}
+
+/// (b) A statement sleeping past the timeout is a counted timeout, and the run ends on time.
+#[test]
+fn statement_past_the_timeout_is_a_timeout_not_a_hang() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = TestDb::new("load_timeout");
+    let spec = spec(
+        "clients: [2]
+duration: 1s
+warmup: 0s
+repeat: 1
+timeout: 200ms
+scripts:
+  sleepy: { statements: [{ sql: SELECT pg_sleep(10) }] }
+",
+    );
+    let started = Instant::now();
+    let result = load(&db.config(), &spec);
+    let elapsed = started.elapsed();
+    let point = &result.points[0];
+    eprintln!("{elapsed:?} {point:#?}");
+    assert_eq!(point.transactions, 0);
+    assert_eq!(point.tps_median, 0.0);
+    assert_eq!(point.errors, 0, "{:?}", point.error_samples);
+    // Each attempt lasts 200 ms: about 5 per client in the 1 s window.
+    assert!(point.timeouts >= 6, "timeouts: {}", point.timeouts);
+    assert!(
+        point
+            .error_samples
+            .iter()
+            .any(|m| m.contains("statement timeout")),
+        "{:?}",
+        point.error_samples
+    );
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+}
+
+/// A proxy in front of the server's socket that can stop forwarding: a hung server.
+struct FreezableProxy {
+    dir: tempfile::TempDir,
+    frozen: Arc<AtomicBool>,
+}
+
+impl FreezableProxy {
+    fn start(target: PathBuf) -> FreezableProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join(".s.PGSQL.5432")).unwrap();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&frozen);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = UnixStream::connect(&target) else {
+                    continue;
+                };
+                for (from, to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let flag = Arc::clone(&flag);
+                    std::thread::spawn(move || forward(from, to, &flag));
+                }
+            }
+        });
+        FreezableProxy { dir, frozen }
+    }
+
+    fn config(&self, dbname: &str) -> postgres::Config {
+        let mut config = postgres::Config::new();
+        config
+            .host_path(self.dir.path())
+            .port(5432)
+            .user("postgres")
+            .dbname(dbname)
+            .connect_timeout(Duration::from_millis(500));
+        config
+    }
+}
+
+/// Copy bytes until either side closes; while frozen, hold them back.
+fn forward(mut from: UnixStream, mut to: UnixStream, frozen: &AtomicBool) {
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        while frozen.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
+}
+
+/// Seed 000's "0.0 TPS, hanging": the server stops answering mid-run. pgx must report
+/// timeouts and errors and return on time.
+#[test]
+fn hung_server_shows_up_as_timeouts_and_errors_not_a_hung_pgx() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = TestDb::new("load_hung");
+    let socket = db.server.cluster().socket_dir().join(".s.PGSQL.5432");
+    let proxy = FreezableProxy::start(socket);
+    let spec = spec(
+        "clients: [2]
+duration: 2s
+warmup: 0s
+repeat: 1
+timeout: 300ms
+scripts:
+  read: { statements: [{ sql: SELECT 1 }] }
+",
+    );
+    let frozen = Arc::clone(&proxy.frozen);
+    let started = Instant::now();
+    let result = run(&proxy.config(&db.name), &spec, &[], &mut |message| {
+        if message.ends_with("connecting") {
+            let frozen = Arc::clone(&frozen);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(700));
+                frozen.store(true, Ordering::Relaxed);
+            });
+        }
+    })
+    .expect("a hung server is a result, not an error");
+    let elapsed = started.elapsed();
+    proxy.frozen.store(false, Ordering::Relaxed);
+    let point = &result.points[0];
+    eprintln!("{elapsed:?} {point:#?}");
+    assert!(point.transactions > 0, "it worked before the freeze");
+    assert!(
+        point.timeouts >= 2,
+        "each client's pending statement: {point:?}"
+    );
+    assert!(
+        point
+            .error_samples
+            .iter()
+            .any(|m| m.contains("client-side timeout")),
+        "{:?}",
+        point.error_samples
+    );
+    // Window 2 s, then at most one round-trip bound (0.5 s) for work in flight.
+    assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}");
+}
+
+/// (c) Percentiles from the histogram agree with a direct nearest-rank computation.
+#[test]
+fn histogram_percentiles_match_nearest_rank_within_hdr_precision() {
+    // A skewed, deterministic sample from 50 µs to ~5 s, like real latencies.
+    let mut state = 7u64;
+    let sample: Vec<u64> = (0..20_000)
+        .map(|_| {
+            let u =
+                (pgx::load::generate::splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
+            (50.0 * (u * 11.5).exp()) as u64
+        })
+        .collect();
+    let mut histogram = new_histogram();
+    for &v in &sample {
+        histogram.record(v).unwrap();
+    }
+    let mut sorted = sample.clone();
+    sorted.sort_unstable();
+    for p in [1.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0] {
+        let exact = pgx::stats::nearest_rank(&sorted, p);
+        let hdr = percentile_us(&histogram, p);
+        // 3 significant digits: the bucket holding a value is at most 1/1024 of it wide.
+        assert!(
+            hdr >= exact && hdr - exact <= exact / 1024 + 1,
+            "p{p}: histogram {hdr} vs exact {exact}"
+        );
+    }
+    let ms = percentiles(&histogram);
+    let exact_ms = |p| pgx::stats::nearest_rank(&sorted, p) as f64 / 1000.0;
+    assert!((ms.p99 - exact_ms(99.0)).abs() <= exact_ms(99.0) / 1000.0);
+    assert!((ms.max - exact_ms(100.0)).abs() <= exact_ms(100.0) / 1000.0);
+}
+
+/// (d) hot: 80% of the draws on 20% of the keys, a seeded subset that is not the lowest ids.
+#[test]
+fn hot_generator_puts_80_percent_of_draws_on_20_percent_of_keys() {
+    let generator = |seed: u64| {
+        let yaml = "hot: {min: 1, max: 1000}";
+        let spec =
+            serde_yaml::with::singleton_map::deserialize(serde_yaml::Deserializer::from_str(yaml))
+                .unwrap();
+        Source::build(&spec, seed, &[], &[], "test", &mut |_| Ok(vec![])).unwrap()
+    };
+    let draws = |source: &Source| -> Vec<i64> {
+        let mut rng = fastrand::Rng::with_seed(3);
+        (0..200_000)
+            .map(|_| source.draw(&mut rng, &[]).0.unwrap().parse().unwrap())
+            .collect()
+    };
+    let first = draws(&generator(42));
+    assert_eq!(first, draws(&generator(42)), "same seed, same draws");
+    let mut counts = vec![0u64; 1001];
+    for &key in &first {
+        assert!((1..=1000).contains(&key));
+        counts[key as usize] += 1;
+    }
+    let mut by_count: Vec<usize> = (1..=1000).collect();
+    by_count.sort_by_key(|&k| std::cmp::Reverse(counts[k]));
+    let top: Vec<usize> = by_count[..200].to_vec();
+    let share = top.iter().map(|&k| counts[k]).sum::<u64>() as f64 / first.len() as f64;
+    assert!(
+        (0.78..=0.82).contains(&share),
+        "top 20% of keys got {share:.3}"
+    );
+    let Source::Hot(hot) = generator(42) else {
+        panic!("not a hot source")
+    };
+    assert_eq!(hot.hot_keys(), 200);
+    assert!(
+        top.iter().all(|&k| hot.is_hot(k as i64)),
+        "the busiest keys are the hot set"
+    );
+    let low = top.iter().filter(|&&k| k <= 200).count();
+    assert!(
+        low < 100,
+        "hot keys are spread over the range, {low} of 200 are ids <= 200"
+    );
+    let other = generator(43);
+    let Source::Hot(other) = other else { panic!() };
+    let shared = (1..=1000)
+        .filter(|&k| hot.is_hot(k) && other.is_hot(k))
+        .count();
+    assert!(
+        shared < 100,
+        "another seed picks another hot set ({shared} in common)"
+    );
+}
+
+/// (e) Five lookups with a 20 ms round trip: sequentially 7 round trips (BEGIN, 5, COMMIT),
+/// pipelined one.
+#[test]
+fn pipelined_statements_take_one_round_trip() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = TestDb::new("load_pipeline");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE feature (id int PRIMARY KEY, f real);
+             INSERT INTO feature SELECT g, g FROM generate_series(1, 100) g;",
+        )
+        .unwrap();
+    let lookups = "
+      - { sql: 'SELECT f FROM feature WHERE id = $1', params: [{ref: k}] }"
+        .repeat(5);
+    let spec = spec(&format!(
+        "clients: [2]
+duration: 1s
+warmup: 0s
+repeat: 1
+rtt: 20ms
+mix: each
+scripts:
+  sequential:
+    let: {{ k: {{uniform: {{min: 1, max: 100}}}} }}
+    statements: {lookups}
+  pipelined:
+    pattern: pipelined
+    let: {{ k: {{uniform: {{min: 1, max: 100}}}} }}
+    statements: {lookups}
+"
+    ));
+    let result = load(&db.config(), &spec);
+    let point = |name: &str| {
+        result
+            .points
+            .iter()
+            .find(|p| p.script_mix == name)
+            .unwrap_or_else(|| panic!("no point for {name}"))
+    };
+    let (seq, pipe) = (point("sequential"), point("pipelined"));
+    eprintln!("{result:#?}");
+    assert_eq!(
+        seq.errors + pipe.errors,
+        0,
+        "{:?} {:?}",
+        seq.error_samples,
+        pipe.error_samples
+    );
+    assert_eq!(seq.round_trips_per_tx, 7.0);
+    assert_eq!(pipe.round_trips_per_tx, 1.0);
+    assert!(
+        seq.latency_ms.p50 >= 100.0,
+        "sequential p50 {}",
+        seq.latency_ms.p50
+    );
+    assert!(
+        pipe.latency_ms.p50 < 45.0,
+        "pipelined p50 {}",
+        pipe.latency_ms.p50
+    );
+    assert!(seq.latency_ms.p50 / pipe.latency_ms.p50 > 3.0);
+    assert_eq!(result.rtt_ms, Some(20.0));
+    assert!(
+        result
+            .rtt_actual_ms
+            .is_some_and(|ms| (20.0..25.0).contains(&ms))
+    );
+    assert_eq!(result.transport, "unix socket");
+}
+
+/// A broken script fails before any load, naming the script and statement.
+#[test]
+fn a_bad_statement_is_an_error_before_the_run() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = TestDb::new("load_bad");
+    let cases = [
+        (
+            "SELECT * FROM missing_table WHERE id = $1",
+            "[{uniform: {min: 1, max: 2}}]",
+            "missing_table",
+        ),
+        (
+            "SELECT $1::int + $2::int",
+            "[{constant: {value: 1}}]",
+            "2 parameter(s)",
+        ),
+    ];
+    for (sql, params, expected) in cases {
+        let spec = spec(&format!(
+            "clients: [1]\nduration: 1s\nscripts:\n  broken:\n    statements: [{{ sql: '{sql}', params: {params} }}]\n"
+        ));
+        let started = Instant::now();
+        let err = run(&db.config(), &spec, &[], &mut |_| {}).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("script broken, statement 1"), "{text}");
+        assert!(text.contains(expected), "{text}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}
+
+/// `list:` values come from the database; `{{vars}}` fill SQL and bounds.
+#[test]
+fn list_values_and_vars_reach_the_statements() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = TestDb::new("load_list");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE tag (name text PRIMARY KEY);
+             INSERT INTO tag VALUES ('red'), ('green');
+             CREATE TABLE seen (name text, n int);",
+        )
+        .unwrap();
+    let spec = spec(
+        "clients: [2]
+transactions: 20
+warmup: 0s
+repeat: 1
+scripts:
+  record:
+    statements:
+      - sql: INSERT INTO {{table}} VALUES ($1, $2)
+        params: [{list: {sql: SELECT name FROM tag}}, {uniform: {min: 1, max: '{{top}}'}}]
+",
+    );
+    let vars = [
+        ("table".to_string(), "seen".to_string()),
+        ("top".to_string(), "3".to_string()),
+    ];
+    let result = run(&db.config(), &spec, &vars, &mut |_| {}).unwrap();
+    assert_eq!(result.points[0].transactions, 40);
+    assert!(result.points[0].tps_median > 0.0);
+    let rows = db.client().query("SELECT name, n FROM seen", &[]).unwrap();
+    assert_eq!(rows.len(), 40);
+    for row in rows {
+        let (name, n): (String, i32) = (row.get(0), row.get(1));
+        assert!(name == "red" || name == "green");
+        assert!((1..=3).contains(&n));
+    }
+}
