@@ -15,35 +15,53 @@ use std::time::Instant;
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let selected = std::env::var("PGX_BENCH_EXPERIMENTS").ok();
-    let mut names: Vec<String> = std::fs::read_dir(root.join("experiments"))
-        .expect("experiments/ exists")
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_suffix(".yaml")
-                .map(str::to_string)
-        })
-        .filter(|n| {
-            selected
-                .as_deref()
-                .is_none_or(|s| s.split(',').any(|x| x == n))
-        })
-        .collect();
-    names.sort();
+    // PGX_BENCH_CACHED_RUN=0 measures only the first run (one report per experiment).
+    let cached_run = std::env::var("PGX_BENCH_CACHED_RUN").map_or(true, |v| v != "0");
+    let mut names: Vec<String> = match &selected {
+        // In the order given, so the most wanted numbers come first.
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => {
+            let mut all: Vec<String> = std::fs::read_dir(root.join("experiments"))
+                .expect("experiments/ exists")
+                .filter_map(|e| {
+                    e.ok()?
+                        .file_name()
+                        .to_str()?
+                        .strip_suffix(".yaml")
+                        .map(str::to_string)
+                })
+                .collect();
+            all.sort();
+            all
+        }
+    };
+    names.dedup();
 
     let mut rows = Vec::new();
     for name in &names {
         let first = run(root, name, true);
-        let cached = run(root, name, false);
-        eprintln!("{name}: first {first:.1} s, cached {cached:.1} s");
+        let (cached, build) = if cached_run {
+            let cached = run(root, name, false);
+            (format!("{cached:.1} s"), format!("{:.1} s", first - cached))
+        } else {
+            ("-".to_string(), "-".to_string())
+        };
+        eprintln!("{name}: first {first:.1} s, cached {cached}");
         rows.push(format!(
-            "| `{name}` | {} | {first:.1} s | {cached:.1} s | {:.1} s |",
-            default_scale(root, name),
-            first - cached
+            "| `{name}` | {} | {first:.1} s | {cached} | {build} |",
+            default_scale(root, name)
         ));
+        // Written after every experiment, so an interrupted sweep keeps what it measured.
+        write_table(root, &names, &rows);
     }
+}
 
+fn write_table(root: &Path, names: &[String], rows: &[String]) {
     let machine = format!(
         "{} CPUs, {}",
         std::thread::available_parallelism()
@@ -66,7 +84,7 @@ fn main() {
             l.starts_with("| `") && !names.iter().any(|n| l.starts_with(&format!("| `{n}`")))
         })
         .map(str::to_string);
-    let mut all: Vec<String> = rows.into_iter().chain(kept).collect();
+    let mut all: Vec<String> = rows.iter().cloned().chain(kept).collect();
     all.sort();
     for row in all {
         md.push_str(&row);

@@ -242,10 +242,16 @@ fn forms_that_return_different_rows_are_not_equivalent() {
 fn load_runs_on_every_variant_and_is_reported() {
     let r = result();
     for v in &r.variants {
-        let load = v.load.as_ref().unwrap_or_else(|| panic!("{} has no load result", v.name));
+        let load = v
+            .load
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has no load result", v.name));
         assert_eq!(load.points.len(), 2, "one point per client count");
         for point in &load.points {
-            assert!(point.tps_median > 0.0 && point.errors == 0 && point.timeouts == 0, "{point:?}");
+            assert!(
+                point.tps_median > 0.0 && point.errors == 0 && point.timeouts == 0,
+                "{point:?}"
+            );
         }
     }
     let md = pgx::report::markdown::render(r);
