@@ -17,6 +17,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Status(args) => status(&options, &args),
         Command::Cluster { action } => cluster_command(&options, action),
         Command::Experiment(args) => crate::experiment::run_command(&options, &args),
+        Command::Report { json } => render_report(&json),
     }
 }
 
@@ -103,4 +104,23 @@ fn psql_hint(cluster: &cluster::Cluster) -> String {
         cluster::SUPERUSER,
         cluster::DEFAULT_DATABASE
     )
+}
+
+fn render_report(json: &std::path::Path) -> Result<u8> {
+    let text = std::fs::read_to_string(json).map_err(|e| {
+        crate::error::fail(
+            format!("cannot read {}: {e}", json.display()),
+            "give the .json a `pgx experiment` run wrote, e.g. reports/index-strategies.json",
+        )
+    })?;
+    let result = crate::report::json::load(&text).map_err(|e| {
+        crate::error::fail(
+            format!("{} is not a pgx experiment result: {e}", json.display()),
+            "give the .json a `pgx experiment` run wrote",
+        )
+    })?;
+    let md = json.with_extension("md");
+    std::fs::write(&md, crate::report::markdown::render(&result))?;
+    println!("wrote {}", md.display());
+    Ok(0)
 }

@@ -41,6 +41,11 @@ pub enum Command {
     },
     /// Run an experiment from experiments/<NAME>.yaml (or a path) and write its report
     Experiment(ExperimentArgs),
+    /// Render the Markdown report again from a run's JSON (no measuring)
+    Report {
+        /// reports/<experiment>.json; writes the .md next to it
+        json: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

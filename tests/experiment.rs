@@ -267,6 +267,11 @@ fn reports_are_written_and_deterministic_in_layout() {
     let json = std::fs::read_to_string(&paths[1]).unwrap();
     let back = pgx::report::json::load(&json).unwrap();
     assert_eq!(back.cells.len(), r.cells.len());
+    assert_eq!(
+        pgx::report::markdown::render(&back),
+        md,
+        "`pgx report` re-renders a run's JSON exactly"
+    );
     // Same inputs, same layout: rendering twice gives the same text.
     assert_eq!(pgx::report::markdown::render(r), md);
     let terminal = pgx::report::terminal::render(r);

@@ -180,11 +180,28 @@ pub fn best_significant<'a>(cells: &[&'a Cell]) -> Option<&'a Cell> {
         .copied()
 }
 
-/// Parameter values as a reader would write them: `5, 12345, NULL`.
+/// Parameter values as a reader would write them: `5, 12345, NULL`; long arrays are cut
+/// to their first elements and a count (the JSON report keeps them whole).
 pub fn fmt_values(values: &[Option<String>]) -> String {
     values
         .iter()
-        .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
+        .map(|v| match v {
+            None => "NULL".to_string(),
+            Some(text) if text.chars().count() > 80 => {
+                let head: String = text.chars().take(60).collect();
+                let elements = if text.starts_with('{') {
+                    text.matches(',').count() + 1
+                } else {
+                    0
+                };
+                if elements > 1 {
+                    format!("{head}… ({elements} elements)")
+                } else {
+                    format!("{head}… ({} characters)", text.chars().count())
+                }
+            }
+            Some(text) => text.clone(),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -287,4 +304,25 @@ pub fn load_results(result: &ExperimentResult) -> Vec<(String, crate::load::Load
         .iter()
         .filter_map(|v| v.load.clone().map(|l| (v.name.clone(), l)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_parameter_arrays_are_cut_with_a_count() {
+        let array = format!(
+            "{{{}}}",
+            (1..=4000)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let shown = fmt_values(&[Some("5".into()), Some(array), None]);
+        assert!(shown.starts_with("5, {1,2,3,"), "{shown}");
+        assert!(shown.ends_with("… (4000 elements), NULL"), "{shown}");
+        assert!(shown.len() < 120);
+        assert_eq!(fmt_count(1234567), "1,234,567");
+    }
 }
