@@ -137,6 +137,10 @@ fn ctrl_c_stops_the_run_and_drops_its_databases() {
         "Ctrl-C cancels the running query"
     );
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    // What was measured before Ctrl-C is not lost: a partial report is written.
+    let md = std::fs::read_to_string(project.path().join("faults-interrupted.md")).unwrap();
+    assert!(md.contains("Partial run"), "{md}");
+    assert!(md.contains("`plain`"));
     assert_eq!(
         leftover_copies(&server, "^pgx_run_faults_interrupted_"),
         0,

@@ -76,5 +76,9 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
     for path in written {
         println!("wrote {}", path.display());
     }
+    if result.interrupted {
+        eprintln!("pgx: interrupted; the report holds only what was measured before");
+        return Err(anyhow::Error::new(crate::error::Interrupted));
+    }
     Ok(0)
 }

@@ -20,6 +20,9 @@ pub struct ExperimentResult {
     pub queries: Vec<QueryInfo>,
     pub variants: Vec<VariantResult>,
     pub cells: Vec<Cell>,
+    /// The run was interrupted (Ctrl-C): what was measured until then, nothing more.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

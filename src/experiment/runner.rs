@@ -116,9 +116,13 @@ pub fn run(
 
     let mut variant_results = Vec::new();
     let mut cells = Vec::new();
+    let mut interrupted = false;
     let mut equivalences: HashMap<String, Vec<Equivalence>> = HashMap::new();
     for name in &variants {
-        crate::interrupt::check()?;
+        if crate::interrupt::is_interrupted() {
+            interrupted = true;
+            break;
+        }
         let ticks = plan.ticks_in(name);
         let started_at = progress.done();
         let outcome = run_variant(
@@ -131,8 +135,9 @@ pub fn run(
         );
         let variant = match outcome {
             Ok(variant) => variant,
-            Err(err) if err.downcast_ref::<Interrupted>().is_some() => return Err(err),
             Err(err) => {
+                // Interrupted: keep what was measured; the report says the run is partial.
+                interrupted = err.downcast_ref::<Interrupted>().is_some();
                 progress.line(&format!("variant {name} failed: {err:#}"));
                 VariantResult {
                     name: name.clone(),
@@ -158,6 +163,9 @@ pub fn run(
             }
         ));
         variant_results.push(variant);
+        if interrupted {
+            break;
+        }
     }
 
     compute_statistics(&mut cells, spec, &plan.settings);
@@ -182,6 +190,7 @@ pub fn run(
         queries,
         variants: variant_results,
         cells,
+        interrupted,
     })
 }
 

@@ -29,6 +29,14 @@ fn cell(text: &str) -> String {
 fn header(md: &mut String, r: &ExperimentResult) {
     let e = &r.environment;
     let _ = writeln!(md, "# Experiment `{}`\n", r.experiment);
+    if r.interrupted {
+        let measured: Vec<String> = r.variants.iter().map(|v| format!("`{}`", v.name)).collect();
+        let _ = writeln!(
+            md,
+            "> **Partial run:** interrupted before it finished; measured: {} (the last one possibly incomplete).\n",
+            measured.join(", ")
+        );
+    }
     if !r.about.is_empty() {
         let _ = writeln!(md, "{}\n", r.about);
     }
