@@ -231,7 +231,7 @@ pub fn table_stats_rows(result: &ExperimentResult) -> Vec<Vec<String>> {
                 t.table.clone(),
                 v.workload
                     .as_ref()
-                    .map(|w| format!("{} × {:.2} s", w.batches, w.seconds))
+                    .map(|w| format!("{} batches in {:.1} s", w.batches, w.seconds))
                     .unwrap_or_else(|| "-".into()),
                 fmt_count(a.updated - b.updated),
                 fmt_pct(t.hot_percent()),
