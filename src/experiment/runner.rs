@@ -140,15 +140,8 @@ pub fn run(
                 interrupted = err.downcast_ref::<Interrupted>().is_some();
                 progress.line(&format!("variant {name} failed: {err:#}"));
                 VariantResult {
-                    name: name.clone(),
-                    about: about_of(spec, name),
-                    statements: Vec::new(),
-                    relations: Vec::new(),
                     error: Some(format!("{err:#}")),
-                    workload: None,
-                    table_stats: Vec::new(),
-                    maintenance: Vec::new(),
-                    load: None,
+                    ..empty_variant(spec, name)
                 }
             }
         };
@@ -245,6 +238,21 @@ fn about_of(spec: &Spec, variant: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A variant with nothing measured yet (its build fills it in).
+fn empty_variant(spec: &Spec, name: &str) -> VariantResult {
+    VariantResult {
+        name: name.to_string(),
+        about: about_of(spec, name),
+        statements: Vec::new(),
+        relations: Vec::new(),
+        error: None,
+        workload: None,
+        table_stats: Vec::new(),
+        maintenance: Vec::new(),
+        load: None,
+    }
+}
+
 /// One variant: copy, build, workload, every cell, maintenance. A failure in the build
 /// is returned as an error (the variant is reported as failed, others go on); a failing
 /// cell is recorded in the cell.
@@ -259,17 +267,7 @@ fn run_variant(
     progress.message(&format!("{name}: building"));
     let copy = Copy::create(plan.target, admin, &plan.base, &plan.spec.name, name)?;
     let mut client = connect(&plan.target.config_for(&copy.name))?;
-    let mut variant = VariantResult {
-        name: name.to_string(),
-        about: about_of(plan.spec, name),
-        statements: Vec::new(),
-        relations: Vec::new(),
-        error: None,
-        workload: None,
-        table_stats: Vec::new(),
-        maintenance: Vec::new(),
-        load: None,
-    };
+    let mut variant = empty_variant(plan.spec, name);
     build_variant(&mut client, plan.spec, name, &plan.vars, &mut variant)?;
     progress.tick(1);
     variant.relations = relation_sizes(&mut client)?;
