@@ -92,6 +92,17 @@ pub struct ExperimentArgs {
     /// Warmup runs per cell, discarded (overrides runs.warmup)
     #[arg(long)]
     pub warmup: Option<usize>,
+    /// Rounds the measured runs are spread over, each visiting every cell in a random
+    /// order (overrides runs.rounds; default 20)
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Seed of the rounds' order, to reproduce a run (the report states the one used)
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Skip the A/A control (a second copy of the baseline that measures the run's own
+    /// noise floor): faster, but changes are then judged against the 5% default only
+    #[arg(long)]
+    pub no_control: bool,
     /// Only these variants (comma-separated); the baseline is always included
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

@@ -66,7 +66,7 @@ fn identical_variants_are_not_called_different_under_bursty_load_and_a_real_effe
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/aa.yaml");
     let spec = spec::load(&path).unwrap();
     // Build (or reuse) the dataset first, so the bursts fall on the measurement only.
-    pgx::experiment::runner::prepare_dataset(
+    pgx::experiment::prepare_dataset(
         &target,
         &spec,
         &RunOptions::default(),
@@ -86,7 +86,13 @@ fn identical_variants_are_not_called_different_under_bursty_load_and_a_real_effe
 
     let mut called = Vec::new();
     for c in r.cells.iter().filter(|c| c.variant.starts_with("same-")) {
-        assert!(c.error.is_none(), "{}/{}: {:?}", c.variant, c.query, c.error);
+        assert!(
+            c.error.is_none(),
+            "{}/{}: {:?}",
+            c.variant,
+            c.query,
+            c.error
+        );
         let change = c
             .change
             .unwrap_or_else(|| panic!("{}/{} has no comparison", c.variant, c.query));
