@@ -665,10 +665,12 @@ fn timeline(
     closed: Instant,
 ) -> Vec<Bucket> {
     let total = closed.saturating_duration_since(opened).as_secs_f64();
-    let width = (total / 60.0).ceil().max(0.5);
+    // Half-second steps, wider for long rehearsals; a last sliver is left out (its
+    // TPS would be a few transactions over a few milliseconds).
+    let width = ((total / 60.0) * 2.0).ceil().max(1.0) / 2.0;
     let mut buckets = Vec::new();
     let mut start = 0.0;
-    while start < total {
+    while start + width / 2.0 < total {
         let from = opened + Duration::from_secs_f64(start);
         let to = (opened + Duration::from_secs_f64(start + width)).min(closed);
         let window = collected.window("", from, to, None);
