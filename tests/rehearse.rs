@@ -185,3 +185,47 @@ fn bad_requests_fail_early_with_advice() {
         stderr(&out)
     );
 }
+
+#[test]
+fn ctrl_c_during_a_migration_stops_everything_and_drops_the_copy() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = TestDb::new("rehearse_int");
+    let plain = project("plain.sql");
+    let child = pgx_command(plain.path())
+        .env("DATABASE_URL", db.url())
+        .args([
+            "rehearse",
+            "rehearse-fixture",
+            "--before",
+            "1s",
+            "--after",
+            "30s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut admin = db.client();
+    let building = "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'pgx_run_rehearse_fixture%' AND query LIKE '%CREATE INDEX items_slow_key%' AND pid <> pg_backend_pid()";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while admin.query_one(building, &[]).unwrap().get::<_, i64>(0) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the index build never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(leftover_copies(&db).is_empty(), "{}", stderr(&out));
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'pgx_run_rehearse_fixture%' \
+             OR application_name IN ('pgx load', 'pgx rehearse sampler')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "nothing left running");
+}
