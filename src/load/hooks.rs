@@ -36,8 +36,9 @@ pub struct Hooks {
     /// short (it runs between the client's transactions).
     pub observer: Option<Observer>,
     /// Set it to end the run: clients stop after their current transaction, whatever
-    /// `duration` says. A stopped run's TPS counts the window until then only if the
-    /// caller set a duration matching it, so a stopped run is for observers, not summaries.
+    /// `duration` says, and no further runs of the sweep start. The summary of a stopped
+    /// run still divides by the configured duration, so read a stopped run through the
+    /// observer, not through its `LoadResult`.
     pub stop: Option<Arc<AtomicBool>>,
 }
 
