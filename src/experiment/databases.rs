@@ -4,7 +4,7 @@
 //! after a hash of everything that defines it. Each variant gets a *copy* of the base
 //! (`CREATE DATABASE ... TEMPLATE`), dropped when the variant is done. pgx drops only
 //! databases whose comment says pgx made them, so a user's own databases are never at
-//! risk, even on a shared server.
+//! risk, even on a shared server. What goes into a base is loaded by `super::dataset`.
 
 use std::time::Instant;
 
@@ -12,7 +12,8 @@ use anyhow::{Context, Result};
 use postgres::Client;
 use sha2::{Digest, Sha256};
 
-use super::result::{DatasetInfo, Timing};
+use super::dataset::{LoadOptions, Loader, Phases};
+use super::result::DatasetInfo;
 use super::spec::{Spec, scaled_vars, substitute};
 use crate::db::{quote_ident, quote_literal};
 use crate::error::{describe_pg_error, fail};
@@ -119,7 +120,7 @@ pub fn cache_key(
     server_version: &str,
 ) -> Result<String> {
     let mut hasher = Sha256::new();
-    hasher.update(b"pgx-base-v1\0");
+    hasher.update(b"pgx-base-v2\0");
     hasher.update(server_version.as_bytes());
     for file in migrations {
         hasher.update(format!("{}:{}\0", file.label(), file.checksum).as_bytes());
@@ -127,8 +128,23 @@ pub fn cache_key(
     let vars = scaled_vars(spec, scale);
     for step in &spec.dataset.steps {
         hasher.update(step.name.as_bytes());
-        hasher.update(substitute(&step.sql, &vars, &step.name)?.as_bytes());
+        // A parallel step's SQL keeps its {{lo}}/{{hi}}/{{chunk}} placeholders here.
+        let mut step_vars = vars.clone();
+        for chunk_var in ["lo", "hi", "chunk", "chunks"] {
+            step_vars.push((chunk_var.to_string(), format!("{{{{{chunk_var}}}}}")));
+        }
+        hasher.update(substitute(&step.sql, &step_vars, &step.name)?.as_bytes());
+        if let Some(parallel) = step.parallel() {
+            // The chunks' bounds (and seeds) shape random() rows: part of the definition.
+            hasher.update(
+                format!("\0parallel:{:?}:{:?}", parallel.chunks, parallel.range).as_bytes(),
+            );
+        }
         hasher.update(b"\0");
+    }
+    // The two load paths give the same rows but are kept apart, so they can be compared.
+    if !spec.dataset.bulk {
+        hasher.update(b"plain-load\0");
     }
     let digest = hasher.finalize();
     Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
@@ -136,6 +152,8 @@ pub fn cache_key(
 
 pub struct Base {
     pub info: DatasetInfo,
+    /// Holds the base's in-use lock for as long as the base is used.
+    _locks: Option<LockSession>,
 }
 
 /// Reuse the cached base for this key, or build it. `on_step` reports progress.
@@ -147,22 +165,125 @@ pub fn prepare_base(
     rebuild: bool,
     on_step: &mut dyn FnMut(&str, Option<f64>),
 ) -> Result<Base> {
+    prepare_base_with(
+        target,
+        admin,
+        spec,
+        scale,
+        rebuild,
+        &LoadOptions::default(),
+        on_step,
+    )
+}
+
+/// [`prepare_base`] with the load's choices overridden (connections).
+pub fn prepare_base_with(
+    target: &Target,
+    admin: &mut Client,
+    spec: &Spec,
+    scale: f64,
+    rebuild: bool,
+    options: &LoadOptions,
+    on_step: &mut dyn FnMut(&str, Option<f64>),
+) -> Result<Base> {
     let recipe = Recipe::new(target, admin, spec, scale)?;
+    let mut locks = LockSession::open(target)?;
     // Two pgx processes building the same base would collide on CREATE DATABASE.
     let build_lock = format!("build:{}", recipe.dbname);
-    admin.execute("SELECT pg_advisory_lock(hashtext($1))", &[&build_lock])?;
-    let base = recipe.reuse_or_build(admin, rebuild, on_step);
-    admin.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&build_lock])?;
-    // Held by this session until it ends: no other pgx drops a base being copied from.
-    admin.execute(
-        "SELECT pg_advisory_lock_shared(hashtext($1))",
-        &[&in_use_lock(&recipe.dbname)],
-    )?;
-    base
+    locks.lock(&build_lock)?;
+    let base = recipe.reuse_or_build(admin, &mut locks, rebuild, options, on_step);
+    // Held by the lock session until the base is dropped: no other pgx drops a base
+    // being copied from. Taken before the build lock is let go, so there is no moment
+    // where a fresh base is neither being built nor in use.
+    let in_use = match &base {
+        Ok(_) => locks.lock_shared(&in_use_lock(&recipe.dbname)),
+        Err(_) => Ok(()),
+    };
+    let unlocked = locks.unlock(&build_lock);
+    let mut base = base?;
+    in_use?;
+    unlocked?;
+    base._locks = Some(locks);
+    Ok(base)
 }
 
 fn in_use_lock(dbname: &str) -> String {
     format!("in-use:{dbname}")
+}
+
+/// A session for pgx's advisory locks (the build lock and the in-use locks of bases).
+///
+/// Advisory locks belong to one database, so every pgx process must take them in the
+/// same one, whatever database its `DATABASE_URL` names: `postgres`, which a server has
+/// unless someone dropped it, and which any role may connect to by default. (Not
+/// `template1`: while anyone is connected to it, every `CREATE DATABASE` that copies it,
+/// the default, fails.) Without `postgres` pgx falls back to its admin database and says
+/// that its locks then only hold against pgx processes pointed at that same database.
+pub struct LockSession {
+    client: Client,
+    pub database: String,
+}
+
+pub const LOCK_DATABASE: &str = "postgres";
+
+impl LockSession {
+    pub fn open(target: &Target) -> Result<LockSession> {
+        let config = target.config_for(LOCK_DATABASE);
+        match config.connect(postgres::NoTls) {
+            Ok(client) => Ok(LockSession {
+                client,
+                database: LOCK_DATABASE.to_string(),
+            }),
+            Err(err) => {
+                let admin = target.admin_config();
+                let database = admin.get_dbname().unwrap_or("postgres").to_string();
+                eprintln!(
+                    "pgx: cannot connect to database {LOCK_DATABASE} for server-wide locks ({}); \
+                     taking them in {database}: pgx processes whose DATABASE_URL names another database will not see them",
+                    describe_pg_error(&err, None)
+                );
+                Ok(LockSession {
+                    client: connect(&admin)?,
+                    database,
+                })
+            }
+        }
+    }
+
+    fn call(&mut self, function: &str, key: &str) -> Result<bool> {
+        let _cancel = crate::interrupt::CancelOnInterrupt::new(&self.client);
+        let sql = format!("SELECT {function}(hashtext('pgx'), hashtext($1))::text");
+        let row = self.client.query_one(&sql, &[&key]).map_err(|e| {
+            if crate::interrupt::is_interrupted() {
+                anyhow::Error::new(crate::error::Interrupted)
+            } else {
+                anyhow::anyhow!(
+                    "advisory lock {key} in database {}: {}",
+                    self.database,
+                    describe_pg_error(&e, None)
+                )
+            }
+        })?;
+        let value: String = row.get(0);
+        Ok(value != "false")
+    }
+
+    /// Wait for the lock (Ctrl-C stops the wait).
+    pub fn lock(&mut self, key: &str) -> Result<()> {
+        self.call("pg_advisory_lock", key).map(|_| ())
+    }
+
+    pub fn lock_shared(&mut self, key: &str) -> Result<()> {
+        self.call("pg_advisory_lock_shared", key).map(|_| ())
+    }
+
+    pub fn try_lock(&mut self, key: &str) -> Result<bool> {
+        self.call("pg_try_advisory_lock", key)
+    }
+
+    pub fn unlock(&mut self, key: &str) -> Result<()> {
+        self.call("pg_advisory_unlock", key).map(|_| ())
+    }
 }
 
 /// Everything that defines a base, and the name its hash gives it.
@@ -206,90 +327,96 @@ impl<'a> Recipe<'a> {
     fn reuse_or_build(
         &self,
         admin: &mut Client,
+        locks: &mut LockSession,
         rebuild: bool,
+        options: &LoadOptions,
         on_step: &mut dyn FnMut(&str, Option<f64>),
     ) -> Result<Base> {
-        drop_stale_bases(admin, self.spec, self.scale, &self.dbname)?;
-        if let Some(Some(comment)) = comment_of(admin, &self.dbname)?
+        drop_stale_bases(admin, locks, self.spec, self.scale, &self.dbname)?;
+        let comment = comment_of(admin, &self.dbname)?;
+        if let Some(Some(comment)) = &comment
             && let Some(json) = comment.strip_prefix(BASE_COMPLETE)
             && !rebuild
             && let Ok(mut info) = serde_json::from_str::<DatasetInfo>(json)
         {
             info.reused = true;
-            return Ok(Base { info });
+            return Ok(Base { info, _locks: None });
         }
-        drop_owned_database(admin, &self.dbname)?;
-        let built = self.build(admin, on_step);
-        if built.is_err() {
-            // A half-built base is useless and can be large: do not leave it behind.
-            let _ = drop_owned_database(admin, &self.dbname);
+        if comment.is_some() {
+            // Rebuilding (or replacing an unreadable base): not under another pgx using it.
+            let lock = in_use_lock(&self.dbname);
+            if !locks.try_lock(&lock)? {
+                return Err(fail(
+                    format!(
+                        "base {} is in use by another pgx process and cannot be rebuilt now",
+                        self.dbname
+                    ),
+                    "wait for the other run to finish, then rebuild (--rebuild)",
+                ));
+            }
+            let dropped = drop_owned_database(admin, &self.dbname);
+            locks.unlock(&lock)?;
+            dropped?;
         }
-        built
+        match self.build(admin, options, on_step) {
+            Ok(base) => Ok(base),
+            Err(err) => {
+                // A half-built base is useless and can be large: do not leave it behind.
+                let dropped = drop_owned_database(admin, &self.dbname);
+                if err.downcast_ref::<crate::error::Interrupted>().is_some() {
+                    return Err(err);
+                }
+                let what = match dropped {
+                    Ok(()) => format!("the half-built database {} was dropped", self.dbname),
+                    Err(e) => format!(
+                        "the half-built database {} could not be dropped ({e:#}); drop it with DROP DATABASE {} WITH (FORCE)",
+                        self.dbname,
+                        quote_ident(&self.dbname)
+                    ),
+                };
+                Err(err.context(format!(
+                    "building the dataset of {} at scale {} failed; {what}",
+                    self.spec.name, self.scale
+                )))
+            }
+        }
     }
 
     fn build(
         &self,
         admin: &mut Client,
+        options: &LoadOptions,
         on_step: &mut dyn FnMut(&str, Option<f64>),
     ) -> Result<Base> {
         let started = Instant::now();
         create_marked(admin, &self.dbname, None, BASE_BUILDING)?;
         let mut client = connect(&self.target.config_for(&self.dbname))?;
-        let mut steps = Vec::new();
-        let mut timed = |client: &mut Client,
-                         label: &str,
-                         work: &dyn Fn(&mut Client) -> Result<()>|
-         -> Result<()> {
-            crate::interrupt::check()?;
-            on_step(label, None);
-            let t = Instant::now();
-            work(client)?;
-            let seconds = t.elapsed().as_secs_f64();
-            steps.push(Timing {
-                label: label.to_string(),
-                seconds,
-            });
-            on_step(label, Some(seconds));
-            Ok(())
+        let mut phases = Phases {
+            on_step,
+            timings: Vec::new(),
         };
-
-        timed(&mut client, "migrations", &|client| {
-            migrate::apply(client, &self.migrations, &migrate::ApplyOptions::default())
-                .with_context(|| {
-                    format!(
-                        "applying {} to the dataset base",
-                        self.spec.schema.migrations.display()
-                    )
-                })
-                .map(|_| ())
+        phases.run("migrations", || {
+            migrate::apply(
+                &mut client,
+                &self.migrations,
+                &migrate::ApplyOptions::default(),
+            )
+            .with_context(|| {
+                format!(
+                    "applying {} to the dataset base",
+                    self.spec.schema.migrations.display()
+                )
+            })
+            .map(|_| ())
         })?;
-        // Deterministic random() for steps that use it (one session, no parallel INSERT).
-        client.batch_execute("SELECT setseed(0.42); SET jit = off")?;
-        let vars = scaled_vars(self.spec, self.scale);
-        for step in &self.spec.dataset.steps {
-            let sql = substitute(&step.sql, &vars, &format!("dataset step {}", step.name))?;
-            timed(&mut client, &step.name, &|client| {
-                let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
-                client.batch_execute(&sql).map_err(|e| {
-                    if crate::interrupt::is_interrupted() {
-                        return anyhow::Error::new(crate::error::Interrupted);
-                    }
-                    fail(
-                        format!(
-                            "{}: dataset step {:?} failed:\n  {}",
-                            self.spec.path.display(),
-                            step.name,
-                            describe_pg_error(&e, Some(&sql))
-                        ),
-                        "fix the step's SQL in the experiment file (line numbers are within the step)",
-                    )
-                })
-            })?;
-        }
-        timed(&mut client, "VACUUM ANALYZE", &|client| {
-            Ok(client.batch_execute("VACUUM ANALYZE")?)
-        })?;
-
+        let loader = Loader {
+            target: self.target,
+            dbname: &self.dbname,
+            spec: self.spec,
+            vars: scaled_vars(self.spec, self.scale),
+            options,
+        };
+        let load = loader.load(&mut client, &mut phases)?;
         let row_counts = row_counts(&mut client)?;
         drop(client);
         let info = DatasetInfo {
@@ -297,10 +424,11 @@ impl<'a> Recipe<'a> {
             database: self.dbname.clone(),
             reused: false,
             build_seconds: started.elapsed().as_secs_f64(),
-            steps,
+            steps: phases.timings,
             row_counts,
             built_for: self.spec.name.clone(),
             scale: self.scale,
+            load,
         };
         let mark = format!("{BASE_COMPLETE}{}", serde_json::to_string(&info)?);
         admin.batch_execute(&format!(
@@ -308,14 +436,20 @@ impl<'a> Recipe<'a> {
             quote_ident(&self.dbname),
             quote_literal(&mark)
         ))?;
-        Ok(Base { info })
+        Ok(Base { info, _locks: None })
     }
 }
 
 /// Bases this experiment built at this scale under another key are out of date (its
 /// definition changed): reclaim their space, unless a running pgx is using one. A base
 /// another experiment still shares is rebuilt by it when next needed.
-fn drop_stale_bases(admin: &mut Client, spec: &Spec, scale: f64, current: &str) -> Result<()> {
+fn drop_stale_bases(
+    admin: &mut Client,
+    locks: &mut LockSession,
+    spec: &Spec,
+    scale: f64,
+    current: &str,
+) -> Result<()> {
     let rows = admin.query(
         "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
          WHERE datname <> $1 AND starts_with(coalesce(shobj_description(oid, 'pg_database'), ''), $2)",
@@ -333,12 +467,10 @@ fn drop_stale_bases(admin: &mut Client, spec: &Spec, scale: f64, current: &str) 
             continue;
         }
         let lock = in_use_lock(&name);
-        let free: bool = admin
-            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&lock])?
-            .get(0);
-        if free {
-            drop_owned_database(admin, &name)?;
-            admin.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&lock])?;
+        if locks.try_lock(&lock)? {
+            let dropped = drop_owned_database(admin, &name);
+            locks.unlock(&lock)?;
+            dropped?;
         }
     }
     Ok(())

@@ -8,6 +8,7 @@
 
 pub mod analysis;
 pub mod databases;
+pub mod dataset;
 pub mod engine;
 pub mod environment;
 pub mod matrix;

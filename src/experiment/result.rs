@@ -169,6 +169,25 @@ pub struct DatasetInfo {
     pub built_for: String,
     #[serde(default)]
     pub scale: f64,
+    /// How the steps were loaded (bulk or plain path) and what that involved.
+    #[serde(default)]
+    pub load: LoadInfo,
+}
+
+/// The load path of a base.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LoadInfo {
+    /// "bulk" or "plain" ("" for a base built before pgx recorded it).
+    pub path: String,
+    /// Connections used for parallel steps and maintenance.
+    pub connections: usize,
+    /// Indexes and foreign keys dropped before the steps and rebuilt after them.
+    pub indexes: usize,
+    pub foreign_keys: usize,
+    /// Rows streamed through COPY by parallel steps.
+    pub streamed_rows: u64,
+    /// Maintenance work after the load, summed over connections, per kind.
+    pub work: Vec<Timing>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -83,6 +83,15 @@ pub struct DatasetSpec {
     #[serde(default)]
     pub vars: IndexMap<String, f64>,
     pub steps: Vec<StepSpec>,
+    /// The bulk-load path (default): the migrations' indexes and foreign keys are dropped
+    /// before the steps and rebuilt after them, parallel steps stream through COPY.
+    /// `false` runs the steps as written with every index in place (the same rows).
+    #[serde(default = "default_bulk")]
+    pub bulk: bool,
+}
+
+fn default_bulk() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +99,47 @@ pub struct DatasetSpec {
 pub struct StepSpec {
     pub name: String,
     pub sql: String,
+    /// The step may be split into chunks run over several connections: `parallel: true`
+    /// or `parallel: { range: [1, "{{documents}}"], chunks: 16 }`.
+    #[serde(default)]
+    pub parallel: Option<ParallelSpec>,
+}
+
+/// `parallel: true` or its options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ParallelSpec {
+    Flag(bool),
+    Options(ParallelOptions),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParallelOptions {
+    /// The values `{{lo}}`..`{{hi}}` split into chunks, e.g. `[1, "{{documents}}"]`.
+    pub range: Option<[RangeBound; 2]>,
+    /// How many chunks (default 16). Fixed, so the chunks' bounds, and with them the rows,
+    /// do not depend on how many connections run them.
+    pub chunks: Option<u32>,
+}
+
+/// A bound of `parallel.range`: a number or a text with `{{vars}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RangeBound {
+    Number(i64),
+    Text(String),
+}
+
+impl StepSpec {
+    /// The step's parallel options; `None` for a step run as one statement list.
+    pub fn parallel(&self) -> Option<ParallelOptions> {
+        match &self.parallel {
+            None | Some(ParallelSpec::Flag(false)) => None,
+            Some(ParallelSpec::Flag(true)) => Some(ParallelOptions::default()),
+            Some(ParallelSpec::Options(options)) => Some(options.clone()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -477,7 +527,76 @@ impl Spec {
                 }
             }
         }
+        self.validate_dataset()?;
         self.timeout()?;
+        Ok(())
+    }
+
+    /// Dataset steps: names, and the placeholders of parallel steps.
+    fn validate_dataset(&self) -> Result<()> {
+        const CHUNK_VARS: [&str; 4] = ["lo", "hi", "chunk", "chunks"];
+        if let Some(var) = self
+            .dataset
+            .vars
+            .keys()
+            .find(|v| CHUNK_VARS.contains(&v.as_str()))
+        {
+            return Err(self.error_at(
+                &format!("{var}:"),
+                format!("dataset.vars: {{{{{var}}}}} is reserved for the chunks of parallel steps"),
+                "rename the variable",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for step in &self.dataset.steps {
+            let at = format!("name: {}", step.name);
+            if step.name.trim().is_empty() || !seen.insert(step.name.as_str()) {
+                return Err(self.error_at(
+                    &at,
+                    format!("dataset step name {:?} is empty or used twice", step.name),
+                    "give every dataset step its own name",
+                ));
+            }
+            let uses = |v: &str| placeholders(&step.sql).any(|p| p == v);
+            let Some(parallel) = step.parallel() else {
+                if let Some(var) = CHUNK_VARS.iter().find(|v| uses(v)) {
+                    return Err(self.error_at(
+                        &at,
+                        format!("dataset step {}: {{{{{var}}}}} is only defined in parallel steps", step.name),
+                        "add `parallel: { range: [first, last] }` to the step, or remove the placeholder",
+                    ));
+                }
+                continue;
+            };
+            if parallel.chunks.is_some_and(|c| c == 0 || c > 100_000) {
+                return Err(self.error_at(
+                    "chunks:",
+                    format!(
+                        "dataset step {}: parallel.chunks must be 1 to 100000",
+                        step.name
+                    ),
+                    "16 suits most steps",
+                ));
+            }
+            let bounds = uses("lo") || uses("hi");
+            if bounds && parallel.range.is_none() {
+                return Err(self.error_at(
+                    &at,
+                    format!("dataset step {} uses {{{{lo}}}}/{{{{hi}}}} but has no parallel.range", step.name),
+                    "say which values the chunks split, e.g. `parallel: { range: [1, \"{{documents}}\"] }`",
+                ));
+            }
+            if !bounds && !uses("chunk") {
+                return Err(self.error_at(
+                    &at,
+                    format!(
+                        "dataset step {} is parallel but its SQL uses neither {{{{lo}}}}/{{{{hi}}}} nor {{{{chunk}}}}: every chunk would insert every row",
+                        step.name
+                    ),
+                    "bound its generate_series by {{lo}} and {{hi}} (with parallel.range), or filter by {{chunk}} of {{chunks}}",
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -540,6 +659,13 @@ pub fn scaled_vars(spec: &Spec, scale: f64) -> Vec<(String, String)> {
         .collect();
     vars.push(("scale".into(), format!("{scale}")));
     vars
+}
+
+/// The names of the `{{name}}` placeholders in a text, in order.
+pub fn placeholders(text: &str) -> impl Iterator<Item = &str> {
+    text.split("{{")
+        .skip(1)
+        .filter_map(|piece| piece.split_once("}}").map(|(name, _)| name.trim()))
 }
 
 /// Replace `{{name}}` placeholders; an unknown name is an error naming it.

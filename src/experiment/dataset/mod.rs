@@ -1,0 +1,741 @@
+//! Loading a base's dataset: the steps of the experiment file, then what makes the data
+//! ready to copy (indexes, foreign keys, visibility map, statistics).
+//!
+//! Two paths, the same rows:
+//!
+//! - **plain** (`dataset.bulk: false`): the steps run as written in one session with the
+//!   migrations' indexes and foreign keys in place, then `VACUUM ANALYZE`.
+//! - **bulk** (the default): the indexes and foreign keys of the migrations' tables are
+//!   recorded and dropped (`catalog`), the steps run (a parallel step streams its chunks
+//!   through COPY, `parallel`; a plain step runs in a transaction that first truncates
+//!   the still-empty tables, so with `wal_level = minimal` its rows skip WAL), and then,
+//!   over several connections (`jobs`): VACUUM where the visibility map is not set yet,
+//!   the index builds, the constraints and attachments, the foreign keys, ANALYZE.
+
+pub mod catalog;
+pub mod jobs;
+pub mod parallel;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use postgres::Client;
+use postgres::error::SqlState;
+
+use super::result::{LoadInfo, Timing};
+use super::spec::{RangeBound, Spec, StepSpec, substitute};
+use crate::error::{Interrupted, fail};
+use crate::target::Target;
+use catalog::Snapshot;
+use jobs::{Job, Lock, Pool};
+
+/// Overrides of what pgx would choose (tests, benchmarks).
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Connections for parallel steps and maintenance (default: the machine's CPUs).
+    pub connections: Option<usize>,
+}
+
+/// Where the steps go and how they are reported.
+pub struct Loader<'a> {
+    pub target: &'a Target,
+    pub dbname: &'a str,
+    pub spec: &'a Spec,
+    pub vars: Vec<(String, String)>,
+    pub options: &'a LoadOptions,
+}
+
+/// Times each phase and tells the caller.
+pub struct Phases<'a> {
+    pub on_step: &'a mut dyn FnMut(&str, Option<f64>),
+    pub timings: Vec<Timing>,
+}
+
+impl Phases<'_> {
+    pub fn run<T>(&mut self, label: &str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        crate::interrupt::check()?;
+        (self.on_step)(label, None);
+        let started = Instant::now();
+        let out = work()?;
+        let seconds = started.elapsed().as_secs_f64();
+        self.timings.push(Timing {
+            label: label.to_string(),
+            seconds,
+        });
+        (self.on_step)(label, Some(seconds));
+        Ok(out)
+    }
+}
+
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Loader<'_> {
+    fn connections(&self) -> usize {
+        self.options.connections.unwrap_or_else(cores).max(1)
+    }
+
+    fn config(&self) -> postgres::Config {
+        self.target.config_for(self.dbname)
+    }
+
+    /// Run every step and finish the data; `client` is the loading session, migrated.
+    pub fn load(&self, client: &mut Client, phases: &mut Phases) -> Result<LoadInfo> {
+        // Deterministic random() for steps that use it.
+        client.batch_execute("SELECT setseed(0.42); SET jit = off; SET statement_timeout = 0")?;
+        let bulk = self.spec.dataset.bulk;
+        let mut info = LoadInfo {
+            path: if bulk { "bulk" } else { "plain" }.into(),
+            connections: self.connections(),
+            ..LoadInfo::default()
+        };
+        let snapshot = if bulk {
+            let snapshot = Snapshot::read(client, crate::migrate::HISTORY_TABLE)?;
+            info.indexes = snapshot.index_count();
+            info.foreign_keys = snapshot.foreign_key_count();
+            let label = format!(
+                "bulk load: drop {} indexes and {} foreign keys",
+                info.indexes, info.foreign_keys
+            );
+            phases.run(&label, || snapshot.drop_all(client))?;
+            Some(snapshot)
+        } else {
+            None
+        };
+        // Leaves loaded by COPY FREEZE and not touched since: no VACUUM needed.
+        let mut frozen: HashSet<u32> = HashSet::new();
+        for step in &self.spec.dataset.steps {
+            match step.parallel() {
+                None => phases.run(&step.name, || {
+                    self.sequential(client, step, snapshot.as_ref())?;
+                    // Any table may have changed.
+                    frozen.clear();
+                    Ok(())
+                })?,
+                Some(options) => phases.run(&step.name, || {
+                    let range = match &options.range {
+                        Some([lo, hi]) => Some((self.bound(step, lo)?, self.bound(step, hi)?)),
+                        None => None,
+                    };
+                    let chunks = parallel::chunks(
+                        &step.name,
+                        range,
+                        options.chunks.unwrap_or(parallel::DEFAULT_CHUNKS),
+                    )?;
+                    match &snapshot {
+                        Some(_) => {
+                            let (rows, leaves, froze) = self.relay(client, step, &chunks)?;
+                            info.streamed_rows += rows;
+                            for leaf in leaves {
+                                if froze {
+                                    frozen.insert(leaf);
+                                } else {
+                                    frozen.remove(&leaf);
+                                }
+                            }
+                        }
+                        None => {
+                            self.chunks_in_session(client, step, &chunks)?;
+                            frozen.clear();
+                        }
+                    }
+                    // The steps after this one draw the same random() values on both paths.
+                    client
+                        .execute(
+                            "SELECT setseed($1)",
+                            &[&parallel::seed(&format!("after\0{}", step.name))],
+                        )
+                        .map(|_| ())
+                        .map_err(anyhow::Error::from)
+                })?,
+            }
+        }
+        match snapshot {
+            Some(snapshot) => {
+                let label = format!(
+                    "bulk load: VACUUM, {} indexes, {} foreign keys, ANALYZE ({} connections)",
+                    info.indexes,
+                    info.foreign_keys,
+                    self.connections()
+                );
+                info.work = phases.run(&label, || self.finish(client, &snapshot, &frozen))?;
+            }
+            None => phases.run("VACUUM ANALYZE", || {
+                let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
+                client
+                    .batch_execute("VACUUM ANALYZE")
+                    .map_err(|e| server_error(&e, "VACUUM ANALYZE", None))
+            })?,
+        }
+        Ok(info)
+    }
+
+    fn bound(&self, step: &StepSpec, bound: &RangeBound) -> Result<i64> {
+        match bound {
+            RangeBound::Number(n) => Ok(*n),
+            RangeBound::Text(text) => {
+                let what = format!("dataset step {} parallel.range", step.name);
+                let value = substitute(text, &self.vars, &what)?;
+                value.trim().parse().map_err(|_| {
+                    fail(
+                        format!(
+                            "{}: {what}: {text:?} is {value:?}, not a whole number",
+                            self.spec.path.display()
+                        ),
+                        "give the range's bounds as numbers or {{vars}}",
+                    )
+                })
+            }
+        }
+    }
+
+    fn step_failed(&self, step: &StepSpec, what: &str, message: String) -> anyhow::Error {
+        fail(
+            format!(
+                "{}: dataset step {:?}{what} failed:\n  {message}",
+                self.spec.path.display(),
+                step.name
+            ),
+            "fix the step's SQL in the experiment file (line numbers are within the step)",
+        )
+    }
+
+    /// Run SQL in the loading session, cancelled by Ctrl-C, with the step's error.
+    fn execute(&self, client: &mut Client, step: &StepSpec, what: &str, sql: &str) -> Result<()> {
+        let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
+        client.batch_execute(sql).map_err(|e| {
+            if crate::interrupt::is_interrupted() {
+                return anyhow::Error::new(Interrupted);
+            }
+            with_disk_full_hint(
+                &e,
+                self.step_failed(step, what, crate::error::describe_pg_error(&e, Some(sql))),
+            )
+        })
+    }
+
+    /// A plain step. On the bulk path, inside a transaction that first truncates the
+    /// migrations' still-empty tables (their rows then skip WAL), unless the step holds
+    /// something that cannot run in a transaction block.
+    fn sequential(
+        &self,
+        client: &mut Client,
+        step: &StepSpec,
+        snapshot: Option<&Snapshot>,
+    ) -> Result<()> {
+        let sql = substitute(
+            &step.sql,
+            &self.vars,
+            &format!("dataset step {}", step.name),
+        )?;
+        let Some(snapshot) = snapshot.filter(|_| transaction_safe(&sql)) else {
+            return self.execute(client, step, "", &sql);
+        };
+        let leaves: Vec<u32> = snapshot.leaves().map(|t| t.oid).collect();
+        let empty: Vec<String> = client
+            .query(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.oid = ANY($1) AND pg_relation_size(c.oid) = 0 \
+                   AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.confrelid = c.oid) \
+                 ORDER BY c.oid",
+                &[&leaves],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        client.batch_execute("BEGIN")?;
+        let work = (|| {
+            if !empty.is_empty() {
+                client.batch_execute(&format!("TRUNCATE {}", empty.join(", ")))?;
+            }
+            self.execute(client, step, "", &sql)?;
+            Ok(client.batch_execute("COMMIT")?)
+        })();
+        if work.is_err() {
+            let _ = client.batch_execute("ROLLBACK");
+        }
+        work
+    }
+
+    /// A parallel step on the plain path: its chunks one after another.
+    fn chunks_in_session(
+        &self,
+        client: &mut Client,
+        step: &StepSpec,
+        chunks: &[parallel::Chunk],
+    ) -> Result<()> {
+        for chunk in chunks {
+            let vars: Vec<(String, String)> =
+                self.vars.iter().cloned().chain(chunk.vars()).collect();
+            let sql = substitute(&step.sql, &vars, &format!("dataset step {}", step.name))?;
+            client.execute("SELECT setseed($1)", &[&chunk.seed])?;
+            self.execute(client, step, &format!(" ({})", chunk.describe()), &sql)?;
+        }
+        Ok(())
+    }
+
+    /// A parallel step on the bulk path: generators over N connections, one COPY.
+    /// Returns the rows, the target's leaves, and whether they were loaded frozen.
+    fn relay(
+        &self,
+        client: &mut Client,
+        step: &StepSpec,
+        chunks: &[parallel::Chunk],
+    ) -> Result<(u64, Vec<u32>, bool)> {
+        let chunk_sql = |chunk: &parallel::Chunk| {
+            let vars: Vec<(String, String)> =
+                self.vars.iter().cloned().chain(chunk.vars()).collect();
+            substitute(&step.sql, &vars, &format!("dataset step {}", step.name))
+        };
+        let shape_error = |message: String| {
+            fail(
+                format!(
+                    "{}: dataset step {:?}: {message}",
+                    self.spec.path.display(),
+                    step.name
+                ),
+                "make it one INSERT ... SELECT, remove `parallel`, or set `dataset.bulk: false`",
+            )
+        };
+        let first = chunks.first().context("a parallel step without chunks")?;
+        let first_sql = chunk_sql(first)?;
+        let parts = parallel::parse_insert(&first_sql).map_err(shape_error)?;
+        let target = client
+            .query_one(
+                "SELECT c.oid, c.relkind::text, format('%I.%I', n.nspname, c.relname) \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::text::regclass",
+                &[&parts.table],
+            )
+            .map_err(|e| shape_error(format!("its target {}: {}", parts.table, crate::error::describe_pg_error(&e, None))))?;
+        let (oid, kind, table): (u32, String, String) =
+            (target.get(0), target.get(1), target.get(2));
+        let columns: Vec<(String, String)> = client
+            .query(
+                "SELECT quote_ident(attname), format_type(atttypid, atttypmod), attname::text FROM pg_attribute \
+                 WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+                &[&oid],
+            )?
+            .iter()
+            .map(|r| (r.get::<_, String>(2), format!("{}\u{0}{}", r.get::<_, String>(0), r.get::<_, String>(1))))
+            .collect();
+        let source = format!("{}\n{}", parts.with.as_deref().unwrap_or(""), parts.source);
+        let produced = client
+            .prepare(&source)
+            .map_err(|e| {
+                self.step_failed(
+                    step,
+                    &format!(" ({})", first.describe()),
+                    crate::error::describe_pg_error(&e, Some(&first_sql)),
+                )
+            })?
+            .columns()
+            .len();
+        let targets: Vec<(String, String)> = match &parts.columns {
+            Some(names) => {
+                if names.len() != produced {
+                    return Err(shape_error(format!(
+                        "its INSERT names {} columns and its SELECT produces {produced}",
+                        names.len()
+                    )));
+                }
+                names
+                    .iter()
+                    .map(|name| {
+                        let folded = parallel::fold_ident(name);
+                        columns
+                            .iter()
+                            .find(|(attname, _)| *attname == folded)
+                            .map(|(_, both)| split_pair(both))
+                            .ok_or_else(|| {
+                                shape_error(format!(
+                                    "{table} has no column {name} (or it is generated)"
+                                ))
+                            })
+                    })
+                    .collect::<Result<_>>()?
+            }
+            None => {
+                if produced > columns.len() {
+                    return Err(shape_error(format!(
+                        "its SELECT produces {produced} columns and {table} has {}",
+                        columns.len()
+                    )));
+                }
+                columns
+                    .iter()
+                    .take(produced)
+                    .map(|(_, both)| split_pair(both))
+                    .collect()
+            }
+        };
+        // The target's tree, whether it is empty and free to truncate, and whether the
+        // step reads it (then the COPY must not lock it away from the generators).
+        let leaves: Vec<u32> = client
+            .query(
+                "SELECT relid::oid FROM pg_partition_tree($1::oid::regclass) WHERE isleaf",
+                &[&oid],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let tree: Vec<(String, String)> = client
+            .query(
+                "SELECT n.nspname::text, c.relname::text FROM pg_partition_tree($1::oid::regclass) t \
+                 JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace",
+                &[&oid],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let truncatable: bool = client
+            .query_one(
+                "SELECT coalesce(bool_and(pg_relation_size(t.relid) = 0), true) \
+                        AND NOT EXISTS (SELECT 1 FROM pg_constraint f, pg_partition_tree($1::oid::regclass) p \
+                                        WHERE f.contype = 'f' AND f.confrelid = p.relid) \
+                 FROM pg_partition_tree($1::oid::regclass) t WHERE t.isleaf",
+                &[&oid],
+            )?
+            .get(0);
+        let reads_target = reads_any(client, &source, &tree)?;
+        let truncate = (truncatable && !reads_target).then(|| format!("TRUNCATE {table}"));
+        let freeze = truncate.is_some() && kind == "r";
+        let copy_in = format!(
+            "COPY {table} ({}) FROM STDIN (FORMAT binary{})",
+            targets
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if freeze { ", FREEZE" } else { "" }
+        );
+        let types: Vec<String> = targets.iter().map(|(_, t)| t.clone()).collect();
+        let mut generators = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let sql = chunk_sql(chunk)?;
+            let parts = parallel::parse_insert(&sql).map_err(shape_error)?;
+            let (generated, map) = parallel::generator_sql(&parts, &types);
+            generators.push(parallel::Generator {
+                sql: generated,
+                seed: chunk.seed,
+                what: format!(
+                    "{}: dataset step {:?} ({}) failed",
+                    self.spec.path.display(),
+                    step.name,
+                    chunk.describe()
+                ),
+                step_sql: sql,
+                map,
+            });
+        }
+        let relay = parallel::Relay {
+            copy_in,
+            truncate,
+            generators,
+            settings: parts.settings.clone(),
+            connections: self.connections().min(chunks.len()),
+            config: self.config(),
+        };
+        let rows = parallel::run(&relay, client)?;
+        Ok((rows, leaves, freeze))
+    }
+
+    /// After the steps of the bulk path: VACUUM (only where rows were not frozen), the
+    /// indexes and constraints, the foreign keys, ANALYZE, over several connections.
+    /// Returns the work summed per kind.
+    fn finish(
+        &self,
+        client: &mut Client,
+        snapshot: &Snapshot,
+        frozen: &HashSet<u32>,
+    ) -> Result<Vec<Timing>> {
+        let leaves: Vec<u32> = snapshot.leaves().map(|t| t.oid).collect();
+        let sizes: HashMap<u32, i64> = client
+            .query(
+                "SELECT c.oid, pg_relation_size(c.oid) FROM pg_class c WHERE c.oid = ANY($1)",
+                &[&leaves],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        for shell in snapshot.shells()? {
+            client.batch_execute(&shell).map_err(|e| {
+                server_error(
+                    &e,
+                    "bulk load: recreating a partitioned index",
+                    Some(&shell),
+                )
+            })?;
+        }
+        let mut jobs = Vec::new();
+        let mut vacuum_of: HashMap<u32, usize> = HashMap::new();
+        let mut by_size: Vec<&catalog::Table> = snapshot
+            .leaves()
+            .filter(|t| sizes.get(&t.oid).copied().unwrap_or(0) > 0 && !frozen.contains(&t.oid))
+            .collect();
+        by_size.sort_by_key(|t| std::cmp::Reverse(sizes.get(&t.oid).copied().unwrap_or(0)));
+        for table in by_size {
+            vacuum_of.insert(table.oid, jobs.len());
+            jobs.push(Job {
+                label: format!("VACUUM {}", table.name),
+                sql: vec![format!("VACUUM {}", table.name)],
+                tables: vec![(table.oid, Lock::Exclusive)],
+                after: Vec::new(),
+                maintenance: false,
+                weight: sizes.get(&table.oid).copied().unwrap_or(0),
+            });
+        }
+        let first_rebuild = jobs.len();
+        snapshot.rebuild_jobs(&sizes, &mut jobs)?;
+        // Index builds read the heap after its VACUUM (which then has no index to clean).
+        for job in &mut jobs[first_rebuild..] {
+            let vacuums: Vec<usize> = job
+                .tables
+                .iter()
+                .filter_map(|(t, _)| vacuum_of.get(t).copied())
+                .collect();
+            job.after.extend(vacuums);
+        }
+        // ANALYZE per tree (a partitioned table's ANALYZE covers its partitions), after
+        // everything else on it.
+        let rebuilt = jobs.len();
+        for (root, tree_leaves) in snapshot.trees() {
+            let mut keys: Vec<u32> = tree_leaves.clone();
+            keys.push(root.oid);
+            let after: Vec<usize> = (0..rebuilt)
+                .filter(|&j| jobs[j].tables.iter().any(|(t, _)| keys.contains(t)))
+                .collect();
+            let weight = tree_leaves
+                .iter()
+                .map(|t| sizes.get(t).copied().unwrap_or(0))
+                .sum();
+            jobs.push(Job {
+                label: format!("ANALYZE {}", root.name),
+                sql: vec![format!("ANALYZE {}", root.name)],
+                tables: keys.into_iter().map(|t| (t, Lock::Exclusive)).collect(),
+                after,
+                maintenance: false,
+                weight,
+            });
+        }
+        // Tables the steps created (not the migrations'): analysed too, as the plain
+        // path's database-wide VACUUM ANALYZE does.
+        let known: Vec<u32> = snapshot.tables.iter().map(|t| t.oid).collect();
+        let others: Vec<String> = client
+            .query(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND NOT c.relispartition \
+                   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+                   AND c.oid <> ALL($1) AND c.relname <> $2",
+                &[&known, &crate::migrate::HISTORY_TABLE],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for name in others {
+            jobs.push(Job {
+                label: format!("VACUUM ANALYZE {name}"),
+                sql: vec![format!("VACUUM ANALYZE {name}")],
+                tables: Vec::new(),
+                after: Vec::new(),
+                maintenance: false,
+                weight: 0,
+            });
+        }
+        let pool = Pool {
+            config: self.config(),
+            connections: self.connections(),
+            cores: cores(),
+            setup: self.session_setup(client)?,
+        };
+        let timings = jobs::run(&pool, &jobs)?;
+        let mut sums: Vec<Timing> = Vec::new();
+        for (label, seconds) in timings {
+            let kind = label.split(' ').next().unwrap_or("").to_string();
+            let kind = match kind.as_str() {
+                "index" => "index builds",
+                "constraints" => "constraints and attachments",
+                "foreign" => "foreign keys",
+                "VACUUM" if label.starts_with("VACUUM ANALYZE") => {
+                    "VACUUM ANALYZE (tables the steps created)"
+                }
+                "VACUUM" => "VACUUM",
+                "ANALYZE" => "ANALYZE",
+                _ => "other",
+            };
+            match sums.iter_mut().find(|t| t.label == kind) {
+                Some(t) => t.seconds += seconds,
+                None => sums.push(Timing {
+                    label: kind.to_string(),
+                    seconds,
+                }),
+            }
+        }
+        Ok(sums)
+    }
+
+    /// Settings of the maintenance connections: no timeouts; on the embedded cluster,
+    /// `maintenance_work_mem` raised to share an eighth of the machine's memory.
+    fn session_setup(&self, client: &mut Client) -> Result<Vec<String>> {
+        let mut setup = vec![
+            "SET statement_timeout = 0; SET lock_timeout = 0; SET application_name = 'pgx dataset'"
+                .to_string(),
+        ];
+        if self.target.is_embedded() {
+            let current: i64 = client
+                .query_one(
+                    "SELECT setting::bigint * 1024 FROM pg_settings WHERE name = 'maintenance_work_mem'",
+                    &[],
+                )?
+                .get(0);
+            let share = memory_bytes() / 8 / self.connections() as u64;
+            let bytes = (share.min(4 << 30) as i64).max(current);
+            setup.push(format!(
+                "SET maintenance_work_mem = '{}MB'; SET work_mem = '{}MB'",
+                bytes >> 20,
+                (bytes >> 20).min(1024)
+            ));
+        }
+        Ok(setup)
+    }
+}
+
+fn split_pair(both: &str) -> (String, String) {
+    match both.split_once('\u{0}') {
+        Some((a, b)) => (a.to_string(), b.to_string()),
+        None => (both.to_string(), String::new()),
+    }
+}
+
+/// Does `sql` (a query) read any of `relations` (schema, name)? Read from its plan.
+fn reads_any(client: &mut Client, sql: &str, relations: &[(String, String)]) -> Result<bool> {
+    let plan: serde_json::Value = {
+        let row = client.query_one(&format!("EXPLAIN (COSTS OFF, FORMAT JSON) {sql}"), &[])?;
+        let text: crate::db::RawText = row.get(0);
+        serde_json::from_str(&text.0).unwrap_or(serde_json::Value::Null)
+    };
+    fn walk(v: &serde_json::Value, relations: &[(String, String)]) -> bool {
+        match v {
+            serde_json::Value::Object(map) => {
+                let hit = match (map.get("Schema"), map.get("Relation Name")) {
+                    (Some(serde_json::Value::String(s)), Some(serde_json::Value::String(r))) => {
+                        relations.iter().any(|(ns, name)| ns == s && name == r)
+                    }
+                    _ => false,
+                };
+                hit || map.values().any(|v| walk(v, relations))
+            }
+            serde_json::Value::Array(items) => items.iter().any(|v| walk(v, relations)),
+            _ => false,
+        }
+    }
+    Ok(walk(&plan, relations))
+}
+
+/// Can the step run inside `BEGIN ... COMMIT`? No when it holds (or may hold, even in a
+/// DO block) anything PostgreSQL refuses in a transaction block, or transaction control.
+fn transaction_safe(sql: &str) -> bool {
+    let upper = sql.to_ascii_uppercase();
+    let words: Vec<&str> = upper
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let refused = [
+        "COMMIT",
+        "ROLLBACK",
+        "VACUUM",
+        "CONCURRENTLY",
+        "DATABASE",
+        "TABLESPACE",
+        "CHECKPOINT",
+        "CALL",
+    ];
+    if words.iter().any(|w| refused.contains(w)) {
+        return false;
+    }
+    if words.windows(2).any(|w| w == ["ALTER", "SYSTEM"]) {
+        return false;
+    }
+    crate::sqlsplit::split(sql).iter().all(|statement| {
+        let first = statement
+            .sql
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        !matches!(
+            first.as_str(),
+            "BEGIN" | "START" | "END" | "ABORT" | "REINDEX" | "DISCARD"
+        )
+    })
+}
+
+fn memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            kb.checked_mul(1024)
+        })
+        .unwrap_or(4 << 30)
+}
+
+/// The server ran out of disk space: say so, and what to do.
+pub fn with_disk_full_hint(e: &postgres::Error, err: anyhow::Error) -> anyhow::Error {
+    if e.code() == Some(&SqlState::DISK_FULL) {
+        return fail(
+            format!("the server ran out of disk space while building the dataset:\n  {err:#}"),
+            "free disk space where the server keeps its data (the embedded cluster: target/pgx-cluster), \
+             drop bases you no longer need (`pgx cluster destroy` deletes them all), or build a smaller dataset with --scale",
+        );
+    }
+    err
+}
+
+/// A server error during the load, with its statement's position when it has one.
+pub fn server_error(e: &postgres::Error, what: &str, sql: Option<&str>) -> anyhow::Error {
+    if crate::interrupt::is_interrupted() {
+        return anyhow::Error::new(Interrupted);
+    }
+    with_disk_full_hint(
+        e,
+        anyhow::anyhow!("{what}: {}", crate::error::describe_pg_error(e, sql)),
+    )
+}
+
+/// Describe a generator's error with its position placed in the step's own SQL.
+pub fn describe_mapped(e: &postgres::Error, step_sql: &str, map: &parallel::PositionMap) -> String {
+    let Some(db) = e.as_db_error() else {
+        return e.to_string();
+    };
+    let mut out = format!(
+        "{}: {} (SQLSTATE {})",
+        db.severity(),
+        db.message(),
+        db.code().code()
+    );
+    if let Some(postgres::error::ErrorPosition::Original(pos)) = db.position()
+        && let Some(at) = map.to_step(*pos as usize)
+    {
+        let (line, col) = crate::error::line_col(step_sql, at);
+        let text = step_sql
+            .lines()
+            .nth(line.saturating_sub(1))
+            .unwrap_or("")
+            .trim_end();
+        out.push_str(&format!("\n  at line {line}, column {col}: {text}"));
+    }
+    if let Some(detail) = db.detail() {
+        out.push_str(&format!("\n  detail: {detail}"));
+    }
+    if let Some(hint) = db.hint() {
+        out.push_str(&format!("\n  server hint: {hint}"));
+    }
+    if let Some(ctx) = db.where_() {
+        out.push_str(&format!("\n  context: {ctx}"));
+    }
+    out
+}
