@@ -116,7 +116,7 @@ impl Loader<'_> {
                 })?,
                 Some(options) => phases.run(&step.name, || {
                     let range = match &options.range {
-                        Some([lo, hi]) => Some((self.bound(step, lo)?, self.bound(step, hi)?)),
+                        Some([lo, hi]) => Some((self.bound(client, step, lo)?, self.bound(client, step, hi)?)),
                         None => None,
                     };
                     let chunks = parallel::chunks(
@@ -172,23 +172,36 @@ impl Loader<'_> {
         Ok(info)
     }
 
-    fn bound(&self, step: &StepSpec, bound: &RangeBound) -> Result<i64> {
-        match bound {
-            RangeBound::Number(n) => Ok(*n),
-            RangeBound::Text(text) => {
-                let what = format!("dataset step {} parallel.range", step.name);
-                let value = substitute(text, &self.vars, &what)?;
-                value.trim().parse().map_err(|_| {
-                    fail(
-                        format!(
-                            "{}: {what}: {text:?} is {value:?}, not a whole number",
-                            self.spec.path.display()
-                        ),
-                        "give the range's bounds as numbers or {{vars}}",
-                    )
-                })
-            }
+    /// A bound of `parallel.range`: a number, or a text with `{{vars}}` that is a number
+    /// or an SQL expression (`{{a}} + {{b}} - 1`), evaluated by the server.
+    fn bound(&self, client: &mut Client, step: &StepSpec, bound: &RangeBound) -> Result<i64> {
+        let text = match bound {
+            RangeBound::Number(n) => return Ok(*n),
+            RangeBound::Text(text) => text,
+        };
+        let what = format!("dataset step {} parallel.range", step.name);
+        let value = substitute(text, &self.vars, &what)?;
+        if let Ok(n) = value.trim().parse() {
+            return Ok(n);
         }
+        let row = client
+            .query_one(&format!("SELECT ({value})::bigint"), &[])
+            .map_err(|e| {
+                fail(
+                    format!(
+                        "{}: {what}: {text:?} ({value}) is not a whole number: {}",
+                        self.spec.path.display(),
+                        crate::error::describe_pg_error(&e, None)
+                    ),
+                    "give the range's bounds as numbers, {{vars}} or SQL arithmetic on them",
+                )
+            })?;
+        row.get::<_, Option<i64>>(0).ok_or_else(|| {
+            fail(
+                format!("{}: {what}: {text:?} is NULL", self.spec.path.display()),
+                "give the range's bounds as numbers, {{vars}} or SQL arithmetic on them",
+            )
+        })
     }
 
     fn step_failed(&self, step: &StepSpec, what: &str, message: String) -> anyhow::Error {
