@@ -109,14 +109,13 @@ impl Loader<'_> {
         for step in &self.spec.dataset.steps {
             match step.parallel() {
                 None => phases.run(&step.name, || {
-                    self.sequential(client, step, snapshot.as_ref())?;
-                    // Any table may have changed.
-                    frozen.clear();
-                    Ok(())
+                    self.sequential(client, step, snapshot.as_ref(), &mut frozen)
                 })?,
                 Some(options) => phases.run(&step.name, || {
                     let range = match &options.range {
-                        Some([lo, hi]) => Some((self.bound(client, step, lo)?, self.bound(client, step, hi)?)),
+                        Some([lo, hi]) => {
+                            Some((self.bound(client, step, lo)?, self.bound(client, step, hi)?))
+                        }
                         None => None,
                     };
                     let chunks = parallel::chunks(
@@ -163,6 +162,7 @@ impl Loader<'_> {
                 info.work = phases.run(&label, || self.finish(client, &snapshot, &frozen))?;
             }
             None => phases.run("VACUUM ANALYZE", || {
+                flush_commits(client)?;
                 let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
                 client
                     .batch_execute("VACUUM ANALYZE")
@@ -232,11 +232,13 @@ impl Loader<'_> {
     /// A plain step. On the bulk path, inside a transaction that first truncates the
     /// migrations' still-empty tables (their rows then skip WAL), unless the step holds
     /// something that cannot run in a transaction block.
+    /// `frozen` loses the tables the step wrote to (all of them when that is not known).
     fn sequential(
         &self,
         client: &mut Client,
         step: &StepSpec,
         snapshot: Option<&Snapshot>,
+        frozen: &mut HashSet<u32>,
     ) -> Result<()> {
         let sql = substitute(
             &step.sql,
@@ -244,6 +246,7 @@ impl Loader<'_> {
             &format!("dataset step {}", step.name),
         )?;
         let Some(snapshot) = snapshot.filter(|_| transaction_safe(&sql)) else {
+            frozen.clear();
             return self.execute(client, step, "", &sql);
         };
         let leaves: Vec<u32> = snapshot.leaves().map(|t| t.oid).collect();
@@ -264,7 +267,27 @@ impl Loader<'_> {
             if !empty.is_empty() {
                 client.batch_execute(&format!("TRUNCATE {}", empty.join(", ")))?;
             }
+            // Which frozen tables the step writes to: the backend's pending statistics,
+            // which do not move inside a transaction block but through its own writes.
+            let tables: Vec<u32> = frozen.iter().copied().collect();
+            let writes = |client: &mut Client| -> Result<HashMap<u32, i64>> {
+                Ok(client
+                    .query(
+                        "SELECT t, pg_stat_get_xact_tuples_inserted(t) + pg_stat_get_xact_tuples_updated(t) \
+                                + pg_stat_get_xact_tuples_deleted(t) FROM unnest($1::oid[]) AS t",
+                        &[&tables],
+                    )?
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect())
+            };
+            let before = writes(client)?;
             self.execute(client, step, "", &sql)?;
+            for (table, after) in writes(client)? {
+                if before.get(&table) != Some(&after) {
+                    frozen.remove(&table);
+                }
+            }
             Ok(client.batch_execute("COMMIT")?)
         })();
         if work.is_err() {
@@ -334,14 +357,25 @@ impl Loader<'_> {
             .iter()
             .map(|r| (r.get::<_, String>(2), format!("{}\u{0}{}", r.get::<_, String>(0), r.get::<_, String>(1))))
             .collect();
-        let source = format!("{}\n{}", parts.with.as_deref().unwrap_or(""), parts.source);
+        let with = parts.with.as_deref().unwrap_or("");
+        let source = format!("{with}\n{}", parts.source);
+        let map = parallel::PositionMap {
+            pieces: vec![
+                (0, with.chars().count(), parts.with_at),
+                (
+                    with.chars().count() + 1,
+                    parts.source.chars().count(),
+                    parts.source_at,
+                ),
+            ],
+        };
         let produced = client
             .prepare(&source)
             .map_err(|e| {
                 self.step_failed(
                     step,
                     &format!(" ({})", first.describe()),
-                    crate::error::describe_pg_error(&e, Some(&first_sql)),
+                    describe_mapped(&e, &first_sql, &map),
                 )
             })?
             .columns()
@@ -386,32 +420,37 @@ impl Loader<'_> {
         };
         // The target's tree, whether it is empty and free to truncate, and whether the
         // step reads it (then the COPY must not lock it away from the generators).
-        let leaves: Vec<u32> = client
-            .query(
-                "SELECT relid::oid FROM pg_partition_tree($1::oid::regclass) WHERE isleaf",
-                &[&oid],
-            )?
+        // pg_partition_tree() lists a partitioned table's tree, itself included, and
+        // nothing for a plain table (or a single partition): that is its own tree.
+        let tree_sql = "SELECT t.relid::oid, t.isleaf FROM pg_partition_tree($1::oid::regclass) AS t \
+                        UNION SELECT $1::oid, true WHERE NOT EXISTS (SELECT 1 FROM pg_partition_tree($1::oid::regclass))";
+        let members: Vec<(u32, bool)> = client
+            .query(tree_sql, &[&oid])?
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| (r.get(0), r.get(1)))
             .collect();
+        let leaves: Vec<u32> = members.iter().filter(|m| m.1).map(|m| m.0).collect();
+        let all: Vec<u32> = members.iter().map(|m| m.0).collect();
         let tree: Vec<(String, String)> = client
             .query(
-                "SELECT n.nspname::text, c.relname::text FROM pg_partition_tree($1::oid::regclass) t \
-                 JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace",
-                &[&oid],
+                "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY($1)",
+                &[&all],
             )?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
+        // Truncated (WAL skipped, FREEZE possible) only when every leaf is empty and no
+        // foreign key points at the tree (TRUNCATE would refuse).
         let truncatable: bool = client
             .query_one(
-                "SELECT coalesce(bool_and(pg_relation_size(t.relid) = 0), true) \
-                        AND NOT EXISTS (SELECT 1 FROM pg_constraint f, pg_partition_tree($1::oid::regclass) p \
-                                        WHERE f.contype = 'f' AND f.confrelid = p.relid) \
-                 FROM pg_partition_tree($1::oid::regclass) t WHERE t.isleaf",
-                &[&oid],
+                "SELECT bool_and(pg_relation_size(t) = 0) \
+                        AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.confrelid = ANY($2)) \
+                 FROM unnest($1::oid[]) AS t",
+                &[&leaves, &all],
             )?
-            .get(0);
+            .get::<_, Option<bool>>(0)
+            .unwrap_or(false);
         let reads_target = reads_any(client, &source, &tree)?;
         let truncate = (truncatable && !reads_target).then(|| format!("TRUNCATE {table}"));
         let freeze = truncate.is_some() && kind == "r";
@@ -464,6 +503,7 @@ impl Loader<'_> {
         snapshot: &Snapshot,
         frozen: &HashSet<u32>,
     ) -> Result<Vec<Timing>> {
+        flush_commits(client)?;
         let leaves: Vec<u32> = snapshot.leaves().map(|t| t.oid).collect();
         let sizes: HashMap<u32, i64> = client
             .query(
@@ -613,6 +653,25 @@ impl Loader<'_> {
         }
         Ok(setup)
     }
+}
+
+/// Make every commit so far durable before VACUUM. With `synchronous_commit = off` (the
+/// embedded cluster's setting) a commit's WAL is flushed up to 200 ms later, and until it
+/// is, PostgreSQL may not set the rows' hint bits, so VACUUM cannot mark their pages
+/// all-visible: an Index Only Scan on a base vacuumed right after its last step would
+/// still visit the heap. One synchronous commit flushes the WAL of all the others.
+/// (Three statements: in one query string the commit would come after the RESET.)
+fn flush_commits(client: &mut Client) -> Result<()> {
+    for sql in [
+        "SET synchronous_commit = on",
+        "SELECT txid_current()",
+        "RESET synchronous_commit",
+    ] {
+        client
+            .batch_execute(sql)
+            .map_err(|e| server_error(&e, "flushing the load's commits", None))?;
+    }
+    Ok(())
 }
 
 fn split_pair(both: &str) -> (String, String) {

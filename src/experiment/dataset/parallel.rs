@@ -588,28 +588,23 @@ fn write(
         let slot = index % n;
         let mut started = false;
         let mut tail: Vec<u8> = Vec::new();
-        loop {
-            match pop(queues, wake, slot)? {
-                Piece::Data(data) => {
-                    let mut data = &data[..];
-                    if !started {
-                        data = strip_header(data).with_context(|| {
-                            format!("{}: unexpected COPY output", relay.generators[index].what)
-                        })?;
-                        started = true;
-                    }
-                    if data.is_empty() {
-                        continue;
-                    }
-                    // Hold back the last two bytes: the chunk's trailer.
-                    let mut joined = std::mem::take(&mut tail);
-                    joined.extend_from_slice(data);
-                    let keep = joined.len().saturating_sub(TRAILER.len());
-                    writer.write_all(&joined[..keep]).map_err(broken)?;
-                    tail = joined[keep..].to_vec();
-                }
-                Piece::End => break,
+        while let Piece::Data(data) = pop(queues, wake, slot)? {
+            let mut data = &data[..];
+            if data.is_empty() {
+                continue;
             }
+            if !started {
+                data = strip_header(data).with_context(|| {
+                    format!("{}: unexpected COPY output", relay.generators[index].what)
+                })?;
+                started = true;
+            }
+            // Hold back the last two bytes: the chunk's trailer.
+            let mut joined = std::mem::take(&mut tail);
+            joined.extend_from_slice(data);
+            let keep = joined.len().saturating_sub(TRAILER.len());
+            writer.write_all(&joined[..keep]).map_err(broken)?;
+            tail = joined[keep..].to_vec();
         }
         if tail != TRAILER {
             anyhow::bail!(
