@@ -222,6 +222,13 @@ struct Engine<'a> {
     rounds_run: Vec<RoundRun>,
     /// Per query: the equivalence checks of its forms.
     equivalence: Vec<Vec<Equivalence>>,
+    /// For the progress estimate: when measuring began, EXPLAINs still to run and the
+    /// wall time one run took, per cell; builds still to do and what they took.
+    started: std::time::Instant,
+    runs_left: Vec<u64>,
+    cost: Vec<Option<f64>>,
+    builds_left: usize,
+    build_seconds: Vec<f64>,
     checked: HashSet<FormsOf>,
 }
 
@@ -265,6 +272,7 @@ impl<'a> Engine<'a> {
             })
             .collect();
         let equivalence = vec![Vec::new(); matrix.queries.len()];
+        let (cell_count, variant_count) = (matrix.cells.len(), matrix.variants.len());
         Engine {
             target,
             spec,
@@ -284,25 +292,72 @@ impl<'a> Engine<'a> {
             rounds_run: Vec::new(),
             equivalence,
             checked: HashSet::new(),
+            started: std::time::Instant::now(),
+            runs_left: vec![0; cell_count],
+            cost: vec![None; cell_count],
+            builds_left: variant_count,
+            build_seconds: Vec::new(),
         }
     }
 
-    /// Progress ticks: a build per variant, then every EXPLAIN of every cell.
-    fn total_ticks(&self, stages: usize) -> u64 {
-        let s = &self.schedule;
-        let per_cell = (s.warmup + s.rounds * s.block + 1) as u64;
-        let kept_cells = self
-            .matrix
-            .cells
+    /// Every EXPLAIN each cell will run: per stage it is measured in, the warmup, the
+    /// rounds and the timed plan.
+    fn plan_progress(&mut self, stages: usize) {
+        let s = self.schedule;
+        let per_stage = (s.warmup + s.rounds * s.block + 1) as u64;
+        for (i, key) in self.matrix.cells.iter().enumerate() {
+            let visits = match self.matrix.variant(key.variant).role {
+                Role::Candidate => 1,
+                Role::Baseline | Role::Control => stages.max(1) as u64,
+            };
+            self.runs_left[i] = if self.cells[i].error.is_some() {
+                0
+            } else {
+                per_stage * visits
+            };
+        }
+        self.started = std::time::Instant::now();
+    }
+
+    /// Time left: the EXPLAINs still to run at what each took so far (cells not yet
+    /// run at the median of those that did), plus the builds at their average.
+    fn update_progress(&mut self) {
+        let mut known: Vec<f64> = self.cost.iter().flatten().copied().collect();
+        known.sort_by(f64::total_cmp);
+        let typical = if known.is_empty() {
+            0.01
+        } else {
+            crate::stats::percentile(&known, 50.0)
+        };
+        let runs: f64 = self
+            .runs_left
             .iter()
-            .filter(|k| self.matrix.variant(k.variant).role != Role::Candidate)
-            .count() as u64;
-        let others = self.matrix.cells.len() as u64 - kept_cells;
-        self.matrix.variants.len() as u64 + per_cell * (others + kept_cells * stages.max(1) as u64)
+            .zip(&self.cost)
+            .map(|(n, c)| *n as f64 * c.unwrap_or(typical))
+            .sum();
+        let build = if self.build_seconds.is_empty() {
+            1.0
+        } else {
+            self.build_seconds.iter().sum::<f64>() / self.build_seconds.len() as f64
+        };
+        let left = runs + self.builds_left as f64 * build;
+        self.progress.estimate(
+            self.started.elapsed(),
+            std::time::Duration::from_secs_f64(left.clamp(0.0, 1e9)),
+        );
+    }
+
+    /// One EXPLAIN of `cell` done in `seconds`.
+    fn ran(&mut self, cell: usize, seconds: f64) {
+        self.runs_left[cell] = self.runs_left[cell].saturating_sub(1);
+        self.cost[cell] = Some(match self.cost[cell] {
+            Some(c) => 0.8 * c + 0.2 * seconds,
+            None => seconds,
+        });
     }
 
     fn run_stages(&mut self, stages: &[std::ops::Range<usize>], kept: usize) -> Result<()> {
-        self.progress.restart(self.total_ticks(stages.len()));
+        self.plan_progress(stages.len());
         let baseline_and_control: Vec<VariantId> = self
             .matrix
             .variants
@@ -379,8 +434,10 @@ impl<'a> Engine<'a> {
     /// table statistics around it. A failure is the variant's, not the run's.
     fn build(&mut self, v: VariantId) -> Result<()> {
         let variant = self.matrix.variant(v).clone();
+        self.update_progress();
         self.progress
             .message(&format!("{}: building its copy", variant.name));
+        let started = std::time::Instant::now();
         let built = build::variant(
             self.target,
             &mut self.admin,
@@ -388,7 +445,8 @@ impl<'a> Engine<'a> {
             &self.spec.name,
             &variant,
         );
-        self.progress.tick(1);
+        self.builds_left = self.builds_left.saturating_sub(1);
+        self.build_seconds.push(started.elapsed().as_secs_f64());
         let built = match built {
             Ok(built) => built,
             Err(err) => return self.variant_failed(v, err),
@@ -411,6 +469,11 @@ impl<'a> Engine<'a> {
         self.progress
             .line(&format!("variant {name} failed: {err:#}"));
         self.variants[v.0].error = Some(format!("{err:#}"));
+        for (i, key) in self.matrix.cells.iter().enumerate() {
+            if key.variant == v {
+                self.runs_left[i] = 0;
+            }
+        }
         self.sessions.retain(|(variant, _), _| *variant != v);
         self.built.remove(&v);
         Ok(())
@@ -539,10 +602,11 @@ impl<'a> Engine<'a> {
     /// first failure ends the cell: it is recorded and the cell is not visited again.
     fn visit(&mut self, cell: usize, runs: usize, round: Option<usize>) -> Result<()> {
         if self.cells[cell].error.is_some() {
-            self.progress.tick(runs as u64);
+            self.runs_left[cell] = 0;
             return Ok(());
         }
         let key = self.matrix.cells[cell];
+        self.update_progress();
         let message = self.cell_label(&key);
         self.progress.message(&message);
         let query = self.matrix.query(key.query);
@@ -561,8 +625,9 @@ impl<'a> Engine<'a> {
         };
         for _ in 0..runs {
             crate::interrupt::check()?;
+            let started = std::time::Instant::now();
             let run = measure::explain(self.session(&key)?, &statement, false)?;
-            self.progress.tick(1);
+            self.ran(cell, started.elapsed().as_secs_f64());
             match run {
                 Run::Plan(explained) => {
                     if let Some(round) = round {
@@ -571,6 +636,7 @@ impl<'a> Engine<'a> {
                 }
                 Run::Failed(message) => {
                     self.cells[cell].error = Some(message);
+                    self.runs_left[cell] = 0;
                     return Ok(());
                 }
             }
@@ -623,7 +689,7 @@ impl<'a> Engine<'a> {
         for &cell in cells {
             let state = &self.cells[cell];
             if state.error.is_some() || state.timed_plan.is_some() {
-                self.progress.tick(1);
+                self.runs_left[cell] = self.runs_left[cell].saturating_sub(1);
                 continue;
             }
             let key = self.matrix.cells[cell];
@@ -652,14 +718,18 @@ impl<'a> Engine<'a> {
                 None
             };
             crate::interrupt::check()?;
+            self.update_progress();
+            self.progress
+                .message(&format!("per-node plan of {}", self.cell_label(&key)));
+            let started = std::time::Instant::now();
             let run = measure::explain(self.session(&key)?, &statement, true)?;
+            self.ran(cell, started.elapsed().as_secs_f64());
             if let Some(guard) = guard {
                 self.last_reload = guard.undo()?;
             }
             if let Run::Plan(explained) = run {
                 self.cells[cell].timed_plan = Some(explained.tree);
             }
-            self.progress.tick(1);
         }
         Ok(())
     }
