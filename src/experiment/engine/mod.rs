@@ -52,7 +52,13 @@ pub struct RunOptions {
     pub rebuild: bool,
     /// Measure the A/A control (default: as the experiment file says, else yes).
     pub control: Option<bool>,
+    /// Overrides `runs.budget`.
+    pub budget: Option<std::time::Duration>,
 }
+
+/// With a budget, a cell whose median's 95% interval is within this share of the median
+/// has been measured enough.
+pub const TIGHT: f64 = 0.02;
 
 pub fn run(
     target: &Target,
@@ -66,6 +72,11 @@ pub fn run(
         warmup: options.warmup.unwrap_or(spec.runs.warmup),
         repeat: options.repeat.unwrap_or(spec.runs.repeat).max(1),
         timeout_ms: u64::try_from(spec.timeout()?.as_millis()).unwrap_or(u64::MAX),
+        budget_ms: options
+            .budget
+            .or(spec.budget()?)
+            .map(|b| u64::try_from(b.as_millis()).unwrap_or(u64::MAX)),
+        min: spec.runs.min.unwrap_or(6).max(1),
     };
     let schedule = Schedule::new(
         options
@@ -227,6 +238,8 @@ struct Engine<'a> {
     started: std::time::Instant,
     runs_left: Vec<u64>,
     cost: Vec<Option<f64>>,
+    /// Wall time of every cell's measured runs so far (for the budget).
+    spent: Vec<f64>,
     builds_left: usize,
     build_seconds: Vec<f64>,
     checked: HashSet<FormsOf>,
@@ -295,6 +308,7 @@ impl<'a> Engine<'a> {
             started: std::time::Instant::now(),
             runs_left: vec![0; cell_count],
             cost: vec![None; cell_count],
+            spent: vec![0.0; cell_count],
             builds_left: variant_count,
             build_seconds: Vec::new(),
         }
@@ -510,23 +524,80 @@ impl<'a> Engine<'a> {
     /// own seeded order. Rounds are numbered from `round_offset`, so a cell measured in
     /// several stages (the baseline) pairs with each stage's variants on their rounds.
     fn measure(&mut self, cells: &[usize], phase: Phase, round_offset: usize) -> Result<()> {
-        let groups = self.groups(cells);
         let salt = |round: usize| ((round as u64) << 1) | (phase == Phase::Writes) as u64;
         if self.schedule.warmup > 0 {
-            let order = self.schedule.order(salt(usize::MAX >> 1), &groups);
+            let order = self
+                .schedule
+                .order(salt(usize::MAX >> 1), &self.groups(cells));
             self.round(&order, self.schedule.warmup, None)?;
         }
+        let mut active = cells.to_vec();
         for r in 0..self.schedule.rounds {
             let round = round_offset + r;
-            let order = self.schedule.order(salt(round), &groups);
+            let order = self.schedule.order(salt(round), &self.groups(&active));
             self.rounds_run.push(RoundRun {
                 round,
                 phase: phase.name().to_string(),
                 cells: order.concat(),
             });
             self.round(&order, self.schedule.block, Some(round))?;
+            if let Some(budget) = self.runs.budget_ms {
+                active = self.still_measuring(&active, budget as f64 / 1000.0);
+                if active.is_empty() {
+                    break;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// With a budget: the cells that go on to the next round. A cell is done once it has
+    /// `min` runs and either spent its budget or has a median tight to ±2%; but a cell
+    /// stays while any cell compared with it goes on, so every run of a cell has its
+    /// reference's run in the same round.
+    fn still_measuring(&mut self, active: &[usize], budget: f64) -> Vec<usize> {
+        let min = self.runs.min;
+        let done = |c: usize| {
+            let state = &self.cells[c];
+            if state.error.is_some() {
+                return true;
+            }
+            if state.samples.len() < min {
+                return false;
+            }
+            let mut times: Vec<f64> = state.samples.iter().map(|s| s.execution_ms).collect();
+            times.sort_by(f64::total_cmp);
+            let median = crate::stats::percentile(&times, 50.0);
+            let tight = crate::stats::median_ci(&times, 0.95)
+                .is_some_and(|(lo, hi)| (hi - lo) / 2.0 <= TIGHT * median);
+            tight || self.spent[c] >= budget
+        };
+        let mut keep: HashSet<usize> = active.iter().copied().filter(|&c| !done(c)).collect();
+        loop {
+            let needed: Vec<usize> = keep
+                .iter()
+                .filter_map(|&c| {
+                    let reference = self.matrix.reference_of(&self.matrix.cells[c])?;
+                    self.matrix.position(&reference)
+                })
+                .filter(|r| active.contains(r) && !keep.contains(r))
+                .collect();
+            if needed.is_empty() {
+                break;
+            }
+            keep.extend(needed);
+        }
+        for &c in active {
+            if !keep.contains(&c) {
+                // Only its per-node plan is left to run.
+                self.runs_left[c] = self.runs_left[c].min(1);
+            }
+        }
+        active
+            .iter()
+            .copied()
+            .filter(|c| keep.contains(c))
+            .collect()
     }
 
     /// Cells grouped by the server-wide settings they need: one group for everything
@@ -627,10 +698,12 @@ impl<'a> Engine<'a> {
             crate::interrupt::check()?;
             let started = std::time::Instant::now();
             let run = measure::explain(self.session(&key)?, &statement, false)?;
-            self.ran(cell, started.elapsed().as_secs_f64());
+            let seconds = started.elapsed().as_secs_f64();
+            self.ran(cell, seconds);
             match run {
                 Run::Plan(explained) => {
                     if let Some(round) = round {
+                        self.spent[cell] += seconds;
                         self.record(cell, round, explained.summary);
                     }
                 }
