@@ -5,7 +5,7 @@ use anyhow::Result;
 use crate::cli::{ApplyArgs, Cli, ClusterAction, Command, DirArg};
 use crate::cluster::{self, State};
 use crate::migrate;
-use crate::target::{Target, TargetOptions, embedded_cluster};
+use crate::target::{Target, TargetOptions, connect, embedded_cluster};
 
 pub fn run(cli: Cli) -> Result<u8> {
     let options = TargetOptions {
@@ -19,6 +19,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Experiment(args) => crate::experiment::run_command(&options, &args),
         Command::Lint(args) => crate::lint::command::lint(&args),
         Command::Rehearse(args) => crate::rehearse::run_command(&options, &args),
+        Command::Gc(args) => gc(&options, &args),
         Command::Report { json } => render_report(&json),
     }
 }
@@ -107,6 +108,52 @@ fn psql_hint(cluster: &cluster::Cluster) -> String {
         cluster::SUPERUSER,
         cluster::DEFAULT_DATABASE
     )
+}
+
+fn gc(options: &TargetOptions, args: &crate::cli::GcArgs) -> Result<u8> {
+    use crate::experiment::gc::{self, Kind, State};
+    let target = Target::resolve(options)?;
+    let mut admin = connect(&target.admin_config())?;
+    let found = gc::survey(&mut admin, true)?;
+    let dropped: Vec<String> = if args.dry_run {
+        Vec::new()
+    } else {
+        gc::collect(&mut admin, args.bases)?
+            .into_iter()
+            .map(|f| f.name)
+            .collect()
+    };
+    println!("{}", target.describe());
+    if found.is_empty() {
+        println!("no databases created by pgx");
+        return Ok(0);
+    }
+    for f in &found {
+        let kind = match f.kind {
+            Kind::Copy => "copy",
+            Kind::Building => "base, half-built",
+            Kind::Base => "base",
+        };
+        let state = match f.state {
+            State::InUse => "in use by a running pgx",
+            State::Orphan => "orphaned (its pgx is gone)",
+            State::Cached => "cached, unused",
+        };
+        let action = if dropped.contains(&f.name) {
+            "dropped"
+        } else if args.dry_run {
+            "(dry run)"
+        } else {
+            "kept"
+        };
+        println!(
+            "{:<12} {} ({kind}, {}): {state}",
+            action,
+            f.name,
+            crate::report::fmt_bytes(f.bytes)
+        );
+    }
+    Ok(0)
 }
 
 fn render_report(json: &std::path::Path) -> Result<u8> {

@@ -47,11 +47,24 @@ pub enum Command {
     /// Apply the pending migrations to a copy of an experiment's dataset while its load
     /// runs, and report the lock waits, TPS and latency clients saw
     Rehearse(RehearseArgs),
+    /// Drop what pgx left behind on the server: copies of runs that died (kill -9) and
+    /// half-built datasets; with --bases also the cached datasets no run is using
+    Gc(GcArgs),
     /// Render the Markdown report again from a run's JSON (no measuring)
     Report {
         /// reports/<experiment>.json; writes the .md next to it
         json: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Also drop cached dataset bases that no running pgx uses (they are rebuilt on demand)
+    #[arg(long)]
+    pub bases: bool,
+    /// List what pgx created and what holds it; drop nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod databases;
 pub mod engine;
 pub mod environment;
+pub mod gc;
 pub mod matrix;
 pub mod progress;
 pub mod result;
