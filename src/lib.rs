@@ -15,6 +15,7 @@ pub mod explain;
 pub mod interrupt;
 pub mod load;
 pub mod migrate;
+pub mod output;
 pub mod report;
 pub mod sqlsplit;
 pub mod stats;

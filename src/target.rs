@@ -114,15 +114,21 @@ pub fn embedded_cluster(options: &TargetOptions) -> Result<Cluster> {
     Cluster::new(&root)
 }
 
-fn ensure_default_database(cluster: &Cluster) -> Result<()> {
+/// Whether the embedded cluster's `pgx` database exists (the server must be running).
+pub fn default_database_exists(cluster: &Cluster) -> Result<bool> {
     let mut admin = connect(&cluster.config("postgres"))?;
-    let exists = admin
+    Ok(admin
         .query_opt(
             "SELECT 1 FROM pg_database WHERE datname = $1",
             &[&cluster::DEFAULT_DATABASE],
         )?
-        .is_some();
-    if !exists {
+        .is_some())
+}
+
+/// Create the embedded cluster's `pgx` database (what apply and status use) if missing.
+pub fn ensure_default_database(cluster: &Cluster) -> Result<()> {
+    if !default_database_exists(cluster)? {
+        let mut admin = connect(&cluster.config("postgres"))?;
         admin
             .batch_execute(&format!(
                 "CREATE DATABASE {}",

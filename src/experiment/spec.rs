@@ -463,11 +463,11 @@ impl Spec {
     }
 
     pub fn timeout(&self) -> Result<Duration> {
-        parse_duration(&self.runs.timeout).ok_or_else(|| {
+        timeout_from_text(&self.runs.timeout).map_err(|reason| {
             self.error_at(
                 "timeout:",
-                format!("runs.timeout {:?} is not a duration", self.runs.timeout),
-                "write it like 30s, 500ms or 2min",
+                format!("runs.timeout: {reason}"),
+                "write it like 30s, 500ms or 2min (above 0, at most 24h)",
             )
         })
     }
@@ -584,19 +584,68 @@ fn yaml_scalar(value: &serde_yaml::Value) -> Option<String> {
     }
 }
 
+/// A duration like `30s`, `500ms`, `2min`, `1h`; `None` when it is not one (see
+/// [`duration_from_text`] for the reason).
 pub fn parse_duration(text: &str) -> Option<Duration> {
+    duration_from_text(text).ok()
+}
+
+/// The longest duration pgx accepts anywhere: far beyond any experiment, and well inside
+/// what `Duration` and PostgreSQL's millisecond settings (int4) can hold.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Parse a duration, saying what is wrong with it: not a number, an unknown unit, or a
+/// value too large to mean anything (never a panic, whatever the digits).
+pub fn duration_from_text(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{text:?} has no unit (write 30s, 500ms, 2min or 1h)"))?;
     let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a number"))?;
     let seconds = match unit.trim() {
         "ms" => number / 1000.0,
         "s" | "sec" => number,
         "min" | "m" => number * 60.0,
         "h" => number * 3600.0,
-        _ => return None,
+        other => {
+            return Err(format!(
+                "{text:?} has an unknown unit {other:?} (use ms, s, min or h)"
+            ));
+        }
     };
-    Some(Duration::from_secs_f64(seconds))
+    let duration = Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text:?} is too large to be a duration"))?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{text:?} is longer than the longest duration pgx accepts ({} h)",
+            MAX_DURATION.as_secs() / 3600
+        ));
+    }
+    Ok(duration)
+}
+
+/// The longest `runs.timeout`: PostgreSQL's `statement_timeout` holds milliseconds in an
+/// int4 (about 24 days); a day is already far beyond any measured statement.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// `runs.timeout`: a duration above zero (`statement_timeout = 0` would mean *no*
+/// timeout) and at most [`MAX_TIMEOUT`].
+pub fn timeout_from_text(text: &str) -> Result<Duration, String> {
+    let duration = duration_from_text(text)?;
+    if duration < Duration::from_millis(1) {
+        return Err(format!(
+            "{text:?} is no timeout at all (PostgreSQL reads statement_timeout 0 as \"never\"); give at least 1ms"
+        ));
+    }
+    if duration > MAX_TIMEOUT {
+        return Err(format!(
+            "{text:?} is longer than the longest statement timeout pgx accepts (24h)"
+        ));
+    }
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -646,5 +695,27 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("2min"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn timeouts_of_zero_or_absurd_size_are_errors_not_panics() {
+        for bad in [
+            "0s",
+            "0ms",
+            "0.0001ms",
+            "99999999999999999999999s",
+            "1e400s",
+            "25h",
+            "5",
+        ] {
+            let err = timeout_from_text(bad).unwrap_err();
+            assert!(err.contains(bad), "{bad}: {err}");
+            let yaml = MINIMAL.to_string() + &format!("runs: {{ timeout: \"{bad}\" }}\n");
+            let err = parse(Path::new("exp.yaml"), &yaml).unwrap_err().to_string();
+            assert!(err.contains("runs.timeout"), "{bad}: {err}");
+        }
+        assert_eq!(parse_duration("99999999999999999999999s"), None);
+        assert_eq!(timeout_from_text("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(timeout_from_text("24h"), Ok(Duration::from_secs(86400)));
     }
 }
