@@ -82,7 +82,7 @@ pub fn read_history(client: &mut Client) -> Result<Vec<AppliedRow>> {
         let rows = client
             .query(
                 &format!(
-                    "SELECT kind, version, name, to_char(applied_on, 'YYYY-MM-DD\"T\"HH24:MI:SSOF'), checksum \
+                    "SELECT kind, version, name, to_char(applied_on AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), checksum \
                      FROM {PGX_HISTORY_TABLE} ORDER BY kind, version, name"
                 ),
                 &[],

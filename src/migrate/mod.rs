@@ -26,6 +26,7 @@ pub use files::{
 pub use history::{
     AppliedRow, HISTORY_TABLE, PGX_HISTORY_TABLE, RowKind, invalid_indexes, read_history,
 };
+pub use lock::LOCK_KEY;
 pub use maintain::{RepairPlan, baseline, repair};
 pub use status::{Reconciled, State, StatusReport, status};
 
