@@ -324,3 +324,80 @@ fn two_concurrent_runners_wait_for_the_lock_and_apply_each_migration_once() {
         .get(0);
     assert!(valid);
 }
+
+#[test]
+fn rerun_after_a_failed_unique_index_build_refuses_while_the_index_is_invalid() {
+    let db = TestDb::new("apply_invalid_rerun");
+    let seed = "CREATE TABLE dup (v int); INSERT INTO dup VALUES (1), (1);\n";
+    let cic =
+        "-- pgx:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS dup_v ON dup (v);\n";
+    let project = migrations(&[("V1__dup.sql", seed), ("V2__uq.sql", cic)]);
+    let first = db.pgx(project.path(), &["apply"]);
+    assert_eq!(first.status.code(), Some(2), "{}", stderr(&first));
+    // Re-run without dropping it: IF NOT EXISTS skips the build, the index stays INVALID.
+    let again = db.pgx(project.path(), &["apply"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an INVALID index must not be recorded as applied: {}{}",
+        stdout(&again),
+        stderr(&again)
+    );
+    let err = stderr(&again);
+    assert!(
+        err.contains("INVALID") && err.contains("V2__uq.sql"),
+        "{err}"
+    );
+    assert!(
+        err.contains("DROP INDEX CONCURRENTLY public.dup_v;"),
+        "{err}"
+    );
+    let mut client = db.client();
+    assert_eq!(history_versions(&mut client), vec![1], "V2 not recorded");
+    // Following the hint works.
+    for sql in [
+        "DROP INDEX CONCURRENTLY public.dup_v",
+        "DELETE FROM dup",
+        "INSERT INTO dup VALUES (1), (2)",
+    ] {
+        client.batch_execute(sql).unwrap();
+    }
+    let fixed = db.pgx(project.path(), &["apply"]);
+    assert!(fixed.status.success(), "{}", stderr(&fixed));
+    assert_eq!(history_versions(&mut client), vec![1, 2]);
+}
+
+#[test]
+fn no_transaction_migration_with_begin_atomic_function_applies_as_one_statement() {
+    let db = TestDb::new("apply_atomic");
+    let v2 = "-- pgx:no-transaction\n\
+              CREATE FUNCTION account_emails() RETURNS bigint LANGUAGE sql\n\
+              BEGIN ATOMIC\n  SELECT 1;\n  SELECT count(email) FROM account;\nEND;\n\
+              CREATE INDEX CONCURRENTLY IF NOT EXISTS account_email ON account (email);\n";
+    let project = migrations(&[("V1__account.sql", V1), ("V2__fn.sql", v2)]);
+    let out = db.pgx(project.path(), &["apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut client = db.client();
+    let n: i64 = client
+        .query_one("SELECT account_emails()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    assert_eq!(history_versions(&mut client), vec![1, 2]);
+}
+
+#[test]
+fn copy_from_stdin_in_a_migration_is_refused_with_what_to_do() {
+    let db = TestDb::new("apply_copy");
+    let v2 = "COPY account (id, email) FROM stdin;\n1\ta@example.org\n2\tb@example.org\n\\.\n";
+    let project = migrations(&[("V1__account.sql", V1), ("V2__data.sql", v2)]);
+    let out = db.pgx(project.path(), &["apply"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("V2__data.sql:1"), "{err}");
+    assert!(err.contains("COPY ... FROM STDIN"), "{err}");
+    assert!(err.contains("hint:") && err.contains("INSERT"), "{err}");
+    assert!(!err.contains("syntax error"), "{err}");
+    let mut client = db.client();
+    assert!(!table_exists(&mut client, "account"), "nothing applied");
+}
