@@ -1,0 +1,162 @@
+//! The command line as a user meets it: exit codes, broken pipes, bad experiment
+//! timeouts, shell completions, the embedded cluster's psql hint, where --out and --dir
+//! resolve.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::*;
+
+/// stdout is a pipe whose reader is already gone (`pgx ... | head -0`): the first write
+/// fails with EPIPE. pgx must end quietly with exit 0, never panic.
+fn run_with_closed_stdout(cmd: &mut std::process::Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_is_a_normal_exit_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_closed_stdout(pgx_command(dir.path()).args(["completions", "bash"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+
+    let db = TestDb::new("cli_pipe");
+    let project = migrations(&[("V1__a.sql", "CREATE TABLE a (id int);\n")]);
+    assert!(db.pgx(project.path(), &["apply"]).status.success());
+    let out = run_with_closed_stdout(
+        pgx_command(project.path())
+            .env("DATABASE_URL", db.url())
+            .arg("status"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+fn experiment_with_timeout(timeout: &str) -> (tempfile::TempDir, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "name: t\nbaseline: a\ndataset:\n  scale: 1\n  steps:\n    - name: s\n      sql: SELECT 1\n\
+         variants:\n  a: {{}}\nqueries:\n  q:\n    sql: SELECT pg_sleep(600)\n\
+         runs:\n  repeat: 1\n  timeout: {timeout}\n"
+    );
+    std::fs::write(dir.path().join("t.yaml"), yaml).unwrap();
+    let out = pgx_command(dir.path())
+        .args(["experiment", "t.yaml"])
+        .output()
+        .unwrap();
+    (dir, out)
+}
+
+#[test]
+fn zero_and_absurd_timeouts_are_clear_errors_before_anything_runs() {
+    for timeout in ["0s", "0ms", "99999999999999999999999s", "30 days"] {
+        let (_dir, out) = experiment_with_timeout(timeout);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{timeout}: {err}");
+        assert!(!err.contains("panicked"), "{timeout}: {err}");
+        assert!(
+            err.contains("t.yaml:15:3:"),
+            "points at the timeout line: {err}"
+        );
+        assert!(
+            err.contains("runs.timeout") && err.contains("hint:"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn help_documents_exit_codes_and_completions_are_generated_for_each_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = pgx_command(dir.path()).arg("--help").output().unwrap();
+    let help = stdout(&out);
+    assert!(help.contains("3 `cluster status`"), "{help}");
+    assert!(help.contains("130 interrupted"), "{help}");
+    let out = pgx_command(dir.path())
+        .args(["cluster", "status", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("3 when it is stopped"),
+        "{}",
+        stdout(&out)
+    );
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef pgx"),
+        ("fish", "complete -c pgx"),
+    ] {
+        let out = pgx_command(dir.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("baseline") && script.contains("repair"),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn cluster_start_prints_a_psql_command_for_a_database_that_exists() {
+    let data_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("pgx-cli-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let dir = tempfile::tempdir().unwrap();
+    let pgx = |args: &[&str]| {
+        pgx_command(dir.path())
+            .env("PGX_DATA_DIR", &data_dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = pgx(&["cluster", "status"]);
+    assert_eq!(out.status.code(), Some(3), "not running: exit 3");
+    let out = pgx(&["cluster", "start"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let db = text.trim().rsplit(' ').next().unwrap().to_string();
+    let cluster = pgx::cluster::Cluster::new(&data_dir).unwrap();
+    let mut admin = cluster.config("postgres").connect(postgres::NoTls).unwrap();
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+        .unwrap()
+        .is_some();
+    assert!(exists, "psql hint names {db:?}, which must exist: {text}");
+    drop(admin);
+    let out = pgx(&["cluster", "status"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains(&format!(" {db}")), "{}", stdout(&out));
+    assert!(pgx(&["cluster", "destroy"]).status.success());
+}
+
+#[test]
+fn out_and_dir_defaults_resolve_from_the_project_root_in_a_subdirectory() {
+    let db = TestDb::new("cli_root");
+    let project = migrations(&[("V1__a.sql", "CREATE TABLE a (id int);\n")]);
+    let sub = project.path().join("src/deep");
+    std::fs::create_dir_all(&sub).unwrap();
+    let out = db.pgx(&sub, &["apply"]);
+    assert!(
+        out.status.success(),
+        "migrations/ found from a subdirectory: {}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("applied 1 migration(s)"));
+    // An explicit relative --dir is relative to the working directory.
+    let out = db.pgx(&sub, &["status", "--dir", "migrations"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let out = db.pgx(&sub, &["status", "--dir", "../../migrations"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
