@@ -16,10 +16,12 @@ pub mod interrupt;
 pub mod load;
 pub mod migrate;
 pub mod output;
+pub mod pgpass;
 pub mod report;
 pub mod sqlsplit;
 pub mod stats;
 pub mod target;
+pub mod tls;
 
 use std::path::PathBuf;
 
