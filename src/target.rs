@@ -97,6 +97,12 @@ impl Target {
 pub fn connect(config: &postgres::Config) -> Result<Client> {
     let result = match crate::tls::connector_for(config)? {
         Some(tls) => config.connect(tls),
+        None if crate::tls::all_unix(config) => {
+            // PostgreSQL offers no TLS on Unix sockets; like libpq, sslmode does not apply.
+            let mut plain = config.clone();
+            plain.ssl_mode(postgres::config::SslMode::Disable);
+            plain.connect(NoTls)
+        }
         None => config.connect(NoTls),
     };
     result.map_err(|err| connect_error(config, &err))

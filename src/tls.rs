@@ -90,14 +90,16 @@ fn policy() -> TlsPolicy {
 /// A rustls connector for this config, or `None` when TLS is off or every host is a Unix
 /// socket (PostgreSQL offers no TLS there).
 pub fn connector_for(config: &postgres::Config) -> Result<Option<MakeRustlsConnect>> {
-    let all_unix = config
-        .get_hosts()
-        .iter()
-        .all(|h| matches!(h, Host::Unix(_)));
-    if config.get_ssl_mode() == DriverSslMode::Disable || all_unix {
+    if config.get_ssl_mode() == DriverSslMode::Disable || all_unix(config) {
         return Ok(None);
     }
     Ok(Some(connector(&policy())?))
+}
+
+/// Every host of the config is a Unix socket directory.
+pub fn all_unix(config: &postgres::Config) -> bool {
+    let hosts = config.get_hosts();
+    !hosts.is_empty() && hosts.iter().all(|h| matches!(h, Host::Unix(_)))
 }
 
 /// For cancel requests, which travel on a new connection like the one they cancel.
