@@ -22,6 +22,7 @@ pub mod sqlsplit;
 pub mod stats;
 pub mod target;
 pub mod tls;
+pub mod yaml;
 
 use std::path::PathBuf;
 

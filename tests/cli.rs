@@ -160,3 +160,21 @@ fn out_and_dir_defaults_resolve_from_the_project_root_in_a_subdirectory() {
     let out = db.pgx(&sub, &["status", "--dir", "../../migrations"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn every_shipped_experiment_and_fixture_parses_with_the_yaml_parser() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut n = 0;
+    for dir in ["experiments", "tests/fixtures/experiments"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let spec = pgx::experiment::spec::load(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                assert!(!spec.name.is_empty());
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 11, "{n} files");
+}
