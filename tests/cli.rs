@@ -178,3 +178,23 @@ fn every_shipped_experiment_and_fixture_parses_with_the_yaml_parser() {
     }
     assert!(n >= 11, "{n} files");
 }
+
+#[test]
+fn every_justfile_recipe_names_a_bench_or_example_that_exists() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let justfile = std::fs::read_to_string(root.join("justfile")).unwrap();
+    let mut checked = 0;
+    for line in justfile.lines().filter(|l| l.starts_with("    ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(2) {
+            let file = match pair[0] {
+                "--bench" => root.join("benches").join(format!("{}.rs", pair[1])),
+                "--example" => root.join("examples").join(format!("{}.rs", pair[1])),
+                _ => continue,
+            };
+            assert!(file.is_file(), "justfile: `{}` needs {}", line.trim(), file.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the bench recipes are checked");
+}
