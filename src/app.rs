@@ -15,7 +15,8 @@ use crate::target::{Target, TargetOptions, embedded_cluster};
 /// Exit codes, as `pgx --help` lists them.
 pub mod exit {
     pub const OK: u8 = 0;
-    /// `pgx status` found something that needs attention.
+    /// `pgx status` found something that needs attention (also: an experiment with failed
+    /// parts, a rehearsal whose migration failed).
     pub const ATTENTION: u8 = 1;
     pub const ERROR: u8 = 2;
     /// `pgx cluster status`: the embedded cluster is not running.
@@ -36,6 +37,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Repair(args) => repair(&options, &args),
         Command::Cluster { action } => cluster_command(&options, action),
         Command::Experiment(args) => crate::experiment::run_command(&options, &args),
+        Command::Lint(args) => crate::lint::command::lint(&args),
+        Command::Rehearse(args) => crate::rehearse::run_command(&options, &args),
         Command::Report { json } => render_report(&json),
         Command::Completions { shell } => completions(shell),
     }
@@ -77,6 +80,7 @@ fn apply(options: &TargetOptions, args: &ApplyArgs) -> Result<u8> {
     let target_version = args.target.as_deref().map(Version::parse).transpose()?;
     let target = Target::resolve(options)?;
     let mut client = target.connect()?;
+    crate::lint::command::check_pending(&mut client, &files, args)?;
     let outcome = migrate::apply(
         &mut client,
         &files,

@@ -192,7 +192,12 @@ fn every_justfile_recipe_names_a_bench_or_example_that_exists() {
                 "--example" => root.join("examples").join(format!("{}.rs", pair[1])),
                 _ => continue,
             };
-            assert!(file.is_file(), "justfile: `{}` needs {}", line.trim(), file.display());
+            assert!(
+                file.is_file(),
+                "justfile: `{}` needs {}",
+                line.trim(),
+                file.display()
+            );
             checked += 1;
         }
     }

@@ -277,14 +277,21 @@ fn two_concurrent_runners_wait_for_the_lock_and_apply_each_migration_once() {
     let mut waited = Vec::new();
     for child in &mut runners {
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        assert!(
-            line.contains(&format!(
-                "waiting for another migration runner (backend pid {holder_pid})"
-            )),
-            "a runner must say it waits for the lock holder: {line:?}"
-        );
+        // Lines before it (lint warnings) are skipped; at EOF the runner never waited.
+        let expected = format!("waiting for another migration runner (backend pid {holder_pid})");
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            let n = stderr.read_line(&mut line).unwrap();
+            seen.push_str(&line);
+            assert!(
+                n > 0,
+                "a runner must say it waits for the lock holder: {seen:?}"
+            );
+            if line.contains(&expected) {
+                break;
+            }
+        }
         waited.push(stderr);
     }
     // Both are waiting and nothing has been applied yet.

@@ -300,6 +300,18 @@ pub struct RunsSpec {
     /// Per-statement timeout, e.g. "30s", "500ms", "2min".
     #[serde(default = "default_timeout")]
     pub timeout: String,
+    /// Rounds the measured runs of every cell are spread over; each round visits every
+    /// cell once in a seeded random order (default 20, at most `repeat`).
+    #[serde(default)]
+    pub rounds: Option<usize>,
+    /// Seed of the rounds' order; a fresh one each run when absent (the report says
+    /// which, so a run can be reproduced with `--seed`).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Measure an A/A control, a second copy of the baseline, whose difference from the
+    /// baseline is the run's noise floor (default true).
+    #[serde(default = "default_control")]
+    pub control: bool,
 }
 
 impl Default for RunsSpec {
@@ -308,8 +320,15 @@ impl Default for RunsSpec {
             warmup: default_warmup(),
             repeat: default_repeat(),
             timeout: default_timeout(),
+            rounds: None,
+            seed: None,
+            control: default_control(),
         }
     }
+}
+
+fn default_control() -> bool {
+    true
 }
 
 fn default_warmup() -> usize {

@@ -8,9 +8,11 @@
 mod client;
 pub mod driver;
 pub mod generate;
+pub mod hooks;
 pub mod result;
 pub mod spec;
 
-pub use driver::run;
+pub use driver::{run, run_with};
+pub use hooks::{Hooks, Observer, Outcome, TxEvent};
 pub use result::{LoadPoint, LoadResult, Percentiles, RunStats};
 pub use spec::{Generator, LoadSpec, Mix, Pattern, ScriptSpec, StatementSpec};
