@@ -203,3 +203,33 @@ fn every_justfile_recipe_names_a_bench_or_example_that_exists() {
     }
     assert!(checked >= 2, "the bench recipes are checked");
 }
+
+#[test]
+fn experiment_reports_go_to_the_project_roots_reports_by_default_and_to_out_as_typed() {
+    let db = TestDb::new("cli_out");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("experiments")).unwrap();
+    std::fs::create_dir_all(project.path().join("migrations")).unwrap();
+    let sub = project.path().join("notes");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::write(
+        project.path().join("experiments/tiny.yaml"),
+        "name: tiny\nbaseline: a\ndataset:\n  scale: 1\n  steps:\n    - name: t\n      sql: CREATE TABLE t AS SELECT 1 AS id\n\
+         variants:\n  a: {}\nqueries:\n  q:\n    sql: SELECT count(*) FROM t\n\
+         runs: { warmup: 0, repeat: 1, timeout: 10s }\n",
+    )
+    .unwrap();
+    // From a subdirectory, by name: experiments/ and reports/ are the project root's.
+    let out = db.pgx(&sub, &["experiment", "tiny"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        project.path().join("reports/tiny.md").is_file(),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!sub.join("reports").exists());
+    // A typed relative --out is relative to the working directory.
+    let out = db.pgx(&sub, &["experiment", "tiny", "--out", "here"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(sub.join("here/tiny.md").is_file(), "{}", stdout(&out));
+}

@@ -383,3 +383,24 @@ fn errors_are_typed_so_callers_branch_on_kinds() {
         Some(MigrateError::NoDirectory { .. })
     ));
 }
+
+#[test]
+fn a_history_table_of_another_shape_is_an_error_not_a_panic() {
+    let db = TestDb::new("flyway_damaged");
+    let mut client = db.client();
+    client
+        .batch_execute(
+            "CREATE TABLE refinery_schema_history (version int8 PRIMARY KEY, name text, applied_on text, checksum text);\
+             INSERT INTO refinery_schema_history VALUES (1, 'account', '', '1')",
+        )
+        .unwrap();
+    let project = migrations(&[("V1__account.sql", V1)]);
+    let out = db.pgx(project.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("refinery_schema_history does not have the columns"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

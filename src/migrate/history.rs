@@ -63,16 +63,18 @@ pub fn read_history(client: &mut Client) -> Result<Vec<AppliedRow>> {
             )
             .context("cannot read the migration history")?;
         for row in rows {
-            let version: i32 = row.get(0);
-            let checksum: String = row.get(3);
+            // try_get: a table edited by hand (or refinery's int8 versions) is an error
+            // naming the table, not a panic.
+            let version: i32 = row.try_get(0).map_err(|e| damaged(HISTORY_TABLE, &e))?;
+            let checksum: String = row.try_get(3).map_err(|e| damaged(HISTORY_TABLE, &e))?;
             let version = u64::try_from(version).map_err(|_| {
                 MigrateError::History(format!("{HISTORY_TABLE} has a negative version {version}"))
             })?;
             out.push(AppliedRow {
                 kind: RowKind::Versioned,
                 version: Version::parse(&version.to_string())?,
-                name: row.get(1),
-                applied_on: row.get(2),
+                name: row.try_get(1).map_err(|e| damaged(HISTORY_TABLE, &e))?,
+                applied_on: row.try_get(2).map_err(|e| damaged(HISTORY_TABLE, &e))?,
                 checksum: parse_checksum(&checksum, &format!("version {version}"))?,
                 by_refinery: true,
             });
@@ -89,9 +91,13 @@ pub fn read_history(client: &mut Client) -> Result<Vec<AppliedRow>> {
             )
             .context("cannot read pgx's migration history")?;
         for row in rows {
-            let kind: String = row.get(0);
-            let version: String = row.get(1);
-            let name: String = row.get(2);
+            let text = |i: usize| -> Result<String> {
+                row.try_get(i)
+                    .map_err(|e| damaged(PGX_HISTORY_TABLE, &e).into())
+            };
+            let kind = text(0)?;
+            let version = text(1)?;
+            let name = text(2)?;
             let kind = match kind.as_str() {
                 "versioned" => RowKind::Versioned,
                 "repeatable" => RowKind::Repeatable,
@@ -108,18 +114,24 @@ pub fn read_history(client: &mut Client) -> Result<Vec<AppliedRow>> {
             } else {
                 Version::parse(&version)?
             };
-            let checksum: String = row.get(4);
+            let checksum = text(4)?;
             out.push(AppliedRow {
                 kind,
                 checksum: parse_checksum(&checksum, &name)?,
                 version,
                 name,
-                applied_on: row.get(3),
+                applied_on: text(3)?,
                 by_refinery: false,
             });
         }
     }
     Ok(out)
+}
+
+fn damaged(table: &str, err: &postgres::Error) -> MigrateError {
+    MigrateError::History(format!(
+        "{table} does not have the columns pgx expects: {err}"
+    ))
 }
 
 /// Create pgx's table if it is missing (inside the caller's transaction, if any).
@@ -248,12 +260,13 @@ pub fn invalid_indexes_with_tables(client: &mut Client) -> Result<Vec<InvalidInd
          WHERE NOT i.indisvalid ORDER BY 1",
         &[],
     )?;
-    Ok(rows
-        .iter()
-        .map(|r| InvalidIndex {
-            index: r.get(0),
-            index_name: r.get(1),
-            table_name: r.get(2),
+    rows.iter()
+        .map(|r| {
+            Ok(InvalidIndex {
+                index: r.try_get(0)?,
+                index_name: r.try_get(1)?,
+                table_name: r.try_get(2)?,
+            })
         })
-        .collect())
+        .collect()
 }
