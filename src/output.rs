@@ -7,26 +7,34 @@
 use std::fmt::Display;
 use std::io::{self, Write};
 
+/// Writing to stdout failed. Its own type, so a broken pipe to the *terminal's reader* is
+/// never confused with a broken connection to the server (also an io error).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to standard output: {0}")]
+pub struct StdoutError(#[from] pub io::Error);
+
 /// Print one line (a trailing newline is added).
-pub fn line(text: impl Display) -> io::Result<()> {
+pub fn line(text: impl Display) -> Result<(), StdoutError> {
     let mut out = io::stdout().lock();
     writeln!(out, "{text}")?;
-    out.flush()
+    out.flush()?;
+    Ok(())
 }
 
 /// Print text as it is (several lines, no newline added).
-pub fn text(text: impl Display) -> io::Result<()> {
+pub fn text(text: impl Display) -> Result<(), StdoutError> {
     let mut out = io::stdout().lock();
     write!(out, "{text}")?;
-    out.flush()
+    out.flush()?;
+    Ok(())
 }
 
-/// True when an error chain holds a broken pipe: the reader went away, nothing failed.
+/// True when stdout's reader went away (`| head`): nothing failed, pgx just stops.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
-            .downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            .downcast_ref::<StdoutError>()
+            .is_some_and(|e| e.0.kind() == io::ErrorKind::BrokenPipe)
     })
 }
 
