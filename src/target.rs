@@ -199,7 +199,7 @@ fn connect_error(config: &postgres::Config, err: &postgres::Error) -> anyhow::Er
         )
     } else if io_kind == Some(std::io::ErrorKind::NotFound) {
         (
-            format!("no server socket at {tried}"),
+            format!("the socket does not exist ({tried}): no server is running there"),
             "no server is running with that socket directory and port: start it, or fix PGHOST / PGPORT".to_string(),
         )
     } else if lower.contains("tls")

@@ -109,9 +109,8 @@ fn help_documents_exit_codes_and_completions_are_generated_for_each_shell() {
 
 #[test]
 fn cluster_start_prints_a_psql_command_for_a_database_that_exists() {
-    let data_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("pgx-cli-start-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
+    let own = OwnCluster::new("cli-start");
+    let data_dir = own.0.clone();
     let dir = tempfile::tempdir().unwrap();
     let pgx = |args: &[&str]| {
         pgx_command(dir.path())

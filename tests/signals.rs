@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -67,8 +66,9 @@ fn interrupt_a_long_transactional_migration(sig: i32, tag: &str) {
     assert!(!half_done, "V2 was rolled back, not committed");
     let still: i64 = admin
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
-            &[],
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(60)%' \
+             AND pid <> pg_backend_pid()",
+            &[&db.name],
         )
         .unwrap()
         .get(0);
@@ -85,16 +85,12 @@ fn sigterm_during_a_transactional_migration_cancels_it_and_rolls_back() {
     interrupt_a_long_transactional_migration(libc::SIGTERM, "sig_term_migration");
 }
 
-fn own_cluster_dir(tag: &str) -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pgx-{tag}-{}", std::process::id()))
-}
-
 /// An experiment on an embedded cluster of its own, started on demand: SIGTERM must drop
 /// the variant's copy and stop the server, as Ctrl-C does.
 #[test]
 fn sigterm_during_an_experiment_drops_its_copy_and_stops_the_on_demand_server() {
-    let data_dir = own_cluster_dir("sigterm");
-    let _ = std::fs::remove_dir_all(&data_dir);
+    let own = OwnCluster::new("sigterm");
+    let data_dir = own.0.clone();
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir(project.path().join("migrations")).unwrap();
     let yaml = "name: sigterm-copies\n\
@@ -156,5 +152,4 @@ fn sigterm_during_an_experiment_drops_its_copy_and_stops_the_on_demand_server() 
             .get(0);
         assert_eq!(copies, 0, "the variant's copy is dropped on SIGTERM");
     }
-    let _ = cluster.destroy();
 }
