@@ -209,6 +209,10 @@ pub struct ExperimentArgs {
     /// Seed of the rounds' order, to reproduce a run (the report states the one used)
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Time a cell may spend on measured runs (e.g. 30s): past it, or once its median
+    /// is tight to ±2%, it leaves the remaining rounds (overrides runs.budget)
+    #[arg(long)]
+    pub budget: Option<String>,
     /// Skip the A/A control (a second copy of the baseline that measures the run's own
     /// noise floor): faster, but changes are then judged against the 5% default only
     #[arg(long)]

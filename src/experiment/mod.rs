@@ -40,6 +40,20 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
             "1 is the seed's production size; 0.01 is a quick run",
         ));
     }
+    let budget = args
+        .budget
+        .as_deref()
+        .map(|text| {
+            spec::parse_duration(text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    crate::error::fail(
+                        format!("--budget {text:?} is not a duration above zero"),
+                        "write it like 30s, 500ms or 2min",
+                    )
+                })
+        })
+        .transpose()?;
     let target = Target::resolve(options)?;
     let mut progress = progress::Progress::new(&spec.name);
     let run_options = RunOptions {
@@ -51,6 +65,7 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
         only: args.only.clone(),
         rebuild: args.rebuild,
         control: args.no_control.then_some(false),
+        budget,
     };
     if args.dataset_only {
         let info = prepare_dataset(&target, &spec, &run_options, &mut progress);

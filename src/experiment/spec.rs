@@ -312,6 +312,15 @@ pub struct RunsSpec {
     /// baseline is the run's noise floor (default true).
     #[serde(default = "default_control")]
     pub control: bool,
+    /// Time a cell may spend on measured runs, e.g. "30s": past it (and past `min`
+    /// runs), or once the 95% interval of its median is within ±2% of it, the cell is
+    /// left out of the remaining rounds. Absent: every cell runs `repeat` times.
+    #[serde(default)]
+    pub budget: Option<String>,
+    /// With a budget: measured runs every cell gets regardless (default 6, the fewest
+    /// with a 95% interval of the median).
+    #[serde(default)]
+    pub min: Option<usize>,
 }
 
 impl Default for RunsSpec {
@@ -323,6 +332,8 @@ impl Default for RunsSpec {
             rounds: None,
             seed: None,
             control: default_control(),
+            budget: None,
+            min: None,
         }
     }
 }
@@ -557,7 +568,27 @@ impl Spec {
             }
         }
         self.timeout()?;
+        self.budget()?;
         Ok(())
+    }
+
+    /// `runs.budget` as a duration, None when absent.
+    pub fn budget(&self) -> Result<Option<Duration>> {
+        self.runs
+            .budget
+            .as_ref()
+            .map(|text| {
+                parse_duration(text)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        self.error_at(
+                            "budget:",
+                            format!("runs.budget {text:?} is not a duration above zero"),
+                            "write it like 30s, 500ms or 2min",
+                        )
+                    })
+            })
+            .transpose()
     }
 
     pub fn timeout(&self) -> Result<Duration> {

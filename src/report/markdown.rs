@@ -90,9 +90,20 @@ fn header(md: &mut String, r: &ExperimentResult) {
         super::terminal::load_average_text(r)
     );
     let sched = &r.schedule;
+    let budget = r
+        .runs
+        .budget_ms
+        .map(|b| {
+            format!(
+                "; budget {} per cell (at least {} runs; a cell leaves the rounds once spent, or once its median is tight to ±2%)",
+                fmt_ms(b as f64),
+                r.runs.min
+            )
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         md,
-        "| Schedule | {} warmup, then {} rounds × {} run(s) per cell, every round in its own random order (seed {}); timeout {} ms |",
+        "| Schedule | {} warmup, then {} rounds × {} run(s) per cell, every round in its own random order (seed {}){budget}; timeout {} ms |",
         sched.warmup, sched.rounds, sched.block, sched.seed, r.runs.timeout_ms
     );
     if sched.stages.len() > 1 {
