@@ -582,7 +582,7 @@ impl Spec {
                     .filter(|d| !d.is_zero())
                     .ok_or_else(|| {
                         self.error_at(
-                            "budget:",
+                            &["runs", "budget"],
                             format!("runs.budget {text:?} is not a duration above zero"),
                             "write it like 30s, 500ms or 2min",
                         )
