@@ -159,6 +159,42 @@ fn wait_for_sleep_in_copy_of(admin: &mut postgres::Client, child: &mut std::proc
 }
 
 #[test]
+fn a_run_with_a_failed_variant_writes_its_report_and_exits_1() {
+    let server = server();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("tests/fixtures/no-migrations")).unwrap();
+    let yaml = std::fs::read_to_string(fixture("faults.yaml"))
+        .unwrap()
+        .replace("name: faults", "name: faults-exit");
+    let path = project.path().join("faults-exit.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let url = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        server.cluster().socket_dir().display(),
+        pgx::cluster::PORT
+    );
+    let out = pgx_command(project.path())
+        .env("DATABASE_URL", &url)
+        .args(["experiment", path.to_str().unwrap(), "--out"])
+        .arg(project.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(pgx::experiment::EXIT_FAILED_PARTS)),
+        "CI can gate on a broken experiment: {}",
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("variant broken") && err.contains("plain · hang"),
+        "the failures are named: {err}"
+    );
+    let md = std::fs::read_to_string(project.path().join("faults-exit.md")).unwrap();
+    assert!(md.contains("| broken |") && md.contains("FAILED"), "{md}");
+}
+
+#[test]
 fn ctrl_c_stops_the_run_and_drops_its_databases() {
     let server = server();
     let (project, path) = hanging_project("faults-interrupted");
