@@ -259,18 +259,21 @@ mod tests {
             stages(6, 2, gib, Some(100 * gib)).unwrap(),
             vec![everything(4)]
         );
-        // 10 GiB free, 1.5 GiB per copy: 6 fit, 2 kept, 4 per stage... all 4 fit.
+        // A candidate counts twice (its cached build and its copy). 20 GiB free, 1.5 GiB
+        // per copy: 12 fit (18 GiB usable) >= 2 kept + 2 x 4 candidates.
         assert_eq!(
-            stages(6, 2, gib, Some(10 * gib)).unwrap(),
+            stages(6, 2, gib, Some(20 * gib)).unwrap(),
             vec![everything(4)]
         );
-        // 6 GiB free: 3 fit (5.4 GiB usable), one candidate per stage.
+        // 12 GiB free: 7 fit, two candidates per stage.
+        assert_eq!(stages(6, 2, gib, Some(12 * gib)).unwrap(), vec![0..2, 2..4]);
+        // 8 GiB free: 4 fit (7.2 GiB usable), one candidate per stage.
         assert_eq!(
-            stages(6, 2, gib, Some(6 * gib)).unwrap(),
+            stages(6, 2, gib, Some(8 * gib)).unwrap(),
             vec![0..1, 1..2, 2..3, 3..4]
         );
         // Not even the baseline, control and one candidate.
-        let err = stages(6, 2, gib, Some(3 * gib)).unwrap_err().to_string();
+        let err = stages(6, 2, gib, Some(5 * gib)).unwrap_err().to_string();
         assert!(err.contains("not enough free disk"), "{err}");
     }
 }
