@@ -748,9 +748,14 @@ impl<'a> Engine<'a> {
             .client
             .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")?;
         for relation in &relations {
+            // A relation one variant lacks (another's index) is skipped; a partitioned
+            // one is prewarmed partition by partition.
             session
                 .client
-                .query_one("SELECT pg_prewarm($1::text::regclass)", &[relation])
+                .query(
+                    "SELECT pg_prewarm(relid) FROM pg_partition_tree(to_regclass($1)) WHERE isleaf",
+                    &[relation],
+                )
                 .map_err(|e| {
                     anyhow::anyhow!("{relation}: {}", crate::error::describe_pg_error(&e, None))
                 })?;
