@@ -20,6 +20,7 @@ use super::client::{self, ClientStats, Clock, Conn, ERROR_SAMPLES, Script, Share
 use super::generate::{Source, derive_seed};
 use super::result::{LoadPoint, LoadResult, RunStats, new_histogram, percentiles};
 use super::spec::{Generator, Length, Limits, LoadSpec, Mix};
+use super::wire::Startup;
 use crate::error::{describe_pg_error, fail};
 use crate::experiment::spec::substitute;
 
@@ -35,12 +36,13 @@ pub fn run(
     on_progress: &mut dyn FnMut(&str),
 ) -> Result<LoadResult> {
     let limits = spec.limits()?;
-    let round_trip_bound = limits.timeout + (limits.timeout / 10).max(Duration::from_millis(200));
-    let connect_timeout = config
-        .get_connect_timeout()
-        .copied()
-        .unwrap_or(Duration::from_secs(10));
-    let connect_bound = connect_timeout + round_trip_bound;
+    let (round_trip_bound, connect_bound) = bounds(config, &limits)?;
+    let startup = Startup::from_config(config, limits.timeout).map_err(|e| {
+        fail(
+            format!("load: {e}"),
+            "check the connection settings (as for psql)",
+        )
+    })?;
     on_progress("load: preparing the scripts");
     let scripts = preflight(config, spec, vars, &limits, connect_bound)?;
     let threads = spec.threads.unwrap_or_else(default_threads);
@@ -53,9 +55,10 @@ pub fn run(
         for repeat in 0..spec.repeat {
             for (c, &clients) in spec.clients.iter().enumerate() {
                 let shared = Arc::new(Shared {
-                    config: async_config(config, limits.timeout),
+                    startup: startup.clone(),
                     workload: Arc::clone(&workload),
                     limits,
+                    client_delay: limits.rtt,
                     round_trip_bound,
                     connect_bound,
                     measured: AtomicU64::new(0),
@@ -97,6 +100,29 @@ pub fn run(
             .then(|| rtt_slept.as_secs_f64() * 1000.0 / rtt_sleeps as f64),
         transport: transport(config),
     })
+}
+
+/// The client-side bound of one round trip (a little over the server's
+/// statement_timeout) and of connecting; an error for durations too large to add up.
+fn bounds(config: &postgres::Config, limits: &Limits) -> Result<(Duration, Duration)> {
+    let too_long = || {
+        fail(
+            "load: the timeouts add up to more than pgx can represent",
+            "use a timeout of at most a day",
+        )
+    };
+    let round_trip_bound = limits
+        .timeout
+        .checked_add((limits.timeout / 10).max(Duration::from_millis(200)))
+        .ok_or_else(too_long)?;
+    let connect_timeout = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(Duration::from_secs(10));
+    let connect_bound = connect_timeout
+        .checked_add(round_trip_bound)
+        .ok_or_else(too_long)?;
+    Ok((round_trip_bound, connect_bound))
 }
 
 /// One client thread per 4 CPUs. A client costs PostgreSQL's backends several times the
@@ -211,7 +237,7 @@ fn run_once(
         let mut starts = Vec::new();
         let mut handles = Vec::new();
         for t in 0..threads {
-            let (start_tx, start_rx) = mpsc::channel::<Instant>();
+            let (start_tx, start_rx) = mpsc::channel::<Clock>();
             starts.push(start_tx);
             let ids: Vec<usize> = (t..clients).step_by(threads).collect();
             let (shared, ready) = (Arc::clone(shared), ready_tx.clone());
@@ -225,24 +251,36 @@ fn run_once(
         }
         drop(ready_tx);
         // Every thread reports once its clients are connected (or failed to); bounded.
-        let setup_end = Instant::now() + shared.connect_bound + Duration::from_secs(5);
+        let setup_bound = shared.connect_bound.saturating_add(Duration::from_secs(5));
+        let setup_start = Instant::now();
         for _ in 0..threads {
-            let left = setup_end.saturating_duration_since(Instant::now());
+            let left = setup_bound.saturating_sub(setup_start.elapsed());
             if ready_rx.recv_timeout(left).is_err() {
                 break;
             }
         }
         let start = Instant::now();
+        let clock = Clock::new(start, &shared.limits, shared.round_trip_bound);
         for tx in &starts {
-            let _ = tx.send(start);
+            // A thread that gets no start (the clock is None) returns its clients unused.
+            if let Some(clock) = clock {
+                let _ = tx.send(clock);
+            }
         }
-        let clock = Clock::new(start, &shared.limits);
-        let mut next_report = start + Duration::from_secs(1);
+        drop(starts);
+        let clock = clock.ok_or_else(|| {
+            fail(
+                "load: warmup + duration + timeout is later than this system's clock can represent",
+                "use durations of at most a few days",
+            )
+        })?;
+        let mut reported = 0u64;
         while !handles.iter().all(|h| h.is_finished()) {
             std::thread::sleep(Duration::from_millis(20));
             let now = Instant::now();
-            if now >= next_report {
-                next_report += Duration::from_secs(1);
+            let second = now.saturating_duration_since(start).as_secs();
+            if second > reported {
+                reported = second;
                 progress(&status(shared, &clock, now));
             }
         }
@@ -281,7 +319,7 @@ fn client_thread(
     ids: Vec<usize>,
     seed: u64,
     ready: mpsc::Sender<()>,
-    start: mpsc::Receiver<Instant>,
+    start: mpsc::Receiver<Clock>,
 ) -> Vec<ClientStats> {
     let stats: Vec<Rc<RefCell<ClientStats>>> = ids
         .iter()
@@ -334,10 +372,12 @@ fn client_thread(
         conns
     });
     let _ = ready.send(());
-    let Ok(t0) = start.recv() else {
+    let Ok(clock) = start.recv() else {
+        for conn in conns.into_iter().flatten() {
+            conn.close();
+        }
         return collect(stats);
     };
-    let clock = Clock::new(t0, &shared.limits);
     // Last resort only: every await inside a client is bounded already.
     let most_trips = shared
         .workload
@@ -346,9 +386,13 @@ fn client_thread(
         .map(|s| s.statements.len() as u32 + 2)
         .max()
         .unwrap_or(3);
-    let guard = clock
-        .window_end
-        .map(|end| end + shared.round_trip_bound * (most_trips + 1) + shared.connect_bound);
+    let guard = clock.window_end.and_then(|end| {
+        let slack = shared
+            .round_trip_bound
+            .checked_mul(most_trips + 1)?
+            .checked_add(shared.connect_bound)?;
+        end.checked_add(slack)
+    });
     local.block_on(&runtime, async {
         let tasks: Vec<_> = conns
             .into_iter()

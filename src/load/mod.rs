@@ -10,6 +10,8 @@ pub mod driver;
 pub mod generate;
 pub mod result;
 pub mod spec;
+pub mod timer;
+pub mod wire;
 
 pub use driver::run;
 pub use result::{LoadPoint, LoadResult, Percentiles, RunStats};
