@@ -13,7 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use tokio::time::{sleep_until, timeout};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::time::{Sleep, sleep, sleep_until, timeout};
 
 use super::generate::{LetValues, Source};
 use super::result::new_histogram;
@@ -314,6 +318,10 @@ struct Local {
     lets: LetValues,
     /// For `rtt_mode: client`, made on first use.
     timer: Option<PreciseTimer>,
+    /// The client's one timeout timer, re-armed lazily: a round trip only notes its
+    /// deadline, and the timer is moved when it fires early. A timer per round trip
+    /// (tokio's `timeout`) costs a timer-wheel insert and removal per statement.
+    watchdog: Pin<Box<Sleep>>,
 }
 
 /// The client's loop until its run ends. `conn` is the connection made during setup.
@@ -328,26 +336,36 @@ pub async fn run(
     let mut local = Local {
         lets: LetValues::default(),
         timer: None,
+        watchdog: Box::pin(sleep(shared.round_trip_bound)),
     };
+    let mut now = Instant::now();
     loop {
-        let now = Instant::now();
         if finished(&shared, &clock, now, &stats.borrow()) {
             break;
         }
         let Some(mut c) = conn.take() else {
             conn = reconnect(&shared, clock.hard_end, &stats).await;
+            now = Instant::now();
             continue;
         };
         let index = shared.workload.pick(&mut rng);
         let started = Instant::now();
-        let result = transaction(&shared, &mut c, index, &mut rng, &mut local, &stats).await;
+        let result = transaction(
+            &shared, &mut c, index, started, &mut rng, &mut local, &stats,
+        )
+        .await;
         let ended = Instant::now();
+        now = ended;
         if stats.borrow_mut().record(&clock, started, ended, &result) {
             shared.measured.fetch_add(1, Ordering::Relaxed);
         }
         conn = match result {
             Ok(_) => Some(c),
-            Err(Failure::Server { open, .. }) => recover(&shared, c, open).await,
+            Err(Failure::Server { open, .. }) => {
+                let kept = recover(&shared, c, open).await;
+                now = Instant::now();
+                kept
+            }
             Err(Failure::Broken { timeout: true, .. }) => {
                 c.abandon();
                 None
@@ -430,6 +448,7 @@ async fn transaction(
     shared: &Shared,
     conn: &mut Conn,
     index: usize,
+    started: Instant,
     rng: &mut fastrand::Rng,
     local: &mut Local,
     stats: &RefCell<ClientStats>,
@@ -441,9 +460,15 @@ async fn transaction(
         Some(i) => format!("script {}, statement {}", script.name, i + 1),
         None => format!("script {}", script.name),
     };
-    local.lets.draw(&script.lets, rng);
-    let lets = &mut local.lets;
+    let Local {
+        lets,
+        timer,
+        watchdog,
+    } = local;
+    let mut trip = Trip { timer, watchdog };
+    lets.draw(&script.lets, rng);
     let wire = &mut conn.wire;
+    let mut sent = Some(started);
     match script.pattern {
         Pattern::Sequential => {
             let mut trips = 0;
@@ -455,9 +480,9 @@ async fn transaction(
                 round_trip(
                     shared,
                     wire,
-                    &mut local.timer,
+                    &mut trip,
                     stats,
-                    1,
+                    sent.take(),
                     shared.round_trip_bound,
                 )
                 .await
@@ -473,9 +498,9 @@ async fn transaction(
                 round_trip(
                     shared,
                     wire,
-                    &mut local.timer,
+                    &mut trip,
                     stats,
-                    1,
+                    sent.take(),
                     shared.round_trip_bound,
                 )
                 .await
@@ -489,9 +514,9 @@ async fn transaction(
                 round_trip(
                     shared,
                     wire,
-                    &mut local.timer,
+                    &mut trip,
                     stats,
-                    1,
+                    sent.take(),
                     shared.round_trip_bound,
                 )
                 .await
@@ -522,7 +547,7 @@ async fn transaction(
                 .round_trip_bound
                 .checked_mul(messages)
                 .unwrap_or(Duration::MAX);
-            match round_trip(shared, wire, &mut local.timer, stats, 1, bound).await {
+            match round_trip(shared, wire, &mut trip, stats, sent.take(), bound).await {
                 Ok(()) => Ok(1),
                 Err(RoundTrip::Server(error, completed, status)) => {
                     let statement = completed
@@ -567,30 +592,63 @@ impl RoundTrip {
     }
 }
 
-/// Send the request built in `wire` and wait (bounded) for its `syncs` answers, after the
-/// client-side delay when `rtt_mode: client`.
+/// The parts of [`Local`] a round trip uses.
+struct Trip<'a> {
+    timer: &'a mut Option<PreciseTimer>,
+    watchdog: &'a mut Pin<Box<Sleep>>,
+}
+
+/// Send the request built in `wire` and wait, at most `bound` after `sent` (now when
+/// None), for its answers; after the client-side delay when `rtt_mode: client`.
 async fn round_trip(
     shared: &Shared,
     wire: &mut Wire,
-    timer: &mut Option<PreciseTimer>,
+    trip: &mut Trip<'_>,
     stats: &RefCell<ClientStats>,
-    syncs: usize,
+    sent: Option<Instant>,
     bound: Duration,
 ) -> Result<(), RoundTrip> {
+    let mut sent = sent;
     if let Some(delay) = shared.client_delay {
         let before = Instant::now();
-        if timer.is_none() {
-            *timer = Some(PreciseTimer::new().map_err(RoundTrip::Io)?);
+        if trip.timer.is_none() {
+            *trip.timer = Some(PreciseTimer::new().map_err(RoundTrip::Io)?);
         }
-        if let Some(timer) = timer {
+        if let Some(timer) = trip.timer.as_ref() {
             timer.sleep(delay).await.map_err(RoundTrip::Io)?;
         }
         let mut s = stats.borrow_mut();
         s.rtt_slept += before.elapsed();
         s.rtt_sleeps += 1;
+        sent = None;
     }
-    match timeout(bound, wire.exchange(syncs)).await {
-        Ok(Ok(reply)) => match reply.error {
+    let sent = sent.unwrap_or_else(Instant::now);
+    // No deadline for bounds beyond the clock's range: they cannot be reached anyway.
+    let deadline = sent.checked_add(bound);
+    let exchange = wire.exchange(1);
+    let mut exchange = std::pin::pin!(exchange);
+    let watchdog = &mut *trip.watchdog;
+    let outcome = std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
+        }
+        let Some(deadline) = deadline else {
+            return Poll::Pending;
+        };
+        loop {
+            if watchdog.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if Instant::now() >= deadline {
+                return Poll::Ready(None);
+            }
+            // Fired for an earlier round trip: move it to this one's deadline.
+            watchdog.as_mut().reset(deadline.into());
+        }
+    })
+    .await;
+    match outcome {
+        Some(Ok(reply)) => match reply.error {
             None => Ok(()),
             Some(error) => Err(RoundTrip::Server(
                 Box::new(error),
@@ -598,7 +656,7 @@ async fn round_trip(
                 reply.status,
             )),
         },
-        Ok(Err(e)) => Err(RoundTrip::Io(e)),
-        Err(_) => Err(RoundTrip::TimedOut(bound)),
+        Some(Err(e)) => Err(RoundTrip::Io(e)),
+        None => Err(RoundTrip::TimedOut(bound)),
     }
 }
