@@ -106,6 +106,8 @@ pub struct Shared {
     pub limits: Limits,
     /// A delay the client itself waits before every round trip (`rtt_mode: client`).
     pub client_delay: Option<Duration>,
+    /// The network namespace client threads work in (`rtt_mode: netem`).
+    pub client_ns: Option<Arc<std::os::fd::OwnedFd>>,
     /// Client-side bound of one round trip: a little over the server's statement_timeout.
     pub round_trip_bound: Duration,
     /// Bound of connecting and preparing.
@@ -379,6 +381,9 @@ pub async fn run(
 }
 
 fn finished(shared: &Shared, clock: &Clock, now: Instant, stats: &ClientStats) -> bool {
+    if crate::interrupt::is_interrupted() {
+        return true;
+    }
     match (clock.window_end, shared.limits.length) {
         (Some(end), _) => now >= end,
         (None, super::spec::Length::Transactions(n)) => {

@@ -18,6 +18,7 @@ use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use super::client::{self, ClientStats, Clock, Conn, ERROR_SAMPLES, Script, Shared, Workload};
 use super::generate::{Source, derive_seed};
+use super::net::DelayPath;
 use super::result::{LoadPoint, LoadResult, RunStats, new_histogram, percentiles};
 use super::spec::{Generator, Length, Limits, LoadSpec, Mix};
 use super::wire::Startup;
@@ -45,6 +46,37 @@ pub fn run(
     })?;
     on_progress("load: preparing the scripts");
     let scripts = preflight(config, spec, vars, &limits, connect_bound)?;
+    // The delay path lives as long as this function: dropping it (on any return, error
+    // or Ctrl-C included) stops the relay and releases the namespaces.
+    let path = match limits.rtt {
+        None => DelayPath::direct(transport(config)),
+        Some(rtt) => {
+            on_progress("load: setting up the round-trip delay");
+            DelayPath::open(rtt, spec.rtt_mode, &startup.endpoints, &transport(config)).map_err(
+                |e| {
+                    fail(
+                        format!("load.rtt: {e}"),
+                        "rtt_mode: auto picks what this machine can do",
+                    )
+                },
+            )?
+        }
+    };
+    let rtt_probe = match limits.rtt {
+        None => None,
+        Some(_) => Some(
+            super::net::probe(&startup, &path, 40, connect_bound).map_err(|e| {
+                fail(
+                    format!("load.rtt: the SELECT 1 probe through the delay failed: {e}"),
+                    "check the connection settings (as for psql)",
+                )
+            })?,
+        ),
+    };
+    let mut startup = startup;
+    if let Some(endpoint) = &path.endpoint {
+        startup.endpoints = vec![endpoint.clone()];
+    }
     let threads = spec.threads.unwrap_or_else(default_threads);
     let mut points = Vec::new();
     let (mut rtt_slept, mut rtt_sleeps) = (Duration::ZERO, 0u64);
@@ -58,7 +90,8 @@ pub fn run(
                     startup: startup.clone(),
                     workload: Arc::clone(&workload),
                     limits,
-                    client_delay: limits.rtt,
+                    client_delay: path.client_delay,
+                    client_ns: path.client_ns.clone(),
                     round_trip_bound,
                     connect_bound,
                     measured: AtomicU64::new(0),
@@ -71,6 +104,7 @@ pub fn run(
                 let seed = derive_seed(spec.seed, &[m as u64, repeat as u64]);
                 let mut report = |msg: &str| on_progress(&format!("{prefix}: {msg}"));
                 let all = run_once(&shared, clients, threads, seed, &mut report)?;
+                crate::interrupt::check()?;
                 let run = sums[c].add(&all, &limits)?;
                 for stats in &all {
                     rtt_slept += stats.rtt_slept;
@@ -98,7 +132,10 @@ pub fn run(
         rtt_ms: limits.rtt.map(|d| d.as_secs_f64() * 1000.0),
         rtt_actual_ms: (rtt_sleeps > 0)
             .then(|| rtt_slept.as_secs_f64() * 1000.0 / rtt_sleeps as f64),
-        transport: transport(config),
+        transport: path.transport.clone(),
+        rtt_mode: limits.rtt.map(|_| path.mode.name().to_string()),
+        rtt_note: path.note.clone(),
+        rtt_probe_ms: rtt_probe.map(|d| d.as_secs_f64() * 1000.0),
     })
 }
 
@@ -331,6 +368,16 @@ fn client_thread(
             .map(|s| s.replace(ClientStats::new()))
             .collect()
     };
+    if let Some(ns) = &shared.client_ns
+        && let Err(e) = super::net::enter(ns)
+    {
+        for s in &stats {
+            s.borrow_mut()
+                .record_error(format!("cannot enter the client network namespace: {e}"));
+        }
+        let _ = ready.send(());
+        return collect(stats);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

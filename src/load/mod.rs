@@ -8,11 +8,13 @@
 mod client;
 pub mod driver;
 pub mod generate;
+pub mod net;
 pub mod result;
 pub mod spec;
 pub mod timer;
 pub mod wire;
 
 pub use driver::run;
+pub use net::RttMode;
 pub use result::{LoadPoint, LoadResult, Percentiles, RunStats};
 pub use spec::{Generator, LoadSpec, Mix, Pattern, ScriptSpec, StatementSpec};

@@ -13,8 +13,17 @@ pub struct LoadResult {
     /// What the injected delay actually lasted on average (timer granularity adds to it).
     #[serde(default)]
     pub rtt_actual_ms: Option<f64>,
-    /// "unix socket", "tcp loopback" or "tcp".
+    /// "unix socket", "tcp loopback" or "tcp", and how a delay travelled over it.
     pub transport: String,
+    /// How `rtt` was applied: "netem", "relay" or "client" (None without rtt).
+    #[serde(default)]
+    pub rtt_mode: Option<String>,
+    /// Why a better delay mode was not used (e.g. no netem in this kernel).
+    #[serde(default)]
+    pub rtt_note: Option<String>,
+    /// Mean round trip of `SELECT 1` measured through the delay before the runs.
+    #[serde(default)]
+    pub rtt_probe_ms: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]

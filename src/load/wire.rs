@@ -25,6 +25,8 @@ pub enum Endpoint {
     Unix(PathBuf),
     /// A host name or address, and a port.
     Tcp(String, u16),
+    /// A Linux abstract Unix socket (no file; gone with its process): pgx's relay.
+    Abstract(String),
 }
 
 impl std::fmt::Display for Endpoint {
@@ -32,6 +34,7 @@ impl std::fmt::Display for Endpoint {
         match self {
             Endpoint::Unix(path) => write!(f, "{}", path.display()),
             Endpoint::Tcp(host, port) => write!(f, "{host}:{port}"),
+            Endpoint::Abstract(name) => write!(f, "@{name}"),
         }
     }
 }
@@ -130,18 +133,25 @@ impl AsRawFd for Sock {
 }
 
 impl Sock {
-    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Sock::Unix(s) => (&*s).read(buf),
             Sock::Tcp(s) => (&*s).read(buf),
         }
     }
 
-    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+    pub(crate) fn write_some(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Sock::Unix(s) => (&*s).write(buf),
             Sock::Tcp(s) => (&*s).write(buf),
         }
+    }
+
+    pub(crate) fn shutdown_write(&self) {
+        let _ = match self {
+            Sock::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+            Sock::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+        };
     }
 
     /// Connect (asynchronously) and hand the socket over as a non-blocking std socket.
@@ -149,6 +159,14 @@ impl Sock {
         Ok(match endpoint {
             Endpoint::Unix(path) => {
                 let s = tokio::net::UnixStream::connect(path).await?.into_std()?;
+                s.set_nonblocking(true)?;
+                Sock::Unix(s)
+            }
+            Endpoint::Abstract(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+                // A local listener: connecting never waits (beyond a full backlog).
+                let s = std::os::unix::net::UnixStream::connect_addr(&addr)?;
                 s.set_nonblocking(true)?;
                 Sock::Unix(s)
             }
@@ -496,7 +514,7 @@ impl Wire {
     async fn flush(&mut self) -> io::Result<()> {
         let mut sent = 0;
         while sent < self.wbuf.len() {
-            match self.fd.get_ref().write(&self.wbuf[sent..]) {
+            match self.fd.get_ref().write_some(&self.wbuf[sent..]) {
                 Ok(0) => return Err(io::Error::new(ErrorKind::WriteZero, "socket closed")),
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
@@ -525,7 +543,7 @@ impl Wire {
             let inbox = &mut self.inbox;
             let spare = inbox.buf.len() - inbox.end;
             let free = &mut inbox.buf[inbox.end..];
-            match guard.try_io(|fd| fd.get_ref().read(free)) {
+            match guard.try_io(|fd| fd.get_ref().read_some(free)) {
                 Ok(Ok(0)) => return Err(closed()),
                 Ok(Ok(n)) => {
                     inbox.end += n;
@@ -556,7 +574,7 @@ impl Wire {
             let mut guard = self.fd.readable().await?;
             let inbox = &mut self.inbox;
             let free = &mut inbox.buf[inbox.end..];
-            match guard.try_io(|fd| fd.get_ref().read(free)) {
+            match guard.try_io(|fd| fd.get_ref().read_some(free)) {
                 Ok(Ok(0)) => return Err(closed()),
                 Ok(Ok(n)) => inbox.end += n,
                 Ok(Err(e)) if e.kind() == ErrorKind::Interrupted => {}
@@ -568,7 +586,7 @@ impl Wire {
 
     /// Say goodbye (Terminate), so the server logs no unexpected EOF.
     pub fn terminate(self) {
-        let _ = self.fd.get_ref().write(&[b'X', 0, 0, 0, 4]);
+        let _ = self.fd.get_ref().write_some(&[b'X', 0, 0, 0, 4]);
     }
 }
 
@@ -672,7 +690,7 @@ pub async fn cancel(endpoint: &Endpoint, pid: i32, secret: i32) -> io::Result<()
     let mut sent = 0;
     while sent < msg.len() {
         let mut guard = fd.writable().await?;
-        match guard.try_io(|s| s.get_ref().write(&msg[sent..])) {
+        match guard.try_io(|s| s.get_ref().write_some(&msg[sent..])) {
             Ok(Ok(n)) => sent += n,
             Ok(Err(e)) => return Err(e),
             Err(_) => {}
@@ -682,7 +700,7 @@ pub async fn cancel(endpoint: &Endpoint, pid: i32, secret: i32) -> io::Result<()
     let mut buf = [0u8; 16];
     loop {
         let mut guard = fd.readable().await?;
-        match guard.try_io(|s| s.get_ref().read(&mut buf)) {
+        match guard.try_io(|s| s.get_ref().read_some(&mut buf)) {
             Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
             Ok(Ok(_)) => {}
             Err(_) => {}

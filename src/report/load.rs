@@ -314,6 +314,9 @@ mod tests {
             rtt_ms: rtt,
             rtt_actual_ms: rtt.map(|r| r + 0.5),
             transport: "unix socket".into(),
+            rtt_mode: rtt.map(|_| "client".into()),
+            rtt_note: None,
+            rtt_probe_ms: None,
         };
         vec![
             ("current".into(), result(1.0, None)),
