@@ -136,6 +136,8 @@ pub fn run(
         rtt_mode: limits.rtt.map(|_| path.mode.name().to_string()),
         rtt_note: path.note.clone(),
         rtt_probe_ms: rtt_probe.map(|d| d.as_secs_f64() * 1000.0),
+        timeout_ms: Some(limits.timeout.as_secs_f64() * 1000.0),
+        targets: spec.targets.clone(),
     })
 }
 

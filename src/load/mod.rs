@@ -16,5 +16,5 @@ pub mod wire;
 
 pub use driver::run;
 pub use net::RttMode;
-pub use result::{LoadPoint, LoadResult, Percentiles, RunStats};
+pub use result::{LoadPoint, LoadResult, LoadTarget, Percentiles, RunStats};
 pub use spec::{Generator, LoadSpec, Mix, Pattern, ScriptSpec, StatementSpec};

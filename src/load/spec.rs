@@ -50,6 +50,9 @@ pub struct LoadSpec {
     /// Client threads (like pgbench -j); default: one per 4 CPUs, at most one per client.
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Numbers the summary judges every variant by (TPS at least, p50 / p99 at most).
+    #[serde(default)]
+    pub targets: Vec<super::result::LoadTarget>,
     pub scripts: IndexMap<String, ScriptSpec>,
 }
 
@@ -348,6 +351,35 @@ impl LoadSpec {
         }
         for (name, script) in &self.scripts {
             script.check(name)?;
+        }
+        for (i, target) in self.targets.iter().enumerate() {
+            let what = format!("load.targets[{i}]");
+            if target.tps.is_none() && target.p50_ms.is_none() && target.p99_ms.is_none() {
+                return Err(fail(
+                    format!("{what} sets no number"),
+                    "give tps (at least), p50_ms or p99_ms (at most), e.g. {clients: 64, tps: 5100}",
+                ));
+            }
+            if let Some(script) = &target.script
+                && self.mix == Mix::Each
+                && !self.scripts.contains_key(script)
+            {
+                return Err(fail(
+                    format!("{what}: no script named {script:?}"),
+                    format!(
+                        "the scripts are {}",
+                        self.scripts.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            if let Some(clients) = target.clients
+                && !self.clients.contains(&clients)
+            {
+                return Err(fail(
+                    format!("{what}: {clients} clients is not in load.clients"),
+                    "add it to the sweep or drop clients from the target",
+                ));
+            }
         }
         Ok(Limits {
             length,
