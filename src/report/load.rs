@@ -600,7 +600,9 @@ fn row(variant: &str, p: &LoadPoint) -> Vec<String> {
 /// variant shares, and the measured round trip as one value or a range over variants.
 pub fn round_trip_note(results: &[(String, LoadResult)]) -> Option<String> {
     let first = &results.first()?.1;
-    let mut setups: Vec<(Option<f64>, Option<&str>, &str, Option<&str>)> = Vec::new();
+    // (rtt, mode, transport, note) per distinct set-up.
+    type Setup<'a> = (Option<f64>, Option<&'a str>, &'a str, Option<&'a str>);
+    let mut setups: Vec<Setup> = Vec::new();
     for (_, r) in results {
         let setup = (
             r.rtt_ms,
