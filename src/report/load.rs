@@ -447,9 +447,9 @@ fn summary_lines(s: &Summary) -> Vec<String> {
         .iter()
         .map(|row| {
             format!(
-                "{} · {} clients: best `{}` {} TPS, p99 {} ({})",
+                "{} · {}: best `{}` {} TPS, p99 {} ({})",
                 row.script,
-                row.clients,
+                clients_text(row.clients),
                 row.best.variant,
                 tps_range(&row.best),
                 fmt_ms(row.best.p99_ms),
@@ -468,10 +468,10 @@ fn summary_lines(s: &Summary) -> Vec<String> {
             format!("{} TPS", tps(h.tps_median))
         };
         lines.push(format!(
-            "**Hangs**: `{}` · {} · {} clients: {what}, {} committed, {} timeouts{cut}, {} errors{}",
+            "**Hangs**: `{}` · {} · {}: {what}, {} committed, {} timeouts{cut}, {} errors{}",
             h.variant,
             h.script,
-            h.clients,
+            clients_text(h.clients),
             fmt_count(h.transactions as i64),
             fmt_count(h.timeouts as i64),
             fmt_count(h.errors as i64),
@@ -485,6 +485,14 @@ fn summary_lines(s: &Summary) -> Vec<String> {
         lines.push(target_line(v));
     }
     lines
+}
+
+fn clients_text(n: usize) -> String {
+    if n == 1 {
+        "1 client".into()
+    } else {
+        format!("{n} clients")
+    }
 }
 
 fn target_line(v: &TargetVerdict) -> String {
@@ -504,7 +512,7 @@ fn target_line(v: &TargetVerdict) -> String {
         scope.push(s.clone());
     }
     if let Some(c) = t.clients {
-        scope.push(format!("{c} clients"));
+        scope.push(clients_text(c));
     }
     let head = format!(
         "**Target** {}{}{}",
@@ -527,7 +535,7 @@ fn target_line(v: &TargetVerdict) -> String {
             parts.push(c.script.clone());
         }
         if t.clients.is_none() {
-            parts.push(format!("{} clients", c.clients));
+            parts.push(clients_text(c.clients));
         }
         let mut numbers = Vec::new();
         if t.tps.is_some() {
@@ -919,7 +927,7 @@ mod tests {
     fn terminal_has_a_row_per_point_and_the_summary() {
         let text = terminal(&results());
         assert!(text.contains("5,355 [5,250–5,460]"), "{text}");
-        assert!(text.contains("read · 1 clients: best fast"), "{text}");
+        assert!(text.contains("read · 1 client: best fast"), "{text}");
         assert!(text.contains("Hangs: broken"), "{text}");
         assert_eq!(text.matches("Round trips:").count(), 1);
     }
