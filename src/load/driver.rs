@@ -491,7 +491,7 @@ fn preflight(
         .context("cannot start a tokio runtime")?;
     // List queries may scan a table: give them at least a minute.
     let setup_timeout = limits.timeout.max(Duration::from_secs(60));
-    let bound = setup_timeout + Duration::from_secs(1);
+    let bound = setup_timeout.saturating_add(Duration::from_secs(1));
     let async_config = async_config(config, setup_timeout);
     let lists = runtime.block_on(async {
         let (client, connection) = timeout(connect_bound, async_config.connect(NoTls))

@@ -545,7 +545,10 @@ async fn pump(from: Rc<AsyncFd<Sock>>, to: Rc<AsyncFd<Sock>>, delay: Option<Dura
             None => {} // a chunk is due
             Some(Ok(0)) | Some(Err(_)) => eof = true,
             Some(Ok(n)) => match delay {
-                Some(d) => flight.push_back((Instant::now() + d, buf[..n].to_vec())),
+                Some(d) => {
+                    let now = Instant::now();
+                    flight.push_back((now.checked_add(d).unwrap_or(now), buf[..n].to_vec()))
+                }
                 None => {
                     if write_all(&to, &buf[..n]).await.is_err() {
                         return;

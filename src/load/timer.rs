@@ -35,7 +35,13 @@ impl PreciseTimer {
     }
 
     pub async fn sleep(&self, duration: Duration) -> io::Result<()> {
-        self.sleep_until(Instant::now() + duration).await
+        let now = Instant::now();
+        // Beyond the clock's range: as long as can be said (rtt is capped far below).
+        let deadline = now
+            .checked_add(duration)
+            .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365)))
+            .unwrap_or(now);
+        self.sleep_until(deadline).await
     }
 
     /// Sleep until `deadline` (std's Instant is CLOCK_MONOTONIC on Linux).
