@@ -725,3 +725,97 @@ fn absurd_durations_are_errors_not_panics() {
         assert!(text.contains("longer than pgx accepts"), "{line}: {text}");
     }
 }
+
+/// Ctrl-C during a load run through the delay relay: pgx stops within moments (not at
+/// the end of its 60 s window), exits 130, and leaves no load connection and no relay
+/// socket behind.
+#[test]
+fn ctrl_c_ends_a_delayed_load_run_and_leaves_nothing_behind() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = common::server();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("no-migrations")).unwrap();
+    let yaml = "name: load-interrupted
+about: a long load run through the relay, interrupted (a test fixture)
+schema:
+  migrations: no-migrations
+dataset:
+  scale: 1
+  vars: { rows: 10 }
+  steps:
+    - name: table
+      sql: CREATE TABLE t AS SELECT g AS id FROM generate_series(1, {{rows}}) g;
+baseline: plain
+variants:
+  plain: {}
+load:
+  clients: [2]
+  duration: 60s
+  warmup: 0s
+  repeat: 1
+  rtt: 5ms
+  rtt_mode: relay
+  scripts:
+    read: { statements: [{ sql: 'SELECT id FROM t WHERE id = $1', params: [{uniform: {min: 1, max: 10}}] }] }
+";
+    let path = project.path().join("load-interrupted.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let url = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        server.cluster().socket_dir().display(),
+        pgx::cluster::PORT
+    );
+    let child = common::pgx_command(project.path())
+        .env("DATABASE_URL", &url)
+        .args(["experiment", path.to_str().unwrap(), "--out"])
+        .arg(project.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut admin = pgx::target::connect(&server.cluster().config("postgres")).unwrap();
+    let load_backends = |admin: &mut postgres::Client| -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgx load' \
+                 AND datname LIKE 'pgx_run_load_interrupted_%'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let relay_socket = format!("@pgx-load-relay-{pid}-");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while load_backends(&mut admin) < 2 {
+        assert!(Instant::now() < deadline, "the load never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let sockets = std::fs::read_to_string("/proc/net/unix").unwrap();
+    assert!(
+        sockets.contains(&relay_socket),
+        "the relay listens while the load runs"
+    );
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(20),
+        "Ctrl-C ends the load run, not its 60 s window: {waited:?}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sockets = std::fs::read_to_string("/proc/net/unix").unwrap();
+    assert!(!sockets.contains(&relay_socket), "no relay socket is left");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while load_backends(&mut admin) > 0 {
+        assert!(Instant::now() < deadline, "load connections were left open");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
