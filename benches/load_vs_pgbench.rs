@@ -165,7 +165,7 @@ fn bench() -> Result<()> {
     let mut report = render(&cluster, &pgbench, &settings, &rows, &load)?;
     report.push_str("\n<details><summary>pgx's own report of its last round</summary>\n\n");
     report.push_str("### pgx, last round\n\n");
-    report.push_str(&pgx::report::load::markdown(&last_round));
+    report.push_str(&pgx::report::load::body(&last_round));
     report.push_str("\n</details>\n");
     if let Some(dir) = settings.out.parent() {
         std::fs::create_dir_all(dir)?;

@@ -17,6 +17,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Status(args) => status(&options, &args),
         Command::Cluster { action } => cluster_command(&options, action),
         Command::Experiment(args) => crate::experiment::run_command(&options, &args),
+        Command::Lint(args) => crate::lint::command::lint(&args),
+        Command::Rehearse(args) => crate::rehearse::run_command(&options, &args),
         Command::Report { json } => render_report(&json),
     }
 }
@@ -25,6 +27,7 @@ fn apply(options: &TargetOptions, args: &ApplyArgs) -> Result<u8> {
     let files = migrate::load_dir(&args.dir.dir)?;
     let target = Target::resolve(options)?;
     let mut client = target.connect()?;
+    crate::lint::command::check_pending(&mut client, &files, args)?;
     let outcome = migrate::apply(
         &mut client,
         &files,

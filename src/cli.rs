@@ -41,6 +41,12 @@ pub enum Command {
     },
     /// Run an experiment from experiments/<NAME>.yaml (or a path) and write its report
     Experiment(ExperimentArgs),
+    /// Lint migrations for hazards (locks that block traffic, statements that cannot run as
+    /// pgx runs them); exits 1 when it finds any
+    Lint(LintArgs),
+    /// Apply the pending migrations to a copy of an experiment's dataset while its load
+    /// runs, and report the lock waits, TPS and latency clients saw
+    Rehearse(RehearseArgs),
     /// Render the Markdown report again from a run's JSON (no measuring)
     Report {
         /// reports/<experiment>.json; writes the .md next to it
@@ -65,6 +71,62 @@ pub struct ApplyArgs {
     /// Print what would be applied; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Refuse to apply when lint finds anything in the pending migrations (else warnings)
+    #[arg(long)]
+    pub strict: bool,
+    /// Lint rules to turn on besides the defaults (comma-separated; see `pgx lint --list-rules`)
+    #[arg(long = "lint-rule", value_delimiter = ',')]
+    pub lint_rules: Vec<String>,
+    /// Lint rules to turn off
+    #[arg(long = "lint-exclude", value_delimiter = ',')]
+    pub lint_exclude: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Migration files or directories of them
+    #[arg(default_value = "migrations")]
+    pub paths: Vec<PathBuf>,
+    /// Rules to turn on besides the defaults (comma-separated)
+    #[arg(long = "rule", value_delimiter = ',')]
+    pub rules: Vec<String>,
+    /// Rules to turn off (comma-separated)
+    #[arg(long, value_delimiter = ',')]
+    pub exclude: Vec<String>,
+    /// List every rule, whether it is on, and what it checks; lint nothing
+    #[arg(long)]
+    pub list_rules: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    /// Experiment name (experiments/<NAME>.yaml) or path to a YAML file; it needs a `load:`
+    pub name: String,
+    /// Migrations up to this version are in the dataset; the later ones are rehearsed
+    /// (default: the experiment's schema.up_to, else all but the newest migration)
+    #[arg(long)]
+    pub from: Option<i32>,
+    /// Rehearse pending migrations up to and including this version
+    #[arg(long)]
+    pub target: Option<i32>,
+    /// Dataset scale (default: the experiment's)
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// Load clients (default: the largest of the experiment's load.clients)
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// Load before the first migration starts (the baseline)
+    #[arg(long, default_value = "5s")]
+    pub before: String,
+    /// Load after the last migration ends (the recovery)
+    #[arg(long, default_value = "5s")]
+    pub after: String,
+    /// How often pg_locks / pg_stat_activity are sampled
+    #[arg(long, default_value = "50ms")]
+    pub sample_every: String,
+    /// Markdown report to write (default: reports/rehearse-<experiment>.md)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -92,6 +154,21 @@ pub struct ExperimentArgs {
     /// Warmup runs per cell, discarded (overrides runs.warmup)
     #[arg(long)]
     pub warmup: Option<usize>,
+    /// Rounds the measured runs are spread over, each visiting every cell in a random
+    /// order (overrides runs.rounds; default 20)
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Seed of the rounds' order, to reproduce a run (the report states the one used)
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Time a cell may spend on measured runs (e.g. 30s): past it, or once its median
+    /// is tight to ±2%, it leaves the remaining rounds (overrides runs.budget)
+    #[arg(long)]
+    pub budget: Option<String>,
+    /// Skip the A/A control (a second copy of the baseline that measures the run's own
+    /// noise floor): faster, but changes are then judged against the 5% default only
+    #[arg(long)]
+    pub no_control: bool,
     /// Only these variants (comma-separated); the baseline is always included
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

@@ -1,13 +1,15 @@
 //! Benchmark statistics in the spirit of hyperfine / benchstat.
 //!
-//! Timings are skewed and noisy, so comparisons are rank-based (Mann-Whitney U)
-//! and centred on the median rather than the mean. Everything is `std`-only.
+//! Timings are skewed and noisy, so everything is centred on medians and order
+//! statistics. Comparisons are paired by round of an interleaved schedule (drift between
+//! rounds cancels) and judged by a sign test against a noise band; Mann-Whitney U stays
+//! for unpaired samples. Everything is `std`-only.
 
 use serde::{Deserialize, Serialize};
 
-/// Significance level used by [`change`] and [`holm_correct`].
+/// Significance level used by [`compare_ratios`] and [`holm_correct`].
 pub const ALPHA: f64 = 0.05;
-/// Minimum relative change worth reporting; smaller ratios are treated as noise.
+/// Smallest relative change worth calling; the A/A floor can only widen it.
 pub const NOISE: f64 = 0.05;
 
 /// Descriptive statistics of one cell's samples (milliseconds, but unit-agnostic).
@@ -212,7 +214,7 @@ pub fn holm_adjust(p_values: &[f64]) -> Vec<f64> {
     adjusted
 }
 
-/// Direction of a change relative to the baseline.
+/// Direction of a change relative to the reference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
     Faster,
@@ -220,46 +222,144 @@ pub enum Verdict {
     NoChange,
 }
 
-/// Compare a cell against its baseline (lower is better, e.g. time).
+/// A cell against its reference, on rounds measured in the same interleaved schedule.
+///
+/// Each round gives one ratio: the cell's median in that round over the reference's
+/// median in the same round, so drift of the machine between rounds cancels out. The
+/// change is the median of those ratios; it is called only when a sign test says the
+/// ratios lie beyond the noise band `[1/(1+threshold), 1+threshold]` more often than
+/// chance allows, after Holm correction across the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Change {
-    /// median(candidate) / median(baseline) - 1, signed (-0.42 = 42% faster).
+    /// median over rounds of (cell / reference) - 1, signed (-0.42 = 42% faster).
     pub ratio: f64,
-    /// Raw Mann-Whitney p.
+    /// 95% confidence interval of that median (order statistics), as changes; None
+    /// with fewer than 6 paired rounds.
+    pub ci: Option<(f64, f64)>,
+    /// Rounds in which both the cell and its reference were measured.
+    pub rounds: usize,
+    /// The band a change has to leave: max(NOISE, the run's A/A floor), relative.
+    pub threshold: f64,
+    /// Two-sided sign test of "the median ratio lies inside the band".
     pub p_value: f64,
     /// After Holm across the matrix; equals `p_value` until [`holm_correct`] runs.
     pub p_adjusted: f64,
+    /// The side the ratios lean to (`NoChange` when they do not lean).
+    pub direction: Verdict,
     pub verdict: Verdict,
 }
 
-/// Significant only when p_adjusted < alpha AND |ratio| >= noise (e.g. 0.05 = 5%), like
-/// benchstat prints "~" otherwise: tiny but consistent shifts are real yet irrelevant.
-pub fn verdict(ratio: f64, p_adjusted: f64, alpha: f64, noise: f64) -> Verdict {
-    if !(p_adjusted < alpha && ratio.abs() >= noise) {
-        Verdict::NoChange
-    } else if ratio < 0.0 {
-        Verdict::Faster
+/// Per-round ratios of a cell's medians to its reference's: samples are (round, value);
+/// rounds where either side has no sample, or the reference's median is not positive,
+/// are left out. In round order.
+pub fn paired_ratios(cell: &[(usize, f64)], reference: &[(usize, f64)]) -> Vec<f64> {
+    let by_round = |samples: &[(usize, f64)]| {
+        let mut rounds: std::collections::BTreeMap<usize, Vec<f64>> = Default::default();
+        for &(round, value) in samples {
+            if !value.is_nan() {
+                rounds.entry(round).or_default().push(value);
+            }
+        }
+        rounds
+            .into_iter()
+            .map(|(round, mut values)| {
+                values.sort_by(f64::total_cmp);
+                (round, percentile(&values, 50.0))
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (cell, reference) = (by_round(cell), by_round(reference));
+    cell.iter()
+        .filter_map(|(round, c)| {
+            let r = reference.get(round)?;
+            (*r > 0.0).then(|| c / r)
+        })
+        .collect()
+}
+
+/// P(B >= k) for B ~ Binomial(n, 1/2), exactly (in log space, so large n is fine).
+pub fn binomial_upper_tail(n: usize, k: usize) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n {
+        return 0.0;
+    }
+    let ln_half_n = n as f64 * 0.5f64.ln();
+    // ln C(n, i) built up from i = k.
+    let mut ln_choose: f64 = (0..k).map(|i| ((n - i) as f64 / (i + 1) as f64).ln()).sum();
+    let mut tail = 0.0;
+    for i in k..=n {
+        tail += (ln_choose + ln_half_n).exp();
+        ln_choose += ((n - i) as f64 / (i + 1) as f64).ln();
+    }
+    tail.min(1.0)
+}
+
+/// The paired comparison of ratios (see [`Change`]) against a band of `threshold`.
+/// None without any ratio.
+pub fn compare_ratios(ratios: &[f64], threshold: f64) -> Option<Change> {
+    let mut sorted: Vec<f64> = ratios
+        .iter()
+        .copied()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let upper = 1.0 + threshold;
+    let slower = sorted.iter().filter(|r| **r > upper).count();
+    let faster = sorted.iter().filter(|r| **r < 1.0 / upper).count();
+    let (p_slower, p_faster) = (
+        binomial_upper_tail(n, slower),
+        binomial_upper_tail(n, faster),
+    );
+    let p_value = (2.0 * p_slower.min(p_faster)).min(1.0);
+    let direction = match faster.cmp(&slower) {
+        std::cmp::Ordering::Greater => Verdict::Faster,
+        std::cmp::Ordering::Less => Verdict::Slower,
+        std::cmp::Ordering::Equal => Verdict::NoChange,
+    };
+    Some(Change {
+        ratio: percentile(&sorted, 50.0) - 1.0,
+        ci: median_ci(&sorted, 0.95).map(|(lo, hi)| (lo - 1.0, hi - 1.0)),
+        rounds: n,
+        threshold,
+        p_value,
+        p_adjusted: p_value,
+        direction,
+        verdict: verdict(direction, p_value, ALPHA),
+    })
+}
+
+/// Called only when significant after correction; the direction decides which way.
+pub fn verdict(direction: Verdict, p_adjusted: f64, alpha: f64) -> Verdict {
+    if p_adjusted < alpha {
+        direction
     } else {
-        Verdict::Slower
+        Verdict::NoChange
     }
 }
 
-/// Median-based change of `candidate` vs `baseline` with a Mann-Whitney p-value.
-/// None if either is empty (after dropping NaNs) or the baseline median is 0.
-pub fn change(candidate: &[f64], baseline: &[f64]) -> Option<Change> {
-    let cand = percentile(&sorted_without_nan(candidate), 50.0);
-    let base = percentile(&sorted_without_nan(baseline), 50.0);
-    if cand.is_nan() || base.is_nan() || base == 0.0 {
-        return None;
-    }
-    let ratio = cand / base - 1.0;
-    let p_value = mann_whitney_u(candidate, baseline).p_value;
-    Some(Change {
-        ratio,
-        p_value,
-        p_adjusted: p_value,
-        verdict: verdict(ratio, p_value, ALPHA, NOISE),
-    })
+/// How far identical copies drifted apart in this run: the far end of the 95% interval
+/// of the A/A control's median ratio, as a relative change (log-symmetric: a 0.8 ratio
+/// counts as 25%). With fewer than 6 rounds there is no interval; the largest ratio seen
+/// stands in. 0 without ratios.
+pub fn noise_floor(control_ratios: &[f64]) -> f64 {
+    let mut sorted: Vec<f64> = control_ratios
+        .iter()
+        .copied()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .collect();
+    sorted.sort_by(f64::total_cmp);
+    let (Some(&first), Some(&last)) = (sorted.first(), sorted.last()) else {
+        return 0.0;
+    };
+    let (lo, hi) = median_ci(&sorted, 0.95).unwrap_or((first, last));
+    let far = hi.ln().max(-lo.ln()).max(0.0);
+    far.exp() - 1.0
 }
 
 /// Apply Holm across many changes in place and recompute verdicts.
@@ -268,7 +368,7 @@ pub fn holm_correct(changes: &mut [Option<Change>]) {
     let raw: Vec<f64> = changes.iter().flatten().map(|c| c.p_value).collect();
     for (c, p) in changes.iter_mut().flatten().zip(holm_adjust(&raw)) {
         c.p_adjusted = p;
-        c.verdict = verdict(c.ratio, p, ALPHA, NOISE);
+        c.verdict = verdict(c.direction, p, ALPHA);
     }
 }
 
@@ -420,45 +520,112 @@ mod tests {
     }
 
     #[test]
-    fn verdict_needs_significance_and_size() {
-        assert_eq!(verdict(0.01, 0.001, ALPHA, NOISE), Verdict::NoChange);
-        assert_eq!(verdict(0.20, 0.2, ALPHA, NOISE), Verdict::NoChange);
-        assert_eq!(verdict(-0.30, 0.001, ALPHA, NOISE), Verdict::Faster);
-        assert_eq!(verdict(0.30, 0.001, ALPHA, NOISE), Verdict::Slower);
-        assert_eq!(verdict(-0.30, f64::NAN, ALPHA, NOISE), Verdict::NoChange);
+    fn binomial_tails_match_exact_fractions() {
+        // Python: sum(comb(n, i) for i in range(k, n + 1)) / 2**n, as Fractions.
+        let cases = [
+            (20, 15, 0.020694732666015625),
+            (20, 17, 0.0012884140014648438),
+            (20, 20, 9.5367431640625e-07),
+            (10, 9, 0.0107421875),
+            (20, 10, 0.5880985260009766),
+            (30, 21, 0.02138697262853384),
+        ];
+        for (n, k, want) in cases {
+            let got = binomial_upper_tail(n, k);
+            assert!(
+                (got - want).abs() <= 1e-12 * want.max(1e-300),
+                "n={n} k={k}: {got}"
+            );
+        }
+        assert_eq!(binomial_upper_tail(5, 0), 1.0);
+        assert_eq!(binomial_upper_tail(5, 6), 0.0);
+        assert!(binomial_upper_tail(2000, 1500) < 1e-100);
     }
 
-    fn mk(ratio: f64, p: f64) -> Change {
-        let (p_value, p_adjusted, verdict) = (p, p, verdict(ratio, p, ALPHA, NOISE));
+    #[test]
+    fn paired_ratios_pair_rounds_and_take_medians() {
+        let cell = [(0, 2.0), (0, 4.0), (1, 5.0), (3, 1.0)];
+        let reference = [(0, 1.0), (1, 10.0), (1, 10.0), (2, 7.0), (3, 0.0)];
+        // round 0: median 3 / 1; round 1: 5 / 10; round 2: no cell; round 3: ref 0.
+        assert_eq!(paired_ratios(&cell, &reference), vec![3.0, 0.5]);
+    }
+
+    #[test]
+    fn identical_sides_are_no_change_and_real_effects_are_called() {
+        // Symmetric noise around 1: leans neither way.
+        let noise: Vec<f64> = (0..20)
+            .map(|i| if i % 2 == 0 { 1.3 } else { 1.0 / 1.3 })
+            .collect();
+        let c = compare_ratios(&noise, NOISE).expect("ratios");
+        assert_eq!((c.verdict, c.rounds), (Verdict::NoChange, 20));
+        assert!(c.p_value > 0.5, "{c:?}");
+        // 18 of 20 rounds at half the time, 2 slower: faster, p = 2 P(B >= 18).
+        let mut half = vec![0.5; 18];
+        half.extend([1.2, 1.2]);
+        let c = compare_ratios(&half, NOISE).expect("ratios");
+        assert_eq!(c.verdict, Verdict::Faster);
+        assert!((c.p_value - 2.0 * binomial_upper_tail(20, 18)).abs() < 1e-15);
+        assert!((c.ratio + 0.5).abs() < 1e-12);
+        let (lo, hi) = c.ci.expect("n = 20 has an interval");
+        assert!(lo <= c.ratio && c.ratio <= hi);
+        // A steady 3% change is real but inside the 5% band: not called.
+        let c = compare_ratios(&[1.03; 20], NOISE).expect("ratios");
+        assert_eq!(
+            (c.verdict, c.direction),
+            (Verdict::NoChange, Verdict::NoChange)
+        );
+        // The same 3% leaves a 2% band.
+        let c = compare_ratios(&[1.03; 20], 0.02).expect("ratios");
+        assert_eq!(c.verdict, Verdict::Slower);
+        // Five rounds can never reach alpha: 2 / 2^5 = 0.0625.
+        let c = compare_ratios(&[0.1; 5], NOISE).expect("ratios");
+        assert_eq!(
+            (c.verdict, c.direction, c.ci),
+            (Verdict::NoChange, Verdict::Faster, None)
+        );
+        assert_eq!(compare_ratios(&[], NOISE), None);
+        assert_eq!(compare_ratios(&[f64::NAN, 0.0], NOISE), None);
+    }
+
+    #[test]
+    fn noise_floor_is_the_far_end_of_the_control_interval() {
+        // 20 ratios 0.90, 0.91 ... 1.09: the interval of the median is (x6, x15).
+        let ratios: Vec<f64> = (0..20).map(|i| 0.90 + 0.01 * i as f64).collect();
+        let floor = noise_floor(&ratios);
+        let far = (1.04f64.ln()).max(-(0.95f64.ln()));
+        assert!((floor - (far.exp() - 1.0)).abs() < 1e-12, "{floor}");
+        // Identical sides: no floor.
+        assert_eq!(noise_floor(&[1.0; 10]), 0.0);
+        // Too few rounds: the widest ratio stands in (0.5 is as far as 2).
+        assert!((noise_floor(&[0.5, 1.0, 1.1]) - 1.0).abs() < 1e-12);
+        assert_eq!(noise_floor(&[]), 0.0);
+    }
+
+    fn mk(direction: Verdict, p: f64) -> Change {
         Change {
-            ratio,
-            p_value,
-            p_adjusted,
-            verdict,
+            ratio: -0.5,
+            ci: None,
+            rounds: 20,
+            threshold: NOISE,
+            p_value: p,
+            p_adjusted: p,
+            direction,
+            verdict: verdict(direction, p, ALPHA),
         }
     }
 
     #[test]
-    fn change_and_format() {
-        let base: Vec<f64> = one_to(10).iter().map(|x| x + 100.0).collect();
-        let cand: Vec<f64> = one_to(10).iter().map(|x| x + 50.0).collect();
-        let c = change(&cand, &base).expect("valid");
-        assert_close(&[c.ratio], &[55.5 / 105.5 - 1.0], 1e-12);
-        assert!(c.p_value < 0.001 && c.p_adjusted == c.p_value);
-        assert_eq!(c.verdict, Verdict::Faster);
+    fn format_shows_called_changes_only() {
+        let mut c = mk(Verdict::Faster, 0.001);
+        c.ratio = -0.4737;
         assert_eq!(format_change(&c), "-47.4%");
-        assert_eq!(format_change(&mk(0.03, 0.0)), "~"); // below the noise floor
-        let mut slower = mk(0.03, 0.0);
-        slower.verdict = Verdict::Slower;
-        assert_eq!(format_change(&slower), "+3.0%");
-        assert_eq!(change(&[], &base), None);
-        assert_eq!(change(&cand, &[0.0, 0.0, 0.0]), None);
+        assert_eq!(format_change(&mk(Verdict::Faster, 0.2)), "~");
     }
 
     #[test]
     fn holm_correct_recomputes_verdicts() {
         let mut cs = [0.01, 0.04, 0.03, 0.005]
-            .map(|p| Some(mk(-0.5, p)))
+            .map(|p| Some(mk(Verdict::Faster, p)))
             .to_vec();
         cs.insert(1, None); // missing cells are not hypotheses
         holm_correct(&mut cs);

@@ -24,11 +24,23 @@ fn target() -> (std::sync::Arc<pgx::cluster::ClusterUse>, Target) {
     (server, Target::External(config))
 }
 
+/// Run an experiment; while no other run of this binary can start, check that it left
+/// none of its copies behind.
 fn run(path: &Path, options: RunOptions) -> ExperimentResult {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_server, target) = target();
     let spec = spec::load(path).unwrap();
-    pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap()
+    let result = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
+    let mut admin = pgx::target::connect(&target.admin_config()).unwrap();
+    let leftovers: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname ~ $1",
+            &[&format!("^pgx_run_.*_{}_[0-9]+$", std::process::id())],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(leftovers, 0, "the run dropped every copy it made");
+    result
 }
 
 fn index_strategies() -> &'static ExperimentResult {
@@ -78,7 +90,7 @@ fn covering_index_gives_an_index_only_scan_and_the_baseline_does_not() {
     );
     assert_eq!(covering.samples.len(), 6, "repeat honoured");
     assert!(
-        covering.time.as_ref().unwrap().median_ci.is_some(),
+        covering.execution.as_ref().unwrap().median_ci.is_some(),
         "n=6 has a CI"
     );
 }
@@ -169,18 +181,23 @@ fn rolled_back_delete_leaves_the_rows_and_every_run_deletes_the_same_rows() {
     client
         .batch_execute("CREATE TABLE t (k int, v int); INSERT INTO t SELECT g % 10, g FROM generate_series(1, 1000) g; ANALYZE t;")
         .unwrap();
+    use pgx::experiment::engine::measure::{self, Run, Session, Statement};
     let params = [pgx::db::TextParam(Some("3".into()))];
-    let plan = pgx::experiment::measure::CellPlan {
+    let statement = Statement {
         sql: "DELETE FROM t WHERE k = $1",
         params: &params,
         rollback: true,
-        prepared: false,
-        warmup: 1,
-        repeat: 5,
+        prepared: None,
     };
-    let mut cell = empty_cell();
-    pgx::experiment::measure::measure(&mut client, &plan, &mut cell, &mut || {}).unwrap();
-    assert_eq!(cell.samples.len(), 5);
+    let mut session = Session::open(&db.config(), "SET jit = off").unwrap();
+    for _ in 0..5 {
+        match measure::explain(&mut session, &statement, false).unwrap() {
+            Run::Plan(explained) => {
+                assert_eq!(explained.summary.rows, 0.0, "a DELETE returns no rows")
+            }
+            Run::Failed(message) => panic!("{message}"),
+        }
+    }
     let count: i64 = client
         .query_one("SELECT count(*) FROM t", &[])
         .unwrap()
@@ -235,17 +252,17 @@ fn second_run_reuses_the_cached_base() {
         before,
         "the base was not rebuilt"
     );
-    assert_eq!(second.variants.len(), 2, "--only keeps the baseline");
-    // Variant copies are dropped afterwards.
-    let mut admin = pgx::target::connect(&target.admin_config()).unwrap();
-    let leftovers: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgx_run_%'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(leftovers, 0);
+    assert_eq!(
+        second.compared_variants().count(),
+        2,
+        "--only keeps the baseline"
+    );
+    assert_eq!(
+        second.control.as_deref(),
+        Some(pgx::experiment::matrix::CONTROL),
+        "and the A/A control"
+    );
+    // (run() checked that the variant copies were dropped afterwards.)
 }
 
 #[test]
@@ -272,17 +289,36 @@ fn reports_are_written_and_deterministic_in_layout() {
         md,
         "`pgx report` re-renders a run's JSON exactly"
     );
-    // Same inputs, same layout: rendering twice gives the same text.
-    assert_eq!(pgx::report::markdown::render(r), md);
     let terminal = pgx::report::terminal::render(r);
     assert!(terminal.contains("lookup-by-parent") && terminal.contains("covering"));
-}
 
-fn empty_cell() -> pgx::experiment::result::Cell {
-    serde_json::from_value(serde_json::json!({
-        "variant": "v", "settings": "s", "query": "q", "form": "f", "params": "p",
-        "samples": [], "time": null, "planning": null, "execution": null, "plan": null,
-        "timed_plan": null, "signatures": [], "change": null, "error": null
-    }))
-    .unwrap()
+    // Another run of the same experiment has the same layout: the same headings and the
+    // same rows in the same order, only the numbers (and verdicts) differ.
+    let again = run(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/index-strategies.yaml"),
+        RunOptions {
+            scale: Some(TINY),
+            repeat: Some(2),
+            warmup: Some(0),
+            ..Default::default()
+        },
+    );
+    // (The summary lists the cells whose buffers differ, which is a finding, not layout.)
+    let layout = |md: &str| -> Vec<String> {
+        md.lines()
+            .skip_while(|l| !l.starts_with("## Queries"))
+            .filter_map(|l| {
+                if l.starts_with('#') {
+                    Some(l.to_string())
+                } else if l.starts_with("| ") && !l.starts_with("| Schedule") {
+                    l.split(" | ").next().map(str::to_string)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    };
+    let md_again = pgx::report::markdown::render(&again);
+    assert_eq!(layout(&md_again), layout(&md));
+    assert_ne!(md_again, md, "the numbers of two runs differ");
 }

@@ -215,8 +215,7 @@ fn rebuilding_at_one_scale_keeps_the_base_of_another_scale_and_bases_in_use() {
             rebuild,
             ..Default::default()
         };
-        pgx::experiment::runner::prepare_dataset(&target, &spec, &options, &mut Progress::quiet())
-            .unwrap()
+        pgx::experiment::prepare_dataset(&target, &spec, &options, &mut Progress::quiet()).unwrap()
     };
     let full = build(1.0, false);
     let half = build(0.5, false);
@@ -233,7 +232,7 @@ fn rebuilding_at_one_scale_keeps_the_base_of_another_scale_and_bases_in_use() {
         ..Default::default()
     };
     let rebuilt =
-        pgx::experiment::runner::prepare_dataset(&target, &spec2, &options, &mut Progress::quiet())
+        pgx::experiment::prepare_dataset(&target, &spec2, &options, &mut Progress::quiet())
             .unwrap();
     assert_ne!(rebuilt.database, full.database);
     let mut admin = pgx::target::connect(&server.cluster().config("postgres")).unwrap();

@@ -51,7 +51,7 @@ fn index_bytes_in_copy(base: &str, sql: &str, index: &str) -> (i64, i64) {
         .query_one("SELECT pg_relation_size($1::text::regclass)", &[&index])
         .unwrap()
         .get(0);
-    let reported = pgx::experiment::runner::relation_sizes(&mut client)
+    let reported = pgx::experiment::engine::build::relation_sizes(&mut client)
         .unwrap()
         .into_iter()
         .find(|x| x.name == index)

@@ -378,12 +378,15 @@ impl Copy {
         experiment: &str,
         variant: &str,
     ) -> Result<Copy> {
+        // Unique per copy: two runs in one process (a library user, tests) never collide.
+        static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut tag = variant.replace('-', "_");
         tag.truncate(20);
         let name = database_name(
             "pgx_run",
             experiment,
-            &format!("{tag}_{}", std::process::id()),
+            &format!("{tag}_{}_{n}", std::process::id()),
         );
         drop_owned_database(admin, &name)?;
         create_marked(admin, &name, Some(base), &format!("{COPY_MARK} of {base}"))?;

@@ -50,7 +50,16 @@ pub fn collect(target: &Target, client: &mut Client) -> Result<Environment> {
             .unwrap_or(1),
         memory_gib: memory_gib(),
         server_settings,
+        load_before: None,
+        load_after: None,
     })
+}
+
+/// The 1, 5 and 15 minute load averages, from /proc/loadavg (None elsewhere).
+pub fn load_average() -> Option<[f64; 3]> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([fields.next()??, fields.next()??, fields.next()??])
 }
 
 /// Short commit of the project, with "-dirty" when its code differs from the commit.

@@ -1,15 +1,18 @@
 //! `pgx experiment`: build a dataset once, measure every variant on its own copy, report.
 //!
-//! `spec` reads the YAML file; `databases` builds and caches the base and makes the
-//! per-variant copies; `runner` walks the matrix and `measure` runs one cell;
-//! `result` is the one type every reporter in `crate::report` reads.
+//! The data flows: `spec` (the YAML file) → `matrix` (typed cells, the reference of
+//! each, the schedule) → `engine` (phases: dataset, build, workload, measure in
+//! interleaved rounds, equivalence, load, maintenance) → `analysis` (statistics, noise
+//! floor, winners) → `result`, the one type every reporter in `crate::report` reads.
+//! `databases` builds and caches the base and makes the per-variant copies.
 
+pub mod analysis;
 pub mod databases;
+pub mod engine;
 pub mod environment;
-pub mod measure;
+pub mod matrix;
 pub mod progress;
 pub mod result;
-pub mod runner;
 pub mod settings;
 pub mod spec;
 pub mod tables;
@@ -19,8 +22,12 @@ use anyhow::Result;
 use crate::cli::ExperimentArgs;
 use crate::target::{Target, TargetOptions};
 
+pub use engine::{RunOptions, prepare_dataset, run};
 pub use result::ExperimentResult;
-pub use runner::{RunOptions, run};
+
+/// Exit code of a run that completed but in which a variant, or a cell, failed: the
+/// report is written, and CI can gate on it.
+pub const EXIT_FAILED_PARTS: u8 = 1;
 
 pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8> {
     let path = spec::resolve_path(&args.name);
@@ -33,17 +40,35 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
             "1 is the seed's production size; 0.01 is a quick run",
         ));
     }
+    let budget = args
+        .budget
+        .as_deref()
+        .map(|text| {
+            spec::parse_duration(text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    crate::error::fail(
+                        format!("--budget {text:?} is not a duration above zero"),
+                        "write it like 30s, 500ms or 2min",
+                    )
+                })
+        })
+        .transpose()?;
     let target = Target::resolve(options)?;
     let mut progress = progress::Progress::new(&spec.name);
     let run_options = RunOptions {
         scale: args.scale,
         repeat: args.repeat,
         warmup: args.warmup,
+        rounds: args.rounds,
+        seed: args.seed,
         only: args.only.clone(),
         rebuild: args.rebuild,
+        control: args.no_control.then_some(false),
+        budget,
     };
     if args.dataset_only {
-        let info = runner::prepare_dataset(&target, &spec, &run_options, &mut progress);
+        let info = prepare_dataset(&target, &spec, &run_options, &mut progress);
         progress.finish();
         let info = info?;
         println!(
@@ -80,5 +105,35 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
         eprintln!("pgx: interrupted; the report holds only what was measured before");
         return Err(anyhow::Error::new(crate::error::Interrupted));
     }
+    let failed = failures(&result);
+    if !failed.is_empty() {
+        eprintln!(
+            "pgx: the run completed, but these failed (see the report): {}",
+            failed.join("; ")
+        );
+        return Ok(EXIT_FAILED_PARTS);
+    }
     Ok(0)
+}
+
+/// What failed in a run: variants that did not build, cells that errored or timed out.
+/// Settings sets reported as not applicable are not failures: they are an answer.
+pub fn failures(result: &ExperimentResult) -> Vec<String> {
+    let not_applicable = |name: &str| {
+        result
+            .settings
+            .iter()
+            .any(|s| s.name == name && s.not_applicable.is_some())
+    };
+    let variants = result
+        .variants
+        .iter()
+        .filter(|v| v.error.is_some())
+        .map(|v| format!("variant {}", v.name));
+    let cells = result
+        .cells
+        .iter()
+        .filter(|c| c.error.is_some() && !not_applicable(&c.settings))
+        .map(|c| format!("{} · {} · {} · {}", c.variant, c.query, c.form, c.params));
+    variants.chain(cells).collect()
 }

@@ -1,13 +1,20 @@
 //! What an experiment produced: one type that the terminal, Markdown and JSON reporters
-//! all read (as hyperfine's exporters share one result type).
+//! all read (as hyperfine's exporters share one result type). The engine fills in what
+//! was measured; `analysis` adds the statistics (per cell and for the run) before any
+//! reporter sees it.
 
 use serde::{Deserialize, Serialize};
 
-use crate::explain::{Buffers, PlanSummary};
+use crate::explain::{Buffers, PlanNode, PlanSummary};
 use crate::stats::{Change, Summary};
+
+/// Version of the JSON layout. 2: interleaved rounds, paired comparisons on execution
+/// time, the A/A control and the run's analysis.
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExperimentResult {
+    pub schema_version: u32,
     pub experiment: String,
     pub about: String,
     pub seed: String,
@@ -16,13 +23,106 @@ pub struct ExperimentResult {
     pub runs: RunsUsed,
     pub dataset: DatasetInfo,
     pub baseline: String,
+    /// The A/A control's variant name (a second copy of the baseline), if it ran.
+    pub control: Option<String>,
+    /// When every cell was measured: the order of each round, reproducible from its seed.
+    pub schedule: ScheduleInfo,
     pub settings: Vec<SettingsSet>,
     pub queries: Vec<QueryInfo>,
+    /// In the experiment file's order, baseline first; the control last.
     pub variants: Vec<VariantResult>,
     pub cells: Vec<Cell>,
+    /// Noise floor, drift and the summary's findings, computed once from the cells.
+    pub analysis: Analysis,
     /// The run was interrupted (Ctrl-C): what was measured until then, nothing more.
     #[serde(default)]
     pub interrupted: bool,
+}
+
+impl ExperimentResult {
+    /// Variants a reader compares: everything but the A/A control.
+    pub fn compared_variants(&self) -> impl Iterator<Item = &VariantResult> {
+        self.variants.iter().filter(|v| !v.control)
+    }
+
+    /// Cells a reader compares, in report order.
+    pub fn compared_cells(&self) -> impl Iterator<Item = &Cell> {
+        let control = self.control.clone();
+        self.cells
+            .iter()
+            .filter(move |c| Some(&c.variant) != control.as_ref())
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScheduleInfo {
+    pub seed: u64,
+    pub rounds: usize,
+    /// Runs per cell in each round.
+    pub block: usize,
+    /// Discarded runs per cell, in a warmup round before the first measured one.
+    pub warmup: usize,
+    /// Variants measured together: one stage when every copy fits the disk, else
+    /// several, each with the baseline and the control.
+    pub stages: Vec<Vec<String>>,
+    /// Every round as it ran: positions in `cells`, in visiting order.
+    pub rounds_run: Vec<RoundRun>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoundRun {
+    /// The round number samples carry (warmup rounds are not numbered).
+    pub round: usize,
+    /// "reads" or "writes": reads are measured on every copy before any rolled-back DML.
+    pub phase: String,
+    pub cells: Vec<usize>,
+}
+
+/// What the analysis concluded for the run as a whole.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Analysis {
+    /// Per query and parameter set: how far the A/A control drifted from the baseline.
+    pub floors: Vec<NoiseFloor>,
+    /// Why the run is noisy (the control differed from the baseline beyond noise); a
+    /// noisy run names no winners on timing.
+    pub noisy: Option<String>,
+    /// The reference cells' median in every round, to see whether the machine was steady.
+    pub drift: Vec<Drift>,
+    /// The summary: one row per query and parameter set.
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NoiseFloor {
+    pub query: String,
+    pub params: String,
+    /// Relative (0.031 = 3.1%); a change must exceed max(5%, floor) to be called.
+    pub floor: f64,
+    /// The control against the baseline in the reference settings and form.
+    pub control: Option<Change>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Drift {
+    pub query: String,
+    pub params: String,
+    /// Median execution time (ms) of the reference cell in each round; None where it
+    /// was not measured.
+    pub round_medians: Vec<Option<f64>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    pub query: String,
+    pub params: String,
+    /// Position in `cells` of the reference cell.
+    pub reference: Option<usize>,
+    /// The fastest cell called significantly faster than the reference (none in a
+    /// noisy run).
+    pub best: Option<usize>,
+    /// Cells whose plan or buffers differ from the reference's: evidence that cannot
+    /// be noise.
+    pub differs: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,13 +138,26 @@ pub struct Environment {
     pub memory_gib: f64,
     /// Server settings that matter for the numbers (shared_buffers, work_mem, ...).
     pub server_settings: Vec<(String, String)>,
+    /// `/proc/loadavg` (1, 5, 15 minutes) when the run started and when it ended: how
+    /// busy the machine was.
+    #[serde(default)]
+    pub load_before: Option<[f64; 3]>,
+    #[serde(default)]
+    pub load_after: Option<[f64; 3]>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunsUsed {
     pub warmup: usize,
+    /// Measured runs per cell, spread over the schedule's rounds (at most, with a budget).
     pub repeat: usize,
     pub timeout_ms: u64,
+    /// Time a cell may spend on measured runs before it leaves the remaining rounds.
+    #[serde(default)]
+    pub budget_ms: Option<u64>,
+    /// With a budget: the measured runs every cell gets regardless.
+    #[serde(default)]
+    pub min: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +226,9 @@ pub struct Equivalence {
 pub struct VariantResult {
     pub name: String,
     pub about: String,
+    /// The A/A control: a second copy of the baseline, hidden from variant tables.
+    #[serde(default)]
+    pub control: bool,
     /// Each variant statement and how long it took (index build times).
     pub statements: Vec<Timing>,
     pub relations: Vec<RelationSize>,
@@ -230,44 +346,98 @@ pub struct Cell {
     pub query: String,
     pub form: String,
     pub params: String,
+    /// Position in `cells` of the cell this one is compared with (see
+    /// `Matrix::reference_of`); None for a reference itself.
+    pub reference: Option<usize>,
     pub samples: Vec<Sample>,
-    /// Planning + execution time, the number the comparison is made on.
-    pub time: Option<Summary>,
-    pub planning: Option<Summary>,
-    pub execution: Option<Summary>,
     /// The last measured (TIMING OFF) run's plan facts.
     pub plan: Option<PlanSummary>,
-    /// One TIMING ON run, for per-node times in the report.
-    pub timed_plan: Option<String>,
+    /// One TIMING ON run after the measured ones, for per-node times in the report.
+    pub timed_plan: Option<PlanNode>,
     /// Distinct plan signatures seen across the measured runs.
     pub signatures: Vec<String>,
-    /// Against the reference cell (baseline variant, first settings, first form).
-    pub change: Option<Change>,
-    /// Why the cell has no numbers (timeout, error).
+    /// Why the cell has no (more) numbers: a timeout or an error, and after which run.
     pub error: Option<String>,
     /// Leaf partitions of the partitioned tables the plan reads: scanned + pruned.
     #[serde(default)]
     pub partitions_total: u64,
+    // Filled in by the analysis:
+    /// Execution time, the number comparisons are made on.
+    pub execution: Option<Summary>,
+    /// Planning time, compared on its own (a real cost on partitioned tables, but not
+    /// what an index changes).
+    pub planning: Option<Summary>,
+    /// Execution time against the reference cell (see `Matrix::reference_of`).
+    pub change: Option<Change>,
+    pub planning_change: Option<Change>,
+    /// Plan and buffers against the reference cell's: exact, not noisy.
+    pub evidence: Option<Evidence>,
 }
 
 impl Cell {
     pub fn plan_changed(&self) -> bool {
         self.signatures.len() > 1
     }
-    pub fn times(&self) -> Vec<f64> {
+
+    /// (round, execution ms) of every measured run.
+    pub fn execution_by_round(&self) -> Vec<(usize, f64)> {
         self.samples
             .iter()
-            .map(|s| s.planning_ms + s.execution_ms)
+            .map(|s| (s.round, s.execution_ms))
             .collect()
+    }
+
+    pub fn planning_by_round(&self) -> Vec<(usize, f64)> {
+        self.samples
+            .iter()
+            .map(|s| (s.round, s.planning_ms))
+            .collect()
+    }
+
+    /// Median of shared hit + read blocks over the measured runs.
+    pub fn blocks(&self) -> Option<u64> {
+        let mut blocks: Vec<u64> = self
+            .samples
+            .iter()
+            .map(|s| s.buffers.shared_hit + s.buffers.shared_read)
+            .collect();
+        blocks.sort_unstable();
+        blocks.get(blocks.len() / 2).copied()
     }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
+    /// The round of the schedule this run belongs to.
+    pub round: usize,
     pub planning_ms: f64,
     pub execution_ms: f64,
     pub buffers: Buffers,
     pub heap_fetches: u64,
     /// Index into the cell's `signatures`.
     pub signature: usize,
+}
+
+/// Deterministic evidence of a cell against its reference.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// One plan signature on each side, and the same one.
+    pub same_plan: bool,
+    /// Median shared hit + read blocks, this cell and the reference.
+    pub blocks: u64,
+    pub reference_blocks: u64,
+    /// Rows returned by the top node, this cell and the reference (last run).
+    pub rows: f64,
+    pub reference_rows: f64,
+}
+
+impl Evidence {
+    pub fn same_buffers(&self) -> bool {
+        self.blocks == self.reference_blocks
+    }
+
+    /// Relative change in blocks touched; None when the reference touched none.
+    pub fn blocks_change(&self) -> Option<f64> {
+        (self.reference_blocks > 0).then(|| self.blocks as f64 / self.reference_blocks as f64 - 1.0)
+    }
 }

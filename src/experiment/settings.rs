@@ -1,91 +1,191 @@
-//! Applying a settings set. Session settings are `SET`; settings the server reads only on
-//! reload are applied server-wide on pgx's own embedded cluster (ALTER SYSTEM + reload,
-//! undone afterwards); settings that need a restart are reported as not applicable —
-//! never silently ignored.
+//! Settings sets. Session settings are `SET` on the connections that measure the set;
+//! settings the server reads only on reload are applied server-wide on pgx's own
+//! embedded cluster (ALTER SYSTEM + reload, undone by a guard on every exit); settings
+//! that need a restart are reported as not applicable — never silently ignored.
 
-use anyhow::Result;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
 use postgres::Client;
 
 use crate::db::{quote_ident, quote_literal};
 use crate::error::describe_pg_error;
 
-#[derive(Debug, Default)]
-pub struct Applied {
-    /// Set when the whole set could not be applied; its cells report this.
+/// How one settings set can be applied.
+#[derive(Debug, Clone, Default)]
+pub struct Classified {
+    /// `SET` per session.
+    pub session: Vec<(String, String)>,
+    /// ALTER SYSTEM + reload (embedded cluster only).
+    pub server: Vec<(String, String)>,
+    /// Why the set cannot be applied at all; its cells report this.
     pub not_applicable: Option<String>,
-    /// Names changed with ALTER SYSTEM; `undo` resets them.
-    pub server_wide: Vec<String>,
 }
 
-/// pgx's measurement defaults, then the set's values.
-pub fn apply(
+/// Sort a set's settings by what it takes to apply them, asking the server (pg_settings
+/// context) and trying each session value once, so a bad value is reported up front.
+pub fn classify(
     client: &mut Client,
     values: &[(String, String)],
-    timeout_ms: u64,
     embedded: bool,
-) -> Result<Applied> {
-    client.batch_execute(&format!(
-        "RESET ALL; SET jit = off; SET statement_timeout = {timeout_ms}"
-    ))?;
-    let mut applied = Applied::default();
+) -> Result<Classified> {
+    let mut out = Classified::default();
     for (name, value) in values {
         let context: Option<String> = client
             .query_opt("SELECT context FROM pg_settings WHERE name = $1", &[name])?
             .map(|r| r.get(0));
-        match context.as_deref() {
-            None => {
-                applied.not_applicable = Some(format!("{name} is not a setting of this server"));
+        let reason = match context.as_deref() {
+            // A dotted name is an extension's setting, defined once its library loads.
+            None if name.contains('.') => {
+                out.session.push((name.clone(), value.clone()));
+                None
             }
+            None => Some(format!("{name} is not a setting of this server")),
             Some("user") | Some("superuser") => {
-                client
-                    .batch_execute(&format!(
-                        "SET {} = {}",
-                        quote_ident(name),
-                        quote_literal(value)
-                    ))
-                    .map_err(|e| {
-                        anyhow::anyhow!("SET {name} = {value}: {}", describe_pg_error(&e, None))
-                    })?;
-            }
-            Some("sighup") if embedded => {
-                client.batch_execute(&format!(
-                    "ALTER SYSTEM SET {} = {}",
+                let mut tx = client.transaction()?;
+                let tried = tx.batch_execute(&format!(
+                    "SET LOCAL {} = {}",
                     quote_ident(name),
                     quote_literal(value)
-                ))?;
-                client.batch_execute("SELECT pg_reload_conf()")?;
-                applied.server_wide.push(name.clone());
-            }
-            Some("sighup") => {
-                applied.not_applicable = Some(format!(
-                    "{name} can only be changed in the server's configuration (context sighup); pgx changes server configuration only on its embedded cluster"
                 ));
+                drop(tx);
+                match tried {
+                    Ok(()) => {
+                        out.session.push((name.clone(), value.clone()));
+                        None
+                    }
+                    Err(e) => Some(format!(
+                        "SET {name} = {value}: {}",
+                        describe_pg_error(&e, None)
+                    )),
+                }
             }
-            Some(other) => {
-                applied.not_applicable = Some(format!(
-                    "{name} can only be changed by restarting the server (context {other}); set it in postgresql.conf and run the experiment again"
-                ));
+            Some("sighup") if embedded => {
+                out.server.push((name.clone(), value.clone()));
+                None
             }
-        }
-        if applied.not_applicable.is_some() {
+            Some("sighup") => Some(format!(
+                "{name} can only be changed in the server's configuration (context sighup); pgx changes server configuration only on its embedded cluster"
+            )),
+            Some(other) => Some(format!(
+                "{name} can only be changed by restarting the server (context {other}); set it in postgresql.conf and run the experiment again"
+            )),
+        };
+        if reason.is_some() {
+            out.not_applicable = reason;
             break;
         }
     }
-    if !applied.server_wide.is_empty() {
-        // The reload reaches this backend by signal, handled before its next command.
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        client.batch_execute("SELECT 1")?;
-    }
-    Ok(applied)
+    Ok(out)
 }
 
-/// Undo server-wide changes made by `apply`.
-pub fn undo(client: &mut Client, applied: &Applied) -> Result<()> {
-    for name in &applied.server_wide {
-        client.batch_execute(&format!("ALTER SYSTEM RESET {}", quote_ident(name)))?;
+/// What every measuring session starts from: pgx's defaults, then the set's values.
+pub fn session_sql(timeout_ms: u64, session: &[(String, String)]) -> String {
+    let mut sql = format!("SET jit = off; SET statement_timeout = {timeout_ms};");
+    for (name, value) in session {
+        sql.push_str(&format!(
+            " SET {} = {};",
+            quote_ident(name),
+            quote_literal(value)
+        ));
     }
-    if !applied.server_wide.is_empty() {
-        client.batch_execute("SELECT pg_reload_conf()")?;
+    sql
+}
+
+/// Seconds since the epoch on the server's clock: reloads after it have a later
+/// `pg_conf_load_time()`.
+pub fn server_clock(client: &mut Client) -> Result<f64> {
+    Ok(client
+        .query_one("SELECT extract(epoch FROM clock_timestamp())::float8", &[])?
+        .get(0))
+}
+
+/// Wait until `client`'s backend has re-read the configuration after the reload that
+/// was requested at `since` (server clock): a bounded poll of `pg_conf_load_time()`.
+pub fn wait_for_reload(client: &mut Client, since: f64) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        // Each command gives the backend a chance to handle the pending SIGHUP.
+        let seen: bool = client
+            .query_one(
+                "SELECT extract(epoch FROM pg_conf_load_time())::float8 > $1",
+                &[&since],
+            )?
+            .get(0);
+        if seen {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("the server did not reload its configuration within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
-    Ok(())
+}
+
+/// Settings applied to the whole server for as long as this guard lives: dropping it
+/// (an error, Ctrl-C, a panic) resets them; [`ServerWide::undo`] does the same and
+/// reports failures. Each change returns the server-clock time of its reload, for
+/// [`wait_for_reload`].
+pub struct ServerWide {
+    admin: Client,
+    names: Vec<String>,
+}
+
+impl ServerWide {
+    pub fn apply(mut admin: Client, values: &[(String, String)]) -> Result<(ServerWide, f64)> {
+        let mut names = Vec::new();
+        for (name, value) in values {
+            admin
+                .batch_execute(&format!(
+                    "ALTER SYSTEM SET {} = {}",
+                    quote_ident(name),
+                    quote_literal(value)
+                ))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "ALTER SYSTEM SET {name} = {value}: {}",
+                        describe_pg_error(&e, None)
+                    )
+                })?;
+            names.push(name.clone());
+        }
+        let mut guard = ServerWide { admin, names };
+        let since = guard.reload()?;
+        Ok((guard, since))
+    }
+
+    fn reload(&mut self) -> Result<f64> {
+        let since = server_clock(&mut self.admin)?;
+        self.admin
+            .batch_execute("SELECT pg_reload_conf()")
+            .context("reloading the server configuration")?;
+        Ok(since)
+    }
+
+    fn reset(&mut self) -> Result<f64> {
+        for name in std::mem::take(&mut self.names) {
+            self.admin
+                .batch_execute(&format!("ALTER SYSTEM RESET {}", quote_ident(&name)))?;
+        }
+        self.reload()
+    }
+
+    /// Reset what `apply` changed; returns the time of the reload.
+    pub fn undo(mut self) -> Result<f64> {
+        self.reset()
+    }
+}
+
+impl Drop for ServerWide {
+    fn drop(&mut self) {
+        if self.names.is_empty() {
+            return;
+        }
+        let names = self.names.join(", ");
+        if let Err(err) = self.reset() {
+            eprintln!(
+                "pgx: could not reset server settings {names}: {err:#}; run ALTER SYSTEM RESET for them"
+            );
+        }
+    }
 }

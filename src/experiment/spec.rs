@@ -225,6 +225,27 @@ pub struct RunsSpec {
     /// Per-statement timeout, e.g. "30s", "500ms", "2min".
     #[serde(default = "default_timeout")]
     pub timeout: String,
+    /// Rounds the measured runs of every cell are spread over; each round visits every
+    /// cell once in a seeded random order (default 20, at most `repeat`).
+    #[serde(default)]
+    pub rounds: Option<usize>,
+    /// Seed of the rounds' order; a fresh one each run when absent (the report says
+    /// which, so a run can be reproduced with `--seed`).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Measure an A/A control, a second copy of the baseline, whose difference from the
+    /// baseline is the run's noise floor (default true).
+    #[serde(default = "default_control")]
+    pub control: bool,
+    /// Time a cell may spend on measured runs, e.g. "30s": past it (and past `min`
+    /// runs), or once the 95% interval of its median is within ±2% of it, the cell is
+    /// left out of the remaining rounds. Absent: every cell runs `repeat` times.
+    #[serde(default)]
+    pub budget: Option<String>,
+    /// With a budget: measured runs every cell gets regardless (default 6, the fewest
+    /// with a 95% interval of the median).
+    #[serde(default)]
+    pub min: Option<usize>,
 }
 
 impl Default for RunsSpec {
@@ -233,8 +254,17 @@ impl Default for RunsSpec {
             warmup: default_warmup(),
             repeat: default_repeat(),
             timeout: default_timeout(),
+            rounds: None,
+            seed: None,
+            control: default_control(),
+            budget: None,
+            min: None,
         }
     }
+}
+
+fn default_control() -> bool {
+    true
 }
 
 fn default_warmup() -> usize {
@@ -459,7 +489,27 @@ impl Spec {
             }
         }
         self.timeout()?;
+        self.budget()?;
         Ok(())
+    }
+
+    /// `runs.budget` as a duration, None when absent.
+    pub fn budget(&self) -> Result<Option<Duration>> {
+        self.runs
+            .budget
+            .as_ref()
+            .map(|text| {
+                parse_duration(text)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        self.error_at(
+                            "budget:",
+                            format!("runs.budget {text:?} is not a duration above zero"),
+                            "write it like 30s, 500ms or 2min",
+                        )
+                    })
+            })
+            .transpose()
     }
 
     pub fn timeout(&self) -> Result<Duration> {

@@ -114,6 +114,8 @@ pub struct Shared {
     pub connect_bound: Duration,
     /// Measured transactions so far, for progress reports.
     pub measured: AtomicU64,
+    /// The caller's observer and stop flag (none by default).
+    pub hooks: super::hooks::Hooks,
 }
 
 /// When the phases of a run end.
@@ -361,6 +363,13 @@ pub async fn run(
         if stats.borrow_mut().record(&clock, started, ended, &result) {
             shared.measured.fetch_add(1, Ordering::Relaxed);
         }
+        observe(
+            &shared,
+            &shared.workload.scripts[index].name,
+            started,
+            ended,
+            &result,
+        );
         conn = match result {
             Ok(_) => Some(c),
             Err(Failure::Server { open, .. }) => {
@@ -380,8 +389,45 @@ pub async fn run(
     }
 }
 
+/// Tell the caller's observer, if any, how the attempt ended.
+fn observe(
+    shared: &Shared,
+    script: &str,
+    started: Instant,
+    ended: Instant,
+    result: &Result<u64, Failure>,
+) {
+    use super::hooks::{Outcome, TxEvent};
+    if shared.hooks.observer.is_none() {
+        return;
+    }
+    let (outcome, error) = match result {
+        Ok(_) => (Outcome::Committed, None),
+        Err(
+            Failure::Server {
+                timeout, message, ..
+            }
+            | Failure::Broken { timeout, message },
+        ) => (
+            if *timeout {
+                Outcome::Timeout
+            } else {
+                Outcome::Error
+            },
+            Some(message.as_str()),
+        ),
+    };
+    shared.hooks.observe(&TxEvent {
+        script,
+        started,
+        ended,
+        outcome,
+        error,
+    });
+}
+
 fn finished(shared: &Shared, clock: &Clock, now: Instant, stats: &ClientStats) -> bool {
-    if crate::interrupt::is_interrupted() {
+    if crate::interrupt::is_interrupted() || shared.hooks.stopped() {
         return true;
     }
     match (clock.window_end, shared.limits.length) {

@@ -18,6 +18,7 @@ use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use super::client::{self, ClientStats, Clock, Conn, ERROR_SAMPLES, Script, Shared, Workload};
 use super::generate::{Source, derive_seed};
+use super::hooks::Hooks;
 use super::net::DelayPath;
 use super::result::{LoadPoint, LoadResult, RunStats, new_histogram, percentiles};
 use super::spec::{Generator, Length, Limits, LoadSpec, Mix};
@@ -34,6 +35,17 @@ pub fn run(
     config: &postgres::Config,
     spec: &LoadSpec,
     vars: &[(String, String)],
+    on_progress: &mut dyn FnMut(&str),
+) -> Result<LoadResult> {
+    run_with(config, spec, vars, &Hooks::default(), on_progress)
+}
+
+/// [`run`] with hooks: an observer of every transaction and a flag that stops the run.
+pub fn run_with(
+    config: &postgres::Config,
+    spec: &LoadSpec,
+    vars: &[(String, String)],
+    hooks: &Hooks,
     on_progress: &mut dyn FnMut(&str),
 ) -> Result<LoadResult> {
     let limits = spec.limits()?;
@@ -86,6 +98,9 @@ pub fn run(
         // Repeats outermost: drift over time spreads over every client count alike.
         for repeat in 0..spec.repeat {
             for (c, &clients) in spec.clients.iter().enumerate() {
+                if hooks.stopped() {
+                    break;
+                }
                 let shared = Arc::new(Shared {
                     startup: startup.clone(),
                     workload: Arc::clone(&workload),
@@ -95,6 +110,7 @@ pub fn run(
                     round_trip_bound,
                     connect_bound,
                     measured: AtomicU64::new(0),
+                    hooks: hooks.clone(),
                 });
                 let prefix = format!(
                     "load {label} · {clients} clients · run {}/{}",

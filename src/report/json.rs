@@ -1,14 +1,25 @@
-//! `reports/<experiment>.json`: every raw sample and plan summary, for machines.
+//! `reports/<experiment>.json`: every raw sample, the schedule and the analysis, for
+//! machines (and for `pgx report`, which renders the Markdown again from it).
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
-use crate::experiment::result::ExperimentResult;
+use crate::experiment::result::{ExperimentResult, SCHEMA_VERSION};
 
 pub fn render(result: &ExperimentResult) -> Result<String> {
     Ok(serde_json::to_string_pretty(result)? + "\n")
 }
 
-/// Read a JSON report back (for comparisons with a later run).
+/// Read a JSON report back; a report of another layout is refused with its version.
 pub fn load(text: &str) -> Result<ExperimentResult> {
-    Ok(serde_json::from_str(text)?)
+    let value: serde_json::Value = serde_json::from_str(text)?;
+    let version = value
+        .get("schema_version")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(1);
+    if version != u64::from(SCHEMA_VERSION) {
+        bail!(
+            "it has schema_version {version}, and this pgx reads {SCHEMA_VERSION}: run the experiment again to get a report of this version"
+        );
+    }
+    Ok(serde_json::from_value(value)?)
 }

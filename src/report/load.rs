@@ -1,14 +1,14 @@
 //! Load results (TPS and latency under concurrency) for the terminal and for Markdown.
 //!
 //! What a renderer calls, with every variant's result as `(variant name, LoadResult)`
-//! pairs (see `super::load_results`):
-//! - [`section`]: the whole Markdown "## Load" section: the round-trip note (once), the
-//!   summary, the table, the charts, the error messages. [`markdown`] is the same without
-//!   the heading, for a caller that writes the heading itself.
+//! pairs (see `super::view::load_results`):
+//! - [`markdown`] (= [`section`]): the whole Markdown "## Load" section, heading
+//!   included: the round-trip note (once), the load summary, the table of every run, the
+//!   charts, the error messages. [`body`] is the same without the heading.
 //! - [`summary_markdown`]: the summary alone (best variant per script and client count,
 //!   hangs, targets), e.g. for the report's own "## Summary" of a load-only experiment.
 //! - [`summary`]: the same as data ([`Summary`]), for a view model of one's own.
-//! - [`terminal`]: the table, the round-trip note and the summary as plain text.
+//! - [`terminal`]: "load", the table, the round-trip note and the summary as plain text.
 
 use std::fmt::Write;
 
@@ -31,17 +31,21 @@ const HEADER: [&str; 11] = [
     "round trips/tx",
 ];
 
-/// The Markdown section with its heading.
-pub fn section(results: &[(String, LoadResult)]) -> String {
+/// The Markdown section with its heading (empty without results).
+pub fn markdown(results: &[(String, LoadResult)]) -> String {
     if results.is_empty() {
         return String::new();
     }
-    format!("## Load\n\n{}", markdown(results))
+    format!("## Load\n\n{}", body(results))
 }
 
-/// The Markdown section's body (no heading): round-trip note, summary, table, charts,
-/// error messages.
-pub fn markdown(results: &[(String, LoadResult)]) -> String {
+/// Another name for [`markdown`].
+pub fn section(results: &[(String, LoadResult)]) -> String {
+    markdown(results)
+}
+
+/// The section's body (no heading): round-trip note, summary, table, charts, errors.
+pub fn body(results: &[(String, LoadResult)]) -> String {
     let mut md = String::new();
     if let Some(note) = round_trip_note(results) {
         let _ = writeln!(md, "{note}\n");
@@ -105,7 +109,8 @@ pub fn summary_markdown(results: &[(String, LoadResult)]) -> String {
     render_summary(&summary)
 }
 
-/// Plain text for the terminal: the table, the round-trip note, the summary, the errors.
+/// Plain text for the terminal: a "load" title, the table, the round-trip note, the
+/// summary, the errors.
 pub fn terminal(results: &[(String, LoadResult)]) -> String {
     let mut table = Table::new();
     table
@@ -117,7 +122,7 @@ pub fn terminal(results: &[(String, LoadResult)]) -> String {
             table.add_row(row(variant, point));
         }
     }
-    let mut out = format!("{table}\n");
+    let mut out = format!("\nload\n{table}\n");
     if let Some(note) = round_trip_note(results) {
         out.push_str(&note.replace('`', ""));
         out.push('\n');
@@ -885,7 +890,8 @@ mod tests {
         assert!(md.contains("x-axis \"clients\" [1, 8]"));
         assert!(md.contains("line [1000.00, 5100.00]"));
         assert!(md.contains("1 = `current`, 2 = `covering`"));
-        assert!(markdown(&results()).starts_with("Round trips:"));
+        assert!(body(&results()).starts_with("Round trips:"));
+        assert_eq!(markdown(&results()), md);
         assert_eq!(section(&[]), "");
     }
 

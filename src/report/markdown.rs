@@ -4,8 +4,9 @@
 
 use std::fmt::Write;
 
+use super::view::{self, Table};
 use super::*;
-use crate::experiment::result::{ExperimentResult, RelationKind};
+use crate::experiment::result::ExperimentResult;
 
 pub fn render(r: &ExperimentResult) -> String {
     let mut md = String::new();
@@ -16,6 +17,7 @@ pub fn render(r: &ExperimentResult) -> String {
     sizes(&mut md, r);
     table_stats(&mut md, r);
     load(&mut md, r);
+    stability(&mut md, r);
     plans(&mut md, r);
     method(&mut md, r);
     md
@@ -24,6 +26,18 @@ pub fn render(r: &ExperimentResult) -> String {
 /// Escape what would break a table cell.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// A view table as a Markdown table.
+pub fn draw(table: &Table) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "| {} |", table.header.join(" | "));
+    let _ = writeln!(md, "|{}", "---|".repeat(table.header.len()));
+    for row in &table.rows {
+        let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+        let _ = writeln!(md, "| {} |", cells.join(" | "));
+    }
+    md
 }
 
 fn header(md: &mut String, r: &ExperimentResult) {
@@ -72,9 +86,36 @@ fn header(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "| Machine | {} CPUs, {} GiB |", e.cpus, e.memory_gib);
     let _ = writeln!(
         md,
-        "| Runs | {} warmup + {} measured per cell, timeout {} ms |",
-        r.runs.warmup, r.runs.repeat, r.runs.timeout_ms
+        "| Load average | {} |",
+        super::terminal::load_average_text(r)
     );
+    let sched = &r.schedule;
+    let budget = r
+        .runs
+        .budget_ms
+        .map(|b| {
+            format!(
+                "; budget {} per cell (at least {} runs; a cell leaves the rounds once spent, or once its median is tight to ±2%)",
+                fmt_ms(b as f64),
+                r.runs.min
+            )
+        })
+        .unwrap_or_default();
+    let _ = writeln!(
+        md,
+        "| Schedule | {} warmup, then {} rounds × {} run(s) per cell, every round in its own random order (seed {}){budget}; timeout {} ms |",
+        sched.warmup, sched.rounds, sched.block, sched.seed, r.runs.timeout_ms
+    );
+    if sched.stages.len() > 1 {
+        let stages: Vec<String> = sched.stages.iter().map(|s| s.join(", ")).collect();
+        let _ = writeln!(
+            md,
+            "| Stages | the copies did not all fit the disk; measured in {} stages, each with the baseline and the control: {} |",
+            sched.stages.len(),
+            cell(&stages.join(" / "))
+        );
+    }
+    let _ = writeln!(md, "| A/A floor | {} |", cell(&view::noise_sentence(r)));
     let _ = writeln!(
         md,
         "| Dataset | built in {:.1} s ({}) |",
@@ -96,71 +137,31 @@ fn header(md: &mut String, r: &ExperimentResult) {
 
 fn summary(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "## Summary\n");
-    let _ = writeln!(
-        md,
-        "The best cell per query is the fastest one that is *significantly* faster than the reference (Mann-Whitney, Holm-corrected, beyond the 5% noise threshold); when none is, the reference stands.\n"
-    );
-    let _ = writeln!(
-        md,
-        "| query | params | best | median | reference median | change | plan of the best |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
-    for q in &r.queries {
-        for p in &q.params {
-            let cells = cells_for(r, &q.name, &p.label);
-            let reference = cells
-                .iter()
-                .find(|c| c.change.is_none() && c.error.is_none() && c.variant == r.baseline);
-            let winner = best_significant(&cells);
-            let (label, shown, change) = match (winner, reference) {
-                (Some(w), _) => (
-                    format!("**{}**", cell(&row_label(r, w))),
-                    Some(w),
-                    format!("{} {}", fmt_change(w), verdict_word(w)),
-                ),
-                (None, Some(reference)) => (
-                    format!(
-                        "{} (reference; nothing significantly faster)",
-                        cell(&row_label(r, reference))
-                    ),
-                    Some(*reference),
-                    "~".to_string(),
-                ),
-                (None, None) => (
-                    "(no successful reference cell)".to_string(),
-                    None,
-                    String::new(),
-                ),
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                q.name,
-                p.label,
-                label,
-                shown
-                    .and_then(|c| c.time.as_ref())
-                    .map(|t| fmt_ms(t.median))
-                    .unwrap_or_default(),
-                reference
-                    .and_then(|c| c.time.as_ref())
-                    .map(|t| fmt_ms(t.median))
-                    .unwrap_or_default(),
-                change,
-                shown.map(|c| cell(&fmt_plan(c))).unwrap_or_default(),
-            );
-        }
+    let _ = writeln!(md, "{}\n", view::noise_sentence(r));
+    let _ = writeln!(md, "### Plans and buffers (exact, not noise)\n");
+    let evidence = view::evidence_table(r);
+    if evidence.is_empty() {
+        let _ = writeln!(
+            md,
+            "No variant changed a plan or the blocks a query touched: any timing difference below is not explained by the plan.\n"
+        );
+    } else {
+        let _ = writeln!(md, "{}", draw(&evidence));
     }
+    let _ = writeln!(md, "### Timings (execution time, paired rounds)\n");
+    let _ = writeln!(
+        md,
+        "The fastest cell per query that is called faster than the reference: its per-round ratios lie beyond the threshold (max of 5% and the query's A/A floor) in a sign test, Holm-corrected across the matrix. `~` otherwise; the measured change and its 95% interval are shown either way.\n"
+    );
+    let _ = writeln!(md, "{}", draw(&view::timing_table(r)));
     let failed: Vec<String> = r
-        .variants
-        .iter()
+        .compared_variants()
         .filter(|v| v.error.is_some())
         .map(|v| format!("`{}`", v.name))
         .collect();
     if !failed.is_empty() {
-        let _ = writeln!(md, "\nFailed variants (see Sizes): {}", failed.join(", "));
+        let _ = writeln!(md, "Failed variants (see Sizes): {}\n", failed.join(", "));
     }
-    md.push('\n');
 }
 
 fn queries(md: &mut String, r: &ExperimentResult) {
@@ -216,38 +217,21 @@ fn queries(md: &mut String, r: &ExperimentResult) {
                 p.label,
                 cell(&fmt_values(&p.values))
             );
-            let cells = cells_for(r, &q.name, &p.label);
-            let _ = writeln!(
-                md,
-                "| variant | plan | time (median [95% CI]) | change | planning | p95 | shared hit | read | dirtied | temp | heap fetches | rows removed | rows |"
-            );
-            let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-            for c in &cells {
-                let plan = c.plan.as_ref();
-                let num = |f: &dyn Fn(&crate::explain::PlanSummary) -> u64| {
-                    plan.map(|p| fmt_count(f(p) as i64)).unwrap_or_default()
-                };
+            if let Some(f) = r
+                .analysis
+                .floors
+                .iter()
+                .find(|f| f.query == q.name && f.params == p.label)
+            {
                 let _ = writeln!(
                     md,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    cell(&row_label(r, c)),
-                    cell(&fmt_plan(c)),
-                    cell(&fmt_time(c)),
-                    fmt_change(c),
-                    c.planning
-                        .as_ref()
-                        .map(|s| fmt_ms(s.median))
-                        .unwrap_or_default(),
-                    c.time.as_ref().map(|s| fmt_ms(s.p95)).unwrap_or_default(),
-                    num(&|p| p.buffers.shared_hit),
-                    num(&|p| p.buffers.shared_read),
-                    num(&|p| p.buffers.shared_dirtied),
-                    num(&|p| p.buffers.temp_read + p.buffers.temp_written),
-                    num(&|p| p.heap_fetches),
-                    fmt_count(rows_removed(c) as i64),
-                    plan.map(|p| fmt_count(p.rows as i64)).unwrap_or_default(),
+                    "A/A floor {:.1}%: changes are called beyond {:.1}%.\n",
+                    f.floor * 100.0,
+                    crate::stats::NOISE.max(f.floor) * 100.0
                 );
             }
+            let _ = write!(md, "{}", draw(&view::query_table(r, &q.name, &p.label)));
+            let cells = view::cells_for(r, &q.name, &p.label);
             chart(md, r, &cells, &format!("{} · {}", q.name, p.label));
         }
     }
@@ -262,7 +246,7 @@ fn chart(
 ) {
     let bars: Vec<(String, f64)> = cells
         .iter()
-        .filter_map(|c| c.time.as_ref().map(|t| (row_label(r, c), t.median)))
+        .filter_map(|c| c.execution.as_ref().map(|t| (row_label(r, c), t.median)))
         .collect();
     if bars.len() < 2 {
         md.push('\n');
@@ -275,7 +259,7 @@ fn chart(
     let values: Vec<String> = bars.iter().map(|(_, v)| format!("{v:.3}")).collect();
     let _ = writeln!(
         md,
-        "\n```mermaid\nxychart-beta\n    title \"{title}: median time (ms)\"\n    x-axis [{}]\n    y-axis \"ms\"\n    bar [{}]\n```\n",
+        "\n```mermaid\nxychart-beta\n    title \"{title}: median execution (ms)\"\n    x-axis [{}]\n    y-axis \"ms\"\n    bar [{}]\n```\n",
         labels.join(", "),
         values.join(", ")
     );
@@ -287,31 +271,8 @@ fn sizes(md: &mut String, r: &ExperimentResult) {
         md,
         "Sizes are summed over partitions; tables include TOAST, free space and visibility maps (`pg_table_size`), indexes are `pg_relation_size`.\n"
     );
-    let _ = writeln!(
-        md,
-        "| variant | tables | indexes | total | build time | status |"
-    );
-    let _ = writeln!(md, "|---|---|---|---|---|---|");
-    for v in &r.variants {
-        let _ = writeln!(
-            md,
-            "| `{}` | {} | {} | {} | {:.2} s | {} |",
-            v.name,
-            fmt_bytes(v.table_bytes()),
-            fmt_bytes(v.index_bytes()),
-            fmt_bytes(v.table_bytes() + v.index_bytes()),
-            v.build_seconds(),
-            v.error
-                .as_ref()
-                .map(|e| format!("FAILED: {}", cell(e)))
-                .unwrap_or_else(|| "ok".into())
-        );
-    }
-    md.push('\n');
-    for v in &r.variants {
-        if v.error.is_some() {
-            continue;
-        }
+    let _ = writeln!(md, "{}", draw(&view::sizes_table(r, true)));
+    for v in r.compared_variants().filter(|v| v.error.is_none()) {
         let _ = writeln!(
             md,
             "<details><summary><code>{}</code>: {}</summary>\n",
@@ -323,32 +284,10 @@ fn sizes(md: &mut String, r: &ExperimentResult) {
             }
         );
         if !v.statements.is_empty() {
-            let _ = writeln!(md, "| statement | time |\n|---|---|");
-            for s in &v.statements {
-                let _ = writeln!(md, "| `{}` | {:.2} s |", cell(&s.label), s.seconds);
-            }
-            md.push('\n');
+            let _ = writeln!(md, "{}", draw(&view::statements_table(v)));
         }
-        let _ = writeln!(
-            md,
-            "| relation | kind | on | size | partitions |\n|---|---|---|---|---|"
-        );
-        for rel in &v.relations {
-            let kind = match rel.kind {
-                RelationKind::Table => "table".to_string(),
-                RelationKind::Index => format!("index ({})", rel.method),
-            };
-            let _ = writeln!(
-                md,
-                "| `{}` | {} | `{}` | {} | {} |",
-                rel.name,
-                kind,
-                rel.table,
-                fmt_bytes(rel.bytes),
-                rel.partitions
-            );
-        }
-        let _ = writeln!(md, "\n</details>\n");
+        let _ = writeln!(md, "{}", draw(&view::relations_table(v)));
+        let _ = writeln!(md, "</details>\n");
     }
 }
 
@@ -359,55 +298,23 @@ fn settings(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "## Settings\n");
     let _ = writeln!(
         md,
-        "Each set is applied per session on top of `jit=off` and the statement timeout; the first is the reference.\n"
+        "Each set is applied on top of `jit=off` and the statement timeout; the first is the reference. Session settings are set once on the connection that measures the set; server-wide ones are applied for each visit of their group in every round and undone after it.\n"
     );
-    let _ = writeln!(md, "| set | values | applied |\n|---|---|---|");
-    for s in &r.settings {
-        let values: Vec<String> = s.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let applied = match (&s.not_applicable, s.applied_server_wide.is_empty()) {
-            (Some(reason), _) => format!("**not applicable**: {}", cell(reason)),
-            (None, false) => format!(
-                "server-wide (ALTER SYSTEM + reload): {}",
-                s.applied_server_wide.join(", ")
-            ),
-            (None, true) => "per session (SET)".into(),
-        };
-        let _ = writeln!(
-            md,
-            "| `{}` | {} | {} |",
-            s.name,
-            cell(&values.join(", ")),
-            applied
-        );
-    }
-    md.push('\n');
+    let _ = writeln!(md, "{}", draw(&view::settings_table(r)));
 }
 
-/// Rows as a Markdown table under a heading, nothing when there are no rows.
-fn simple_table(
-    md: &mut String,
-    title: &str,
-    intro: &str,
-    header: &[&str],
-    rows: Vec<Vec<String>>,
-) {
-    if rows.is_empty() {
+/// A table under a heading, nothing when it has no rows.
+fn section(md: &mut String, title: &str, intro: &str, table: Table) {
+    if table.is_empty() {
         return;
     }
     let _ = writeln!(md, "## {title}\n\n{intro}\n");
-    let _ = writeln!(md, "| {} |", header.join(" | "));
-    let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
-    for row in rows {
-        let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
-        let _ = writeln!(md, "| {} |", cells.join(" | "));
-    }
-    md.push('\n');
+    let _ = writeln!(md, "{}", draw(&table));
 }
 
 fn table_stats(md: &mut String, r: &ExperimentResult) {
     let workload = r
-        .variants
-        .iter()
+        .compared_variants()
         .find_map(|v| v.workload.as_ref())
         .map(|w| {
             format!(
@@ -416,28 +323,27 @@ fn table_stats(md: &mut String, r: &ExperimentResult) {
             )
         })
         .unwrap_or_default();
-    simple_table(
+    section(
         md,
         "Table statistics",
         &format!(
             "{workload}Counters from `pg_stat_user_tables` summed over partitions (HOT = share of the workload's updates that were heap-only); dead and free space from `pgstattuple`; sizes before → after the workload."
         ),
-        &TABLE_STATS_HEADER,
-        table_stats_rows(r),
+        view::table_stats_table(r),
     );
-    simple_table(
+    section(
         md,
         "VACUUM vs VACUUM FULL",
         "After measurement: `VACUUM`, then `VACUUM FULL` (which rewrites the table under an ACCESS EXCLUSIVE lock), timed; sizes include indexes and TOAST.",
-        &MAINTENANCE_HEADER,
-        maintenance_rows(r),
+        view::maintenance_table(r),
     );
 }
 
 fn load(md: &mut String, r: &ExperimentResult) {
-    let results = load_results(r);
+    let results = view::load_results(r);
     if !results.is_empty() {
-        let _ = writeln!(md, "## Load\n\n{}", super::load::markdown(&results));
+        // The load renderer writes its own "## Load" heading.
+        let _ = writeln!(md, "{}", super::load::markdown(&results));
     }
 }
 
@@ -447,7 +353,7 @@ fn plans(md: &mut String, r: &ExperimentResult) {
         md,
         "One `EXPLAIN (ANALYZE, BUFFERS, TIMING ON)` run per cell, after the measured runs.\n"
     );
-    for c in &r.cells {
+    for c in r.compared_cells() {
         let Some(tree) = &c.timed_plan else { continue };
         let _ = writeln!(
             md,
@@ -455,27 +361,91 @@ fn plans(md: &mut String, r: &ExperimentResult) {
             cell(&row_label(r, c)),
             c.query,
             c.params,
-            tree.trim_end()
+            super::plan::draw(tree).trim_end()
         );
     }
 }
 
+/// Was the machine steady? The reference cells' per-round medians, as a table and a
+/// line chart (one line per query and parameter set, relative to its median).
+fn stability(md: &mut String, r: &ExperimentResult) {
+    let table = view::drift_table(r);
+    if table.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Stability\n");
+    let _ = writeln!(
+        md,
+        "{}. The reference cells' median execution time in every round, relative to their overall median: a steady machine stays near 1.00; drift shows as a trend, and falls on every variant alike because every round visits every cell.\n",
+        super::terminal::load_average_text(r)
+    );
+    let _ = writeln!(md, "{}", draw(&table));
+    let lines: Vec<(String, Vec<f64>)> = r
+        .analysis
+        .drift
+        .iter()
+        .filter_map(|d| {
+            let mut sorted: Vec<f64> = d.round_medians.iter().flatten().copied().collect();
+            sorted.sort_by(f64::total_cmp);
+            let median = crate::stats::percentile(&sorted, 50.0);
+            (median > 0.0 && d.round_medians.iter().all(Option::is_some)).then(|| {
+                (
+                    format!("{} · {}", d.query, d.params),
+                    d.round_medians
+                        .iter()
+                        .flatten()
+                        .map(|v| v / median)
+                        .collect(),
+                )
+            })
+        })
+        .take(10)
+        .collect();
+    let Some(rounds) = lines.first().map(|(_, v)| v.len()).filter(|n| *n > 1) else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "```mermaid\nxychart-beta\n    title \"reference cells per round, relative to their median\"\n    x-axis \"round\" 1 --> {rounds}\n    y-axis \"× median\""
+    );
+    for (_, values) in &lines {
+        let values: Vec<String> = values.iter().map(|v| format!("{v:.3}")).collect();
+        let _ = writeln!(md, "    line [{}]", values.join(", "));
+    }
+    let _ = writeln!(md, "```\n");
+    let names: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| format!("{} = {name}", i + 1))
+        .collect();
+    let _ = writeln!(
+        md,
+        "Lines, in order (mermaid draws no legend): {}.\n",
+        names.join(", ")
+    );
+}
+
 fn method(md: &mut String, r: &ExperimentResult) {
+    let s = &r.schedule;
     let _ = writeln!(md, "## How to read this\n");
     let _ = writeln!(
         md,
-        "- **time** is planning + execution as reported by `EXPLAIN (ANALYZE, BUFFERS, TIMING OFF)`: median of {} runs after {} discarded warmups, with the 95% confidence interval of the median (order statistics).\n\
-         - **change** compares a cell with its reference (variant `{}`, settings `{}`, first query form, same parameters): the signed change of medians, shown only when a two-sided Mann-Whitney U test is significant at α = 0.05 after Holm correction across the whole matrix *and* the change exceeds 5%; otherwise `~`.\n\
-         - **shared hit / read / dirtied / temp** are buffer counts of the last measured run (nearly deterministic); **heap fetches** come from Index Only Scans; **rows removed** by filters and index rechecks.\n\
-         - Each variant ran in its own copy of the dataset (`CREATE DATABASE ... TEMPLATE`), built by its statements and then `ANALYZE`d; JIT off.\n\
-         - Raw samples: `{}.json` next to this file.",
-        r.runs.repeat,
-        r.runs.warmup,
-        r.baseline,
-        r.settings
+        "- **execution** is the server's execution time from `EXPLAIN (ANALYZE, BUFFERS, TIMING OFF)`: median of every measured run, with the 95% confidence interval of the median (order statistics) and the fastest and slowest run. **planning** is reported beside it and compared on its own.\n\
+         - **Schedule**: every variant's copy was built first; then {warmup} warmup run(s) per cell, then {rounds} rounds, each visiting every cell once ({block} run(s)) in its own seeded random order, on a connection per variant and settings set kept open all along. Reads were measured in rounds on every copy before any rolled-back DML (which clears visibility-map bits).\n\
+         - **vs reference** compares a cell with its reference (variant `{baseline}`, settings `{settings}`, first query form, same parameters) round by round: in every round the ratio of the two medians, so drift between rounds cancels. The change is the median ratio, with its 95% interval. It is called (faster or slower) only when a sign test finds the ratios beyond the threshold, max(5%, the query's A/A floor), more often than chance, at α = 0.05 after Holm correction across the matrix; `~` otherwise.\n\
+         - **A/A control**: a second copy of the baseline, built and measured exactly like a variant. The far end of the 95% interval of its median ratio to the baseline is the query's noise floor. When the control itself differs beyond 5%, the run is *noisy* and names no winner on timing.\n\
+         - **evidence**, **shared hit / read**, **heap fetches**, **rows removed** (filters and index rechecks) and **rows** are exact counts (buffers: median of the runs; others: the last run). *Same plan, same buffers* beside a timing change means the plan does not explain it.\n\
+         - Each variant ran in its own copy of the dataset (`CREATE DATABASE ... TEMPLATE`), built by its statements and then `ANALYZE`d (a variant without statements keeps the base's statistics); JIT off.\n\
+         - Raw samples, with the round of each, and every round's order: `{experiment}.json` next to this file.",
+        warmup = s.warmup,
+        rounds = s.rounds,
+        block = s.block,
+        baseline = r.baseline,
+        settings = r
+            .settings
             .first()
             .map(|s| s.name.as_str())
             .unwrap_or("default"),
-        r.experiment
+        experiment = r.experiment
     );
 }

@@ -1,9 +1,12 @@
-//! Reporters: each renders the same `ExperimentResult` (terminal, Markdown, JSON).
+//! Reporters: each renders the same `ExperimentResult` (terminal, Markdown, JSON). The
+//! tables both the terminal and the Markdown report show are built once, in `view`.
 
 pub mod json;
 pub mod load;
 pub mod markdown;
+pub mod plan;
 pub mod terminal;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +14,7 @@ use anyhow::{Context, Result};
 
 use crate::experiment::result::{Cell, ExperimentResult};
 use crate::explain::Access;
-use crate::stats::Verdict;
+use crate::stats::{Change, Verdict};
 
 /// Write `<out>/<stem>.md` and `<out>/<stem>.json`; returns their paths.
 pub fn write_reports(result: &ExperimentResult, out: &Path, stem: &str) -> Result<Vec<PathBuf>> {
@@ -63,12 +66,18 @@ pub fn fmt_count(n: i64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
-/// "0.84 ms [0.81, 0.90]": median and its 95% confidence interval.
+/// "0.84 ms [0.81, 0.90]": median execution time and its 95% confidence interval.
 pub fn fmt_time(cell: &Cell) -> String {
-    if let Some(err) = &cell.error {
+    if let Some(err) = &cell.error
+        && cell.execution.is_none()
+    {
         return format!("error: {}", err.lines().next().unwrap_or(""));
     }
-    match &cell.time {
+    fmt_summary(cell.execution.as_ref())
+}
+
+pub fn fmt_summary(summary: Option<&crate::stats::Summary>) -> String {
+    match summary {
         Some(s) => match s.median_ci {
             Some((lo, hi)) => format!("{} [{}, {}]", fmt_ms(s.median), fmt_ms(lo), fmt_ms(hi)),
             None => fmt_ms(s.median),
@@ -77,20 +86,77 @@ pub fn fmt_time(cell: &Cell) -> String {
     }
 }
 
-/// "-42.1%" when significant, "~" when not, "" for the reference itself.
-pub fn fmt_change(cell: &Cell) -> String {
-    match &cell.change {
-        Some(c) => crate::stats::format_change(c),
-        None => String::new(),
+/// "0.80–1.20 ms": the fastest and slowest run seen.
+pub fn fmt_spread(summary: Option<&crate::stats::Summary>) -> String {
+    summary.map_or_else(String::new, |s| {
+        format!("{}–{}", fmt_ms(s.min), fmt_ms(s.max))
+    })
+}
+
+fn pct(x: f64) -> String {
+    format!("{:+.1}%", x * 100.0)
+}
+
+/// "-42.1% [-44.0, -40.2]" when called; "~ (+2.1% [-3.0, +6.2])" when not: the
+/// measured change and its interval, which stays inside the noise band or is too wide.
+pub fn fmt_change(change: Option<&Change>) -> String {
+    let Some(c) = change else {
+        return String::new();
+    };
+    let interval =
+        c.ci.map(|(lo, hi)| format!(" [{}, {}]", pct(lo), pct(hi)))
+            .unwrap_or_default();
+    match c.verdict {
+        Verdict::NoChange => format!("~ ({}{interval})", pct(c.ratio)),
+        _ => format!("{}{interval}", pct(c.ratio)),
     }
 }
 
-pub fn verdict_word(cell: &Cell) -> &'static str {
-    match cell.change.map(|c| c.verdict) {
+pub fn verdict_word(change: Option<&Change>) -> &'static str {
+    match change.map(|c| c.verdict) {
         Some(Verdict::Faster) => "faster",
         Some(Verdict::Slower) => "slower",
-        Some(Verdict::NoChange) => "no significant change",
+        Some(Verdict::NoChange) => "no change beyond noise",
         None => "",
+    }
+}
+
+/// "same plan, same buffers", "plan differs, buffers -96%": what cannot be noise.
+pub fn fmt_evidence(cell: &Cell) -> String {
+    let Some(e) = &cell.evidence else {
+        return String::new();
+    };
+    let plan = if e.same_plan {
+        "same plan"
+    } else {
+        "plan differs"
+    };
+    let buffers = match e.blocks_change() {
+        _ if e.same_buffers() => "same buffers".to_string(),
+        Some(change) => format!("buffers {}", pct(change)),
+        None => format!("{} blocks (reference 0)", fmt_count(e.blocks as i64)),
+    };
+    let mut out = format!("{plan}, {buffers}");
+    if e.rows != e.reference_rows {
+        out.push_str(&format!(
+            ", rows {} vs {}",
+            fmt_count(e.rows as i64),
+            fmt_count(e.reference_rows as i64)
+        ));
+    }
+    out
+}
+
+/// The planning time median, with its change when called.
+pub fn fmt_planning(cell: &Cell) -> String {
+    let Some(s) = &cell.planning else {
+        return String::new();
+    };
+    match &cell.planning_change {
+        Some(c) if c.verdict != Verdict::NoChange => {
+            format!("{} ({})", fmt_ms(s.median), pct(c.ratio))
+        }
+        _ => fmt_ms(s.median),
     }
 }
 
@@ -155,31 +221,6 @@ pub fn row_label(result: &ExperimentResult, cell: &Cell) -> String {
     label
 }
 
-/// Cells of one query and parameter set, in matrix order.
-pub fn cells_for<'a>(result: &'a ExperimentResult, query: &str, params: &str) -> Vec<&'a Cell> {
-    result
-        .cells
-        .iter()
-        .filter(|c| c.query == query && c.params == params)
-        .collect()
-}
-
-/// The fastest cell of a query/params group that is significantly faster than its
-/// reference; None when nothing beats the reference beyond noise.
-pub fn best_significant<'a>(cells: &[&'a Cell]) -> Option<&'a Cell> {
-    cells
-        .iter()
-        .filter(|c| c.time.is_some() && c.change.is_some_and(|ch| ch.verdict == Verdict::Faster))
-        .min_by(|a, b| {
-            let (x, y) = (
-                a.time.as_ref().map_or(f64::MAX, |t| t.median),
-                b.time.as_ref().map_or(f64::MAX, |t| t.median),
-            );
-            x.total_cmp(&y)
-        })
-        .copied()
-}
-
 /// Parameter values as a reader would write them: `5, 12345, NULL`; long arrays are cut
 /// to their first elements and a count (the JSON report keeps them whole).
 pub fn fmt_values(values: &[Option<String>]) -> String {
@@ -211,99 +252,6 @@ pub fn fmt_pct(value: Option<f64>) -> String {
     value
         .map(|v| format!("{v:.1}%"))
         .unwrap_or_else(|| "-".into())
-}
-
-/// Rows of the table-statistics table: one per variant and table.
-pub fn table_stats_rows(result: &ExperimentResult) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    for v in &result.variants {
-        for t in &v.table_stats {
-            let (b, a) = (&t.before, &t.after);
-            let pgstattuple = |x: &crate::experiment::result::TableStats| match (
-                x.dead_tuple_percent,
-                x.free_percent,
-            ) {
-                (Some(d), Some(f)) => format!("{d:.1}% / {f:.1}%"),
-                _ => "absent".into(),
-            };
-            rows.push(vec![
-                v.name.clone(),
-                t.table.clone(),
-                v.workload
-                    .as_ref()
-                    .map(|w| format!("{} batches in {:.1} s", w.batches, w.seconds))
-                    .unwrap_or_else(|| "-".into()),
-                fmt_count(a.updated - b.updated),
-                fmt_pct(t.hot_percent()),
-                fmt_count(a.dead_tuples),
-                format!("{} → {}", pgstattuple(b), pgstattuple(a)),
-                format!(
-                    "{} → {}",
-                    fmt_bytes(b.table_bytes),
-                    fmt_bytes(a.table_bytes)
-                ),
-                format!(
-                    "{} → {}",
-                    fmt_bytes(b.index_bytes),
-                    fmt_bytes(a.index_bytes)
-                ),
-                fmt_count(a.autovacuums - b.autovacuums),
-            ]);
-        }
-    }
-    rows
-}
-
-pub const TABLE_STATS_HEADER: [&str; 10] = [
-    "variant",
-    "table",
-    "workload",
-    "updates",
-    "HOT",
-    "dead tuples",
-    "dead / free (pgstattuple)",
-    "table size",
-    "index size",
-    "autovacuums",
-];
-
-pub fn maintenance_rows(result: &ExperimentResult) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    for v in &result.variants {
-        for m in &v.maintenance {
-            rows.push(vec![
-                v.name.clone(),
-                m.table.clone(),
-                fmt_bytes(m.bytes_before),
-                format!("{:.2} s", m.vacuum_seconds),
-                fmt_bytes(m.bytes_before - m.bytes_after_vacuum),
-                format!("{:.2} s", m.vacuum_full_seconds),
-                fmt_bytes(m.bytes_after_vacuum - m.bytes_after_vacuum_full),
-                fmt_bytes(m.bytes_after_vacuum_full),
-            ]);
-        }
-    }
-    rows
-}
-
-pub const MAINTENANCE_HEADER: [&str; 8] = [
-    "variant",
-    "table",
-    "size before",
-    "VACUUM",
-    "reclaimed",
-    "VACUUM FULL",
-    "reclaimed",
-    "size after",
-];
-
-/// Each variant's load result, for the load reporters (which take name/result pairs).
-pub fn load_results(result: &ExperimentResult) -> Vec<(String, crate::load::LoadResult)> {
-    result
-        .variants
-        .iter()
-        .filter_map(|v| v.load.clone().map(|l| (v.name.clone(), l)))
-        .collect()
 }
 
 #[cfg(test)]

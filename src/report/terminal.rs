@@ -1,55 +1,33 @@
-//! Tables for the terminal (comfy-table): one per query and parameter set, then sizes.
+//! The terminal: the same tables as the Markdown report (`view`), drawn with comfy-table.
 
-use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{ContentArrangement, presets::UTF8_FULL_CONDENSED};
 
+use super::view::{self, Table};
 use super::*;
 use crate::experiment::result::ExperimentResult;
+
+/// A view table as comfy-table draws it.
+pub fn draw(table: &Table) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(table.header.clone());
+    for row in &table.rows {
+        t.add_row(row.clone());
+    }
+    t.to_string()
+}
 
 pub fn render(result: &ExperimentResult) -> String {
     let mut out = String::new();
     for query in &result.queries {
         for params in &query.params {
-            let cells = cells_for(result, &query.name, &params.label);
-            let mut table = Table::new();
-            table
-                .load_style(UTF8_FULL_CONDENSED)
-                .set_content_arrangement(ContentArrangement::Dynamic)
-                .set_header(vec![
-                    "variant",
-                    "plan",
-                    "time (median [95% CI])",
-                    "vs baseline",
-                    "planning",
-                    "shared hit",
-                    "read",
-                    "heap fetches",
-                    "rows removed",
-                ]);
-            for cell in &cells {
-                let plan = cell.plan.as_ref();
-                table.add_row(vec![
-                    row_label(result, cell),
-                    fmt_plan(cell),
-                    fmt_time(cell),
-                    fmt_change(cell),
-                    cell.planning
-                        .as_ref()
-                        .map(|s| fmt_ms(s.median))
-                        .unwrap_or_default(),
-                    plan.map(|p| fmt_count(p.buffers.shared_hit as i64))
-                        .unwrap_or_default(),
-                    plan.map(|p| fmt_count(p.buffers.shared_read as i64))
-                        .unwrap_or_default(),
-                    plan.map(|p| fmt_count(p.heap_fetches as i64))
-                        .unwrap_or_default(),
-                    fmt_count(rows_removed(cell) as i64),
-                ]);
-            }
             out.push_str(&format!(
-                "\n{} · {} ({})\n{table}\n",
+                "\n{} · {} ({})\n{}\n",
                 query.name,
                 params.label,
-                fmt_values(&params.values)
+                fmt_values(&params.values),
+                draw(&view::query_table(result, &query.name, &params.label))
             ));
             for eq in query.equivalence.iter().filter(|e| !e.equivalent) {
                 out.push_str(&format!(
@@ -59,60 +37,28 @@ pub fn render(result: &ExperimentResult) -> String {
             }
         }
     }
-    let mut sizes = Table::new();
-    sizes
-        .load_style(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(vec![
-            "variant",
-            "tables",
-            "indexes",
-            "total",
-            "build time",
-            "status",
-        ]);
-    for v in &result.variants {
-        sizes.add_row(vec![
-            v.name.clone(),
-            fmt_bytes(v.table_bytes()),
-            fmt_bytes(v.index_bytes()),
-            fmt_bytes(v.table_bytes() + v.index_bytes()),
-            format!("{:.2} s", v.build_seconds()),
-            v.error
-                .as_ref()
-                .map(|e| format!("FAILED: {}", e.lines().next().unwrap_or("")))
-                .unwrap_or_else(|| "ok".into()),
-        ]);
-    }
-    out.push_str(&format!("\nsizes and build times\n{sizes}\n"));
-    for (title, header, rows) in [
+    let sections = [
+        ("sizes and build times", view::sizes_table(result, false)),
         (
             "table statistics around the workload",
-            &TABLE_STATS_HEADER[..],
-            table_stats_rows(result),
+            view::table_stats_table(result),
         ),
+        ("VACUUM vs VACUUM FULL", view::maintenance_table(result)),
         (
-            "VACUUM vs VACUUM FULL",
-            &MAINTENANCE_HEADER[..],
-            maintenance_rows(result),
+            "plans and buffers that differ from the reference (exact)",
+            view::evidence_table(result),
         ),
-    ] {
-        if rows.is_empty() {
-            continue;
+        ("timings (paired rounds)", view::timing_table(result)),
+        ("noise floor (A/A control)", view::floor_table(result)),
+    ];
+    for (title, table) in sections {
+        if !table.is_empty() {
+            out.push_str(&format!("\n{title}\n{}\n", draw(&table)));
         }
-        let mut table = Table::new();
-        table
-            .load_style(UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_header(header.to_vec());
-        for row in rows {
-            table.add_row(row);
-        }
-        out.push_str(&format!("\n{title}\n{table}\n"));
     }
-    let load = load_results(result);
+    let load = view::load_results(result);
     if !load.is_empty() {
-        out.push_str(&format!("\nload\n{}\n", super::load::terminal(&load)));
+        out.push_str(&super::load::terminal(&load));
     }
     for set in result
         .settings
@@ -125,13 +71,32 @@ pub fn render(result: &ExperimentResult) -> String {
             set.not_applicable.as_deref().unwrap_or("")
         ));
     }
+    let s = &result.schedule;
     out.push_str(&format!(
-        "\n{} at scale {} on {}; dataset {} ({:.1}s); ~ = no significant change (Mann-Whitney, Holm, α=0.05, noise 5%)\n",
+        "\n{}\n{} at scale {} on {}; dataset {} ({:.1}s); {} rounds × {} run(s) per cell after {} warmup, seed {}; {}\n",
+        view::noise_sentence(result),
         result.experiment,
         result.scale,
         result.environment.postgres_version,
         if result.dataset.reused { "reused from cache" } else { "built" },
-        result.dataset.build_seconds
+        result.dataset.build_seconds,
+        s.rounds,
+        s.block,
+        s.warmup,
+        s.seed,
+        load_average_text(result),
     ));
+    out.push_str("~ = no change beyond noise (paired rounds, sign test against max(5%, A/A floor), Holm, α=0.05)\n");
     out
+}
+
+/// "load average 0.52 → 1.10 (1 min)".
+pub fn load_average_text(r: &ExperimentResult) -> String {
+    match (r.environment.load_before, r.environment.load_after) {
+        (Some(b), Some(a)) => format!(
+            "load average {:.2} → {:.2} (1 min; 5 min {:.2} → {:.2})",
+            b[0], a[0], b[1], a[1]
+        ),
+        _ => "load average unknown".into(),
+    }
 }

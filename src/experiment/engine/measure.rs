@@ -1,38 +1,69 @@
-//! Measuring one cell: warmup runs, then repeated `EXPLAIN (ANALYZE, BUFFERS, TIMING OFF)`
-//! for headline numbers (per-node timing inflates them), plus one TIMING ON run for the
-//! per-node plan. DML runs inside a transaction that is rolled back.
+//! One run of one cell: `EXPLAIN (ANALYZE, BUFFERS, SETTINGS, TIMING OFF)` on the
+//! session of its variant and settings (per-node timing inflates the headline numbers;
+//! one TIMING ON run per cell gives the per-node plan). DML runs inside a transaction
+//! that is rolled back.
+
+use std::collections::HashSet;
 
 use anyhow::Result;
 use postgres::Client;
 
-use super::result::{Cell, Sample};
 use crate::db::{RawText, TextParam, as_params, quote_literal};
 use crate::error::{Interrupted, describe_pg_error};
-use crate::explain::{PlanSummary, parse_explain};
+use crate::explain::{Explained, parse_explain};
 use crate::interrupt::{self, CancelOnInterrupt};
+use crate::target::connect;
 
-pub struct CellPlan<'a> {
+/// A connection to one variant's copy under one settings set, kept for the whole
+/// measurement, so switching cells between runs costs nothing: settings are set once,
+/// prepared statements stay prepared.
+pub struct Session {
+    pub client: Client,
+    prepared: HashSet<String>,
+    /// Server-clock time of the last configuration reload this backend has seen.
+    pub seen_reload: f64,
+}
+
+impl Session {
+    pub fn open(config: &postgres::Config, setup_sql: &str) -> Result<Session> {
+        let mut client = connect(config)?;
+        client
+            .batch_execute(setup_sql)
+            .map_err(|e| anyhow::anyhow!("{}", describe_pg_error(&e, Some(setup_sql))))?;
+        Ok(Session {
+            client,
+            prepared: HashSet::new(),
+            seen_reload: 0.0,
+        })
+    }
+}
+
+/// What one cell runs.
+pub struct Statement<'a> {
     pub sql: &'a str,
     pub params: &'a [TextParam],
     pub rollback: bool,
-    /// Run as a prepared statement (`PREPARE` once, `EXPLAIN EXECUTE`), so
-    /// `plan_cache_mode` decides between custom and generic plans.
-    pub prepared: bool,
-    pub warmup: usize,
-    pub repeat: usize,
+    /// Run as this prepared statement (`PREPARE` once per session, `EXPLAIN EXECUTE`), so
+    /// `plan_cache_mode` decides between custom and generic plans, each cell with its own
+    /// plan cache history.
+    pub prepared: Option<&'a str>,
 }
 
-const PREPARED_NAME: &str = "pgx_cell";
+/// Outcome of one EXPLAIN: a parsed plan, or a message for the report.
+pub enum Run {
+    Plan(Box<Explained>),
+    Failed(String),
+}
 
 /// What EXPLAIN wraps: the SQL itself, or EXECUTE of its prepared statement. EXECUTE's
 /// arguments cannot be bound through the protocol (the server parses `EXPLAIN EXECUTE`
 /// with no parameters), so they are passed as quoted literals, which the server coerces
 /// to the prepared statement's parameter types exactly as bound text would be.
-fn explained_statement(plan: &CellPlan) -> String {
-    if !plan.prepared {
-        return plan.sql.to_string();
-    }
-    let args: Vec<String> = plan
+fn explained_statement(statement: &Statement) -> String {
+    let Some(name) = statement.prepared else {
+        return statement.sql.to_string();
+    };
+    let args: Vec<String> = statement
         .params
         .iter()
         .map(|p| {
@@ -41,31 +72,39 @@ fn explained_statement(plan: &CellPlan) -> String {
         })
         .collect();
     if args.is_empty() {
-        format!("EXECUTE {PREPARED_NAME}")
+        format!("EXECUTE {name}")
     } else {
-        format!("EXECUTE {PREPARED_NAME}({})", args.join(", "))
+        format!("EXECUTE {name}({})", args.join(", "))
     }
 }
 
-/// Outcome of one EXPLAIN: a parsed plan, or a message for the report.
-enum Run {
-    Plan(Box<PlanSummary>),
-    Failed(String),
-}
-
-fn explain_once(client: &mut Client, plan: &CellPlan, timing: bool) -> Result<Run> {
+/// One EXPLAIN ANALYZE of the statement; Ctrl-C cancels it.
+pub fn explain(session: &mut Session, statement: &Statement, timing: bool) -> Result<Run> {
+    if let Some(name) = statement.prepared
+        && !session.prepared.contains(name)
+    {
+        let prepare = format!("PREPARE {name} AS {}", statement.sql);
+        if let Err(e) = session.client.batch_execute(&prepare) {
+            return Ok(Run::Failed(format!(
+                "PREPARE failed: {}",
+                describe_pg_error(&e, Some(statement.sql))
+            )));
+        }
+        session.prepared.insert(name.to_string());
+    }
     let sql = format!(
         "EXPLAIN (ANALYZE, BUFFERS, SETTINGS, TIMING {}, FORMAT JSON) {}",
         if timing { "ON" } else { "OFF" },
-        explained_statement(plan)
+        explained_statement(statement)
     );
-    let params = if plan.prepared {
+    let params = if statement.prepared.is_some() {
         Vec::new()
     } else {
-        as_params(plan.params)
+        as_params(statement.params)
     };
+    let client = &mut session.client;
     let _cancel = CancelOnInterrupt::new(client);
-    let rows = if plan.rollback {
+    let rows = if statement.rollback {
         let mut tx = client.transaction()?;
         let rows = tx.query(&sql, &params);
         drop(tx); // rolls back
@@ -83,7 +122,7 @@ fn explain_once(client: &mut Client, plan: &CellPlan, timing: bool) -> Result<Ru
             return Ok(Run::Failed(if timed_out {
                 "timed out (runs.timeout)".to_string()
             } else {
-                describe_pg_error(&err, Some(plan.sql))
+                describe_pg_error(&err, Some(statement.sql))
             }));
         }
     };
@@ -94,84 +133,9 @@ fn explain_once(client: &mut Client, plan: &CellPlan, timing: bool) -> Result<Ru
         .map(|t| t.0)
         .unwrap_or_default();
     Ok(match parse_explain(&text) {
-        Ok(summary) => Run::Plan(Box::new(summary)),
+        Ok(explained) => Run::Plan(Box::new(explained)),
         Err(err) => Run::Failed(format!("unreadable EXPLAIN output: {err}")),
     })
-}
-
-/// Run a cell; `tick` is called once per EXPLAIN (for the progress bar).
-pub fn measure(
-    client: &mut Client,
-    plan: &CellPlan,
-    cell: &mut Cell,
-    tick: &mut dyn FnMut(),
-) -> Result<()> {
-    if plan.prepared {
-        let prepare = format!("DEALLOCATE ALL; PREPARE {PREPARED_NAME} AS {}", plan.sql);
-        if let Err(e) = client.batch_execute(&prepare) {
-            cell.error = Some(format!(
-                "PREPARE failed: {}",
-                describe_pg_error(&e, Some(plan.sql))
-            ));
-            return Ok(());
-        }
-    }
-    let result = measure_runs(client, plan, cell, tick);
-    if plan.prepared {
-        client.batch_execute("DEALLOCATE ALL")?;
-    }
-    result
-}
-
-fn measure_runs(
-    client: &mut Client,
-    plan: &CellPlan,
-    cell: &mut Cell,
-    tick: &mut dyn FnMut(),
-) -> Result<()> {
-    for _ in 0..plan.warmup {
-        interrupt::check()?;
-        let run = explain_once(client, plan, false)?;
-        tick();
-        if let Run::Failed(message) = run {
-            cell.error = Some(message);
-            return Ok(());
-        }
-    }
-    for _ in 0..plan.repeat {
-        interrupt::check()?;
-        let run = explain_once(client, plan, false)?;
-        tick();
-        match run {
-            Run::Plan(summary) => {
-                let signature = match cell.signatures.iter().position(|s| *s == summary.signature) {
-                    Some(i) => i,
-                    None => {
-                        cell.signatures.push(summary.signature.clone());
-                        cell.signatures.len() - 1
-                    }
-                };
-                cell.samples.push(Sample {
-                    planning_ms: summary.planning_ms,
-                    execution_ms: summary.execution_ms,
-                    buffers: summary.buffers.clone(),
-                    heap_fetches: summary.heap_fetches,
-                    signature,
-                });
-                cell.plan = Some(*summary);
-            }
-            Run::Failed(message) => {
-                cell.error = Some(message);
-                return Ok(());
-            }
-        }
-    }
-    interrupt::check()?;
-    if let Run::Plan(summary) = explain_once(client, plan, true)? {
-        cell.timed_plan = Some(summary.tree);
-    }
-    tick();
-    Ok(())
 }
 
 /// A fingerprint of what a statement did, to check that alternative forms agree:

@@ -1,0 +1,272 @@
+//! From samples to conclusions, once, between the engine and the reporters:
+//!
+//! - per cell: execution and planning time summaries;
+//! - the A/A control against the baseline, round by round: this run's noise floor per
+//!   query, and whether the run is *noisy* (the control itself differed);
+//! - per cell against its reference: the paired change of execution time (and, on its
+//!   own, of planning time), called only beyond max(5%, the floor), Holm-corrected
+//!   across the matrix; and the deterministic evidence (plan, buffers, rows);
+//! - the reference cells' per-round medians (drift), and the summary's findings.
+
+use std::collections::HashMap;
+
+use super::result::{Analysis, Cell, Drift, Evidence, ExperimentResult, Finding, NoiseFloor};
+use crate::stats::{self, Change, Verdict};
+
+/// Buffers differ "for real" when the blocks touched differ by more than this share
+/// (and by more than one block): a catalog lookup can add a block or two.
+const BLOCKS_TOLERANCE: f64 = 0.01;
+
+pub fn analyze(r: &mut ExperimentResult) {
+    for cell in &mut r.cells {
+        let execution: Vec<f64> = cell.samples.iter().map(|s| s.execution_ms).collect();
+        let planning: Vec<f64> = cell.samples.iter().map(|s| s.planning_ms).collect();
+        cell.execution = stats::summarize(&execution);
+        cell.planning = stats::summarize(&planning);
+    }
+    let control = r.control.clone();
+    let is_control = |c: &Cell| Some(&c.variant) == control.as_ref();
+
+    // The control against the baseline: floors, and whether the run is noisy.
+    let mut floors: HashMap<(String, String), (f64, f64)> = HashMap::new();
+    let mut control_changes: Vec<(usize, Option<Change>)> = Vec::new();
+    for (i, cell) in r.cells.iter().enumerate() {
+        let Some(reference) = reference_of(&r.cells, cell).filter(|_| is_control(cell)) else {
+            continue;
+        };
+        let execution =
+            stats::paired_ratios(&cell.execution_by_round(), &reference.execution_by_round());
+        let planning =
+            stats::paired_ratios(&cell.planning_by_round(), &reference.planning_by_round());
+        let floor = floors
+            .entry((cell.query.clone(), cell.params.clone()))
+            .or_insert((0.0, 0.0));
+        floor.0 = floor.0.max(stats::noise_floor(&execution));
+        floor.1 = floor.1.max(stats::noise_floor(&planning));
+        control_changes.push((i, stats::compare_ratios(&execution, stats::NOISE)));
+    }
+    let mut changes: Vec<Option<Change>> = control_changes.iter().map(|(_, c)| *c).collect();
+    stats::holm_correct(&mut changes);
+    let mut noisy = Vec::new();
+    for ((i, _), change) in control_changes.iter().zip(changes) {
+        let cell = &mut r.cells[*i];
+        if let Some(c) = change
+            && c.verdict != Verdict::NoChange
+        {
+            noisy.push(format!(
+                "{} {} ({:+.1}%)",
+                cell.query,
+                cell.params,
+                c.ratio * 100.0
+            ));
+        }
+        cell.change = change;
+    }
+
+    // Every other cell against its reference.
+    let threshold = |cell: &Cell, planning: bool| {
+        let (execution, plan) = floors
+            .get(&(cell.query.clone(), cell.params.clone()))
+            .copied()
+            .unwrap_or((0.0, 0.0));
+        stats::NOISE.max(if planning { plan } else { execution })
+    };
+    let mut execution_changes = Vec::new();
+    let mut planning_changes = Vec::new();
+    let mut evidence = Vec::new();
+    let mut compared = Vec::new();
+    for (i, cell) in r.cells.iter().enumerate() {
+        if is_control(cell) {
+            continue;
+        }
+        let Some(reference) = reference_of(&r.cells, cell) else {
+            continue;
+        };
+        compared.push(i);
+        let execution =
+            stats::paired_ratios(&cell.execution_by_round(), &reference.execution_by_round());
+        let planning =
+            stats::paired_ratios(&cell.planning_by_round(), &reference.planning_by_round());
+        execution_changes.push(stats::compare_ratios(&execution, threshold(cell, false)));
+        planning_changes.push(stats::compare_ratios(&planning, threshold(cell, true)));
+        evidence.push(evidence_of(cell, reference));
+    }
+    stats::holm_correct(&mut execution_changes);
+    stats::holm_correct(&mut planning_changes);
+    for (((i, execution), planning), evidence) in compared
+        .into_iter()
+        .zip(execution_changes)
+        .zip(planning_changes)
+        .zip(evidence)
+    {
+        let cell = &mut r.cells[i];
+        cell.change = execution;
+        cell.planning_change = planning;
+        cell.evidence = evidence;
+    }
+
+    let noisy = (!noisy.is_empty()).then(|| {
+        format!(
+            "the A/A control, an identical copy of the baseline, differed from it beyond the 5% noise band on {}",
+            noisy.join(", ")
+        )
+    });
+    r.analysis = Analysis {
+        floors: floors_of(r, &floors),
+        drift: drift_of(r),
+        findings: findings_of(r, noisy.is_some()),
+        noisy,
+    };
+}
+
+fn reference_of<'a>(cells: &'a [Cell], cell: &Cell) -> Option<&'a Cell> {
+    cell.reference.and_then(|r| cells.get(r))
+}
+
+fn evidence_of(cell: &Cell, reference: &Cell) -> Option<Evidence> {
+    let (blocks, reference_blocks) = (cell.blocks()?, reference.blocks()?);
+    Some(Evidence {
+        same_plan: cell.signatures.len() == 1 && cell.signatures == reference.signatures,
+        blocks,
+        reference_blocks,
+        rows: cell.plan.as_ref().map_or(0.0, |p| p.rows),
+        reference_rows: reference.plan.as_ref().map_or(0.0, |p| p.rows),
+    })
+}
+
+/// Plan or buffers differ beyond a block or two: evidence that is not timing.
+pub fn differs(evidence: &Evidence) -> bool {
+    let gap = evidence.blocks.abs_diff(evidence.reference_blocks);
+    !evidence.same_plan
+        || (gap > 1 && gap as f64 > BLOCKS_TOLERANCE * evidence.reference_blocks as f64)
+}
+
+/// (query, params) pairs in report order.
+fn rows(r: &ExperimentResult) -> Vec<(String, String)> {
+    r.queries
+        .iter()
+        .flat_map(|q| q.params.iter().map(|p| (q.name.clone(), p.label.clone())))
+        .collect()
+}
+
+fn floors_of(
+    r: &ExperimentResult,
+    floors: &HashMap<(String, String), (f64, f64)>,
+) -> Vec<NoiseFloor> {
+    let Some(control) = &r.control else {
+        return Vec::new();
+    };
+    rows(r)
+        .into_iter()
+        .filter_map(|(query, params)| {
+            let (floor, _) = floors.get(&(query.clone(), params.clone())).copied()?;
+            // The control in the reference settings and form is the headline one.
+            let change = r
+                .cells
+                .iter()
+                .find(|c| {
+                    &c.variant == control
+                        && c.query == query
+                        && c.params == params
+                        && c.reference
+                            .and_then(|i| r.cells.get(i))
+                            .is_some_and(|b| b.reference.is_none())
+                })
+                .and_then(|c| c.change);
+            Some(NoiseFloor {
+                query,
+                params,
+                floor,
+                control: change,
+            })
+        })
+        .collect()
+}
+
+fn drift_of(r: &ExperimentResult) -> Vec<Drift> {
+    let rounds = r
+        .cells
+        .iter()
+        .flat_map(|c| c.samples.iter().map(|s| s.round + 1))
+        .max()
+        .unwrap_or(0);
+    rows(r)
+        .into_iter()
+        .filter_map(|(query, params)| {
+            let reference = r.cells.iter().find(|c| {
+                c.query == query
+                    && c.params == params
+                    && c.variant == r.baseline
+                    && c.reference.is_none()
+            })?;
+            let mut per_round: Vec<Vec<f64>> = vec![Vec::new(); rounds];
+            for s in &reference.samples {
+                if let Some(values) = per_round.get_mut(s.round) {
+                    values.push(s.execution_ms);
+                }
+            }
+            let round_medians = per_round
+                .into_iter()
+                .map(|mut v| {
+                    v.sort_by(f64::total_cmp);
+                    (!v.is_empty()).then(|| stats::percentile(&v, 50.0))
+                })
+                .collect();
+            Some(Drift {
+                query,
+                params,
+                round_medians,
+            })
+        })
+        .collect()
+}
+
+fn findings_of(r: &ExperimentResult, noisy: bool) -> Vec<Finding> {
+    rows(r)
+        .into_iter()
+        .map(|(query, params)| {
+            let here: Vec<usize> = r
+                .cells
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| {
+                    c.query == query && c.params == params && Some(&c.variant) != r.control.as_ref()
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let reference = here
+                .iter()
+                .copied()
+                .find(|&i| r.cells[i].reference.is_none() && r.cells[i].variant == r.baseline);
+            let best = (!noisy)
+                .then(|| {
+                    here.iter()
+                        .copied()
+                        .filter(|&i| {
+                            r.cells[i]
+                                .change
+                                .is_some_and(|c| c.verdict == Verdict::Faster)
+                        })
+                        .min_by(|&a, &b| {
+                            let median = |i: usize| {
+                                r.cells[i].execution.as_ref().map_or(f64::MAX, |s| s.median)
+                            };
+                            median(a).total_cmp(&median(b))
+                        })
+                })
+                .flatten();
+            let differs = here
+                .iter()
+                .copied()
+                .filter(|&i| r.cells[i].evidence.as_ref().is_some_and(differs))
+                .collect();
+            Finding {
+                query,
+                params,
+                reference,
+                best,
+                differs,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,1057 @@
+//! Running an experiment, phase by phase, each returning what it measured:
+//!
+//! 1. **dataset**: the base, cached (`databases`);
+//! 2. **plan**: the matrix of cells and the stages that fit the disk (`plan`);
+//! 3. per stage: **build** every variant's copy (`build`), then its **workload** and
+//!    table statistics; **measure** the read cells in interleaved rounds, then their
+//!    per-node plans and the **equivalence** of query forms; the same for the DML cells
+//!    (reads first: a rolled-back DELETE still clears visibility-map bits); then each
+//!    leaving variant's **load** and **maintenance**, and its copy is dropped;
+//! 4. the **analysis** (`crate::experiment::analysis`) turns the samples into statistics
+//!    before any reporter reads them.
+//!
+//! Measuring in rounds: every round visits every cell once, in a seeded random order,
+//! on a session per variant and settings set that stays open all along; so machine
+//! drift falls on all variants alike, and each cell is compared with its reference
+//! round by round.
+
+pub mod build;
+pub mod measure;
+pub mod plan;
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{Result, bail};
+use postgres::Client;
+
+use self::build::Built;
+use self::measure::{Run, Session, Statement};
+use super::databases::{check_can_create_databases, prepare_base};
+use super::matrix::{CellKey, Matrix, Role, Schedule, SettingsId, VariantId};
+use super::progress::Progress;
+use super::result::*;
+use super::settings::{self, Classified, ServerWide};
+use super::spec::{Spec, scaled_vars, substitute};
+use super::tables;
+use crate::error::Interrupted;
+use crate::explain::{PlanNode, PlanSummary};
+use crate::target::{Target, connect};
+
+/// Default number of rounds: the measured runs of a cell are spread over this many.
+pub const DEFAULT_ROUNDS: usize = 20;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub scale: Option<f64>,
+    pub repeat: Option<usize>,
+    pub warmup: Option<usize>,
+    pub rounds: Option<usize>,
+    /// Seed of the schedule's order; a fresh one each run unless given.
+    pub seed: Option<u64>,
+    pub only: Vec<String>,
+    pub rebuild: bool,
+    /// Measure the A/A control (default: as the experiment file says, else yes).
+    pub control: Option<bool>,
+    /// Overrides `runs.budget`.
+    pub budget: Option<std::time::Duration>,
+}
+
+/// With a budget, a cell whose median's 95% interval is within this share of the median
+/// has been measured enough.
+pub const TIGHT: f64 = 0.02;
+
+pub fn run(
+    target: &Target,
+    spec: &Spec,
+    options: &RunOptions,
+    progress: &mut Progress,
+) -> Result<ExperimentResult> {
+    let load_before = super::environment::load_average();
+    let scale = options.scale.unwrap_or(spec.dataset.scale);
+    let runs = RunsUsed {
+        warmup: options.warmup.unwrap_or(spec.runs.warmup),
+        repeat: options.repeat.unwrap_or(spec.runs.repeat).max(1),
+        timeout_ms: u64::try_from(spec.timeout()?.as_millis()).unwrap_or(u64::MAX),
+        budget_ms: options
+            .budget
+            .or(spec.budget()?)
+            .map(|b| u64::try_from(b.as_millis()).unwrap_or(u64::MAX)),
+        min: spec.runs.min.unwrap_or(6).max(1),
+    };
+    let schedule = Schedule::new(
+        options
+            .seed
+            .or(spec.runs.seed)
+            .unwrap_or_else(|| fastrand::u64(..)),
+        runs.repeat,
+        options
+            .rounds
+            .or(spec.runs.rounds)
+            .unwrap_or(DEFAULT_ROUNDS),
+        runs.warmup,
+    );
+    let mut admin = connect(&target.admin_config())?;
+    let base = dataset(&mut admin, target, spec, options, progress)?;
+    let vars = scaled_vars(spec, scale);
+    let control = options.control.unwrap_or(spec.runs.control);
+    let matrix = plan::matrix(
+        target,
+        spec,
+        &options.only,
+        control,
+        &base.info.database,
+        &vars,
+    )?;
+    let classified = {
+        let mut client = connect(&target.config_for(&base.info.database))?;
+        matrix
+            .settings
+            .iter()
+            .map(|s| settings::classify(&mut client, &s.values, target.is_embedded()))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let kept = if matrix.control().is_some() { 2 } else { 1 };
+    let copy_bytes: i64 = admin
+        .query_one(
+            "SELECT pg_database_size($1::text::name)",
+            &[&base.info.database],
+        )?
+        .get(0);
+    let stages = plan::stages(
+        matrix.variants.len(),
+        kept,
+        u64::try_from(copy_bytes).unwrap_or(0),
+        plan::free_disk(&mut admin),
+    )?;
+
+    let mut engine = Engine::new(
+        target, spec, matrix, schedule, runs, vars, base, classified, admin, progress,
+    );
+    let interrupted = match engine.run_stages(&stages, kept) {
+        Ok(()) => false,
+        Err(err) if err.downcast_ref::<Interrupted>().is_some() => true,
+        Err(err) => return Err(err),
+    };
+    let mut result = engine.into_result(stages, interrupted)?;
+    result.scale = scale;
+    result.environment.load_before = load_before;
+    result.environment.load_after = super::environment::load_average();
+    super::analysis::analyze(&mut result);
+    Ok(result)
+}
+
+/// The experiment's base: reused from the cache or built (migrations, steps, VACUUM ANALYZE).
+pub fn prepare_dataset(
+    target: &Target,
+    spec: &Spec,
+    options: &RunOptions,
+    progress: &mut Progress,
+) -> Result<DatasetInfo> {
+    let mut admin = connect(&target.admin_config())?;
+    Ok(dataset(&mut admin, target, spec, options, progress)?.info)
+}
+
+fn dataset(
+    admin: &mut Client,
+    target: &Target,
+    spec: &Spec,
+    options: &RunOptions,
+    progress: &mut Progress,
+) -> Result<super::databases::Base> {
+    check_can_create_databases(admin)?;
+    let scale = options.scale.unwrap_or(spec.dataset.scale);
+    progress.set_total(spec.dataset.steps.len() as u64 + 2);
+    let base = prepare_base(
+        target,
+        admin,
+        spec,
+        scale,
+        options.rebuild,
+        &mut |step, done| match done {
+            None => progress.message(&format!("dataset: {step}")),
+            Some(seconds) => {
+                progress.tick(1);
+                progress.line(&format!("dataset step {step}: {seconds:.1}s"));
+            }
+        },
+    )?;
+    if base.info.reused {
+        progress.line(&format!(
+            "dataset: reusing cached base {} (built in {:.1}s for {})",
+            base.info.database, base.info.build_seconds, base.info.built_for
+        ));
+    }
+    Ok(base)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Reads,
+    Writes,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Reads => "reads",
+            Phase::Writes => "writes",
+        }
+    }
+}
+
+/// What one cell has measured so far.
+#[derive(Default)]
+struct CellState {
+    samples: Vec<Sample>,
+    signatures: Vec<String>,
+    plan: Option<PlanSummary>,
+    timed_plan: Option<PlanNode>,
+    error: Option<String>,
+    partitions_total: u64,
+}
+
+struct Engine<'a> {
+    target: &'a Target,
+    spec: &'a Spec,
+    matrix: Matrix,
+    schedule: Schedule,
+    runs: RunsUsed,
+    vars: Vec<(String, String)>,
+    base: super::databases::Base,
+    /// Per settings set: how it is applied.
+    settings: Vec<Classified>,
+    admin: Client,
+    progress: &'a mut Progress,
+    /// Per matrix position.
+    cells: Vec<CellState>,
+    /// Per variant id.
+    variants: Vec<VariantResult>,
+    built: HashMap<VariantId, Built>,
+    sessions: HashMap<(VariantId, SettingsId), Session>,
+    /// Server-clock time of the last server-wide reload pgx caused.
+    last_reload: f64,
+    rounds_run: Vec<RoundRun>,
+    /// Per query: the equivalence checks of its forms.
+    equivalence: Vec<Vec<Equivalence>>,
+    /// For the progress estimate: when measuring began, EXPLAINs still to run and the
+    /// wall time one run took, per cell; builds still to do and what they took.
+    started: std::time::Instant,
+    runs_left: Vec<u64>,
+    cost: Vec<Option<f64>>,
+    /// Wall time of every cell's measured runs so far (for the budget).
+    spent: Vec<f64>,
+    builds_left: usize,
+    build_seconds: Vec<f64>,
+    checked: HashSet<FormsOf>,
+}
+
+/// The cells whose forms are checked against each other: variant, settings, query, params.
+type FormsOf = (VariantId, SettingsId, usize, usize);
+
+impl<'a> Engine<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        target: &'a Target,
+        spec: &'a Spec,
+        matrix: Matrix,
+        schedule: Schedule,
+        runs: RunsUsed,
+        vars: Vec<(String, String)>,
+        base: super::databases::Base,
+        settings: Vec<Classified>,
+        admin: Client,
+        progress: &'a mut Progress,
+    ) -> Engine<'a> {
+        let mut cells: Vec<CellState> = matrix.cells.iter().map(|_| CellState::default()).collect();
+        for (state, key) in cells.iter_mut().zip(&matrix.cells) {
+            if let Some(reason) = &settings[key.settings.0].not_applicable {
+                state.error = Some(format!("not applicable: {reason}"));
+            }
+        }
+        let variants = matrix
+            .variants
+            .iter()
+            .map(|v| VariantResult {
+                name: v.name.clone(),
+                about: v.about.clone(),
+                control: v.role == Role::Control,
+                statements: Vec::new(),
+                relations: Vec::new(),
+                error: None,
+                workload: None,
+                table_stats: Vec::new(),
+                maintenance: Vec::new(),
+                load: None,
+            })
+            .collect();
+        let equivalence = vec![Vec::new(); matrix.queries.len()];
+        let (cell_count, variant_count) = (matrix.cells.len(), matrix.variants.len());
+        Engine {
+            target,
+            spec,
+            matrix,
+            schedule,
+            runs,
+            vars,
+            base,
+            settings,
+            admin,
+            progress,
+            cells,
+            variants,
+            built: HashMap::new(),
+            sessions: HashMap::new(),
+            last_reload: 0.0,
+            rounds_run: Vec::new(),
+            equivalence,
+            checked: HashSet::new(),
+            started: std::time::Instant::now(),
+            runs_left: vec![0; cell_count],
+            cost: vec![None; cell_count],
+            spent: vec![0.0; cell_count],
+            builds_left: variant_count,
+            build_seconds: Vec::new(),
+        }
+    }
+
+    /// Every EXPLAIN each cell will run: per stage it is measured in, the warmup, the
+    /// rounds and the timed plan.
+    fn plan_progress(&mut self, stages: usize) {
+        let s = self.schedule;
+        let per_stage = (s.warmup + s.rounds * s.block + 1) as u64;
+        for (i, key) in self.matrix.cells.iter().enumerate() {
+            let visits = match self.matrix.variant(key.variant).role {
+                Role::Candidate => 1,
+                Role::Baseline | Role::Control => stages.max(1) as u64,
+            };
+            self.runs_left[i] = if self.cells[i].error.is_some() {
+                0
+            } else {
+                per_stage * visits
+            };
+        }
+        self.started = std::time::Instant::now();
+    }
+
+    /// Time left: the EXPLAINs still to run at what each took so far (cells not yet
+    /// run at the median of those that did), plus the builds at their average.
+    fn update_progress(&mut self) {
+        let mut known: Vec<f64> = self.cost.iter().flatten().copied().collect();
+        known.sort_by(f64::total_cmp);
+        let typical = if known.is_empty() {
+            0.01
+        } else {
+            crate::stats::percentile(&known, 50.0)
+        };
+        let runs: f64 = self
+            .runs_left
+            .iter()
+            .zip(&self.cost)
+            .map(|(n, c)| *n as f64 * c.unwrap_or(typical))
+            .sum();
+        let build = if self.build_seconds.is_empty() {
+            1.0
+        } else {
+            self.build_seconds.iter().sum::<f64>() / self.build_seconds.len() as f64
+        };
+        let left = runs + self.builds_left as f64 * build;
+        self.progress.estimate(
+            self.started.elapsed(),
+            std::time::Duration::from_secs_f64(left.clamp(0.0, 1e9)),
+        );
+    }
+
+    /// One EXPLAIN of `cell` done in `seconds`.
+    fn ran(&mut self, cell: usize, seconds: f64) {
+        self.runs_left[cell] = self.runs_left[cell].saturating_sub(1);
+        self.cost[cell] = Some(match self.cost[cell] {
+            Some(c) => 0.8 * c + 0.2 * seconds,
+            None => seconds,
+        });
+    }
+
+    fn run_stages(&mut self, stages: &[std::ops::Range<usize>], kept: usize) -> Result<()> {
+        self.plan_progress(stages.len());
+        let baseline_and_control: Vec<VariantId> = self
+            .matrix
+            .variants
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.role != Role::Candidate)
+            .map(|(i, _)| VariantId(i))
+            .collect();
+        // Candidates are the variants that are neither baseline nor control, in order.
+        let candidates: Vec<VariantId> = self
+            .matrix
+            .variants
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.role == Role::Candidate)
+            .map(|(i, _)| VariantId(i))
+            .collect();
+        debug_assert_eq!(baseline_and_control.len(), kept);
+        let rounds = self.schedule.rounds;
+        for (s, range) in stages.iter().enumerate() {
+            let last = s + 1 == stages.len();
+            let mut stage = baseline_and_control.clone();
+            stage.extend(candidates[range.clone()].iter().copied());
+            // The baseline and control stay until the last stage.
+            let leaving: Vec<VariantId> = stage
+                .iter()
+                .copied()
+                .filter(|v| last || self.matrix.variant(*v).role == Role::Candidate)
+                .collect();
+            self.stage(&stage, s * rounds, &leaving)?;
+        }
+        Ok(())
+    }
+
+    fn stage(
+        &mut self,
+        stage: &[VariantId],
+        round_offset: usize,
+        leaving: &[VariantId],
+    ) -> Result<()> {
+        for &v in stage {
+            if !self.built.contains_key(&v) && self.variants[v.0].error.is_none() {
+                self.build(v)?;
+            }
+        }
+        for phase in [Phase::Reads, Phase::Writes] {
+            let cells: Vec<usize> = self
+                .matrix
+                .cells
+                .iter()
+                .enumerate()
+                .filter(|(i, k)| {
+                    stage.contains(&k.variant)
+                        && self.built.contains_key(&k.variant)
+                        && self.cells[*i].error.is_none()
+                        && (self.matrix.query(k.query).rollback == (phase == Phase::Writes))
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if cells.is_empty() {
+                continue;
+            }
+            self.measure(&cells, phase, round_offset)?;
+            self.timed_plans(&cells)?;
+            self.equivalence(&cells)?;
+        }
+        for &v in leaving {
+            self.finish(v)?;
+        }
+        Ok(())
+    }
+
+    /// Build phase of one variant: its copy and statements, then the workload and the
+    /// table statistics around it. A failure is the variant's, not the run's.
+    fn build(&mut self, v: VariantId) -> Result<()> {
+        let variant = self.matrix.variant(v).clone();
+        self.update_progress();
+        self.progress
+            .message(&format!("{}: building its copy", variant.name));
+        let started = std::time::Instant::now();
+        let built = build::variant(
+            self.target,
+            &mut self.admin,
+            &self.base.info.database,
+            &self.spec.name,
+            &variant,
+        );
+        self.builds_left = self.builds_left.saturating_sub(1);
+        self.build_seconds.push(started.elapsed().as_secs_f64());
+        let built = match built {
+            Ok(built) => built,
+            Err(err) => return self.variant_failed(v, err),
+        };
+        self.variants[v.0].statements = built.statements.clone();
+        self.variants[v.0].relations = built.relations.clone();
+        let config = built.config.clone();
+        self.built.insert(v, built);
+        if let Err(err) = self.workload(v, &config) {
+            return self.variant_failed(v, err);
+        }
+        Ok(())
+    }
+
+    fn variant_failed(&mut self, v: VariantId, err: anyhow::Error) -> Result<()> {
+        if err.downcast_ref::<Interrupted>().is_some() {
+            return Err(err);
+        }
+        let name = &self.matrix.variant(v).name;
+        self.progress
+            .line(&format!("variant {name} failed: {err:#}"));
+        self.variants[v.0].error = Some(format!("{err:#}"));
+        for (i, key) in self.matrix.cells.iter().enumerate() {
+            if key.variant == v {
+                self.runs_left[i] = 0;
+            }
+        }
+        self.sessions.retain(|(variant, _), _| *variant != v);
+        self.built.remove(&v);
+        Ok(())
+    }
+
+    fn workload(&mut self, v: VariantId, config: &postgres::Config) -> Result<()> {
+        let spec = self.spec;
+        if spec.workload.is_none() && spec.table_stats.is_empty() {
+            return Ok(());
+        }
+        let mut client = connect(config)?;
+        let pgstattuple = !spec.table_stats.is_empty() && tables::enable_pgstattuple(&mut client);
+        let before = tables::snapshot(&mut client, &spec.table_stats, pgstattuple)?;
+        if let Some(workload) = &spec.workload {
+            self.progress
+                .message(&format!("{}: workload", self.matrix.variant(v).name));
+            let sql = substitute(&workload.sql, &self.vars, "workload")?;
+            self.variants[v.0].workload = Some(tables::run_workload(&mut client, workload, &sql)?);
+        }
+        let after = tables::snapshot(&mut client, &spec.table_stats, pgstattuple)?;
+        self.variants[v.0].table_stats = before
+            .into_iter()
+            .zip(after)
+            .map(|((table, before), (_, after))| TableStatsChange {
+                table,
+                before,
+                after,
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// Measurement phase: a warmup round, then the schedule's rounds, every round in its
+    /// own seeded order. Rounds are numbered from `round_offset`, so a cell measured in
+    /// several stages (the baseline) pairs with each stage's variants on their rounds.
+    fn measure(&mut self, cells: &[usize], phase: Phase, round_offset: usize) -> Result<()> {
+        let salt = |round: usize| ((round as u64) << 1) | (phase == Phase::Writes) as u64;
+        if self.schedule.warmup > 0 {
+            let order = self
+                .schedule
+                .order(salt(usize::MAX >> 1), &self.groups(cells));
+            self.round(&order, self.schedule.warmup, None)?;
+        }
+        let mut active = cells.to_vec();
+        for r in 0..self.schedule.rounds {
+            let round = round_offset + r;
+            let order = self.schedule.order(salt(round), &self.groups(&active));
+            self.rounds_run.push(RoundRun {
+                round,
+                phase: phase.name().to_string(),
+                cells: order.concat(),
+            });
+            self.round(&order, self.schedule.block, Some(round))?;
+            if let Some(budget) = self.runs.budget_ms {
+                active = self.still_measuring(&active, budget as f64 / 1000.0);
+                if active.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// With a budget: the cells that go on to the next round. A cell is done once it has
+    /// `min` runs and either spent its budget or has a median tight to ±2%; but a cell
+    /// stays while any cell compared with it goes on, so every run of a cell has its
+    /// reference's run in the same round.
+    fn still_measuring(&mut self, active: &[usize], budget: f64) -> Vec<usize> {
+        let min = self.runs.min;
+        let done = |c: usize| {
+            let state = &self.cells[c];
+            if state.error.is_some() {
+                return true;
+            }
+            if state.samples.len() < min {
+                return false;
+            }
+            let mut times: Vec<f64> = state.samples.iter().map(|s| s.execution_ms).collect();
+            times.sort_by(f64::total_cmp);
+            let median = crate::stats::percentile(&times, 50.0);
+            let tight = crate::stats::median_ci(&times, 0.95)
+                .is_some_and(|(lo, hi)| (hi - lo) / 2.0 <= TIGHT * median);
+            tight || self.spent[c] >= budget
+        };
+        let mut keep: HashSet<usize> = active.iter().copied().filter(|&c| !done(c)).collect();
+        loop {
+            let needed: Vec<usize> = keep
+                .iter()
+                .filter_map(|&c| {
+                    let reference = self.matrix.reference_of(&self.matrix.cells[c])?;
+                    self.matrix.position(&reference)
+                })
+                .filter(|r| active.contains(r) && !keep.contains(r))
+                .collect();
+            if needed.is_empty() {
+                break;
+            }
+            keep.extend(needed);
+        }
+        for &c in active {
+            if !keep.contains(&c) {
+                // Only its per-node plan is left to run.
+                self.runs_left[c] = self.runs_left[c].min(1);
+            }
+        }
+        active
+            .iter()
+            .copied()
+            .filter(|c| keep.contains(c))
+            .collect()
+    }
+
+    /// Cells grouped by the server-wide settings they need: one group for everything
+    /// set per session, one per settings set with server-wide values.
+    fn groups(&self, cells: &[usize]) -> Vec<Vec<usize>> {
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); self.settings.len() + 1];
+        for &c in cells {
+            let s = self.matrix.cells[c].settings.0;
+            let group = if self.settings[s].server.is_empty() {
+                0
+            } else {
+                s + 1
+            };
+            groups[group].push(c);
+        }
+        groups
+    }
+
+    /// One round: every group in the given order, each under its server-wide settings
+    /// (applied by a guard that undoes them on any exit), `runs` runs per cell.
+    fn round(&mut self, order: &[Vec<usize>], runs: usize, round: Option<usize>) -> Result<()> {
+        for group in order {
+            let Some(&first) = group.first() else {
+                continue;
+            };
+            let server = self.settings[self.matrix.cells[first].settings.0]
+                .server
+                .clone();
+            let guard = if server.is_empty() {
+                None
+            } else {
+                let admin = connect(&self.target.admin_config())?;
+                let (guard, since) = ServerWide::apply(admin, &server)?;
+                self.last_reload = since;
+                Some(guard)
+            };
+            for &cell in group {
+                self.visit(cell, runs, round)?;
+            }
+            if let Some(guard) = guard {
+                self.last_reload = guard.undo()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn session(&mut self, key: &CellKey) -> Result<&mut Session> {
+        let id = (key.variant, key.settings);
+        if !self.sessions.contains_key(&id) {
+            let Some(built) = self.built.get(&key.variant) else {
+                bail!(
+                    "internal: no copy of variant {}",
+                    self.matrix.variant(key.variant).name
+                );
+            };
+            let sql =
+                settings::session_sql(self.runs.timeout_ms, &self.settings[key.settings.0].session);
+            let session = Session::open(&built.config, &sql)?;
+            self.sessions.insert(id, session);
+        }
+        let last_reload = self.last_reload;
+        let Some(session) = self.sessions.get_mut(&id) else {
+            bail!("internal: session vanished");
+        };
+        if session.seen_reload < last_reload {
+            settings::wait_for_reload(&mut session.client, last_reload)?;
+            session.seen_reload = last_reload;
+        }
+        Ok(session)
+    }
+
+    /// `runs` EXPLAINs of one cell; kept as samples of `round` (warmup when None). The
+    /// first failure ends the cell: it is recorded and the cell is not visited again.
+    fn visit(&mut self, cell: usize, runs: usize, round: Option<usize>) -> Result<()> {
+        if self.cells[cell].error.is_some() {
+            self.runs_left[cell] = 0;
+            return Ok(());
+        }
+        let key = self.matrix.cells[cell];
+        self.update_progress();
+        let message = self.cell_label(&key);
+        self.progress.message(&message);
+        let query = self.matrix.query(key.query);
+        let (sql, params, rollback, prepared) = (
+            self.matrix.form(&key).sql.clone(),
+            self.matrix.params(&key).values.clone(),
+            query.rollback,
+            query.prepared,
+        );
+        let name = format!("pgx_c{cell}");
+        let statement = Statement {
+            sql: &sql,
+            params: &params,
+            rollback,
+            prepared: prepared.then_some(name.as_str()),
+        };
+        for _ in 0..runs {
+            crate::interrupt::check()?;
+            let started = std::time::Instant::now();
+            let run = measure::explain(self.session(&key)?, &statement, false)?;
+            let seconds = started.elapsed().as_secs_f64();
+            self.ran(cell, seconds);
+            match run {
+                Run::Plan(explained) => {
+                    if let Some(round) = round {
+                        self.spent[cell] += seconds;
+                        self.record(cell, round, explained.summary);
+                    }
+                }
+                Run::Failed(message) => {
+                    self.cells[cell].error = Some(message);
+                    self.runs_left[cell] = 0;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, cell: usize, round: usize, mut summary: PlanSummary) {
+        let key = self.matrix.cells[cell];
+        let state = &mut self.cells[cell];
+        let signature = match state
+            .signatures
+            .iter()
+            .position(|s| *s == summary.signature)
+        {
+            Some(i) => i,
+            None => {
+                state.signatures.push(summary.signature.clone());
+                state.signatures.len() - 1
+            }
+        };
+        state.samples.push(Sample {
+            round,
+            planning_ms: summary.planning_ms,
+            execution_ms: summary.execution_ms,
+            buffers: summary.buffers.clone(),
+            heap_fetches: summary.heap_fetches,
+            signature,
+        });
+        if let Some(built) = self.built.get(&key.variant) {
+            state.partitions_total = built.partitions.attribute(&mut summary, &built.relations);
+        }
+        state.plan = Some(summary);
+    }
+
+    fn cell_label(&self, key: &CellKey) -> String {
+        let m = &self.matrix;
+        format!(
+            "{} · {} · {} · {} · {}",
+            m.variant(key.variant).name,
+            m.settings[key.settings.0].name,
+            m.query(key.query).name,
+            m.form(key).name,
+            m.params(key).label
+        )
+    }
+
+    /// One TIMING ON run per cell, after its measured runs, for the per-node plan.
+    fn timed_plans(&mut self, cells: &[usize]) -> Result<()> {
+        for &cell in cells {
+            let state = &self.cells[cell];
+            if state.error.is_some() || state.timed_plan.is_some() {
+                self.runs_left[cell] = self.runs_left[cell].saturating_sub(1);
+                continue;
+            }
+            let key = self.matrix.cells[cell];
+            let servers = !self.settings[key.settings.0].server.is_empty();
+            let query = self.matrix.query(key.query);
+            let (sql, params, rollback, prepared) = (
+                self.matrix.form(&key).sql.clone(),
+                self.matrix.params(&key).values.clone(),
+                query.rollback,
+                query.prepared,
+            );
+            let name = format!("pgx_c{cell}");
+            let statement = Statement {
+                sql: &sql,
+                params: &params,
+                rollback,
+                prepared: prepared.then_some(name.as_str()),
+            };
+            let guard = if servers {
+                let admin = connect(&self.target.admin_config())?;
+                let server = self.settings[key.settings.0].server.clone();
+                let (guard, since) = ServerWide::apply(admin, &server)?;
+                self.last_reload = since;
+                Some(guard)
+            } else {
+                None
+            };
+            crate::interrupt::check()?;
+            self.update_progress();
+            self.progress
+                .message(&format!("per-node plan of {}", self.cell_label(&key)));
+            let started = std::time::Instant::now();
+            let run = measure::explain(self.session(&key)?, &statement, true)?;
+            self.ran(cell, started.elapsed().as_secs_f64());
+            if let Some(guard) = guard {
+                self.last_reload = guard.undo()?;
+            }
+            if let Run::Plan(explained) = run {
+                self.cells[cell].timed_plan = Some(explained.tree);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forms of one query must return the same rows (and leave the same `verify`
+    /// result): checked per variant, settings and parameter set.
+    fn equivalence(&mut self, cells: &[usize]) -> Result<()> {
+        let mut groups: Vec<(FormsOf, Vec<usize>)> = Vec::new();
+        for &cell in cells {
+            let key = self.matrix.cells[cell];
+            if self.matrix.query(key.query).forms.len() < 2 || self.cells[cell].error.is_some() {
+                continue;
+            }
+            let id = (key.variant, key.settings, key.query.0, key.params.0);
+            match groups.iter_mut().find(|(g, _)| *g == id) {
+                Some((_, members)) => members.push(cell),
+                None => groups.push((id, vec![cell])),
+            }
+        }
+        for (id, members) in groups {
+            if members.len() < 2 || !self.checked.insert(id) {
+                continue;
+            }
+            let (variant, settings_id, query, params) = id;
+            self.progress.message(&format!(
+                "{}: checking the forms of {} return the same rows",
+                self.matrix.variant(variant).name,
+                self.matrix.queries[query].name
+            ));
+            let verify = self.matrix.queries[query].verify.clone();
+            let mut prints = Vec::new();
+            for &cell in &members {
+                let key = self.matrix.cells[cell];
+                let sql = self.matrix.form(&key).sql.clone();
+                let values = self.matrix.params(&key).values.clone();
+                let form = self.matrix.form(&key).name.clone();
+                let session = self.session(&key)?;
+                let print =
+                    measure::fingerprint(&mut session.client, &sql, &values, verify.as_deref())
+                        .unwrap_or_else(|err| format!("error: {err:#}"));
+                prints.push((form, print));
+            }
+            crate::interrupt::check()?;
+            let equivalent = prints.windows(2).all(|w| w[0].1 == w[1].1);
+            let query_def = &self.matrix.queries[query];
+            self.equivalence[query].push(Equivalence {
+                variant: self.matrix.variant(variant).name.clone(),
+                settings: self.matrix.settings[settings_id.0].name.clone(),
+                params: query_def.params[params].label.clone(),
+                fingerprints: prints,
+                equivalent,
+            });
+        }
+        Ok(())
+    }
+
+    /// A variant's last phases, after every EXPLAIN on it: the load (whose write
+    /// scripts commit, changing the copy for good), then VACUUM / VACUUM FULL; then its
+    /// sessions and copy go.
+    fn finish(&mut self, v: VariantId) -> Result<()> {
+        self.sessions.retain(|(variant, _), _| *variant != v);
+        let Some(built) = self.built.get(&v) else {
+            return Ok(());
+        };
+        let config = built.config.clone();
+        let name = self.matrix.variant(v).name.clone();
+        let outcome = (|| -> Result<()> {
+            if let Some(load) = &self.spec.load {
+                self.progress.message(&format!("{name}: load"));
+                let progress = &mut *self.progress;
+                self.variants[v.0].load =
+                    Some(crate::load::run(&config, load, &self.vars, &mut |m| {
+                        progress.message(&format!("{name}: load {m}"))
+                    })?);
+            }
+            if self.spec.maintenance && !self.spec.table_stats.is_empty() {
+                self.progress
+                    .message(&format!("{name}: VACUUM / VACUUM FULL"));
+                let mut client = connect(&config)?;
+                self.variants[v.0].maintenance =
+                    tables::maintenance(&mut client, &self.spec.table_stats)?;
+            }
+            Ok(())
+        })();
+        self.built.remove(&v);
+        match outcome {
+            Ok(()) => {
+                self.progress.line(&format!("variant {name}: done"));
+                Ok(())
+            }
+            Err(err) => self.variant_failed(v, err),
+        }
+    }
+
+    fn into_result(
+        mut self,
+        stages: Vec<std::ops::Range<usize>>,
+        interrupted: bool,
+    ) -> Result<ExperimentResult> {
+        // Dropping the copies before reading the environment: nothing left behind.
+        self.sessions.clear();
+        self.built.clear();
+        let m = &self.matrix;
+        let failed: HashSet<usize> = self
+            .variants
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.error.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        // Cells of variants that did not build are left out: they have no numbers.
+        let kept: Vec<usize> = (0..m.cells.len())
+            .filter(|i| !failed.contains(&m.cells[*i].variant.0))
+            .collect();
+        let position: HashMap<usize, usize> = kept
+            .iter()
+            .enumerate()
+            .map(|(new, old)| (*old, new))
+            .collect();
+        let mut states: Vec<Option<CellState>> = std::mem::take(&mut self.cells)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let cells = kept
+            .iter()
+            .map(|&i| {
+                let key = m.cells[i];
+                let state = states[i].take().unwrap_or_default();
+                Cell {
+                    variant: m.variant(key.variant).name.clone(),
+                    settings: m.settings[key.settings.0].name.clone(),
+                    query: m.query(key.query).name.clone(),
+                    form: m.form(&key).name.clone(),
+                    params: m.params(&key).label.clone(),
+                    reference: m
+                        .reference_of(&key)
+                        .and_then(|r| m.position(&r))
+                        .and_then(|r| position.get(&r).copied()),
+                    samples: state.samples,
+                    plan: state.plan,
+                    timed_plan: state.timed_plan,
+                    signatures: state.signatures,
+                    error: state.error,
+                    partitions_total: state.partitions_total,
+                    execution: None,
+                    planning: None,
+                    change: None,
+                    planning_change: None,
+                    evidence: None,
+                }
+            })
+            .collect();
+        let rounds_run = self
+            .rounds_run
+            .iter()
+            .map(|r| RoundRun {
+                round: r.round,
+                phase: r.phase.clone(),
+                cells: r
+                    .cells
+                    .iter()
+                    .filter_map(|c| position.get(c).copied())
+                    .collect(),
+            })
+            .collect();
+        let candidates: Vec<String> = m
+            .variants
+            .iter()
+            .filter(|v| v.role == Role::Candidate)
+            .map(|v| v.name.clone())
+            .collect();
+        let kept_names: Vec<String> = m
+            .variants
+            .iter()
+            .filter(|v| v.role != Role::Candidate)
+            .map(|v| v.name.clone())
+            .collect();
+        let stage_names = stages
+            .iter()
+            .map(|range| {
+                let mut names = kept_names.clone();
+                names.extend(candidates[range.clone()].iter().cloned());
+                names
+            })
+            .collect();
+        let queries = m
+            .queries
+            .iter()
+            .zip(std::mem::take(&mut self.equivalence))
+            .map(|(q, equivalence)| QueryInfo {
+                name: q.name.clone(),
+                about: q.about.clone(),
+                forms: q
+                    .forms
+                    .iter()
+                    .map(|f| (f.name.clone(), f.sql.clone()))
+                    .collect(),
+                params: q
+                    .params
+                    .iter()
+                    .map(|p| ParamSet {
+                        label: p.label.clone(),
+                        values: p.values.iter().map(|v| v.0.clone()).collect(),
+                    })
+                    .collect(),
+                rollback: q.rollback,
+                equivalence,
+            })
+            .collect();
+        let settings = m
+            .settings
+            .iter()
+            .zip(&self.settings)
+            .map(|(s, c)| SettingsSet {
+                name: s.name.clone(),
+                values: s.values.clone(),
+                not_applicable: c.not_applicable.clone(),
+                applied_server_wide: c.server.iter().map(|(k, _)| k.clone()).collect(),
+            })
+            .collect();
+        Ok(ExperimentResult {
+            schema_version: SCHEMA_VERSION,
+            experiment: self.spec.name.clone(),
+            about: self.spec.about.trim().to_string(),
+            seed: self.spec.seed.clone(),
+            environment: super::environment::collect(self.target, &mut self.admin)?,
+            scale: self.base.info.scale,
+            runs: self.runs.clone(),
+            dataset: self.base.info.clone(),
+            baseline: m
+                .variants
+                .first()
+                .map(|v| v.name.clone())
+                .unwrap_or_default(),
+            control: m.control().map(|c| m.variant(c).name.clone()),
+            schedule: ScheduleInfo {
+                seed: self.schedule.seed,
+                rounds: self.schedule.rounds,
+                block: self.schedule.block,
+                warmup: self.schedule.warmup,
+                stages: stage_names,
+                rounds_run,
+            },
+            settings,
+            queries,
+            variants: std::mem::take(&mut self.variants),
+            cells,
+            analysis: Analysis::default(),
+            interrupted,
+        })
+    }
+}

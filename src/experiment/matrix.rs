@@ -1,0 +1,407 @@
+//! The experiment's matrix as a value: variants × settings × queries × forms × parameter
+//! sets, each cell a [`CellKey`] of typed ids. The reference every cell is compared with
+//! is defined here, once ([`Matrix::reference_of`]); the engine's schedule, the progress
+//! total, the statistics and every report derive from this one enumeration.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::TextParam;
+
+macro_rules! id {
+    ($name:ident, $what:literal) => {
+        #[doc = concat!("Index of a ", $what, " in the matrix.")]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+        )]
+        pub struct $name(pub usize);
+    };
+}
+id!(VariantId, "variant");
+id!(SettingsId, "settings set");
+id!(QueryId, "query");
+id!(FormId, "form of a query");
+id!(ParamsId, "parameter set of a query");
+
+/// One cell: what is measured, by ids into the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CellKey {
+    pub variant: VariantId,
+    pub settings: SettingsId,
+    pub query: QueryId,
+    pub form: FormId,
+    pub params: ParamsId,
+}
+
+/// What a variant is for in the comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// What every other variant is compared with.
+    Baseline,
+    /// A second copy of the baseline, built and measured like any variant: its
+    /// difference from the baseline is the run's own noise floor (the A/A control).
+    Control,
+    Candidate,
+}
+
+/// Name the A/A control goes by; variant names in experiment files cannot contain a
+/// space, so it never collides with one.
+pub const CONTROL: &str = "A/A control";
+
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub name: String,
+    pub about: String,
+    /// The variant's SQL with `{{vars}}` substituted (the control has the baseline's).
+    pub sql: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub name: String,
+    pub values: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Form {
+    pub name: String,
+    pub sql: String,
+    /// Empty: every variant.
+    pub variants: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub label: String,
+    pub values: Vec<TextParam>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub name: String,
+    pub about: String,
+    pub forms: Vec<Form>,
+    pub params: Vec<Params>,
+    /// DML: every run inside BEGIN ... ROLLBACK.
+    pub rollback: bool,
+    pub prepared: bool,
+    pub verify: Option<String>,
+    /// Empty: every variant.
+    pub variants: Vec<String>,
+}
+
+impl Query {
+    /// Does `form` of this query run in the variant called `name`? The control runs
+    /// wherever the baseline does.
+    fn runs(&self, form: &Form, name: &str) -> bool {
+        let listed = |names: &[String]| names.is_empty() || names.iter().any(|v| v == name);
+        listed(&self.variants) && listed(&form.variants)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    /// Baseline first, then the candidates in file order, then the control (if any).
+    pub variants: Vec<Variant>,
+    /// The first set is the reference.
+    pub settings: Vec<Settings>,
+    pub queries: Vec<Query>,
+    /// Every cell, in report order: variant, settings, query, parameter set, form.
+    pub cells: Vec<CellKey>,
+    index: HashMap<CellKey, usize>,
+}
+
+pub const BASELINE: VariantId = VariantId(0);
+pub const REFERENCE_SETTINGS: SettingsId = SettingsId(0);
+pub const FIRST_FORM: FormId = FormId(0);
+
+impl Matrix {
+    /// `variants` must start with the baseline.
+    pub fn new(variants: Vec<Variant>, settings: Vec<Settings>, queries: Vec<Query>) -> Matrix {
+        let baseline_name = variants.first().map(|v| v.name.clone()).unwrap_or_default();
+        let mut cells = Vec::new();
+        for (v, variant) in variants.iter().enumerate() {
+            // Restrictions name experiment variants; the control follows the baseline.
+            let as_name = if variant.role == Role::Control {
+                &baseline_name
+            } else {
+                &variant.name
+            };
+            for s in 0..settings.len() {
+                for (q, query) in queries.iter().enumerate() {
+                    for p in 0..query.params.len() {
+                        for (f, form) in query.forms.iter().enumerate() {
+                            if query.runs(form, as_name) {
+                                cells.push(CellKey {
+                                    variant: VariantId(v),
+                                    settings: SettingsId(s),
+                                    query: QueryId(q),
+                                    form: FormId(f),
+                                    params: ParamsId(p),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let index = cells.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+        Matrix {
+            variants,
+            settings,
+            queries,
+            cells,
+            index,
+        }
+    }
+
+    pub fn variant(&self, id: VariantId) -> &Variant {
+        &self.variants[id.0]
+    }
+    pub fn query(&self, id: QueryId) -> &Query {
+        &self.queries[id.0]
+    }
+    pub fn form(&self, key: &CellKey) -> &Form {
+        &self.queries[key.query.0].forms[key.form.0]
+    }
+    pub fn params(&self, key: &CellKey) -> &Params {
+        &self.queries[key.query.0].params[key.params.0]
+    }
+
+    /// Position of a cell in [`Matrix::cells`].
+    pub fn position(&self, key: &CellKey) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
+    pub fn control(&self) -> Option<VariantId> {
+        self.variants
+            .iter()
+            .position(|v| v.role == Role::Control)
+            .map(VariantId)
+    }
+
+    /// The cell `key` is compared with, if it is not a reference itself and that cell
+    /// exists: the baseline variant under the reference settings in the first form,
+    /// same query and parameters. The control is compared with the baseline under its
+    /// own settings and form, so that it measures nothing but the copy.
+    pub fn reference_of(&self, key: &CellKey) -> Option<CellKey> {
+        let reference = match self.variant(key.variant).role {
+            Role::Control => CellKey {
+                variant: BASELINE,
+                ..*key
+            },
+            Role::Baseline if key.settings == REFERENCE_SETTINGS && key.form == FIRST_FORM => {
+                return None;
+            }
+            Role::Baseline | Role::Candidate => CellKey {
+                variant: BASELINE,
+                settings: REFERENCE_SETTINGS,
+                form: FIRST_FORM,
+                ..*key
+            },
+        };
+        self.index.contains_key(&reference).then_some(reference)
+    }
+
+    /// Cells of one variant.
+    pub fn cells_of(&self, variant: VariantId) -> impl Iterator<Item = usize> + '_ {
+        self.cells
+            .iter()
+            .enumerate()
+            .filter(move |(_, k)| k.variant == variant)
+            .map(|(i, _)| i)
+    }
+
+    /// Cells of a query's parameter set, in report order.
+    pub fn cells_for(&self, query: QueryId, params: ParamsId) -> impl Iterator<Item = usize> + '_ {
+        self.cells
+            .iter()
+            .enumerate()
+            .filter(move |(_, k)| k.query == query && k.params == params)
+            .map(|(i, _)| i)
+    }
+}
+
+/// When the cells are measured: `rounds` rounds, each visiting every cell once in a
+/// seeded random order for a block of `block` runs, after a warmup round. Cells whose
+/// settings are applied to the whole server form groups (one ALTER SYSTEM per group
+/// visit); the groups are visited in random order too, within each round.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Schedule {
+    pub seed: u64,
+    pub rounds: usize,
+    pub block: usize,
+    pub warmup: usize,
+}
+
+impl Schedule {
+    /// `repeat` runs per cell spread over `rounds` rounds (at least one run per round).
+    pub fn new(seed: u64, repeat: usize, rounds: usize, warmup: usize) -> Schedule {
+        let rounds = rounds.clamp(1, repeat.max(1));
+        Schedule {
+            seed,
+            rounds,
+            block: repeat.max(1).div_ceil(rounds),
+            warmup,
+        }
+    }
+
+    /// The visiting order of one round: the groups in random order, the cells of each
+    /// group in random order. `groups` lists cell positions per group; `salt`
+    /// distinguishes rounds and phases, so every round gets its own order.
+    pub fn order(&self, salt: u64, groups: &[Vec<usize>]) -> Vec<Vec<usize>> {
+        let mut rng = fastrand::Rng::with_seed(
+            self.seed
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(salt),
+        );
+        let mut groups: Vec<Vec<usize>> =
+            groups.iter().filter(|g| !g.is_empty()).cloned().collect();
+        rng.shuffle(&mut groups);
+        for group in &mut groups {
+            rng.shuffle(group);
+        }
+        groups
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn variant(name: &str, role: Role) -> Variant {
+        Variant {
+            name: name.into(),
+            about: String::new(),
+            sql: String::new(),
+            role,
+        }
+    }
+
+    fn query(name: &str, forms: &[(&str, &[&str])], params: usize) -> Query {
+        Query {
+            name: name.into(),
+            about: String::new(),
+            forms: forms
+                .iter()
+                .map(|(f, only)| Form {
+                    name: (*f).into(),
+                    sql: "SELECT 1".into(),
+                    variants: only.iter().map(|v| v.to_string()).collect(),
+                })
+                .collect(),
+            params: (0..params)
+                .map(|i| Params {
+                    label: format!("p{}", i + 1),
+                    values: Vec::new(),
+                })
+                .collect(),
+            rollback: false,
+            prepared: false,
+            verify: None,
+            variants: Vec::new(),
+        }
+    }
+
+    fn matrix() -> Matrix {
+        let settings = ["default", "ssd"]
+            .map(|n| Settings {
+                name: n.into(),
+                values: Vec::new(),
+            })
+            .to_vec();
+        Matrix::new(
+            vec![
+                variant("current", Role::Baseline),
+                variant("covering", Role::Candidate),
+                variant("array", Role::Candidate),
+                variant(CONTROL, Role::Control),
+            ],
+            settings,
+            vec![
+                query("lookup", &[("sql", &[])], 2),
+                query("page", &[("exists", &[]), ("array", &["array"])], 1),
+            ],
+        )
+    }
+
+    #[test]
+    fn cells_follow_the_restrictions_and_the_control_follows_the_baseline() {
+        let m = matrix();
+        // Per variant and settings: lookup 2 + page 1 (+1 array form in `array`).
+        assert_eq!(m.cells.len(), 4 * 2 * 3 + 2);
+        let array_form = m
+            .cells
+            .iter()
+            .filter(|k| k.query == QueryId(1) && k.form == FormId(1))
+            .count();
+        assert_eq!(array_form, 2, "only the array variant, in both settings");
+        assert_eq!(m.control(), Some(VariantId(3)));
+        assert_eq!(
+            m.cells_of(VariantId(3)).count(),
+            m.cells_of(BASELINE).count()
+        );
+    }
+
+    #[test]
+    fn every_cell_has_one_reference_defined_here() {
+        let m = matrix();
+        let key = |v, s, q, f, p| CellKey {
+            variant: VariantId(v),
+            settings: SettingsId(s),
+            query: QueryId(q),
+            form: FormId(f),
+            params: ParamsId(p),
+        };
+        // The references themselves.
+        assert_eq!(m.reference_of(&key(0, 0, 0, 0, 1)), None);
+        // Another variant, other settings: baseline, reference settings, same params.
+        assert_eq!(
+            m.reference_of(&key(1, 1, 0, 0, 1)),
+            Some(key(0, 0, 0, 0, 1))
+        );
+        // The baseline under other settings is compared with itself under the reference.
+        assert_eq!(
+            m.reference_of(&key(0, 1, 0, 0, 0)),
+            Some(key(0, 0, 0, 0, 0))
+        );
+        // Another form: the first form of the baseline.
+        assert_eq!(
+            m.reference_of(&key(2, 0, 1, 1, 0)),
+            Some(key(0, 0, 1, 0, 0))
+        );
+        // The control: the baseline under the same settings and form.
+        assert_eq!(
+            m.reference_of(&key(3, 1, 0, 0, 0)),
+            Some(key(0, 1, 0, 0, 0))
+        );
+        // Every non-reference cell's reference is a cell of the matrix.
+        for k in &m.cells {
+            if let Some(r) = m.reference_of(k) {
+                assert!(m.position(&r).is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn a_schedule_spreads_repetitions_and_orders_each_round_its_own_way() {
+        let s = Schedule::new(7, 20, 5, 2);
+        assert_eq!((s.rounds, s.block), (5, 4));
+        assert_eq!(
+            Schedule::new(7, 3, 10, 2).rounds,
+            3,
+            "no more rounds than runs"
+        );
+        assert_eq!(Schedule::new(7, 21, 5, 2).block, 5, "rounded up");
+        let groups = vec![(0..10).collect::<Vec<_>>(), vec![10, 11], vec![]];
+        let a = s.order(1, &groups);
+        assert_eq!(a, s.order(1, &groups), "the seed reproduces the order");
+        assert_ne!(a, s.order(2, &groups), "another round, another order");
+        assert_eq!(a.len(), 2, "empty groups are dropped");
+        let mut all: Vec<usize> = a.concat();
+        all.sort();
+        assert_eq!(all, (0..12).collect::<Vec<_>>(), "every cell once");
+    }
+}

@@ -1,0 +1,118 @@
+//! The `pgx lint` command, and the lint step `pgx apply` runs first.
+
+use anyhow::Result;
+
+use crate::cli::{ApplyArgs, LintArgs};
+use crate::migrate;
+
+/// Lint what `apply` is about to run: warnings, or with --strict a refusal, before
+/// anything changes. Applied migrations are not linted again.
+pub fn check_pending(
+    client: &mut postgres::Client,
+    files: &[migrate::MigrationFile],
+    args: &ApplyArgs,
+) -> Result<()> {
+    let rules = super::RuleSet::new(&args.lint_rules, &args.lint_exclude)?;
+    let history = migrate::read_history(client)?;
+    let pending: Vec<&migrate::MigrationFile> = migrate::reconcile(files, &history)
+        .into_iter()
+        .filter(|e| e.state == migrate::State::Pending)
+        .filter_map(|e| files.iter().find(|f| f.version == e.version))
+        .filter(|f| args.target.is_none_or(|t| f.version <= t))
+        .collect();
+    let found = super::lint_migrations(&pending, &rules);
+    if found.is_empty() {
+        return Ok(());
+    }
+    let severity = if args.strict { "error" } else { "warning" };
+    for diagnostic in &found {
+        eprintln!("{}", diagnostic.render(severity));
+    }
+    if args.strict {
+        return Err(crate::error::fail(
+            format!(
+                "lint found {} hazard(s) in the pending migrations; --strict applies nothing",
+                found.len()
+            ),
+            "fix them, silence one with `-- pgx:lint-ignore RULE` before its statement, or run without --strict",
+        ));
+    }
+    eprintln!(
+        "pgx: {} lint warning(s) in the pending migrations (--strict refuses them)",
+        found.len()
+    );
+    Ok(())
+}
+
+/// `pgx lint`: exit 0 when clean, 1 when something was found.
+pub fn lint(args: &LintArgs) -> Result<u8> {
+    let rules = super::RuleSet::new(&args.rules, &args.exclude)?;
+    let mut out = String::new();
+    if args.list_rules {
+        for (name, from, on) in rules.describe() {
+            let about = super::rules::ALL
+                .iter()
+                .find(|r| r.name == name)
+                .map(|r| r.about.to_string())
+                .or_else(|| {
+                    super::REPLACED_RULES
+                        .iter()
+                        .find(|(squawk, _)| *squawk == name)
+                        .map(|(_, pgx)| format!("replaced by {pgx}"))
+                })
+                .or_else(|| {
+                    super::STYLE_RULES
+                        .contains(&name.as_str())
+                        .then(|| "style, not a hazard: off unless --rule turns it on".into())
+                })
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "{:<46} {:<7} {:<4} {about}\n",
+                name,
+                from,
+                if on { "on" } else { "off" }
+            ));
+        }
+        write_stdout(&out)?;
+        return Ok(0);
+    }
+    let paths = super::collect_paths(&args.paths)?;
+    let mut findings = 0;
+    let mut files_with = 0;
+    for path in &paths {
+        let sql = std::fs::read_to_string(path).map_err(|e| {
+            crate::error::fail(
+                format!("cannot read {}: {e}", path.display()),
+                "migrations must be readable UTF-8 text files",
+            )
+        })?;
+        let found = super::lint_text(path, &sql, &rules);
+        if !found.is_empty() {
+            files_with += 1;
+        }
+        for diagnostic in &found {
+            out.push_str(&diagnostic.render("warning"));
+            out.push_str("\n\n");
+        }
+        findings += found.len();
+    }
+    out.push_str(&format!(
+        "{findings} finding(s) in {files_with} of {} file(s)\n",
+        paths.len()
+    ));
+    write_stdout(&out)?;
+    Ok(if findings > 0 { 1 } else { 0 })
+}
+
+/// Print; a closed pipe (`pgx lint | head`) is not an error.
+fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}

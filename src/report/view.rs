@@ -1,0 +1,430 @@
+//! The tables a report shows, built once from the result and drawn by both the terminal
+//! (comfy-table) and the Markdown renderer: one model, two drawings.
+
+use super::*;
+use crate::experiment::analysis::differs;
+use crate::experiment::result::{RelationKind, TableStats};
+
+/// A table as text cells; renderers only draw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+/// Cells of one query and parameter set that a reader compares, in report order.
+pub fn cells_for<'a>(r: &'a ExperimentResult, query: &str, params: &str) -> Vec<&'a Cell> {
+    r.compared_cells()
+        .filter(|c| c.query == query && c.params == params)
+        .collect()
+}
+
+/// The per-query table: one row per variant (× settings × form).
+pub fn query_table(r: &ExperimentResult, query: &str, params: &str) -> Table {
+    let mut t = Table::new(&[
+        "variant",
+        "plan",
+        "execution (median [95% CI])",
+        "fastest–slowest",
+        "vs reference [95% CI]",
+        "evidence",
+        "planning",
+        "shared hit",
+        "read",
+        "heap fetches",
+        "rows removed",
+        "rows",
+        "n",
+    ]);
+    for c in cells_for(r, query, params) {
+        let plan = c.plan.as_ref();
+        let num = |f: &dyn Fn(&crate::explain::PlanSummary) -> u64| {
+            plan.map(|p| fmt_count(f(p) as i64)).unwrap_or_default()
+        };
+        let mut time = fmt_time(c);
+        if let Some(err) = &c.error
+            && c.execution.is_some()
+        {
+            time.push_str(&format!(" (then: {})", err.lines().next().unwrap_or("")));
+        }
+        t.rows.push(vec![
+            row_label(r, c),
+            fmt_plan(c),
+            time,
+            fmt_spread(c.execution.as_ref()),
+            if c.reference.is_none() {
+                "reference".into()
+            } else {
+                fmt_change(c.change.as_ref())
+            },
+            fmt_evidence(c),
+            fmt_planning(c),
+            num(&|p| p.buffers.shared_hit),
+            num(&|p| p.buffers.shared_read),
+            num(&|p| p.heap_fetches),
+            plan.map(|_| fmt_count(rows_removed(c) as i64))
+                .unwrap_or_default(),
+            plan.map(|p| fmt_count(p.rows as i64)).unwrap_or_default(),
+            c.samples.len().to_string(),
+        ]);
+    }
+    t
+}
+
+/// The deterministic findings first: cells whose plan or buffers differ from their
+/// reference's. Exact counts, no statistics needed.
+pub fn evidence_table(r: &ExperimentResult) -> Table {
+    let mut t = Table::new(&[
+        "query",
+        "params",
+        "variant",
+        "plan",
+        "reference plan",
+        "blocks (hit + read)",
+        "vs reference",
+    ]);
+    for f in &r.analysis.findings {
+        let reference = f.reference.and_then(|i| r.cells.get(i));
+        for c in f.differs.iter().filter_map(|&i| r.cells.get(i)) {
+            let Some(e) = &c.evidence else { continue };
+            t.rows.push(vec![
+                f.query.clone(),
+                f.params.clone(),
+                row_label(r, c),
+                fmt_plan(c),
+                reference.map(fmt_plan).unwrap_or_default(),
+                format!(
+                    "{} vs {}",
+                    fmt_count(e.blocks as i64),
+                    fmt_count(e.reference_blocks as i64)
+                ),
+                e.blocks_change()
+                    .map(|x| format!("{:+.1}%", x * 100.0))
+                    .unwrap_or_default(),
+            ]);
+        }
+    }
+    t
+}
+
+/// Timings: per query and parameter set, the fastest cell called faster, or why none is.
+pub fn timing_table(r: &ExperimentResult) -> Table {
+    let mut t = Table::new(&[
+        "query",
+        "params",
+        "fastest beyond noise",
+        "execution",
+        "reference",
+        "change [95% CI]",
+        "threshold",
+        "evidence",
+    ]);
+    for f in &r.analysis.findings {
+        let reference = f.reference.and_then(|i| r.cells.get(i));
+        let best = f.best.and_then(|i| r.cells.get(i));
+        let (label, shown) = match (best, reference) {
+            (Some(b), _) => (row_label(r, b), Some(b)),
+            (None, Some(_)) if r.analysis.noisy.is_some() => {
+                ("none named: the run is noisy".to_string(), None)
+            }
+            (None, Some(reference)) => (
+                format!(
+                    "{} (reference; nothing faster beyond noise)",
+                    row_label(r, reference)
+                ),
+                None,
+            ),
+            (None, None) => ("(no successful reference cell)".into(), None),
+        };
+        let median = |c: Option<&Cell>| {
+            c.and_then(|c| c.execution.as_ref())
+                .map(|s| fmt_ms(s.median))
+                .unwrap_or_default()
+        };
+        let threshold = shown
+            .and_then(|c| c.change)
+            .or_else(|| {
+                f.reference.and_then(|_| {
+                    cells_for(r, &f.query, &f.params)
+                        .iter()
+                        .find_map(|c| c.change)
+                })
+            })
+            .map(|c| format!("{:.1}%", c.threshold * 100.0))
+            .unwrap_or_default();
+        t.rows.push(vec![
+            f.query.clone(),
+            f.params.clone(),
+            label,
+            median(shown.or(reference)),
+            median(reference),
+            shown
+                .map(|c| fmt_change(c.change.as_ref()))
+                .unwrap_or_else(|| "~".into()),
+            threshold,
+            shown.map(fmt_evidence).unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+/// The A/A control per query: how far an identical copy strayed, and the threshold it sets.
+pub fn floor_table(r: &ExperimentResult) -> Table {
+    let mut t = Table::new(&[
+        "query",
+        "params",
+        "A/A control vs baseline [95% CI]",
+        "floor",
+        "threshold",
+    ]);
+    for f in &r.analysis.floors {
+        t.rows.push(vec![
+            f.query.clone(),
+            f.params.clone(),
+            fmt_change(f.control.as_ref()),
+            format!("{:.1}%", f.floor * 100.0),
+            format!("{:.1}%", crate::stats::NOISE.max(f.floor) * 100.0),
+        ]);
+    }
+    t
+}
+
+/// The reference cells' per-round medians, relative to their overall median: a steady
+/// machine stays near 1.00.
+pub fn drift_table(r: &ExperimentResult) -> Table {
+    let mut t = Table::new(&[
+        "query",
+        "params",
+        "reference median",
+        "per-round medians / median: lowest–highest",
+        "rounds",
+    ]);
+    for d in &r.analysis.drift {
+        let values: Vec<f64> = d.round_medians.iter().flatten().copied().collect();
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = crate::stats::percentile(&sorted, 50.0);
+        let (Some(lo), Some(hi)) = (sorted.first(), sorted.last()) else {
+            continue;
+        };
+        t.rows.push(vec![
+            d.query.clone(),
+            d.params.clone(),
+            fmt_ms(median),
+            if median > 0.0 {
+                format!("{:.2}–{:.2}", lo / median, hi / median)
+            } else {
+                "-".into()
+            },
+            values.len().to_string(),
+        ]);
+    }
+    t
+}
+
+pub fn sizes_table(r: &ExperimentResult, full_errors: bool) -> Table {
+    let mut t = Table::new(&[
+        "variant",
+        "tables",
+        "indexes",
+        "total",
+        "build time",
+        "status",
+    ]);
+    for v in r.compared_variants() {
+        t.rows.push(vec![
+            v.name.clone(),
+            fmt_bytes(v.table_bytes()),
+            fmt_bytes(v.index_bytes()),
+            fmt_bytes(v.table_bytes() + v.index_bytes()),
+            format!("{:.2} s", v.build_seconds()),
+            v.error
+                .as_ref()
+                .map(|e| {
+                    let e = if full_errors {
+                        e.as_str()
+                    } else {
+                        e.lines().next().unwrap_or("")
+                    };
+                    format!("FAILED: {e}")
+                })
+                .unwrap_or_else(|| "ok".into()),
+        ]);
+    }
+    t
+}
+
+/// Every relation of one variant's copy.
+pub fn relations_table(v: &crate::experiment::result::VariantResult) -> Table {
+    let mut t = Table::new(&["relation", "kind", "on", "size", "partitions"]);
+    for rel in &v.relations {
+        let kind = match rel.kind {
+            RelationKind::Table => "table".to_string(),
+            RelationKind::Index => format!("index ({})", rel.method),
+        };
+        t.rows.push(vec![
+            rel.name.clone(),
+            kind,
+            rel.table.clone(),
+            fmt_bytes(rel.bytes),
+            rel.partitions.to_string(),
+        ]);
+    }
+    t
+}
+
+pub fn statements_table(v: &crate::experiment::result::VariantResult) -> Table {
+    let mut t = Table::new(&["statement", "time"]);
+    for s in &v.statements {
+        t.rows
+            .push(vec![s.label.clone(), format!("{:.2} s", s.seconds)]);
+    }
+    t
+}
+
+pub fn settings_table(r: &ExperimentResult) -> Table {
+    let mut t = Table::new(&["set", "values", "applied"]);
+    for s in &r.settings {
+        let values: Vec<String> = s.values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let applied = match (&s.not_applicable, s.applied_server_wide.is_empty()) {
+            (Some(reason), _) => format!("not applicable: {reason}"),
+            (None, false) => format!(
+                "server-wide (ALTER SYSTEM + reload): {}",
+                s.applied_server_wide.join(", ")
+            ),
+            (None, true) => "per session (SET)".into(),
+        };
+        t.rows
+            .push(vec![s.name.clone(), values.join(", "), applied]);
+    }
+    t
+}
+
+pub fn table_stats_table(r: &ExperimentResult) -> Table {
+    let mut t = Table::new(&[
+        "variant",
+        "table",
+        "workload",
+        "updates",
+        "HOT",
+        "dead tuples",
+        "dead / free (pgstattuple)",
+        "table size",
+        "index size",
+        "autovacuums",
+    ]);
+    let pgstattuple = |x: &TableStats| match (x.dead_tuple_percent, x.free_percent) {
+        (Some(d), Some(f)) => format!("{d:.1}% / {f:.1}%"),
+        _ => "absent".into(),
+    };
+    for v in r.compared_variants() {
+        for s in &v.table_stats {
+            let (b, a) = (&s.before, &s.after);
+            t.rows.push(vec![
+                v.name.clone(),
+                s.table.clone(),
+                v.workload
+                    .as_ref()
+                    .map(|w| format!("{} batches in {:.1} s", w.batches, w.seconds))
+                    .unwrap_or_else(|| "-".into()),
+                fmt_count(a.updated - b.updated),
+                fmt_pct(s.hot_percent()),
+                fmt_count(a.dead_tuples),
+                format!("{} → {}", pgstattuple(b), pgstattuple(a)),
+                format!(
+                    "{} → {}",
+                    fmt_bytes(b.table_bytes),
+                    fmt_bytes(a.table_bytes)
+                ),
+                format!(
+                    "{} → {}",
+                    fmt_bytes(b.index_bytes),
+                    fmt_bytes(a.index_bytes)
+                ),
+                fmt_count(a.autovacuums - b.autovacuums),
+            ]);
+        }
+    }
+    t
+}
+
+pub fn maintenance_table(r: &ExperimentResult) -> Table {
+    let mut t = Table::new(&[
+        "variant",
+        "table",
+        "size before",
+        "VACUUM",
+        "reclaimed",
+        "VACUUM FULL",
+        "reclaimed",
+        "size after",
+    ]);
+    for v in r.compared_variants() {
+        for m in &v.maintenance {
+            t.rows.push(vec![
+                v.name.clone(),
+                m.table.clone(),
+                fmt_bytes(m.bytes_before),
+                format!("{:.2} s", m.vacuum_seconds),
+                fmt_bytes(m.bytes_before - m.bytes_after_vacuum),
+                format!("{:.2} s", m.vacuum_full_seconds),
+                fmt_bytes(m.bytes_after_vacuum - m.bytes_after_vacuum_full),
+                fmt_bytes(m.bytes_after_vacuum_full),
+            ]);
+        }
+    }
+    t
+}
+
+/// One line on how steady the run was: the noise floor and whether the control differed.
+pub fn noise_sentence(r: &ExperimentResult) -> String {
+    let Some(control) = &r.control else {
+        return "No A/A control was measured (runs.control: false or --no-control): changes are judged against the 5% default only.".into();
+    };
+    let floors: Vec<f64> = r.analysis.floors.iter().map(|f| f.floor).collect();
+    let highest = floors.iter().copied().fold(0.0, f64::max);
+    let mut sorted = floors.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = crate::stats::percentile(&sorted, 50.0);
+    let steady = match &r.analysis.noisy {
+        Some(why) => format!(
+            "Noisy run: {why}. No winner is named on timing; plans and buffers still hold. Run again on a quieter machine, or with more rounds (`--rounds`)."
+        ),
+        None => {
+            "The control did not differ from the baseline beyond noise: the run is steady.".into()
+        }
+    };
+    if floors.is_empty() {
+        return format!("A/A control (`{control}`): no cell measured. {steady}");
+    }
+    format!(
+        "A/A control (`{control}`, a second copy of the baseline measured like every variant): noise floor {:.1}% median, {:.1}% highest over the queries. {steady}",
+        median * 100.0,
+        highest * 100.0
+    )
+}
+
+/// Do any cells differ on plans or buffers (for the summary's wording)?
+pub fn any_deterministic_difference(r: &ExperimentResult) -> bool {
+    r.compared_cells()
+        .any(|c| c.evidence.as_ref().is_some_and(differs))
+}
+
+/// Each compared variant's load result, for the load reporters (name/result pairs).
+pub fn load_results(r: &ExperimentResult) -> Vec<(String, crate::load::LoadResult)> {
+    r.compared_variants()
+        .filter_map(|v| v.load.clone().map(|l| (v.name.clone(), l)))
+        .collect()
+}

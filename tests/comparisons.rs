@@ -1,0 +1,181 @@
+//! The A/A test of pgx's comparison method: variants identical to the baseline must come
+//! out "no change" even while the machine's load swings, and a real effect must still be
+//! found in the same run.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pgx::experiment::{RunOptions, progress::Progress, spec};
+use pgx::stats::Verdict;
+use pgx::target::Target;
+
+/// CPU spinners on every core, busy for `on`, idle for `off`, until dropped: the kind of
+/// drift a shared machine has (a build starting, a test suite, a neighbour's job).
+struct Bursts {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Bursts {
+    fn start(on: Duration, off: Duration) -> Bursts {
+        let stop = Arc::new(AtomicBool::new(false));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..cores)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let burst = Instant::now();
+                        while burst.elapsed() < on && !stop.load(Ordering::Relaxed) {
+                            for i in 0..10_000u64 {
+                                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                            }
+                        }
+                        let idle = Instant::now();
+                        while idle.elapsed() < off && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                })
+            })
+            .collect();
+        Bursts { stop, threads }
+    }
+}
+
+impl Drop for Bursts {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn identical_variants_are_not_called_different_under_bursty_load_and_a_real_effect_is() {
+    let server = server();
+    let target = Target::External(server.cluster().config("postgres"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/aa.yaml");
+    let spec = spec::load(&path).unwrap();
+    // Build (or reuse) the dataset first, so the bursts fall on the measurement only.
+    pgx::experiment::prepare_dataset(
+        &target,
+        &spec,
+        &RunOptions::default(),
+        &mut Progress::quiet(),
+    )
+    .unwrap();
+
+    let bursts = Bursts::start(Duration::from_secs(2), Duration::from_secs(2));
+    let r = pgx::experiment::run(
+        &target,
+        &spec,
+        &RunOptions::default(),
+        &mut Progress::quiet(),
+    )
+    .unwrap();
+    drop(bursts);
+
+    let mut called = Vec::new();
+    for c in r.cells.iter().filter(|c| c.variant.starts_with("same-")) {
+        assert!(
+            c.error.is_none(),
+            "{}/{}: {:?}",
+            c.variant,
+            c.query,
+            c.error
+        );
+        let change = c
+            .change
+            .unwrap_or_else(|| panic!("{}/{} has no comparison", c.variant, c.query));
+        if change.verdict != Verdict::NoChange {
+            called.push(format!(
+                "{} {} {}: {:?} {:+.1}%",
+                c.variant,
+                c.query,
+                c.params,
+                change.verdict,
+                change.ratio * 100.0
+            ));
+        }
+    }
+    assert_eq!(
+        r.cells
+            .iter()
+            .filter(|c| c.variant.starts_with("same-"))
+            .count(),
+        8,
+        "two identical variants × four cells"
+    );
+    assert!(
+        called.is_empty(),
+        "identical copies called different: {called:#?}"
+    );
+
+    // The same run still sees what the index on id does to the id-range scan.
+    for params in ["p1", "p2"] {
+        let c = r
+            .cells
+            .iter()
+            .find(|c| c.variant == "id-index" && c.query == "range" && c.params == params)
+            .unwrap();
+        assert_eq!(
+            c.change.map(|ch| ch.verdict),
+            Some(Verdict::Faster),
+            "range {params}: {:?}",
+            c.change
+        );
+    }
+}
+
+#[test]
+fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference() {
+    let server = server();
+    let target = Target::External(server.cluster().config("postgres"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/aa.yaml");
+    let spec = spec::load(&path).unwrap();
+    let options = RunOptions {
+        // The whole-table aggregate takes milliseconds per run: 30 ms is a few runs.
+        budget: Some(Duration::from_millis(30)),
+        only: vec!["id-index".into()],
+        ..Default::default()
+    };
+    let r = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
+    assert_eq!(r.runs.budget_ms, Some(30));
+    let group = r
+        .cells
+        .iter()
+        .find(|c| c.variant == "id-index" && c.query == "group")
+        .unwrap();
+    let n = group.samples.len();
+    assert!(
+        (r.runs.min..r.runs.repeat).contains(&n),
+        "the budget stopped it after at least min runs: n = {n}"
+    );
+    // Every measured run of a compared cell has its reference's run in the same round.
+    for c in r.cells.iter().filter(|c| c.reference.is_some()) {
+        let reference = &r.cells[c.reference.unwrap()];
+        for s in &c.samples {
+            assert!(
+                reference.samples.iter().any(|x| x.round == s.round),
+                "{} {} round {} has no reference run",
+                c.variant,
+                c.query,
+                s.round
+            );
+        }
+    }
+    let md = pgx::report::markdown::render(&r);
+    assert!(
+        md.contains("budget 30.0 ms per cell (at least 6 runs"),
+        "the report says so"
+    );
+}
