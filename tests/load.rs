@@ -819,3 +819,38 @@ load:
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Everything `rtt_mode: netem` does except `tc`: pgx's two namespaces, the veth pair, the
+/// relay listening on TCP in the server namespace, `SELECT 1` from a thread in the client
+/// namespace. So the netem path is exercised even on a kernel without `sch_netem`; and
+/// nothing of it is visible from this namespace, during or after.
+#[test]
+fn the_namespace_path_carries_queries_over_tcp() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: network namespaces need root");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = TestDb::new("load_netns");
+    let startup =
+        pgx::load::wire::Startup::from_config(&db.config(), Duration::from_secs(5)).unwrap();
+    let (took, links) =
+        pgx::load::net::namespace_path_check(&startup, Duration::from_secs(20)).unwrap();
+    eprintln!("SELECT 1 over the veth pair: {took:?}\n{links}");
+    assert!(
+        links.contains("pgx-c"),
+        "the client namespace has its veth end: {links}"
+    );
+    assert!(
+        !links.contains("pgx-s"),
+        "the other end is in the server namespace"
+    );
+    assert!(took < Duration::from_secs(1));
+    let here = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    let here = String::from_utf8_lossy(&here.stdout);
+    assert!(!here.contains("pgx-"), "nothing in this namespace: {here}");
+}

@@ -155,7 +155,7 @@ impl DelayPath {
         if unsafe { libc::geteuid() } != 0 {
             return Err("it needs root (network namespaces and tc)".into());
         }
-        let lab = NetLab::create(rtt / 2)?;
+        let lab = NetLab::create(Some(rtt / 2))?;
         // The relay's listener is made inside the server namespace; it connects upstream
         // from the namespace pgx started in.
         let listener = lab.in_server_ns(|| {
@@ -201,7 +201,8 @@ struct NetLab {
 }
 
 impl NetLab {
-    fn create(each_way: Duration) -> Result<NetLab, String> {
+    /// With `each_way` None the veth pair carries no qdisc (the namespace test below).
+    fn create(each_way: Option<Duration>) -> Result<NetLab, String> {
         // A thread of its own, so no other thread's namespace ever changes.
         std::thread::scope(|scope| {
             scope
@@ -211,7 +212,7 @@ impl NetLab {
         })
     }
 
-    fn create_here(each_way: Duration) -> Result<NetLab, String> {
+    fn create_here(each_way: Option<Duration>) -> Result<NetLab, String> {
         let sys = |what: &str, e: io::Error| format!("{what}: {e}");
         let original = current_ns().map_err(|e| sys("reading the network namespace", e))?;
         let unshare = || {
@@ -227,7 +228,7 @@ impl NetLab {
         let client = unshare()?;
         enter(&original).map_err(|e| sys("leaving the namespace", e))?;
         let server = unshare()?;
-        let delay = format!("{}us", each_way.as_micros().max(1));
+        let delay = each_way.map(|d| format!("{}us", d.as_micros().max(1)));
         let peer = format!("/proc/{}/fd/{}", std::process::id(), client.as_raw_fd());
         let result = (|| -> Result<(), String> {
             run(&[
@@ -244,9 +245,11 @@ impl NetLab {
             ])?;
             run(&["ip", "link", "set", "pgx-s", "up"])?;
             run(&["ip", "link", "set", "lo", "up"])?;
-            run(&[
-                "tc", "qdisc", "add", "dev", "pgx-s", "root", "netem", "delay", &delay,
-            ])?;
+            if let Some(delay) = &delay {
+                run(&[
+                    "tc", "qdisc", "add", "dev", "pgx-s", "root", "netem", "delay", delay,
+                ])?;
+            }
             enter(&client).map_err(|e| sys("entering the client namespace", e))?;
             run(&[
                 "ip",
@@ -258,9 +261,11 @@ impl NetLab {
             ])?;
             run(&["ip", "link", "set", "pgx-c", "up"])?;
             run(&["ip", "link", "set", "lo", "up"])?;
-            run(&[
-                "tc", "qdisc", "add", "dev", "pgx-c", "root", "netem", "delay", &delay,
-            ])?;
+            if let Some(delay) = &delay {
+                run(&[
+                    "tc", "qdisc", "add", "dev", "pgx-c", "root", "netem", "delay", delay,
+                ])?;
+            }
             Ok(())
         })();
         let back = enter(&original).map_err(|e| sys("leaving the namespace", e));
@@ -643,4 +648,47 @@ pub fn probe(
             .join()
             .map_err(|_| "the probe thread panicked".to_string())?
     })
+}
+
+/// The namespace path of `rtt_mode: netem` without the qdisc: two namespaces, the veth
+/// pair, the relay listening on TCP in one, a probe thread in the other running
+/// `SELECT 1` over it. Everything netem mode does except `tc`, so it can be tested on a
+/// kernel without `sch_netem`. Needs root. Not part of pgx's interface.
+#[doc(hidden)]
+pub fn namespace_path_check(
+    startup: &super::wire::Startup,
+    bound: Duration,
+) -> Result<(Duration, String), String> {
+    let lab = NetLab::create(None)?;
+    let listener = lab.in_server_ns(|| {
+        std::net::TcpListener::bind((SERVER_ADDR, RELAY_PORT))
+            .map_err(|e| format!("relay listener on {SERVER_ADDR}: {e}"))
+    })??;
+    let relay = Relay::start(Listener::Tcp(listener), startup.endpoints.clone(), None)?;
+    let path = DelayPath {
+        mode: RttMode::Netem,
+        endpoint: Some(Endpoint::Tcp(SERVER_ADDR.into(), RELAY_PORT)),
+        client_ns: Some(Arc::new(lab.client)),
+        client_delay: None,
+        note: None,
+        transport: "tcp over a veth pair".into(),
+        _relay: Some(relay),
+    };
+    let took = probe(startup, &path, 10, bound)?;
+    // What the client namespace sees: its own interfaces only.
+    let ns = path.client_ns.clone().ok_or("no namespace")?;
+    let links = std::thread::scope(|scope| {
+        scope
+            .spawn(move || -> Result<String, String> {
+                enter(&ns).map_err(|e| e.to_string())?;
+                let out = Command::new("ip")
+                    .args(["-o", "link"])
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            })
+            .join()
+            .map_err(|_| "thread panicked".to_string())?
+    })?;
+    Ok((took, links))
 }
