@@ -182,9 +182,9 @@ fn bounds(config: &postgres::Config, limits: &Limits) -> Result<(Duration, Durat
 
 /// One client thread per 4 CPUs. A client costs PostgreSQL's backends several times the
 /// CPU it spends itself, so one thread keeps up with what 4 cores of server can answer;
-/// more threads would each wake for fewer ready sockets, paying more CPU per transaction
-/// (measured on 2 CPUs: ~17 µs per transaction with one thread at 8 and 32 clients,
-/// 23-38 µs with two, pgbench -j 2 ~15 µs).
+/// more threads each wake for fewer ready sockets and pay more CPU per transaction
+/// (measured on 2 CPUs with the lean client: 5.8-6.1 µs per transaction with one thread
+/// at 8 and 64 clients, 5.8-7.0 µs with two).
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(4))
 }
