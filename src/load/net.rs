@@ -15,6 +15,7 @@
 //!   are pgx's count by construction. Only on request.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{self, ErrorKind, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
@@ -417,7 +418,12 @@ async fn serve(
             };
             let client = match guard.try_io(|l| l.get_ref().accept()) {
                 Ok(Ok(client)) => client,
-                Ok(Err(_)) | Err(_) => continue,
+                Ok(Err(_)) => {
+                    // e.g. out of descriptors: wait for the next connection, don't spin.
+                    guard.clear_ready();
+                    continue;
+                }
+                Err(_would_block) => continue,
             };
             let upstream = Rc::clone(&upstream);
             tokio::task::spawn_local(async move {
@@ -447,8 +453,6 @@ async fn futures_select<A: Future<Output = ()>, B: Future<Output = ()>>(
     .await
 }
 
-use std::future::Future;
-
 async fn forward(client: Sock, upstream: &[Endpoint], delay: Option<Duration>) -> io::Result<()> {
     let mut server = Err(io::Error::new(ErrorKind::NotFound, "no upstream"));
     for endpoint in upstream {
@@ -461,11 +465,10 @@ async fn forward(client: Sock, upstream: &[Endpoint], delay: Option<Duration>) -
     let server = Rc::new(register(server?)?);
     let up = pump(Rc::clone(&client), Rc::clone(&server), delay);
     let down = pump(server, client, delay);
-    let up = std::pin::pin!(up);
-    let down = std::pin::pin!(down);
+    let mut up = std::pin::pin!(up);
+    let mut down = std::pin::pin!(down);
     // Both directions run until each sees its end of stream (or an error).
     let (mut up_done, mut down_done) = (false, false);
-    let (mut up, mut down) = (up, down);
     std::future::poll_fn(|cx| {
         if !up_done && up.as_mut().poll(cx).is_ready() {
             up_done = true;
