@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod databases;
 pub mod engine;
 pub mod environment;
+pub mod gc;
 pub mod matrix;
 pub mod progress;
 pub mod result;
@@ -71,7 +72,7 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
         let info = prepare_dataset(&target, &spec, &run_options, &mut progress);
         progress.finish();
         let info = info?;
-        println!(
+        crate::say!(
             "dataset {} {} ({:.1}s); rows: {}",
             info.database,
             if info.reused {
@@ -85,21 +86,23 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
                 .map(|(t, n)| format!("{t} {n}"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        )?;
         return Ok(0);
     }
     let result = run(&target, &spec, &run_options, &mut progress);
     progress.finish();
     let result = result?;
-    println!("{}", crate::report::terminal::render(&result));
+    // A closed stdout (`| head`) must not lose the run: the reports are written first.
+    let shown = crate::say!("{}", crate::report::terminal::render(&result));
     // A non-default scale gets its own report, so the default one stays comparable.
     let stem = match args.scale {
         Some(scale) if scale != spec.dataset.scale => format!("{}-scale{scale}", spec.name),
         _ => spec.name.clone(),
     };
-    let written = crate::report::write_reports(&result, &args.out, &stem)?;
+    let written = crate::report::write_reports(&result, &args.out_dir(), &stem)?;
+    shown?;
     for path in written {
-        println!("wrote {}", path.display());
+        crate::say!("wrote {}", path.display())?;
     }
     if result.interrupted {
         eprintln!("pgx: interrupted; the report holds only what was measured before");

@@ -303,20 +303,6 @@ impl VariantResult {
     pub fn build_seconds(&self) -> f64 {
         self.statements.iter().map(|s| s.seconds).sum::<f64>() + 0.0 // an empty f64 sum is -0.0
     }
-    pub fn table_bytes(&self) -> i64 {
-        self.relations
-            .iter()
-            .filter(|r| r.kind == RelationKind::Table)
-            .map(|r| r.bytes)
-            .sum()
-    }
-    pub fn index_bytes(&self) -> i64 {
-        self.relations
-            .iter()
-            .filter(|r| r.kind == RelationKind::Index)
-            .map(|r| r.bytes)
-            .sum()
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -269,7 +269,7 @@ fn sizes(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "## Sizes and build times\n");
     let _ = writeln!(
         md,
-        "Sizes are summed over partitions; tables include TOAST, free space and visibility maps (`pg_table_size`), indexes are `pg_relation_size`.\n"
+        "Sizes are summed over partitions; tables include TOAST, free space and visibility maps (`pg_table_size`), indexes are `pg_relation_size`. Tables the dataset leaves empty (schemas the migrations bring along for other experiments) are left out.\n"
     );
     let _ = writeln!(md, "{}", draw(&view::sizes_table(r, true)));
     for v in r.compared_variants().filter(|v| v.error.is_none()) {
@@ -286,7 +286,7 @@ fn sizes(md: &mut String, r: &ExperimentResult) {
         if !v.statements.is_empty() {
             let _ = writeln!(md, "{}", draw(&view::statements_table(v)));
         }
-        let _ = writeln!(md, "{}", draw(&view::relations_table(v)));
+        let _ = writeln!(md, "{}", draw(&view::relations_table(r, v)));
         let _ = writeln!(md, "</details>\n");
     }
 }

@@ -159,6 +159,11 @@ fn dataset(
     progress: &mut Progress,
 ) -> Result<super::databases::Base> {
     check_can_create_databases(admin)?;
+    for name in super::gc::drop_orphans(admin)? {
+        progress.line(&format!(
+            "dropped {name}, left behind by a pgx that is gone"
+        ));
+    }
     let scale = options.scale.unwrap_or(spec.dataset.scale);
     progress.set_total(spec.dataset.steps.len() as u64 + 2);
     let base = prepare_base(
