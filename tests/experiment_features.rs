@@ -244,7 +244,7 @@ fn forms_that_return_different_rows_are_not_equivalent() {
 #[test]
 fn load_runs_on_every_variant_and_is_reported() {
     let r = result();
-    for v in &r.variants {
+    for v in r.compared_variants() {
         let load = v
             .load
             .as_ref()
