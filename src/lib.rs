@@ -16,11 +16,16 @@ pub mod interrupt;
 pub mod lint;
 pub mod load;
 pub mod migrate;
+pub mod output;
+pub mod pgpass;
 pub mod rehearse;
 pub mod report;
 pub mod sqlsplit;
 pub mod stats;
 pub mod target;
+pub mod tls;
+pub mod values;
+pub mod yaml;
 
 use std::path::PathBuf;
 

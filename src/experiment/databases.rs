@@ -20,9 +20,9 @@ use crate::error::{describe_pg_error, fail};
 use crate::migrate;
 use crate::target::{Target, connect};
 
-const BASE_COMPLETE: &str = "pgx:base:complete ";
-const BASE_BUILDING: &str = "pgx:base:building";
-const COPY_MARK: &str = "pgx:copy";
+pub const BASE_COMPLETE: &str = "pgx:base:complete ";
+pub const BASE_BUILDING: &str = "pgx:base:building";
+pub const COPY_MARK: &str = "pgx:copy";
 
 /// Refuse early, with advice, when the role cannot create databases.
 pub fn check_can_create_databases(admin: &mut Client) -> Result<()> {
@@ -74,12 +74,17 @@ pub fn drop_owned_database(admin: &mut Client, dbname: &str) -> Result<()> {
     }
 }
 
-fn create_marked(
+pub(crate) fn create_marked(
     admin: &mut Client,
     dbname: &str,
     template: Option<&str>,
     mark: &str,
 ) -> Result<()> {
+    create_database(admin, dbname, template)?;
+    mark_database(admin, dbname, mark)
+}
+
+fn create_database(admin: &mut Client, dbname: &str, template: Option<&str>) -> Result<()> {
     let sql = match template {
         Some(t) => format!(
             "CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY",
@@ -97,6 +102,10 @@ fn create_marked(
             describe_pg_error(&e, None)
         )
     })?;
+    Ok(())
+}
+
+fn mark_database(admin: &mut Client, dbname: &str, mark: &str) -> Result<()> {
     admin.batch_execute(&format!(
         "COMMENT ON DATABASE {} IS {}",
         quote_ident(dbname),
@@ -105,9 +114,56 @@ fn create_marked(
     Ok(())
 }
 
+/// Free bytes on the file system of the server's data directory, when pgx can see it
+/// (the embedded cluster, or a server on this machine that lets pgx read
+/// `data_directory`; `PGX_FREE_DISK_BYTES` says it for one that does not); None
+/// otherwise.
+pub fn free_disk(admin: &mut Client) -> Option<u64> {
+    // For a server whose disk pgx cannot see, and for tests: the free space to assume.
+    if let Some(bytes) = std::env::var("PGX_FREE_DISK_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Some(bytes);
+    }
+    let dir: String = admin
+        .query_opt("SELECT current_setting('data_directory', true)", &[])
+        .ok()??
+        .try_get::<_, Option<String>>(0)
+        .ok()??;
+    let path = std::ffi::CString::new(dir).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a zeroed out-parameter of the right type.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    (rc == 0).then(|| (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+/// Refuse, before creating it, a copy of `template` the disk has no room for (with a
+/// tenth of the free space to spare), rather than fill the disk half-way through.
+pub fn check_room(admin: &mut Client, template: &str, what: &str) -> Result<()> {
+    let Some(free) = free_disk(admin) else {
+        return Ok(());
+    };
+    let size: Option<i64> = admin
+        .query_one("SELECT pg_database_size($1::text::name)", &[&template])?
+        .get(0);
+    let need = u64::try_from(size.unwrap_or(0)).unwrap_or(0);
+    if need.saturating_add(free / 10) > free {
+        return Err(fail(
+            format!(
+                "not enough free disk for {what}: a copy of {template} needs about {} MiB and {} MiB are free",
+                need >> 20,
+                free >> 20
+            ),
+            "free disk space (`pgx gc --bases` drops cached datasets no run uses), or run at a smaller --scale",
+        ));
+    }
+    Ok(())
+}
+
 /// PostgreSQL truncates names to 63 bytes; keep the hash tail intact instead.
 fn database_name(prefix: &str, experiment: &str, tail: &str) -> String {
-    let room = 63 - prefix.len() - tail.len() - 2;
+    let room = 63usize.saturating_sub(prefix.len() + tail.len() + 2);
     let exp: String = experiment.replace('-', "_").chars().take(room).collect();
     format!("{prefix}_{exp}_{tail}")
 }
@@ -207,7 +263,7 @@ pub fn prepare_base_with(
     Ok(base)
 }
 
-fn in_use_lock(dbname: &str) -> String {
+pub(crate) fn in_use_lock(dbname: &str) -> String {
     format!("in-use:{dbname}")
 }
 
@@ -496,11 +552,18 @@ fn row_counts(client: &mut Client) -> Result<Vec<(String, i64)>> {
 }
 
 /// A variant's private copy of the base; dropped when this guard goes away, whatever
-/// happened (error, Ctrl-C).
+/// happened (error, Ctrl-C). While it lives, a connection to the copy holds the copy's
+/// owner lock: when the process dies without cleaning up (kill -9), the server releases
+/// the lock, and the next run (or `pgx gc`) knows the copy is an orphan.
 pub struct Copy {
     pub name: String,
     admin: postgres::Config,
+    owner: Option<Client>,
 }
+
+/// Advisory lock key an owner holds in its copy (advisory locks are per database, so
+/// one constant serves every copy).
+pub const OWNER_LOCK: i64 = 0x7067_785f_636f_7079; // "pgx_copy"
 
 impl Copy {
     pub fn create(
@@ -510,24 +573,95 @@ impl Copy {
         experiment: &str,
         variant: &str,
     ) -> Result<Copy> {
+        // Unique per copy: two runs in one process (a library user, tests) never collide.
+        static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut tag = variant.replace('-', "_");
         tag.truncate(20);
         let name = database_name(
             "pgx_run",
             experiment,
-            &format!("{tag}_{}", std::process::id()),
+            &format!("{tag}_{}_{n}", std::process::id()),
         );
         drop_owned_database(admin, &name)?;
-        create_marked(admin, &name, Some(base), &format!("{COPY_MARK} of {base}"))?;
-        Ok(Copy {
-            name,
-            admin: target.admin_config(),
-        })
+        check_room(admin, base, &format!("variant {variant}'s copy"))?;
+        // Marked only once its owner holds the lock: `pgx gc` never sees it unowned.
+        create_database(admin, &name, Some(base))?;
+        let owned = connect(&target.config_for(&name)).and_then(|mut owner| {
+            owner.execute("SELECT pg_advisory_lock($1)", &[&OWNER_LOCK])?;
+            mark_database(admin, &name, &format!("{COPY_MARK} of {base}"))?;
+            Ok(owner)
+        });
+        match owned {
+            Ok(owner) => Ok(Copy {
+                name,
+                admin: target.admin_config(),
+                owner: Some(owner),
+            }),
+            Err(err) => {
+                let _ = admin.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&name)
+                ));
+                Err(err)
+            }
+        }
     }
+}
+
+/// Is a session-level advisory lock on `key` held by anyone, in any database (or in
+/// `database` only)? Read from pg_locks, so looking never takes the lock and never gets
+/// in the way of a run that is about to.
+pub fn advisory_held(admin: &mut Client, key: i64, database: Option<&str>) -> Result<bool> {
+    Ok(admin
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 1 \
+               AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 \
+               AND ($2::text IS NULL OR l.database = (SELECT oid FROM pg_database WHERE datname = $2::text)))",
+            &[&key, &database],
+        )?
+        .get(0))
+}
+
+/// The key `pg_advisory_lock(hashtext(name))` locks.
+fn text_key(admin: &mut Client, name: &str) -> Result<i64> {
+    Ok(admin
+        .query_one("SELECT hashtext($1)::bigint", &[&name])?
+        .get(0))
+}
+
+impl Copy {
+    /// After a server restart cut every connection: hold the owner lock again.
+    pub fn reown(&mut self, target: &Target) -> Result<()> {
+        drop(self.owner.take());
+        let mut owner = connect(&target.config_for(&self.name))?;
+        owner.execute("SELECT pg_advisory_lock($1)", &[&OWNER_LOCK])?;
+        self.owner = Some(owner);
+        Ok(())
+    }
+}
+
+/// A base whose build lock nobody holds: its builder died (kill -9) mid-build.
+pub fn build_lock_free(admin: &mut Client, dbname: &str) -> Result<bool> {
+    let key = text_key(admin, &format!("build:{dbname}"))?;
+    Ok(!advisory_held(admin, key, None)?)
+}
+
+/// A complete base no running pgx is copying from.
+pub fn base_unused(admin: &mut Client, dbname: &str) -> Result<bool> {
+    let key = text_key(admin, &in_use_lock(dbname))?;
+    Ok(!advisory_held(admin, key, None)?)
+}
+
+/// A copy whose owner (a running pgx) holds its owner lock.
+pub fn copy_owned(admin: &mut Client, dbname: &str) -> Result<bool> {
+    advisory_held(admin, OWNER_LOCK, Some(dbname))
 }
 
 impl Drop for Copy {
     fn drop(&mut self) {
+        // The owner's connection first: DROP DATABASE waits for no one then.
+        drop(self.owner.take());
         let dropped =
             connect(&self.admin).and_then(|mut admin| drop_owned_database(&mut admin, &self.name));
         if let Err(err) = dropped {

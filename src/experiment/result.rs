@@ -96,6 +96,8 @@ pub struct Analysis {
 pub struct NoiseFloor {
     pub query: String,
     pub params: String,
+    #[serde(default = "warm")]
+    pub cache: String,
     /// Relative (0.031 = 3.1%); a change must exceed max(5%, floor) to be called.
     pub floor: f64,
     /// The control against the baseline in the reference settings and form.
@@ -115,6 +117,8 @@ pub struct Drift {
 pub struct Finding {
     pub query: String,
     pub params: String,
+    #[serde(default = "warm")]
+    pub cache: String,
     /// Position in `cells` of the reference cell.
     pub reference: Option<usize>,
     /// The fastest cell called significantly faster than the reference (none in a
@@ -149,9 +153,15 @@ pub struct Environment {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunsUsed {
     pub warmup: usize,
-    /// Measured runs per cell, spread over the schedule's rounds.
+    /// Measured runs per cell, spread over the schedule's rounds (at most, with a budget).
     pub repeat: usize,
     pub timeout_ms: u64,
+    /// Time a cell may spend on measured runs before it leaves the remaining rounds.
+    #[serde(default)]
+    pub budget_ms: Option<u64>,
+    /// With a budget: the measured runs every cell gets regardless.
+    #[serde(default)]
+    pub min: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -244,6 +254,9 @@ pub struct VariantResult {
     pub control: bool,
     /// Each variant statement and how long it took (index build times).
     pub statements: Vec<Timing>,
+    /// The statements ran in an earlier run (the variant cache); their times are from then.
+    #[serde(default)]
+    pub cached: bool,
     pub relations: Vec<RelationSize>,
     pub error: Option<String>,
     /// The write workload run before measurement, if the experiment has one.
@@ -316,20 +329,6 @@ impl VariantResult {
     pub fn build_seconds(&self) -> f64 {
         self.statements.iter().map(|s| s.seconds).sum::<f64>() + 0.0 // an empty f64 sum is -0.0
     }
-    pub fn table_bytes(&self) -> i64 {
-        self.relations
-            .iter()
-            .filter(|r| r.kind == RelationKind::Table)
-            .map(|r| r.bytes)
-            .sum()
-    }
-    pub fn index_bytes(&self) -> i64 {
-        self.relations
-            .iter()
-            .filter(|r| r.kind == RelationKind::Index)
-            .map(|r| r.bytes)
-            .sum()
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,6 +355,10 @@ pub struct RelationSize {
 pub struct Cell {
     pub variant: String,
     pub settings: String,
+    /// What was in memory: "warm" (after warmups), "cold" (evicted before every run) or
+    /// "prewarmed" (evicted, then `pg_prewarm` of the experiment's `prewarm:` relations).
+    #[serde(default = "warm")]
+    pub cache: String,
     pub query: String,
     pub form: String,
     pub params: String,
@@ -374,6 +377,10 @@ pub struct Cell {
     /// Leaf partitions of the partitioned tables the plan reads: scanned + pruned.
     #[serde(default)]
     pub partitions_total: u64,
+    /// A cold cell's eviction that was not complete (e.g. shared buffers on a server pgx
+    /// cannot restart): what was not possible.
+    #[serde(default)]
+    pub eviction: Option<String>,
     // Filled in by the analysis:
     /// Execution time, the number comparisons are made on.
     pub execution: Option<Summary>,
@@ -385,6 +392,10 @@ pub struct Cell {
     pub planning_change: Option<Change>,
     /// Plan and buffers against the reference cell's: exact, not noisy.
     pub evidence: Option<Evidence>,
+}
+
+fn warm() -> String {
+    "warm".into()
 }
 
 impl Cell {

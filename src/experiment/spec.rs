@@ -8,8 +8,11 @@ use anyhow::Result;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use crate::db::TextParam;
 use crate::error::fail;
+pub use crate::values::{
+    MAX_DURATION, MAX_TIMEOUT, duration_from_text, parse_duration, substitute, timeout_from_text,
+    yaml_param, yaml_scalar,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +33,13 @@ pub struct Spec {
     pub settings: IndexMap<String, IndexMap<String, serde_yaml::Value>>,
     #[serde(default)]
     pub queries: IndexMap<String, QuerySpec>,
+    /// Cache states every query is measured in: warm (default), cold, prewarmed; the
+    /// first is the reference.
+    #[serde(default)]
+    pub cache: Vec<String>,
+    /// Relations `pg_prewarm` loads before a `prewarmed` cell.
+    #[serde(default)]
+    pub prewarm: Vec<String>,
     #[serde(default)]
     pub runs: RunsSpec,
     /// DML run on every variant's copy before measurement (bloat, HOT updates).
@@ -178,10 +188,12 @@ pub struct QuerySpec {
     /// With several forms: SQL run after each form (inside its transaction) whose result
     /// must be the same for every form, e.g. a fingerprint of the rows a DELETE left.
     pub verify: Option<String>,
+    /// Cache states this query is measured in (default: the experiment's `cache:` axis).
+    #[serde(default)]
+    pub cache: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum QuerySql {
     One(String),
     Forms(IndexMap<String, FormSpec>),
@@ -189,15 +201,91 @@ pub enum QuerySql {
 
 /// One form of a query: its SQL, optionally only for some variants (e.g. a form that
 /// reads a column only one variant adds).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum FormSpec {
     Sql(String),
-    Restricted {
-        sql: String,
-        #[serde(default)]
-        variants: Vec<String>,
-    },
+    Restricted { sql: String, variants: Vec<String> },
+}
+
+/// `sql:` is a string, or a map of named forms; read by hand (not `untagged`) so a
+/// mistake is named ("unknown key `sqll` in form x; allowed: sql, variants") instead of
+/// serde's "data did not match any variant".
+impl<'de> Deserialize<'de> for QuerySql {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = QuerySql;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an SQL text, or a map of named forms (name: SQL text, or name: {sql, variants})")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<QuerySql, E> {
+                Ok(QuerySql::One(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<QuerySql, A::Error> {
+                let mut forms = IndexMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let form = map.next_value_seed(FormSeed(&name))?;
+                    forms.insert(name, form);
+                }
+                Ok(QuerySql::Forms(forms))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One form, knowing its name for the error message.
+struct FormSeed<'a>(&'a str);
+
+/// Keys a form given as a map may have.
+pub const FORM_KEYS: &[&str] = &["sql", "variants"];
+
+impl<'de> serde::de::DeserializeSeed<'de> for FormSeed<'_> {
+    type Value = FormSpec;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<FormSpec, D::Error> {
+        struct V<'a>(&'a str);
+        impl<'de> serde::de::Visitor<'de> for V<'_> {
+            type Value = FormSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(
+                    f,
+                    "form {}: an SQL text, or a map with sql (and variants)",
+                    self.0
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FormSpec, E> {
+                Ok(FormSpec::Sql(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<FormSpec, A::Error> {
+                use serde::de::Error as _;
+                let mut sql = None;
+                let mut variants = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "sql" => sql = Some(map.next_value::<String>()?),
+                        "variants" => variants = map.next_value::<Vec<String>>()?,
+                        other => {
+                            return Err(A::Error::custom(format!(
+                                "unknown key `{other}` in form {}; allowed keys: {}",
+                                self.0,
+                                FORM_KEYS.join(", ")
+                            )));
+                        }
+                    }
+                }
+                let sql =
+                    sql.ok_or_else(|| A::Error::custom(format!("form {} has no `sql`", self.0)))?;
+                Ok(FormSpec::Restricted { sql, variants })
+            }
+        }
+        d.deserialize_any(V(self.0))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -287,6 +375,15 @@ pub struct RunsSpec {
     /// baseline is the run's noise floor (default true).
     #[serde(default = "default_control")]
     pub control: bool,
+    /// Time a cell may spend on measured runs, e.g. "30s": past it (and past `min`
+    /// runs), or once the 95% interval of its median is within ±2% of it, the cell is
+    /// left out of the remaining rounds. Absent: every cell runs `repeat` times.
+    #[serde(default)]
+    pub budget: Option<String>,
+    /// With a budget: measured runs every cell gets regardless (default 6, the fewest
+    /// with a 95% interval of the median).
+    #[serde(default)]
+    pub min: Option<usize>,
 }
 
 impl Default for RunsSpec {
@@ -298,6 +395,8 @@ impl Default for RunsSpec {
             rounds: None,
             seed: None,
             control: default_control(),
+            budget: None,
+            min: None,
         }
     }
 }
@@ -343,13 +442,9 @@ pub fn load(path: &Path) -> Result<Spec> {
 }
 
 pub fn parse(path: &Path, source: &str) -> Result<Spec> {
-    let mut spec: Spec = serde_yaml::from_str(source).map_err(|e| {
-        let location = e
-            .location()
-            .map(|l| format!("{}:{}:{}", path.display(), l.line(), l.column()))
-            .unwrap_or_else(|| path.display().to_string());
+    let mut spec: Spec = crate::yaml::from_str(path, source).map_err(|message| {
         fail(
-            format!("{location}: {e}"),
+            message,
             "see the experiment file format in README.md (section \"Experiment files\")",
         )
     })?;
@@ -375,27 +470,79 @@ fn list_experiments() -> Vec<String> {
 }
 
 impl Spec {
-    /// A semantic error located at the first line that mentions `needle`.
-    fn error_at(&self, needle: &str, message: String, hint: &str) -> anyhow::Error {
-        let line = self
-            .source
-            .lines()
-            .position(|l| l.contains(needle))
-            .map(|i| i + 1);
-        let at = match line {
-            Some(line) => {
-                let column = self
-                    .source
-                    .lines()
-                    .nth(line - 1)
-                    .and_then(|l| l.find(needle))
-                    .unwrap_or(0)
-                    + 1;
-                format!("{}:{line}:{column}", self.path.display())
-            }
+    /// A semantic error located at a key of the file: `path` names it from the root
+    /// (`["queries", "q", "variants", "1"]`); the deepest part that exists is used.
+    fn error_at(&self, path: &[&str], message: String, hint: &str) -> anyhow::Error {
+        let at = match crate::yaml::Locator::new(&self.source).find(path) {
+            Some((line, column)) => format!("{}:{line}:{column}", self.path.display()),
             None => self.path.display().to_string(),
         };
         fail(format!("{at}: {message}"), hint)
+    }
+
+    /// The cache-state axis: the experiment's `cache:` list, warm when absent.
+    pub fn cache_axis(&self) -> Vec<crate::experiment::matrix::CacheState> {
+        use crate::experiment::matrix::CacheState;
+        let states: Vec<CacheState> = self
+            .cache
+            .iter()
+            .filter_map(|c| CacheState::parse(c))
+            .collect();
+        if states.is_empty() {
+            vec![CacheState::Warm]
+        } else {
+            states
+        }
+    }
+
+    /// The cache states one query is measured in.
+    pub fn cache_of(&self, query: &QuerySpec) -> Vec<crate::experiment::matrix::CacheState> {
+        use crate::experiment::matrix::CacheState;
+        match &query.cache {
+            Some(list) => list.iter().filter_map(|c| CacheState::parse(c)).collect(),
+            None => self.cache_axis(),
+        }
+    }
+
+    fn validate_cache(&self) -> Result<()> {
+        use crate::experiment::matrix::CacheState;
+        let known = "warm, cold, prewarmed";
+        for (i, state) in self.cache.iter().enumerate() {
+            if CacheState::parse(state).is_none() {
+                return Err(self.error_at(
+                    &["cache", &i.to_string()],
+                    format!("unknown cache state {state:?}"),
+                    &format!("cache states are: {known}"),
+                ));
+            }
+        }
+        let axis = self.cache_axis();
+        for (name, query) in &self.queries {
+            for (i, state) in query.cache.iter().flatten().enumerate() {
+                let Some(parsed) = CacheState::parse(state) else {
+                    return Err(self.error_at(
+                        &["queries", name, "cache", &i.to_string()],
+                        format!("unknown cache state {state:?} in query {name}"),
+                        &format!("cache states are: {known}"),
+                    ));
+                };
+                if !axis.contains(&parsed) {
+                    return Err(self.error_at(
+                        &["queries", name, "cache", &i.to_string()],
+                        format!("query {name} asks for cache state {state}, which the experiment's cache: list does not have"),
+                        "add it to the top-level cache: list",
+                    ));
+                }
+            }
+        }
+        if axis.contains(&CacheState::Prewarmed) && self.prewarm.is_empty() {
+            return Err(self.error_at(
+                &["cache"],
+                "the prewarmed cache state needs the relations to prewarm".into(),
+                "list them under prewarm:, e.g. prewarm: [records.records, records.records_name_trgm]",
+            ));
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<()> {
@@ -406,7 +553,7 @@ impl Spec {
         };
         if !name_ok(&self.name) {
             return Err(self.error_at(
-                "name:",
+                &["name"],
                 format!(
                     "experiment name {:?} may use only a-z, 0-9, - and _",
                     self.name
@@ -414,15 +561,18 @@ impl Spec {
                 "rename it, e.g. index-strategies",
             ));
         }
-        for name in self
-            .variants
-            .keys()
-            .chain(self.queries.keys())
-            .chain(self.settings.keys())
+        let sections = [
+            ("variants", self.variants.keys().collect::<Vec<_>>()),
+            ("queries", self.queries.keys().collect()),
+            ("settings", self.settings.keys().collect()),
+        ];
+        for (section, name) in sections
+            .iter()
+            .flat_map(|(section, names)| names.iter().map(move |n| (*section, n.as_str())))
         {
             if !name_ok(name) {
                 return Err(self.error_at(
-                    name,
+                    &[section, name],
                     format!("name {name:?} may use only a-z, 0-9, - and _"),
                     "rename it",
                 ));
@@ -430,7 +580,7 @@ impl Spec {
         }
         if !self.variants.contains_key(&self.baseline) {
             return Err(self.error_at(
-                "baseline:",
+                &["baseline"],
                 format!("baseline {:?} is not one of the variants", self.baseline),
                 &format!(
                     "set baseline to one of: {}",
@@ -440,7 +590,7 @@ impl Spec {
         }
         if self.dataset.scale.is_nan() || self.dataset.scale <= 0.0 {
             return Err(self.error_at(
-                "scale:",
+                &["dataset", "scale"],
                 "dataset.scale must be above 0".into(),
                 "1 is the seed's production size; use e.g. 0.01 for a quick run",
             ));
@@ -448,7 +598,7 @@ impl Spec {
         if let Some(load) = &self.load {
             load.limits().map_err(|e| {
                 self.error_at(
-                    "load:",
+                    &["load"],
                     format!("load: {e:#}"),
                     "see \"Load tests\" in README.md",
                 )
@@ -456,7 +606,7 @@ impl Spec {
         }
         if self.queries.is_empty() && self.load.is_none() {
             return Err(self.error_at(
-                "queries:",
+                &["queries"],
                 "no queries to measure".into(),
                 "add at least one entry under queries:",
             ));
@@ -464,7 +614,7 @@ impl Spec {
         for (name, variant) in &self.variants {
             if variant.sql.is_some() && variant.file.is_some() {
                 return Err(self.error_at(
-                    name,
+                    &["variants", name, "file"],
                     format!("variant {name} has both sql and file"),
                     "keep one of them",
                 ));
@@ -473,20 +623,38 @@ impl Spec {
         for (name, query) in &self.queries {
             if query.params.is_some() && query.params_from.is_some() {
                 return Err(self.error_at(
-                    name,
+                    &["queries", name, "params_from"],
                     format!("query {name} has both params and params_from"),
                     "keep one of them",
                 ));
             }
             let forms = query.sql.forms();
-            if let Some(unknown) = query
+            // Where each variant name is written: the query's own list, or a form's.
+            let named: Vec<(Vec<String>, &String)> = query
                 .variants
                 .iter()
-                .chain(forms.iter().flat_map(|f| f.variants.iter()))
-                .find(|v| !self.variants.contains_key(*v))
+                .enumerate()
+                .map(|(i, v)| (vec!["variants".to_string(), i.to_string()], v))
+                .chain(forms.iter().flat_map(|f| {
+                    f.variants.iter().enumerate().map(move |(i, v)| {
+                        (
+                            vec![
+                                "sql".into(),
+                                f.name.clone(),
+                                "variants".into(),
+                                i.to_string(),
+                            ],
+                            v,
+                        )
+                    })
+                }))
+                .collect();
+            if let Some((at, unknown)) = named.iter().find(|(_, v)| !self.variants.contains_key(*v))
             {
+                let mut path = vec!["queries", name.as_str()];
+                path.extend(at.iter().map(String::as_str));
                 return Err(self.error_at(
-                    unknown,
+                    &path,
                     format!("query {name} names an unknown variant {unknown:?}"),
                     &format!(
                         "variants are: {}",
@@ -497,7 +665,7 @@ impl Spec {
             if let QuerySql::Forms(forms) = &query.sql {
                 if forms.is_empty() {
                     return Err(self.error_at(
-                        name,
+                        &["queries", name, "sql"],
                         format!("query {name} has an empty sql map"),
                         "give one SQL text or named forms",
                     ));
@@ -505,7 +673,7 @@ impl Spec {
                 for form in forms.keys() {
                     if !name_ok(form) {
                         return Err(self.error_at(
-                            form,
+                            &["queries", name, "sql", form],
                             format!("form name {form:?} may use only a-z, 0-9, - and _"),
                             "rename it",
                         ));
@@ -520,7 +688,7 @@ impl Spec {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
                 {
                     return Err(self.error_at(
-                        key,
+                        &["settings", set, key],
                         format!("setting {key:?} in {set} is not a valid GUC name"),
                         "use names as in postgresql.conf, e.g. work_mem",
                     ));
@@ -529,6 +697,8 @@ impl Spec {
         }
         self.validate_dataset()?;
         self.timeout()?;
+        self.validate_cache()?;
+        self.budget()?;
         Ok(())
     }
 
@@ -542,14 +712,16 @@ impl Spec {
             .find(|v| CHUNK_VARS.contains(&v.as_str()))
         {
             return Err(self.error_at(
-                &format!("{var}:"),
+                &["dataset", "vars", var],
                 format!("dataset.vars: {{{{{var}}}}} is reserved for the chunks of parallel steps"),
                 "rename the variable",
             ));
         }
         let mut seen = std::collections::HashSet::new();
-        for step in &self.dataset.steps {
-            let at = format!("name: {}", step.name);
+        for (i, step) in self.dataset.steps.iter().enumerate() {
+            let i = i.to_string();
+            let at = ["dataset", "steps", i.as_str(), "name"];
+            let parallel_at = ["dataset", "steps", i.as_str(), "parallel"];
             if step.name.trim().is_empty() || !seen.insert(step.name.as_str()) {
                 return Err(self.error_at(
                     &at,
@@ -561,7 +733,7 @@ impl Spec {
             let Some(parallel) = step.parallel() else {
                 if let Some(var) = CHUNK_VARS.iter().find(|v| uses(v)) {
                     return Err(self.error_at(
-                        &at,
+                        &["dataset", "steps", i.as_str(), "sql"],
                         format!("dataset step {}: {{{{{var}}}}} is only defined in parallel steps", step.name),
                         "add `parallel: { range: [first, last] }` to the step, or remove the placeholder",
                     ));
@@ -570,7 +742,7 @@ impl Spec {
             };
             if parallel.chunks.is_some_and(|c| c == 0 || c > 100_000) {
                 return Err(self.error_at(
-                    "chunks:",
+                    &["dataset", "steps", i.as_str(), "parallel", "chunks"],
                     format!(
                         "dataset step {}: parallel.chunks must be 1 to 100000",
                         step.name
@@ -581,14 +753,14 @@ impl Spec {
             let bounds = uses("lo") || uses("hi");
             if bounds && parallel.range.is_none() {
                 return Err(self.error_at(
-                    &at,
+                    &parallel_at,
                     format!("dataset step {} uses {{{{lo}}}}/{{{{hi}}}} but has no parallel.range", step.name),
                     "say which values the chunks split, e.g. `parallel: { range: [1, \"{{documents}}\"] }`",
                 ));
             }
             if !bounds && !uses("chunk") {
                 return Err(self.error_at(
-                    &at,
+                    &parallel_at,
                     format!(
                         "dataset step {} is parallel but its SQL uses neither {{{{lo}}}}/{{{{hi}}}} nor {{{{chunk}}}}: every chunk would insert every row",
                         step.name
@@ -600,12 +772,31 @@ impl Spec {
         Ok(())
     }
 
+    /// `runs.budget` as a duration, None when absent.
+    pub fn budget(&self) -> Result<Option<Duration>> {
+        self.runs
+            .budget
+            .as_ref()
+            .map(|text| {
+                parse_duration(text)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        self.error_at(
+                            &["runs", "budget"],
+                            format!("runs.budget {text:?} is not a duration above zero"),
+                            "write it like 30s, 500ms or 2min",
+                        )
+                    })
+            })
+            .transpose()
+    }
+
     pub fn timeout(&self) -> Result<Duration> {
-        parse_duration(&self.runs.timeout).ok_or_else(|| {
+        timeout_from_text(&self.runs.timeout).map_err(|reason| {
             self.error_at(
-                "timeout:",
-                format!("runs.timeout {:?} is not a duration", self.runs.timeout),
-                "write it like 30s, 500ms or 2min",
+                &["runs", "timeout"],
+                format!("runs.timeout: {reason}"),
+                "write it like 30s, 500ms or 2min (above 0, at most 24h)",
             )
         })
     }
@@ -638,7 +829,7 @@ impl Spec {
                 let path = self.dir.join(file);
                 std::fs::read_to_string(&path).map_err(|e| {
                     self.error_at(
-                        &file.display().to_string(),
+                        &["variants", name, "file"],
                         format!("variant {name}: cannot read {}: {e}", path.display()),
                         "file paths are relative to the experiment file",
                     )
@@ -662,91 +853,16 @@ pub fn scaled_vars(spec: &Spec, scale: f64) -> Vec<(String, String)> {
 }
 
 /// The names of the `{{name}}` placeholders in a text, in order.
-pub fn placeholders(text: &str) -> impl Iterator<Item = &str> {
+fn placeholders(text: &str) -> impl Iterator<Item = &str> {
     text.split("{{")
         .skip(1)
         .filter_map(|piece| piece.split_once("}}").map(|(name, _)| name.trim()))
 }
 
-/// Replace `{{name}}` placeholders; an unknown name is an error naming it.
-pub fn substitute(text: &str, vars: &[(String, String)], what: &str) -> Result<String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            out.push_str(&rest[start..]);
-            return Ok(out);
-        };
-        let name = after[..end].trim();
-        let Some((_, value)) = vars.iter().find(|(k, _)| k == name) else {
-            return Err(fail(
-                format!("{what}: unknown placeholder {{{{{name}}}}}"),
-                format!(
-                    "define it under dataset.vars; known: {}",
-                    vars.iter()
-                        .map(|(k, _)| k.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        };
-        out.push_str(value);
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// A YAML parameter as text for the server: scalars as written, lists as array literals.
-pub fn yaml_param(value: &serde_yaml::Value) -> TextParam {
-    match value {
-        serde_yaml::Value::Null => TextParam(None),
-        serde_yaml::Value::Sequence(items) => {
-            let inner: Vec<String> = items
-                .iter()
-                .map(|v| match yaml_scalar(v) {
-                    None => "NULL".to_string(),
-                    Some(s) => format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")),
-                })
-                .collect();
-            TextParam(Some(format!("{{{}}}", inner.join(","))))
-        }
-        other => TextParam(yaml_scalar(other)),
-    }
-}
-
-fn yaml_scalar(value: &serde_yaml::Value) -> Option<String> {
-    match value {
-        serde_yaml::Value::Null => None,
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        other => serde_yaml::to_string(other)
-            .ok()
-            .map(|s| s.trim().to_string()),
-    }
-}
-
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "s" | "sec" => number,
-        "min" | "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return None,
-    };
-    Some(Duration::from_secs_f64(seconds))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::TextParam;
 
     const MINIMAL: &str = "name: t\nbaseline: a\ndataset:\n  scale: 0.5\n  vars: { rows: 1000 }\n  steps:\n    - name: fill\n      sql: SELECT {{rows}}\nvariants:\n  a: {}\nqueries:\n  q:\n    sql: SELECT 1\n";
 
@@ -778,6 +894,36 @@ mod tests {
         let err = parse(Path::new("exp.yaml"), &bad).unwrap_err().to_string();
         assert!(err.starts_with("exp.yaml:2:1:"), "{err}");
         assert!(err.contains("zz"));
+        // The key itself, not the first line that mentions the name: variant `a` is
+        // written on line 2 (`baseline: a`) before its own key on line 10.
+        let bad = MINIMAL.replace(
+            "  q:\n    sql: SELECT 1",
+            "  q:\n    sql: SELECT 1\n    variants: [a, zz]",
+        );
+        let err = parse(Path::new("exp.yaml"), &bad).unwrap_err().to_string();
+        assert!(err.starts_with("exp.yaml:14:19:"), "{err}");
+        let bad = MINIMAL.replace("  a: {}", "  a: { sql: x, file: y.sql }");
+        let err = parse(Path::new("exp.yaml"), &bad).unwrap_err().to_string();
+        assert!(err.starts_with("exp.yaml:10:16:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_in_a_query_form_are_named_with_the_allowed_ones() {
+        let bad = MINIMAL.replace(
+            "    sql: SELECT 1",
+            "    sql:\n      plain: SELECT 1\n      narrow:\n        sqll: SELECT 2",
+        );
+        let err = parse(Path::new("exp.yaml"), &bad).unwrap_err().to_string();
+        assert!(err.contains("unknown key `sqll` in form narrow"), "{err}");
+        assert!(err.contains("allowed keys: sql, variants"), "{err}");
+        assert!(err.starts_with("exp.yaml:1"), "{err}");
+        assert!(!err.contains("did not match any variant"), "{err}");
+        let bad = MINIMAL.replace(
+            "    sql: SELECT 1",
+            "    sql:\n      narrow: { variants: [a] }",
+        );
+        let err = parse(Path::new("exp.yaml"), &bad).unwrap_err().to_string();
+        assert!(err.contains("form narrow has no `sql`"), "{err}");
     }
 
     #[test]
@@ -791,5 +937,27 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("2min"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn timeouts_of_zero_or_absurd_size_are_errors_not_panics() {
+        for bad in [
+            "0s",
+            "0ms",
+            "0.0001ms",
+            "99999999999999999999999s",
+            "1e400s",
+            "25h",
+            "5",
+        ] {
+            let err = timeout_from_text(bad).unwrap_err();
+            assert!(err.contains(bad), "{bad}: {err}");
+            let yaml = MINIMAL.to_string() + &format!("runs: {{ timeout: \"{bad}\" }}\n");
+            let err = parse(Path::new("exp.yaml"), &yaml).unwrap_err().to_string();
+            assert!(err.contains("runs.timeout"), "{bad}: {err}");
+        }
+        assert_eq!(parse_duration("99999999999999999999999s"), None);
+        assert_eq!(timeout_from_text("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(timeout_from_text("24h"), Ok(Duration::from_secs(86400)));
     }
 }

@@ -90,9 +90,20 @@ fn header(md: &mut String, r: &ExperimentResult) {
         super::terminal::load_average_text(r)
     );
     let sched = &r.schedule;
+    let budget = r
+        .runs
+        .budget_ms
+        .map(|b| {
+            format!(
+                "; budget {} per cell (at least {} runs; a cell leaves the rounds once spent, or once its median is tight to ±2%)",
+                fmt_ms(b as f64),
+                r.runs.min
+            )
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         md,
-        "| Schedule | {} warmup, then {} rounds × {} run(s) per cell, every round in its own random order (seed {}); timeout {} ms |",
+        "| Schedule | {} warmup, then {} rounds × {} run(s) per cell, every round in its own random order (seed {}){budget}; timeout {} ms |",
         sched.warmup, sched.rounds, sched.block, sched.seed, r.runs.timeout_ms
     );
     if sched.stages.len() > 1 {
@@ -126,6 +137,14 @@ fn header(md: &mut String, r: &ExperimentResult) {
 
 fn summary(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "## Summary\n");
+    let load = view::load_results(r);
+    if !load.is_empty() {
+        let _ = writeln!(md, "{}", super::load::summary_markdown(&load));
+    }
+    if r.analysis.findings.is_empty() {
+        failed_variants(md, r);
+        return;
+    }
     let _ = writeln!(md, "{}\n", view::noise_sentence(r));
     let _ = writeln!(md, "### Plans and buffers (exact, not noise)\n");
     let evidence = view::evidence_table(r);
@@ -143,6 +162,10 @@ fn summary(md: &mut String, r: &ExperimentResult) {
         "The fastest cell per query that is called faster than the reference: its per-round ratios lie beyond the threshold (max of 5% and the query's A/A floor) in a sign test, Holm-corrected across the matrix. `~` otherwise; the measured change and its 95% interval are shown either way.\n"
     );
     let _ = writeln!(md, "{}", draw(&view::timing_table(r)));
+    failed_variants(md, r);
+}
+
+fn failed_variants(md: &mut String, r: &ExperimentResult) {
     let failed: Vec<String> = r
         .compared_variants()
         .filter(|v| v.error.is_some())
@@ -220,6 +243,9 @@ fn queries(md: &mut String, r: &ExperimentResult) {
                 );
             }
             let _ = write!(md, "{}", draw(&view::query_table(r, &q.name, &p.label)));
+            for note in view::eviction_notes(r, &q.name, &p.label) {
+                let _ = writeln!(md, "\nCold cells were not fully cold: {note}.");
+            }
             let cells = view::cells_for(r, &q.name, &p.label);
             chart(md, r, &cells, &format!("{} · {}", q.name, p.label));
         }
@@ -258,7 +284,7 @@ fn sizes(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "## Sizes and build times\n");
     let _ = writeln!(
         md,
-        "Sizes are summed over partitions; tables include TOAST, free space and visibility maps (`pg_table_size`), indexes are `pg_relation_size`.\n"
+        "Sizes are summed over partitions; tables include TOAST, free space and visibility maps (`pg_table_size`), indexes are `pg_relation_size`. Tables the dataset leaves empty (schemas the migrations bring along for other experiments) are left out.\n"
     );
     let _ = writeln!(md, "{}", draw(&view::sizes_table(r, true)));
     for v in r.compared_variants().filter(|v| v.error.is_none()) {
@@ -275,7 +301,7 @@ fn sizes(md: &mut String, r: &ExperimentResult) {
         if !v.statements.is_empty() {
             let _ = writeln!(md, "{}", draw(&view::statements_table(v)));
         }
-        let _ = writeln!(md, "{}", draw(&view::relations_table(v)));
+        let _ = writeln!(md, "{}", draw(&view::relations_table(r, v)));
         let _ = writeln!(md, "</details>\n");
     }
 }

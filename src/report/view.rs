@@ -48,7 +48,15 @@ pub fn query_table(r: &ExperimentResult, query: &str, params: &str) -> Table {
         "rows",
         "n",
     ]);
-    for c in cells_for(r, query, params) {
+    let cells = cells_for(r, query, params);
+    // Read time only where some run read from disk with track_io_timing on (cold cells).
+    let io = cells
+        .iter()
+        .any(|c| c.plan.as_ref().is_some_and(|p| p.io_read_ms > 0.0));
+    if io {
+        t.header.insert(9, "I/O read".into());
+    }
+    for c in cells {
         let plan = c.plan.as_ref();
         let num = |f: &dyn Fn(&crate::explain::PlanSummary) -> u64| {
             plan.map(|p| fmt_count(f(p) as i64)).unwrap_or_default()
@@ -79,8 +87,24 @@ pub fn query_table(r: &ExperimentResult, query: &str, params: &str) -> Table {
             plan.map(|p| fmt_count(p.rows as i64)).unwrap_or_default(),
             c.samples.len().to_string(),
         ]);
+        if io && let Some(row) = t.rows.last_mut() {
+            row.insert(9, plan.map(|p| fmt_ms(p.io_read_ms)).unwrap_or_default());
+        }
     }
     t
+}
+
+/// What the cold cells of a table could not evict, once per distinct shortfall.
+pub fn eviction_notes(r: &ExperimentResult, query: &str, params: &str) -> Vec<String> {
+    let mut notes: Vec<String> = Vec::new();
+    for c in cells_for(r, query, params) {
+        if let Some(note) = &c.eviction
+            && !notes.contains(note)
+        {
+            notes.push(note.clone());
+        }
+    }
+    notes
 }
 
 /// The deterministic findings first: cells whose plan or buffers differ from their
@@ -101,7 +125,7 @@ pub fn evidence_table(r: &ExperimentResult) -> Table {
             let Some(e) = &c.evidence else { continue };
             t.rows.push(vec![
                 f.query.clone(),
-                f.params.clone(),
+                params_label(&f.params, &f.cache),
                 row_label(r, c),
                 fmt_plan(c),
                 reference.map(fmt_plan).unwrap_or_default(),
@@ -159,6 +183,7 @@ pub fn timing_table(r: &ExperimentResult) -> Table {
                 f.reference.and_then(|_| {
                     cells_for(r, &f.query, &f.params)
                         .iter()
+                        .filter(|c| c.cache == f.cache)
                         .find_map(|c| c.change)
                 })
             })
@@ -166,7 +191,7 @@ pub fn timing_table(r: &ExperimentResult) -> Table {
             .unwrap_or_default();
         t.rows.push(vec![
             f.query.clone(),
-            f.params.clone(),
+            params_label(&f.params, &f.cache),
             label,
             median(shown.or(reference)),
             median(reference),
@@ -192,7 +217,7 @@ pub fn floor_table(r: &ExperimentResult) -> Table {
     for f in &r.analysis.floors {
         t.rows.push(vec![
             f.query.clone(),
-            f.params.clone(),
+            params_label(&f.params, &f.cache),
             fmt_change(f.control.as_ref()),
             format!("{:.1}%", f.floor * 100.0),
             format!("{:.1}%", crate::stats::NOISE.max(f.floor) * 100.0),
@@ -234,6 +259,26 @@ pub fn drift_table(r: &ExperimentResult) -> Table {
     t
 }
 
+/// A variant's relations a reader cares about: tables the dataset left empty (a schema
+/// the experiment's migrations bring along but never fills, e.g. another seed's tables)
+/// and their indexes are left out.
+pub fn shown_relations<'a>(
+    r: &ExperimentResult,
+    v: &'a crate::experiment::result::VariantResult,
+) -> Vec<&'a crate::experiment::result::RelationSize> {
+    let empty: Vec<&str> = r
+        .dataset
+        .row_counts
+        .iter()
+        .filter(|(_, n)| *n == 0)
+        .map(|(t, _)| t.as_str())
+        .collect();
+    v.relations
+        .iter()
+        .filter(|rel| !empty.contains(&rel.table.as_str()))
+        .collect()
+}
+
 pub fn sizes_table(r: &ExperimentResult, full_errors: bool) -> Table {
     let mut t = Table::new(&[
         "variant",
@@ -244,12 +289,23 @@ pub fn sizes_table(r: &ExperimentResult, full_errors: bool) -> Table {
         "status",
     ]);
     for v in r.compared_variants() {
+        let (mut tables, mut indexes) = (0, 0);
+        for rel in shown_relations(r, v) {
+            match rel.kind {
+                RelationKind::Table => tables += rel.bytes,
+                RelationKind::Index => indexes += rel.bytes,
+            }
+        }
         t.rows.push(vec![
             v.name.clone(),
-            fmt_bytes(v.table_bytes()),
-            fmt_bytes(v.index_bytes()),
-            fmt_bytes(v.table_bytes() + v.index_bytes()),
-            format!("{:.2} s", v.build_seconds()),
+            fmt_bytes(tables),
+            fmt_bytes(indexes),
+            fmt_bytes(tables + indexes),
+            if v.cached {
+                format!("{:.2} s (cached build)", v.build_seconds())
+            } else {
+                format!("{:.2} s", v.build_seconds())
+            },
             v.error
                 .as_ref()
                 .map(|e| {
@@ -266,10 +322,13 @@ pub fn sizes_table(r: &ExperimentResult, full_errors: bool) -> Table {
     t
 }
 
-/// Every relation of one variant's copy.
-pub fn relations_table(v: &crate::experiment::result::VariantResult) -> Table {
+/// The relations of one variant's copy (see [`shown_relations`]).
+pub fn relations_table(
+    r: &ExperimentResult,
+    v: &crate::experiment::result::VariantResult,
+) -> Table {
     let mut t = Table::new(&["relation", "kind", "on", "size", "partitions"]);
-    for rel in &v.relations {
+    for rel in shown_relations(r, v) {
         let kind = match rel.kind {
             RelationKind::Table => "table".to_string(),
             RelationKind::Index => format!("index ({})", rel.method),
@@ -390,6 +449,9 @@ pub fn maintenance_table(r: &ExperimentResult) -> Table {
 
 /// One line on how steady the run was: the noise floor and whether the control differed.
 pub fn noise_sentence(r: &ExperimentResult) -> String {
+    if r.queries.is_empty() {
+        return "No EXPLAIN cells (a load experiment): the load summary judges differences by the spread of repeated runs.".into();
+    }
     let Some(control) = &r.control else {
         return "No A/A control was measured (runs.control: false or --no-control): changes are judged against the 5% default only.".into();
     };

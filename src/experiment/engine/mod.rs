@@ -16,6 +16,7 @@
 //! round by round.
 
 pub mod build;
+pub mod evict;
 pub mod measure;
 pub mod plan;
 
@@ -27,7 +28,7 @@ use postgres::Client;
 use self::build::Built;
 use self::measure::{Run, Session, Statement};
 use super::databases::{check_can_create_databases, prepare_base};
-use super::matrix::{CellKey, Matrix, Role, Schedule, SettingsId, VariantId};
+use super::matrix::{CacheState, CellKey, Matrix, Role, Schedule, SettingsId, VariantId};
 use super::progress::Progress;
 use super::result::*;
 use super::settings::{self, Classified, ServerWide};
@@ -52,7 +53,19 @@ pub struct RunOptions {
     pub rebuild: bool,
     /// Measure the A/A control (default: as the experiment file says, else yes).
     pub control: Option<bool>,
+    /// Overrides `runs.budget`.
+    pub budget: Option<std::time::Duration>,
+    /// Only these states of the experiment's cache axis (empty: all of them).
+    pub cache: Vec<CacheState>,
 }
+
+/// With a budget, a cell whose median's 95% interval is within this share of the median
+/// has been measured enough.
+pub const TIGHT: f64 = 0.02;
+
+/// Rounds of a cold or prewarmed cell without a budget: each run costs an eviction (a
+/// server restart), so fewer than warm cells get, but enough for a 95% interval.
+pub const COLD_ROUNDS: usize = 6;
 
 pub fn run(
     target: &Target,
@@ -66,6 +79,11 @@ pub fn run(
         warmup: options.warmup.unwrap_or(spec.runs.warmup),
         repeat: options.repeat.unwrap_or(spec.runs.repeat).max(1),
         timeout_ms: u64::try_from(spec.timeout()?.as_millis()).unwrap_or(u64::MAX),
+        budget_ms: options
+            .budget
+            .or(spec.budget()?)
+            .map(|b| u64::try_from(b.as_millis()).unwrap_or(u64::MAX)),
+        min: spec.runs.min.unwrap_or(6).max(1),
     };
     let schedule = Schedule::new(
         options
@@ -87,6 +105,7 @@ pub fn run(
         target,
         spec,
         &options.only,
+        &options.cache,
         control,
         &base.info.database,
         &vars,
@@ -116,6 +135,7 @@ pub fn run(
     let mut engine = Engine::new(
         target, spec, matrix, schedule, runs, vars, base, classified, admin, progress,
     );
+    engine.rebuild = options.rebuild;
     let interrupted = match engine.run_stages(&stages, kept) {
         Ok(()) => false,
         Err(err) if err.downcast_ref::<Interrupted>().is_some() => true,
@@ -123,6 +143,15 @@ pub fn run(
     };
     let mut result = engine.into_result(stages, interrupted)?;
     result.scale = scale;
+    // The run's in-use locks went with its sessions: keep the variant cache in budget.
+    let mut admin = connect(&target.admin_config())?;
+    let free = plan::free_disk(&mut admin);
+    let budget = super::variants::budget(&mut admin, free)?;
+    for name in super::variants::evict(&mut admin, budget)? {
+        progress.line(&format!(
+            "dropped {name} from the variant cache (disk budget)"
+        ));
+    }
     result.environment.load_before = load_before;
     result.environment.load_after = super::environment::load_average();
     super::analysis::analyze(&mut result);
@@ -148,6 +177,11 @@ fn dataset(
     progress: &mut Progress,
 ) -> Result<super::databases::Base> {
     check_can_create_databases(admin)?;
+    for name in super::gc::drop_orphans(admin)? {
+        progress.line(&format!(
+            "dropped {name}, left behind by a pgx that is gone"
+        ));
+    }
     let scale = options.scale.unwrap_or(spec.dataset.scale);
     progress.set_total(spec.dataset.steps.len() as u64 + 2);
     let base = prepare_base(
@@ -197,6 +231,7 @@ struct CellState {
     timed_plan: Option<PlanNode>,
     error: Option<String>,
     partitions_total: u64,
+    eviction: Option<String>,
 }
 
 struct Engine<'a> {
@@ -209,6 +244,8 @@ struct Engine<'a> {
     base: super::databases::Base,
     /// Per settings set: how it is applied.
     settings: Vec<Classified>,
+    /// Build every variant again even when a cached build matches.
+    rebuild: bool,
     admin: Client,
     progress: &'a mut Progress,
     /// Per matrix position.
@@ -222,6 +259,15 @@ struct Engine<'a> {
     rounds_run: Vec<RoundRun>,
     /// Per query: the equivalence checks of its forms.
     equivalence: Vec<Vec<Equivalence>>,
+    /// For the progress estimate: when measuring began, EXPLAINs still to run and the
+    /// wall time one run took, per cell; builds still to do and what they took.
+    started: std::time::Instant,
+    runs_left: Vec<u64>,
+    cost: Vec<Option<f64>>,
+    /// Wall time of every cell's measured runs so far (for the budget).
+    spent: Vec<f64>,
+    builds_left: usize,
+    build_seconds: Vec<f64>,
     checked: HashSet<FormsOf>,
 }
 
@@ -255,6 +301,7 @@ impl<'a> Engine<'a> {
                 name: v.name.clone(),
                 about: v.about.clone(),
                 control: v.role == Role::Control,
+                cached: false,
                 statements: Vec::new(),
                 relations: Vec::new(),
                 error: None,
@@ -265,6 +312,7 @@ impl<'a> Engine<'a> {
             })
             .collect();
         let equivalence = vec![Vec::new(); matrix.queries.len()];
+        let (cell_count, variant_count) = (matrix.cells.len(), matrix.variants.len());
         Engine {
             target,
             spec,
@@ -274,6 +322,7 @@ impl<'a> Engine<'a> {
             vars,
             base,
             settings,
+            rebuild: false,
             admin,
             progress,
             cells,
@@ -284,25 +333,79 @@ impl<'a> Engine<'a> {
             rounds_run: Vec::new(),
             equivalence,
             checked: HashSet::new(),
+            started: std::time::Instant::now(),
+            runs_left: vec![0; cell_count],
+            cost: vec![None; cell_count],
+            spent: vec![0.0; cell_count],
+            builds_left: variant_count,
+            build_seconds: Vec::new(),
         }
     }
 
-    /// Progress ticks: a build per variant, then every EXPLAIN of every cell.
-    fn total_ticks(&self, stages: usize) -> u64 {
-        let s = &self.schedule;
-        let per_cell = (s.warmup + s.rounds * s.block + 1) as u64;
-        let kept_cells = self
-            .matrix
-            .cells
+    /// Every EXPLAIN each cell will run: per stage it is measured in, the warmup, the
+    /// rounds and the timed plan.
+    fn plan_progress(&mut self, stages: usize) {
+        let s = self.schedule;
+        let warm = (s.warmup + s.rounds * s.block + 1) as u64;
+        let cold = self.cold_rounds() as u64;
+        for (i, key) in self.matrix.cells.iter().enumerate() {
+            let per_stage = if self.matrix.cache(key) == CacheState::Warm {
+                warm
+            } else {
+                cold
+            };
+            let visits = match self.matrix.variant(key.variant).role {
+                Role::Candidate => 1,
+                Role::Baseline | Role::Control => stages.max(1) as u64,
+            };
+            self.runs_left[i] = if self.cells[i].error.is_some() {
+                0
+            } else {
+                per_stage * visits
+            };
+        }
+        self.started = std::time::Instant::now();
+    }
+
+    /// Time left: the EXPLAINs still to run at what each took so far (cells not yet
+    /// run at the median of those that did), plus the builds at their average.
+    fn update_progress(&mut self) {
+        let mut known: Vec<f64> = self.cost.iter().flatten().copied().collect();
+        known.sort_by(f64::total_cmp);
+        let typical = if known.is_empty() {
+            0.01
+        } else {
+            crate::stats::percentile(&known, 50.0)
+        };
+        let runs: f64 = self
+            .runs_left
             .iter()
-            .filter(|k| self.matrix.variant(k.variant).role != Role::Candidate)
-            .count() as u64;
-        let others = self.matrix.cells.len() as u64 - kept_cells;
-        self.matrix.variants.len() as u64 + per_cell * (others + kept_cells * stages.max(1) as u64)
+            .zip(&self.cost)
+            .map(|(n, c)| *n as f64 * c.unwrap_or(typical))
+            .sum();
+        let build = if self.build_seconds.is_empty() {
+            1.0
+        } else {
+            self.build_seconds.iter().sum::<f64>() / self.build_seconds.len() as f64
+        };
+        let left = runs + self.builds_left as f64 * build;
+        self.progress.estimate(
+            self.started.elapsed(),
+            std::time::Duration::from_secs_f64(left.clamp(0.0, 1e9)),
+        );
+    }
+
+    /// One EXPLAIN of `cell` done in `seconds`.
+    fn ran(&mut self, cell: usize, seconds: f64) {
+        self.runs_left[cell] = self.runs_left[cell].saturating_sub(1);
+        self.cost[cell] = Some(match self.cost[cell] {
+            Some(c) => 0.8 * c + 0.2 * seconds,
+            None => seconds,
+        });
     }
 
     fn run_stages(&mut self, stages: &[std::ops::Range<usize>], kept: usize) -> Result<()> {
-        self.progress.restart(self.total_ticks(stages.len()));
+        self.plan_progress(stages.len());
         let baseline_and_control: Vec<VariantId> = self
             .matrix
             .variants
@@ -349,25 +452,32 @@ impl<'a> Engine<'a> {
             }
         }
         for phase in [Phase::Reads, Phase::Writes] {
-            let cells: Vec<usize> = self
-                .matrix
-                .cells
-                .iter()
-                .enumerate()
-                .filter(|(i, k)| {
-                    stage.contains(&k.variant)
-                        && self.built.contains_key(&k.variant)
-                        && self.cells[*i].error.is_none()
-                        && (self.matrix.query(k.query).rollback == (phase == Phase::Writes))
-                })
-                .map(|(i, _)| i)
-                .collect();
-            if cells.is_empty() {
-                continue;
+            for warm in [true, false] {
+                let cells: Vec<usize> = self
+                    .matrix
+                    .cells
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, k)| {
+                        stage.contains(&k.variant)
+                            && self.built.contains_key(&k.variant)
+                            && self.cells[*i].error.is_none()
+                            && (self.matrix.query(k.query).rollback == (phase == Phase::Writes))
+                            && ((self.matrix.cache(k) == CacheState::Warm) == warm)
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                if cells.is_empty() {
+                    continue;
+                }
+                if warm {
+                    self.measure(&cells, phase, round_offset)?;
+                    self.timed_plans(&cells)?;
+                    self.equivalence(&cells)?;
+                } else {
+                    self.measure_cold(&cells, phase, round_offset)?;
+                }
             }
-            self.measure(&cells, phase, round_offset)?;
-            self.timed_plans(&cells)?;
-            self.equivalence(&cells)?;
         }
         for &v in leaving {
             self.finish(v)?;
@@ -379,21 +489,26 @@ impl<'a> Engine<'a> {
     /// table statistics around it. A failure is the variant's, not the run's.
     fn build(&mut self, v: VariantId) -> Result<()> {
         let variant = self.matrix.variant(v).clone();
+        self.update_progress();
         self.progress
             .message(&format!("{}: building its copy", variant.name));
+        let started = std::time::Instant::now();
         let built = build::variant(
             self.target,
             &mut self.admin,
             &self.base.info.database,
             &self.spec.name,
             &variant,
+            self.rebuild,
         );
-        self.progress.tick(1);
+        self.builds_left = self.builds_left.saturating_sub(1);
+        self.build_seconds.push(started.elapsed().as_secs_f64());
         let built = match built {
             Ok(built) => built,
             Err(err) => return self.variant_failed(v, err),
         };
         self.variants[v.0].statements = built.statements.clone();
+        self.variants[v.0].cached = built.cached;
         self.variants[v.0].relations = built.relations.clone();
         let config = built.config.clone();
         self.built.insert(v, built);
@@ -411,6 +526,11 @@ impl<'a> Engine<'a> {
         self.progress
             .line(&format!("variant {name} failed: {err:#}"));
         self.variants[v.0].error = Some(format!("{err:#}"));
+        for (i, key) in self.matrix.cells.iter().enumerate() {
+            if key.variant == v {
+                self.runs_left[i] = 0;
+            }
+        }
         self.sessions.retain(|(variant, _), _| *variant != v);
         self.built.remove(&v);
         Ok(())
@@ -447,21 +567,225 @@ impl<'a> Engine<'a> {
     /// own seeded order. Rounds are numbered from `round_offset`, so a cell measured in
     /// several stages (the baseline) pairs with each stage's variants on their rounds.
     fn measure(&mut self, cells: &[usize], phase: Phase, round_offset: usize) -> Result<()> {
-        let groups = self.groups(cells);
         let salt = |round: usize| ((round as u64) << 1) | (phase == Phase::Writes) as u64;
         if self.schedule.warmup > 0 {
-            let order = self.schedule.order(salt(usize::MAX >> 1), &groups);
+            let order = self
+                .schedule
+                .order(salt(usize::MAX >> 1), &self.groups(cells));
             self.round(&order, self.schedule.warmup, None)?;
         }
+        let mut active = cells.to_vec();
         for r in 0..self.schedule.rounds {
             let round = round_offset + r;
-            let order = self.schedule.order(salt(round), &groups);
+            let order = self.schedule.order(salt(round), &self.groups(&active));
             self.rounds_run.push(RoundRun {
                 round,
                 phase: phase.name().to_string(),
                 cells: order.concat(),
             });
             self.round(&order, self.schedule.block, Some(round))?;
+            if let Some(budget) = self.runs.budget_ms {
+                active = self.still_measuring(&active, budget as f64 / 1000.0);
+                if active.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// With a budget: the cells that go on to the next round. A cell is done once it has
+    /// `min` runs and either spent its budget or has a median tight to ±2%; but a cell
+    /// stays while any cell compared with it goes on, so every run of a cell has its
+    /// reference's run in the same round.
+    fn still_measuring(&mut self, active: &[usize], budget: f64) -> Vec<usize> {
+        let min = self.runs.min;
+        let done = |c: usize| {
+            let state = &self.cells[c];
+            if state.error.is_some() {
+                return true;
+            }
+            if state.samples.len() < min {
+                return false;
+            }
+            let mut times: Vec<f64> = state.samples.iter().map(|s| s.execution_ms).collect();
+            times.sort_by(f64::total_cmp);
+            let median = crate::stats::percentile(&times, 50.0);
+            let tight = crate::stats::median_ci(&times, 0.95)
+                .is_some_and(|(lo, hi)| (hi - lo) / 2.0 <= TIGHT * median);
+            tight || self.spent[c] >= budget
+        };
+        let mut keep: HashSet<usize> = active.iter().copied().filter(|&c| !done(c)).collect();
+        loop {
+            let needed: Vec<usize> = keep
+                .iter()
+                .filter_map(|&c| {
+                    let reference = self.matrix.reference_of(&self.matrix.cells[c])?;
+                    self.matrix.position(&reference)
+                })
+                .filter(|r| active.contains(r) && !keep.contains(r))
+                .collect();
+            if needed.is_empty() {
+                break;
+            }
+            keep.extend(needed);
+        }
+        for &c in active {
+            if !keep.contains(&c) {
+                // Only its per-node plan is left to run.
+                self.runs_left[c] = self.runs_left[c].min(1);
+            }
+        }
+        active
+            .iter()
+            .copied()
+            .filter(|c| keep.contains(c))
+            .collect()
+    }
+
+    fn cold_rounds(&self) -> usize {
+        if self.runs.budget_ms.is_some() {
+            self.schedule.rounds
+        } else {
+            self.schedule.rounds.min(COLD_ROUNDS)
+        }
+    }
+
+    /// Cold and prewarmed cells, in rounds of their own (evicting the caches would spoil
+    /// the warm cells'): every round visits every such cell once, in a seeded random
+    /// order, one run per visit, right after an eviction. One eviction serves one cell of
+    /// each variant: copies share no buffers or files, so a cell cannot warm another
+    /// variant's. Cells under server-wide settings are not measured cold (a restart
+    /// would have to re-apply them).
+    fn measure_cold(&mut self, cells: &[usize], phase: Phase, round_offset: usize) -> Result<()> {
+        let mut active: Vec<usize> = Vec::new();
+        for &c in cells {
+            let key = self.matrix.cells[c];
+            if self.settings[key.settings.0].server.is_empty() {
+                active.push(c);
+            } else {
+                self.cells[c].error = Some(
+                    "not measured cold: its settings apply to the whole server, and evicting the caches restarts it".into(),
+                );
+                self.runs_left[c] = 0;
+            }
+        }
+        let salt = |round: usize| ((round as u64) << 2) | 2 | (phase == Phase::Writes) as u64;
+        for r in 0..self.cold_rounds() {
+            let round = round_offset + r;
+            let order = self.schedule.order(salt(round), &[active.clone()]).concat();
+            self.rounds_run.push(RoundRun {
+                round,
+                phase: format!("{} (cold)", phase.name()),
+                cells: order.clone(),
+            });
+            // Batches of at most one cell per variant, in the round's order.
+            let mut batches: Vec<Vec<usize>> = Vec::new();
+            for cell in order {
+                let variant = self.matrix.cells[cell].variant;
+                match batches
+                    .iter_mut()
+                    .find(|b| b.iter().all(|c| self.matrix.cells[*c].variant != variant))
+                {
+                    Some(batch) => batch.push(cell),
+                    None => batches.push(vec![cell]),
+                }
+            }
+            for batch in batches {
+                let batch: Vec<usize> = batch
+                    .into_iter()
+                    .filter(|c| self.cells[*c].error.is_none())
+                    .collect();
+                if batch.is_empty() {
+                    continue;
+                }
+                self.cold_batch(&batch, round)?;
+            }
+            if let Some(budget) = self.runs.budget_ms {
+                active = self.still_measuring(&active, budget as f64 / 1000.0);
+                if active.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One eviction, then one run of each cell of the batch (each in its own variant).
+    fn cold_batch(&mut self, batch: &[usize], round: usize) -> Result<()> {
+        crate::interrupt::check()?;
+        self.update_progress();
+        let databases: Vec<String> = batch
+            .iter()
+            .filter_map(|c| self.built.get(&self.matrix.cells[*c].variant))
+            .map(|b| b.copy.name.clone())
+            .collect();
+        self.progress
+            .message("evicting the caches (restarting the server)");
+        self.sessions.clear();
+        let evicted = evict::evict(self.target, &mut self.admin, &databases)?;
+        if evicted.shared_buffers {
+            self.after_restart()?;
+        }
+        let shortfall = evicted.shortfall();
+        for &cell in batch {
+            self.cells[cell].eviction = shortfall.clone();
+            if self.matrix.cache(&self.matrix.cells[cell]) == CacheState::Prewarmed
+                && let Err(err) = self.prewarm(cell)
+            {
+                self.cells[cell].error = Some(format!("pg_prewarm failed: {err:#}"));
+                self.runs_left[cell] = 0;
+                continue;
+            }
+            self.visit(cell, 1, Some(round))?;
+        }
+        Ok(())
+    }
+
+    /// Load the experiment's `prewarm:` relations into shared buffers, on the cell's session.
+    fn prewarm(&mut self, cell: usize) -> Result<()> {
+        let key = self.matrix.cells[cell];
+        let relations = self.spec.prewarm.clone();
+        let session = self.session(&key)?;
+        session
+            .client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")?;
+        for relation in &relations {
+            // A relation one variant lacks (another's index) is skipped; a partitioned
+            // one is prewarmed partition by partition.
+            session
+                .client
+                .query(
+                    "WITH r AS (SELECT to_regclass($1) AS rel), \
+                     leaves AS (SELECT t.relid FROM r, pg_partition_tree(r.rel) t WHERE t.isleaf \
+                                UNION ALL SELECT r.rel FROM r WHERE r.rel IS NOT NULL \
+                                AND NOT EXISTS (SELECT 1 FROM pg_partition_tree(r.rel))) \
+                     SELECT pg_prewarm(relid) FROM leaves",
+                    &[relation],
+                )
+                .map_err(|e| {
+                    anyhow::anyhow!("{relation}: {}", crate::error::describe_pg_error(&e, None))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The server restarted: every connection is gone. Connect again and take back what
+    /// this run holds: its admin session, the base's and the cached builds' in-use
+    /// locks, each copy's owner lock.
+    fn after_restart(&mut self) -> Result<()> {
+        self.sessions.clear();
+        self.admin = connect(&self.target.admin_config())?;
+        let mut held = vec![self.base.info.database.clone()];
+        held.extend(self.built.values().filter_map(|b| b.template.clone()));
+        for name in held {
+            self.admin.execute(
+                "SELECT pg_advisory_lock_shared(hashtext($1))",
+                &[&super::databases::in_use_lock(&name)],
+            )?;
+        }
+        for built in self.built.values_mut() {
+            built.copy.reown(self.target)?;
         }
         Ok(())
     }
@@ -539,10 +863,11 @@ impl<'a> Engine<'a> {
     /// first failure ends the cell: it is recorded and the cell is not visited again.
     fn visit(&mut self, cell: usize, runs: usize, round: Option<usize>) -> Result<()> {
         if self.cells[cell].error.is_some() {
-            self.progress.tick(runs as u64);
+            self.runs_left[cell] = 0;
             return Ok(());
         }
         let key = self.matrix.cells[cell];
+        self.update_progress();
         let message = self.cell_label(&key);
         self.progress.message(&message);
         let query = self.matrix.query(key.query);
@@ -561,16 +886,20 @@ impl<'a> Engine<'a> {
         };
         for _ in 0..runs {
             crate::interrupt::check()?;
+            let started = std::time::Instant::now();
             let run = measure::explain(self.session(&key)?, &statement, false)?;
-            self.progress.tick(1);
+            let seconds = started.elapsed().as_secs_f64();
+            self.ran(cell, seconds);
             match run {
                 Run::Plan(explained) => {
                     if let Some(round) = round {
+                        self.spent[cell] += seconds;
                         self.record(cell, round, explained.summary);
                     }
                 }
                 Run::Failed(message) => {
                     self.cells[cell].error = Some(message);
+                    self.runs_left[cell] = 0;
                     return Ok(());
                 }
             }
@@ -623,7 +952,7 @@ impl<'a> Engine<'a> {
         for &cell in cells {
             let state = &self.cells[cell];
             if state.error.is_some() || state.timed_plan.is_some() {
-                self.progress.tick(1);
+                self.runs_left[cell] = self.runs_left[cell].saturating_sub(1);
                 continue;
             }
             let key = self.matrix.cells[cell];
@@ -652,14 +981,18 @@ impl<'a> Engine<'a> {
                 None
             };
             crate::interrupt::check()?;
+            self.update_progress();
+            self.progress
+                .message(&format!("per-node plan of {}", self.cell_label(&key)));
+            let started = std::time::Instant::now();
             let run = measure::explain(self.session(&key)?, &statement, true)?;
+            self.ran(cell, started.elapsed().as_secs_f64());
             if let Some(guard) = guard {
                 self.last_reload = guard.undo()?;
             }
             if let Run::Plan(explained) = run {
                 self.cells[cell].timed_plan = Some(explained.tree);
             }
-            self.progress.tick(1);
         }
         Ok(())
     }
@@ -726,7 +1059,12 @@ impl<'a> Engine<'a> {
         };
         let config = built.config.clone();
         let name = self.matrix.variant(v).name.clone();
+        // The control is there for the EXPLAIN cells' noise floor: no load, no VACUUM.
+        let control = self.matrix.variant(v).role == Role::Control;
         let outcome = (|| -> Result<()> {
+            if control {
+                return Ok(());
+            }
             if let Some(load) = &self.spec.load {
                 self.progress.message(&format!("{name}: load"));
                 let progress = &mut *self.progress;
@@ -791,6 +1129,7 @@ impl<'a> Engine<'a> {
                 Cell {
                     variant: m.variant(key.variant).name.clone(),
                     settings: m.settings[key.settings.0].name.clone(),
+                    cache: m.cache(&key).name().to_string(),
                     query: m.query(key.query).name.clone(),
                     form: m.form(&key).name.clone(),
                     params: m.params(&key).label.clone(),
@@ -804,6 +1143,7 @@ impl<'a> Engine<'a> {
                     signatures: state.signatures,
                     error: state.error,
                     partitions_total: state.partitions_total,
+                    eviction: state.eviction,
                     execution: None,
                     planning: None,
                     change: None,
