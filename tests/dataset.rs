@@ -563,3 +563,53 @@ fn build_and_in_use_locks_hold_across_admin_databases() {
         .collect();
     assert_eq!(stale, Vec::<String>::new(), "stale and unused: dropped");
 }
+
+#[test]
+fn parallel_step_mistakes_are_reported_with_file_line_and_column() {
+    let base = std::fs::read_to_string(fixture("bulk.yaml")).unwrap();
+    let cases = [
+        // {{lo}} without a range to split.
+        (
+            base.replace("parallel: { range: [1, \"{{customers}}\"], chunks: 7 }", "parallel: true"),
+            "has no parallel.range",
+        ),
+        // Neither bounds nor a chunk number: every chunk would insert everything.
+        (
+            base.replace("WHERE g % {{chunks}} = {{chunk}} ORDER BY g", "ORDER BY g"),
+            "every chunk would insert every row",
+        ),
+        // Chunk placeholders outside a parallel step.
+        (
+            base.replace(
+                "sql: CREATE TABLE shop.summary AS",
+                "sql: SELECT {{lo}}; CREATE TABLE shop.summary AS",
+            ),
+            "only defined in parallel steps",
+        ),
+        (base.replace("chunks: 7", "chunks: 0"), "parallel.chunks must be 1 to 100000"),
+        // Streamed through COPY on the bulk path: one INSERT ... SELECT.
+        (
+            base.replace(
+                "        FROM generate_series({{lo}}, {{hi}}) AS g ORDER BY g;\n    # Into",
+                "        FROM generate_series({{lo}}, {{hi}}) AS g ORDER BY g\n        ON CONFLICT DO NOTHING;\n    # Into",
+            ),
+            "ON CONFLICT and RETURNING cannot be streamed through COPY",
+        ),
+        (
+            base.replace("vars: { customers: 3000", "vars: { lo: 1, customers: 3000"),
+            "reserved for the chunks",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let err = spec::parse(Path::new("bulk.yaml"), &yaml).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains(expected), "{expected:?} not in {text}");
+        assert!(
+            regex::Regex::new(r"^bulk\.yaml:\d+:\d+: ")
+                .unwrap()
+                .is_match(&text),
+            "located: {text}"
+        );
+        assert!(pgx::error::hint_of(&err).is_some(), "with a hint: {text}");
+    }
+}

@@ -758,6 +758,33 @@ impl Spec {
                     "say which values the chunks split, e.g. `parallel: { range: [1, \"{{documents}}\"] }`",
                 ));
             }
+            if self.dataset.bulk {
+                // Streamed through COPY: it must be one INSERT ... SELECT (placeholders
+                // stand in as numbers for the check).
+                let mut probe = String::new();
+                let mut rest = step.sql.as_str();
+                while let Some(start) = rest.find("{{") {
+                    probe.push_str(&rest[..start]);
+                    match rest[start..].find("}}") {
+                        Some(end) => {
+                            probe.push('1');
+                            rest = &rest[start + end + 2..];
+                        }
+                        None => {
+                            rest = &rest[start..];
+                            break;
+                        }
+                    }
+                }
+                probe.push_str(rest);
+                if let Err(reason) = crate::experiment::dataset::parallel::parse_insert(&probe) {
+                    return Err(self.error_at(
+                        &["dataset", "steps", i.as_str(), "sql"],
+                        format!("dataset step {}: {reason}", step.name),
+                        "make it one INSERT ... SELECT, remove `parallel`, or set `dataset.bulk: false`",
+                    ));
+                }
+            }
             if !bounds && !uses("chunk") {
                 return Err(self.error_at(
                     &parallel_at,
