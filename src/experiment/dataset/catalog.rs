@@ -298,6 +298,27 @@ impl Snapshot {
             })
     }
 
+    /// Every index and index-backed constraint as the migrations create them, one
+    /// statement each on the top table (PostgreSQL builds the partitions' indexes), in
+    /// catalog order: how a single session rebuilds them (the benchmark's limit).
+    pub fn recreate_statements(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for node in &self.indexes {
+            let mut sql = tablespace_prefix(node);
+            match &node.constraint {
+                Some(c) => sql.push_str(&format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} {}",
+                    self.table(node.table)?.name,
+                    c.name,
+                    c.def
+                )),
+                None => sql.push_str(&node.def.replacen(" ON ONLY ", " ON ", 1)),
+            }
+            out.push(sql);
+        }
+        Ok(out)
+    }
+
     /// Statements that recreate the partitioned indexes' shells, parents before children:
     /// instant (no data), run before the builds.
     pub fn shells(&self) -> Result<Vec<String>> {
@@ -333,7 +354,12 @@ impl Snapshot {
     /// attached, the leaf indexes attached to their partitioned parents, comments, cluster
     /// and replica-identity marks restored; then the foreign keys.
     /// `sizes` are the leaves' sizes in bytes, for the order (largest first).
-    pub fn rebuild_jobs(&self, sizes: &HashMap<u32, i64>, jobs: &mut Vec<Job>) -> Result<()> {
+    pub fn rebuild_jobs(
+        &self,
+        sizes: &HashMap<u32, i64>,
+        jobs: &mut Vec<Job>,
+        foreign_keys: bool,
+    ) -> Result<()> {
         let size_of = |table: u32| sizes.get(&table).copied().unwrap_or(0);
         // Per tree root: the builds it must wait for, and its finishing statements.
         let mut builds_of_root: HashMap<u32, Vec<usize>> = HashMap::new();
@@ -400,7 +426,12 @@ impl Snapshot {
             });
             finish_job_of_root.insert(root, id);
         }
-        for fk in &self.foreign_keys {
+        let foreign_keys = if foreign_keys {
+            &self.foreign_keys[..]
+        } else {
+            &[]
+        };
+        for fk in foreign_keys {
             let table = self.table(fk.table)?;
             let mut sql = vec![format!(
                 "ALTER TABLE {} ADD CONSTRAINT {} {}",

@@ -159,7 +159,7 @@ impl Loader<'_> {
                     info.foreign_keys,
                     self.connections()
                 );
-                info.work = phases.run(&label, || self.finish(client, &snapshot, &frozen))?;
+                info.work = phases.run(&label, || self.finish(client, &snapshot, &frozen, true))?;
             }
             None => phases.run("VACUUM ANALYZE", || {
                 flush_commits(client)?;
@@ -495,13 +495,15 @@ impl Loader<'_> {
     }
 
     /// After the steps of the bulk path: VACUUM (only where rows were not frozen), the
-    /// indexes and constraints, the foreign keys, ANALYZE, over several connections.
+    /// indexes and constraints, the foreign keys (unless `foreign_keys` is false: the
+    /// benchmark's bulk-load limit has none), ANALYZE, over several connections.
     /// Returns the work summed per kind.
-    fn finish(
+    pub fn finish(
         &self,
         client: &mut Client,
         snapshot: &Snapshot,
         frozen: &HashSet<u32>,
+        foreign_keys: bool,
     ) -> Result<Vec<Timing>> {
         flush_commits(client)?;
         let leaves: Vec<u32> = snapshot.leaves().map(|t| t.oid).collect();
@@ -541,7 +543,7 @@ impl Loader<'_> {
             });
         }
         let first_rebuild = jobs.len();
-        snapshot.rebuild_jobs(&sizes, &mut jobs)?;
+        snapshot.rebuild_jobs(&sizes, &mut jobs, foreign_keys)?;
         // Index builds read the heap after its VACUUM (which then has no index to clean).
         for job in &mut jobs[first_rebuild..] {
             let vacuums: Vec<usize> = job
@@ -631,7 +633,7 @@ impl Loader<'_> {
 
     /// Settings of the maintenance connections: no timeouts; on the embedded cluster,
     /// `maintenance_work_mem` raised to share an eighth of the machine's memory.
-    fn session_setup(&self, client: &mut Client) -> Result<Vec<String>> {
+    pub fn session_setup(&self, client: &mut Client) -> Result<Vec<String>> {
         let mut setup = vec![
             "SET statement_timeout = 0; SET lock_timeout = 0; SET application_name = 'pgx dataset'"
                 .to_string(),
