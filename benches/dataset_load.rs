@@ -224,18 +224,13 @@ fn limit_schema(target: &Target, spec: &Spec) -> (postgres::Client, Snapshot) {
         ))
         .expect("create the limit's database");
     let mut client = connect(&target.config_for(LIMIT_DB)).expect("limit connection");
-    let files: Vec<_> =
-        pgx::migrate::load_dir(&pgx::project_root().join(&spec.schema.migrations))
-            .expect("migrations")
-            .into_iter()
-            .filter(|f| spec.schema.up_to.is_none_or(|v| f.version <= v))
-            .collect();
-    pgx::migrate::apply(
-        &mut client,
-        &files,
-        &pgx::migrate::ApplyOptions::default(),
-    )
-    .expect("migrations apply");
+    let files: Vec<_> = pgx::migrate::load_dir(&pgx::project_root().join(&spec.schema.migrations))
+        .expect("migrations")
+        .into_iter()
+        .filter(|f| spec.schema.up_to.is_none_or(|v| f.version <= v))
+        .collect();
+    pgx::migrate::apply(&mut client, &files, &pgx::migrate::ApplyOptions::default())
+        .expect("migrations apply");
     let snapshot = Snapshot::read(&mut client, pgx::migrate::HISTORY_TABLE).expect("catalog");
     snapshot.drop_all(&mut client).expect("strip the tables");
     (client, snapshot)
@@ -408,11 +403,7 @@ fn proc_stat(pid: i32) -> Option<(i32, f64, f64)> {
     let ppid = fields.get(1)?.parse().ok()?;
     let n = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
     let ticks = clock_ticks();
-    Some((
-        ppid,
-        (n(11)? + n(12)?) / ticks,
-        (n(13)? + n(14)?) / ticks,
-    ))
+    Some((ppid, (n(11)? + n(12)?) / ticks, (n(13)? + n(14)?) / ticks))
 }
 
 /// The postmaster's CPU, its reaped children's, and its live children's.
@@ -420,7 +411,11 @@ fn server_cpu(postmaster: i32) -> f64 {
     let mut total = proc_stat(postmaster).map_or(0.0, |(_, own, reaped)| own + reaped);
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
                 continue;
             };
             if let Some((ppid, own, _)) = proc_stat(pid)
@@ -558,7 +553,11 @@ fn write_report(
         md.push_str(&format!(
             "\n## `{}`\n\n**{}** ({:.2} ×).\n\n",
             r.name,
-            if p <= 1.5 * s { "Target met" } else { "Target not met" },
+            if p <= 1.5 * s {
+                "Target met"
+            } else {
+                "Target not met"
+            },
             p / s
         ));
         md.push_str("Phases (medians, seconds of wall time):\n\n| pgx | s | limit, one session | s | limit, N connections | s |\n|---|---|---|---|---|---|\n");

@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{Context, Result};
 use postgres::Client;
 
-use super::jobs::{Job, Lock};
+use super::jobs::{Job, Kind, Lock};
 use crate::db::quote_literal;
 
 /// One table the migrations created.
@@ -388,6 +388,7 @@ impl Snapshot {
             };
             let id = jobs.len();
             jobs.push(Job {
+                kind: Kind::Index,
                 label: format!("index {}", node.name),
                 sql: vec![sql],
                 tables: vec![(node.table, lock)],
@@ -412,6 +413,7 @@ impl Snapshot {
             }
             let id = jobs.len();
             jobs.push(Job {
+                kind: Kind::Constraints,
                 label: format!("constraints of {}", self.table(root)?.name),
                 sql: statements,
                 tables: self
@@ -464,6 +466,7 @@ impl Snapshot {
                 );
             }
             jobs.push(Job {
+                kind: Kind::ForeignKey,
                 label: format!("foreign key {} on {}", fk.name, table.name),
                 sql,
                 tables,

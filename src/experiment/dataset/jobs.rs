@@ -25,8 +25,34 @@ pub enum Lock {
     Exclusive,
 }
 
+/// What a job does, for its summary line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Vacuum,
+    Index,
+    Constraints,
+    ForeignKey,
+    Analyze,
+    /// Tables the steps created themselves.
+    VacuumAnalyze,
+}
+
+impl Kind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Vacuum => "VACUUM",
+            Kind::Index => "index builds",
+            Kind::Constraints => "constraints and attachments",
+            Kind::ForeignKey => "foreign keys",
+            Kind::Analyze => "ANALYZE",
+            Kind::VacuumAnalyze => "VACUUM ANALYZE (tables the steps created)",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Job {
+    pub kind: Kind,
     pub label: String,
     /// Run one after another, each as one simple query.
     pub sql: Vec<String>,
@@ -66,8 +92,8 @@ struct State {
 }
 
 /// Run every job; the first failure stops the others (their statements are cancelled).
-/// Returns each job's duration, in completion order.
-pub fn run(pool: &Pool, jobs: &[Job]) -> Result<Vec<(String, f64)>> {
+/// Returns each job's kind, label and duration, in completion order.
+pub fn run(pool: &Pool, jobs: &[Job]) -> Result<Vec<(Kind, String, f64)>> {
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
@@ -126,7 +152,7 @@ pub fn run(pool: &Pool, jobs: &[Job]) -> Result<Vec<(String, f64)>> {
     Ok(state
         .timings
         .into_iter()
-        .map(|(job, seconds)| (jobs[job].label.clone(), seconds))
+        .map(|(job, seconds)| (jobs[job].kind, jobs[job].label.clone(), seconds))
         .collect())
 }
 
