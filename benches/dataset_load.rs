@@ -37,6 +37,9 @@ use pgx::target::{Target, TargetOptions, connect};
 
 const LIMIT_DB: &str = "pgx_bench_limit";
 
+/// A table's name and its rows as binary COPY.
+type Rows = (String, Vec<u8>);
+
 fn main() {
     pgx::interrupt::install();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -107,7 +110,7 @@ fn bench(target: &Target, spec: &Spec, scale: f64, rounds: usize) -> Result {
         pgx_work: Vec::new(),
         connections,
     };
-    let mut dump: Option<Vec<(String, Vec<u8>)>> = None;
+    let mut dump: Option<Vec<Rows>> = None;
     let order = [Kind::Pgx, Kind::Single, Kind::Parallel];
     for round in 0..rounds {
         for i in 0..order.len() {
@@ -191,7 +194,7 @@ fn build_with_pgx(
 }
 
 /// Every leaf table's rows, as binary COPY, from pgx's base.
-fn dump_rows(target: &Target, database: &str) -> Vec<(String, Vec<u8>)> {
+fn dump_rows(target: &Target, database: &str) -> Vec<Rows> {
     let mut client = connect(&target.config_for(database)).expect("base connection");
     let snapshot = Snapshot::read(&mut client, pgx::migrate::HISTORY_TABLE).expect("catalog");
     let mut out = Vec::new();
@@ -246,13 +249,7 @@ fn copy_in(client: &mut postgres::Client, table: &str, bytes: &[u8]) {
 
 /// The bulk-load limit of the dumped rows over `connections` connections (1: one
 /// session, PostgreSQL's own index builds).
-fn limit(
-    target: &Target,
-    spec: &Spec,
-    scale: f64,
-    rows: &[(String, Vec<u8>)],
-    connections: usize,
-) -> Run {
+fn limit(target: &Target, spec: &Spec, scale: f64, rows: &[Rows], connections: usize) -> Run {
     let (mut client, snapshot) = limit_schema(target, spec);
     let loader_options = LoadOptions {
         connections: Some(connections),
@@ -281,9 +278,9 @@ fn limit(
         client.batch_execute("COMMIT").expect("commit");
     } else {
         // Largest tables first, each to the connection with the least work so far.
-        let mut order: Vec<&(String, Vec<u8>)> = rows.iter().collect();
+        let mut order: Vec<&Rows> = rows.iter().collect();
         order.sort_by_key(|(_, b)| std::cmp::Reverse(b.len()));
-        let mut shares: Vec<(usize, Vec<&(String, Vec<u8>)>)> =
+        let mut shares: Vec<(usize, Vec<&Rows>)> =
             (0..connections).map(|_| (0, Vec::new())).collect();
         for table in order {
             if let Some(share) = shares.iter_mut().min_by_key(|(bytes, _)| *bytes) {

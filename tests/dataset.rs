@@ -600,16 +600,12 @@ fn parallel_step_mistakes_are_reported_with_file_line_and_column() {
             "reserved for the chunks",
         ),
     ];
+    let located = regex::Regex::new(r"^bulk\.yaml:\d+:\d+: ").unwrap();
     for (yaml, expected) in cases {
         let err = spec::parse(Path::new("bulk.yaml"), &yaml).unwrap_err();
         let text = format!("{err:#}");
         assert!(text.contains(expected), "{expected:?} not in {text}");
-        assert!(
-            regex::Regex::new(r"^bulk\.yaml:\d+:\d+: ")
-                .unwrap()
-                .is_match(&text),
-            "located: {text}"
-        );
+        assert!(located.is_match(&text), "located: {text}");
         assert!(pgx::error::hint_of(&err).is_some(), "with a hint: {text}");
     }
 }
