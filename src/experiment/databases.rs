@@ -308,7 +308,9 @@ impl LockSession {
 
     fn call(&mut self, function: &str, key: &str) -> Result<bool> {
         let _cancel = crate::interrupt::CancelOnInterrupt::new(&self.client);
-        let sql = format!("SELECT {function}(hashtext('pgx'), hashtext($1))::text");
+        // The one-key form on hashtext(name), as the rest of pgx (gc, the engine after a
+        // restart) takes and reads these locks.
+        let sql = format!("SELECT {function}(hashtext($1))::text");
         let row = self.client.query_one(&sql, &[&key]).map_err(|e| {
             if crate::interrupt::is_interrupted() {
                 anyhow::Error::new(crate::error::Interrupted)
@@ -339,6 +341,28 @@ impl LockSession {
 
     pub fn unlock(&mut self, key: &str) -> Result<()> {
         self.call("pg_advisory_unlock", key).map(|_| ())
+    }
+
+    /// Take `key` exclusively if nobody holds it, here or in any other database (a pgx
+    /// that reconnected after a server restart holds its in-use locks in its admin
+    /// database). `false`: held somewhere, and not taken.
+    pub fn try_lock_everywhere(&mut self, key: &str) -> Result<bool> {
+        if !self.try_lock(key)? {
+            return Ok(false);
+        }
+        let elsewhere: bool = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 1 \
+                   AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtext($1)::bigint \
+                   AND l.pid <> pg_backend_pid())",
+                &[&key],
+            )?
+            .get(0);
+        if elsewhere {
+            self.unlock(key)?;
+        }
+        Ok(!elsewhere)
     }
 }
 
@@ -401,7 +425,7 @@ impl<'a> Recipe<'a> {
         if comment.is_some() {
             // Rebuilding (or replacing an unreadable base): not under another pgx using it.
             let lock = in_use_lock(&self.dbname);
-            if !locks.try_lock(&lock)? {
+            if !locks.try_lock_everywhere(&lock)? {
                 return Err(fail(
                     format!(
                         "base {} is in use by another pgx process and cannot be rebuilt now",
@@ -523,7 +547,7 @@ fn drop_stale_bases(
             continue;
         }
         let lock = in_use_lock(&name);
-        if locks.try_lock(&lock)? {
+        if locks.try_lock_everywhere(&lock)? {
             let dropped = drop_owned_database(admin, &name);
             locks.unlock(&lock)?;
             dropped?;

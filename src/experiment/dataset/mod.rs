@@ -525,34 +525,41 @@ impl Loader<'_> {
             })?;
         }
         let mut jobs = Vec::new();
-        let mut vacuum_of: HashMap<u32, usize> = HashMap::new();
+        snapshot.rebuild_jobs(&sizes, &mut jobs, foreign_keys)?;
+        let builds = jobs.len();
         let mut by_size: Vec<&catalog::Table> = snapshot
             .leaves()
             .filter(|t| sizes.get(&t.oid).copied().unwrap_or(0) > 0 && !frozen.contains(&t.oid))
             .collect();
         by_size.sort_by_key(|t| std::cmp::Reverse(sizes.get(&t.oid).copied().unwrap_or(0)));
         for table in by_size {
-            vacuum_of.insert(table.oid, jobs.len());
+            // After the table's index builds, not before: VACUUM can mark a page
+            // all-visible only once PostgreSQL may set its rows' hint bits, which waits
+            // for the WAL of the commits in their clog group (32 transaction ids, other
+            // sessions' included) to be flushed; with asynchronous commit that is up to
+            // 200 ms after the last of them. The index builds give it that time; VACUUM
+            // with no dead rows does not scan the indexes.
+            // FREEZE, not plain VACUUM: the rows end up as COPY FREEZE leaves them
+            // (frozen, all-visible), and a page pinned by someone else (the checkpointer
+            // writing it out) is waited for instead of passed over unmarked. ~50% more
+            // VACUUM time (0.39 s against 0.24 s for the 5M references at scale 0.25).
+            let after: Vec<usize> = (0..builds)
+                .filter(|&j| jobs[j].kind == Kind::Index)
+                .filter(|&j| jobs[j].tables.iter().any(|(t, _)| *t == table.oid))
+                .collect();
             jobs.push(Job {
                 kind: Kind::Vacuum,
                 label: format!("VACUUM {}", table.name),
-                sql: vec![format!("VACUUM {}", table.name)],
+                sql: FLUSH_COMMITS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(std::iter::once(format!("VACUUM (FREEZE) {}", table.name)))
+                    .collect(),
                 tables: vec![(table.oid, Lock::Exclusive)],
-                after: Vec::new(),
+                after,
                 maintenance: false,
                 weight: sizes.get(&table.oid).copied().unwrap_or(0),
             });
-        }
-        let first_rebuild = jobs.len();
-        snapshot.rebuild_jobs(&sizes, &mut jobs, foreign_keys)?;
-        // Index builds read the heap after its VACUUM (which then has no index to clean).
-        for job in &mut jobs[first_rebuild..] {
-            let vacuums: Vec<usize> = job
-                .tables
-                .iter()
-                .filter_map(|(t, _)| vacuum_of.get(t).copied())
-                .collect();
-            job.after.extend(vacuums);
         }
         // ANALYZE per tree (a partitioned table's ANALYZE covers its partitions), after its
         // VACUUM and its indexes (ANALYZE samples expression indexes too), but not after
@@ -654,19 +661,31 @@ impl Loader<'_> {
 
 /// Make every commit so far durable before VACUUM. With `synchronous_commit = off` (the
 /// embedded cluster's setting) a commit's WAL is flushed up to 200 ms later, and until it
-/// is, PostgreSQL may not set the rows' hint bits, so VACUUM cannot mark their pages
+/// is, PostgreSQL sets no hint bits for its rows and VACUUM marks no page of them
 /// all-visible: an Index Only Scan on a base vacuumed right after its last step would
-/// still visit the heap. One synchronous commit flushes the WAL of all the others.
-/// (Three statements: in one query string the commit would come after the RESET.)
+/// still visit the heap. One synchronous commit flushes the WAL of all the others, but
+/// only a commit that wrote WAL itself flushes (a bare `SELECT txid_current()` does not):
+/// hence a schema created and dropped in one transaction, which any owner of the
+/// database may do.
+/// (Each VACUUM job runs it again just before its VACUUM, on its own connection: the
+/// schema is named after the backend so that two connections never collide.)
+const FLUSH_COMMITS: [&str; 5] = [
+    "SET synchronous_commit = on",
+    "BEGIN",
+    "DO $flush$ BEGIN \
+       EXECUTE format('CREATE SCHEMA %I', 'pgx_flush_' || pg_backend_pid()); \
+       EXECUTE format('DROP SCHEMA %I', 'pgx_flush_' || pg_backend_pid()); \
+     END $flush$",
+    "COMMIT",
+    "RESET synchronous_commit",
+];
+
 fn flush_commits(client: &mut Client) -> Result<()> {
-    for sql in [
-        "SET synchronous_commit = on",
-        "SELECT txid_current()",
-        "RESET synchronous_commit",
-    ] {
-        client
-            .batch_execute(sql)
-            .map_err(|e| server_error(&e, "flushing the load's commits", None))?;
+    for sql in FLUSH_COMMITS {
+        client.batch_execute(sql).map_err(|e| {
+            let _ = client.batch_execute("ROLLBACK");
+            server_error(&e, "flushing the load's commits", None)
+        })?;
     }
     Ok(())
 }
