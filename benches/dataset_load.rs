@@ -243,7 +243,10 @@ fn copy_in(client: &mut postgres::Client, table: &str, bytes: &[u8]) {
     let mut writer = client
         .copy_in(format!("COPY {table} FROM STDIN (FORMAT binary, FREEZE)").as_str())
         .expect("COPY FROM");
-    writer.write_all(bytes).expect("rows");
+    // In pieces: one CopyData message may not exceed 1 GB.
+    for piece in bytes.chunks(1 << 20) {
+        writer.write_all(piece).expect("rows");
+    }
     writer.finish().expect("COPY FREEZE");
 }
 
