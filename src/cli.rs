@@ -243,6 +243,15 @@ pub struct ExperimentArgs {
     /// Only build (or find) the cached dataset, then stop: warms the cache for a later run
     #[arg(long)]
     pub dataset_only: bool,
+    /// Screen the variants with HypoPG first (hypothetical btree/BRIN/hash indexes, plain
+    /// EXPLAIN): estimated plans, costs and index sizes beside the measured ones (also
+    /// `screen: true` in the file). Without HypoPG on the server: a warning, and the run
+    /// goes on with the same exit code
+    #[arg(long)]
+    pub screen: bool,
+    /// Screen with HypoPG and stop: a report of estimates only, no variant built or measured
+    #[arg(long, conflicts_with = "dataset_only")]
+    pub screen_only: bool,
 }
 
 impl ExperimentArgs {

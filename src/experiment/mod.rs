@@ -14,6 +14,7 @@ pub mod gc;
 pub mod matrix;
 pub mod progress;
 pub mod result;
+pub mod screen;
 pub mod settings;
 pub mod spec;
 pub mod tables;
@@ -68,6 +69,8 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
         rebuild: args.rebuild,
         control: args.no_control.then_some(false),
         budget,
+        screen: args.screen,
+        screen_only: args.screen_only,
     };
     if args.dataset_only {
         let info = prepare_dataset(&target, &spec, &run_options, &mut progress);
@@ -104,6 +107,14 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
     shown?;
     for path in written {
         crate::say!("wrote {}", path.display())?;
+    }
+    // Screening is an extra: when it could not run, say so; the exit code stays the run's.
+    if let Some(why) = result
+        .screening
+        .as_ref()
+        .and_then(|s| s.unavailable.as_deref())
+    {
+        eprintln!("pgx: warning: screening skipped: {why}");
     }
     if result.interrupted {
         eprintln!("pgx: interrupted; the report holds only what was measured before");

@@ -54,6 +54,10 @@ pub struct RunOptions {
     pub control: Option<bool>,
     /// Overrides `runs.budget`.
     pub budget: Option<std::time::Duration>,
+    /// Screen the variants with HypoPG before building them (also `screen: true`).
+    pub screen: bool,
+    /// Screen, then stop: no variant is built or measured.
+    pub screen_only: bool,
 }
 
 /// With a budget, a cell whose median's 95% interval is within this share of the median
@@ -110,6 +114,32 @@ pub fn run(
             .map(|s| settings::classify(&mut client, &s.values, target.is_embedded()))
             .collect::<Result<Vec<_>>>()?
     };
+    let screening = if options.screen || options.screen_only || spec.screen {
+        let reference = classified.first().cloned().unwrap_or_default();
+        let inputs = super::screen::Inputs {
+            target,
+            base: &base.info.database,
+            experiment: &spec.name,
+            matrix: &matrix,
+            reference: &reference,
+            timeout_ms: runs.timeout_ms,
+        };
+        Some(super::screen::run(&inputs, &mut admin, progress)?)
+    } else {
+        None
+    };
+    if options.screen_only {
+        let engine = Engine::new(
+            target, spec, matrix, schedule, runs, vars, base, classified, admin, progress,
+        );
+        let mut result = engine.into_result(Vec::new(), false)?;
+        result.cells.clear();
+        result.scale = scale;
+        result.screening = screening.map(|s| Screening { only: true, ..s });
+        result.environment.load_before = load_before;
+        result.environment.load_after = super::environment::load_average();
+        return Ok(result);
+    }
     let kept = if matrix.control().is_some() { 2 } else { 1 };
     let copy_bytes: i64 = admin
         .query_one(
@@ -135,6 +165,7 @@ pub fn run(
     };
     let mut result = engine.into_result(stages, interrupted)?;
     result.scale = scale;
+    result.screening = screening;
     // The run's in-use locks went with its sessions: keep the variant cache in budget.
     let mut admin = connect(&target.admin_config())?;
     let free = plan::free_disk(&mut admin);
@@ -1073,6 +1104,7 @@ impl<'a> Engine<'a> {
             cells,
             analysis: Analysis::default(),
             interrupted,
+            screening: None,
         })
     }
 }
