@@ -676,13 +676,37 @@ fn verdict_text(v: Verdict) -> &'static str {
     }
 }
 
+/// Does the measured change contradict the estimated cost change? Both are judged
+/// against the measured change's threshold. A called change (faster or slower beyond
+/// noise) contradicts an estimate that points elsewhere. An uncalled one contradicts an
+/// estimate of faster or slower when its median change does not point that way (it
+/// stayed inside the band, or went the other way); an uncalled change whose median
+/// agrees is only short of rounds, and an estimate of no change is never contradicted by
+/// a change too uncertain to call. Returns what the measurement says, in words.
+fn contradicts(cost_change: f64, measured: &crate::stats::Change) -> Option<&'static str> {
+    let estimated = direction(cost_change, measured.threshold);
+    match measured.verdict {
+        Verdict::NoChange if estimated == Verdict::NoChange => None,
+        Verdict::NoChange => {
+            let median = direction(measured.ratio, measured.threshold);
+            (median != estimated).then_some(match median {
+                Verdict::NoChange => "no change beyond noise",
+                Verdict::Faster => "faster, not called",
+                Verdict::Slower => "slower, not called",
+            })
+        }
+        called if called != estimated => Some(verdict_text(called)),
+        _ => None,
+    }
+}
+
 /// Every screened cell beside its measurement, with the disagreements flagged:
 /// - **plan**: the estimated plan uses a hypothetical index and the real plan does not
 ///   use its real counterpart, or the other way round;
 /// - **cost vs time**: the estimated cost change and the measured execution change
 ///   point different ways, each judged against the same band (the measured change's
 ///   threshold, max(5%, the A/A floor)): the cost says faster while the measurement says
-///   slower or no change, and so on.
+///   slower or no change, and so on (see [`contradicts`]).
 ///
 /// The baseline's own cells are shown, not judged (they are the reference).
 pub fn side_by_side(r: &ExperimentResult) -> Vec<SideBySide<'_>> {
@@ -729,17 +753,14 @@ pub fn side_by_side(r: &ExperimentResult) -> Vec<SideBySide<'_>> {
                 }
                 if let (Some(cost), Some(change)) =
                     (s.cost_change, measured.and_then(|c| c.change.as_ref()))
+                    && let Some(measured) = contradicts(cost, change)
                 {
-                    let estimated = direction(cost, change.threshold);
-                    if estimated != change.verdict {
-                        disagreements.push(format!(
-                            "cost vs time: the cost says {} ({:+.1}%), the measurement {} ({:+.1}%)",
-                            verdict_text(estimated),
-                            cost * 100.0,
-                            verdict_text(change.verdict),
-                            change.ratio * 100.0
-                        ));
-                    }
+                    disagreements.push(format!(
+                        "cost vs time: the cost says {} ({:+.1}%), the measurement {measured} ({:+.1}%)",
+                        verdict_text(direction(cost, change.threshold)),
+                        cost * 100.0,
+                        change.ratio * 100.0
+                    ));
                 }
             }
             SideBySide {
@@ -826,6 +847,39 @@ mod tests {
         assert_eq!(unqualified("public.t_id"), "t_id");
         assert_eq!(unqualified("\"my.schema\".\"Odd\"\"name\""), "Odd\"name");
         assert_eq!(unqualified("t_id"), "t_id");
+    }
+
+    fn change(ratio: f64, verdict: Verdict) -> crate::stats::Change {
+        crate::stats::Change {
+            ratio,
+            ci: None,
+            rounds: 6,
+            threshold: 0.05,
+            p_value: 0.5,
+            p_adjusted: 0.5,
+            direction: verdict,
+            verdict,
+        }
+    }
+
+    #[test]
+    fn only_a_measurement_that_points_elsewhere_contradicts_the_cost() {
+        use Verdict::*;
+        // Called the same way, or uncalled with its median the same way: agreement.
+        assert_eq!(contradicts(-0.9, &change(-0.8, Faster)), None);
+        assert_eq!(contradicts(-0.9, &change(-0.8, NoChange)), None);
+        assert_eq!(
+            contradicts(0.0, &change(0.3, NoChange)),
+            None,
+            "too noisy to call"
+        );
+        // The cost says faster; the measurement stayed put, or went the other way.
+        assert_eq!(
+            contradicts(-0.5, &change(-0.01, NoChange)),
+            Some("no change beyond noise")
+        );
+        assert_eq!(contradicts(-0.5, &change(0.2, Slower)), Some("slower"));
+        assert_eq!(contradicts(0.0, &change(-0.4, Faster)), Some("faster"));
     }
 
     #[test]

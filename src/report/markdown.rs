@@ -9,9 +9,13 @@ use super::*;
 use crate::experiment::result::ExperimentResult;
 
 pub fn render(r: &ExperimentResult) -> String {
+    if r.screening.as_ref().is_some_and(|s| s.only) {
+        return render_screen_only(r);
+    }
     let mut md = String::new();
     header(&mut md, r);
     summary(&mut md, r);
+    screening(&mut md, r);
     settings(&mut md, r);
     queries(&mut md, r);
     sizes(&mut md, r);
@@ -448,4 +452,80 @@ fn method(md: &mut String, r: &ExperimentResult) {
             .unwrap_or("default"),
         experiment = r.experiment
     );
+}
+
+/// `--screen-only`: the header's facts about the dataset and server, then the screening;
+/// nothing was built or measured.
+fn render_screen_only(r: &ExperimentResult) -> String {
+    let mut md = String::new();
+    let e = &r.environment;
+    let _ = writeln!(md, "# Experiment `{}`: screening only\n", r.experiment);
+    if !r.about.is_empty() {
+        let _ = writeln!(md, "{}\n", r.about);
+    }
+    let rows: Vec<String> = r
+        .dataset
+        .row_counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(t, n)| format!("`{t}` {}", fmt_count(*n)))
+        .collect();
+    let _ = writeln!(md, "| | |\n|---|---|");
+    if !r.seed.is_empty() {
+        let _ = writeln!(md, "| Seed | {} |", cell(&r.seed));
+    }
+    let _ = writeln!(
+        md,
+        "| Scale | **{}** (1 = the seed's production size) |",
+        r.scale
+    );
+    let _ = writeln!(md, "| Rows | {} |", rows.join(" · "));
+    let _ = writeln!(
+        md,
+        "| Server | {} · {} |",
+        e.postgres_version,
+        cell(&e.server)
+    );
+    let _ = writeln!(md, "| Baseline | `{}` |", r.baseline);
+    let _ = writeln!(
+        md,
+        "| Produced by | `pgx experiment {} --screen-only` · pgx {} · commit `{}` · {} |\n",
+        r.experiment, e.pgx_version, e.git_commit, e.date
+    );
+    let _ = writeln!(
+        md,
+        "Estimates only: no variant was built and nothing was measured. `pgx experiment {}` (with `--screen`) builds and measures them, and puts these estimates beside the measurements.\n",
+        r.experiment
+    );
+    screening(&mut md, r);
+    md
+}
+
+/// "## Screening (what-if, HypoPG)": per variant screenable or why not, the estimated
+/// index sizes, and per cell the estimated plan and cost; beside the measurements after
+/// a real run, disagreements flagged.
+fn screening(md: &mut String, r: &ExperimentResult) {
+    let Some(s) = &r.screening else { return };
+    let _ = writeln!(md, "## Screening (what-if, HypoPG)\n");
+    if let Some(sentence) = view::screening_sentence(r) {
+        let _ = writeln!(md, "{}\n", cell(&sentence));
+    }
+    let _ = writeln!(
+        md,
+        "Before anything was built, every variant whose statements only create btree, BRIN or hash indexes had them created as HypoPG hypothetical indexes, in one session on a copy of the base; every query form and parameter set was then planned with plain `EXPLAIN` (no execution) under the reference settings `{}`, and the baseline's plans in the same session with no hypothetical index. **est. cost vs reference** is the estimated total cost against the baseline's estimate for the same query and parameters (the cell the measurement compares with); **estimated size** is `hypopg_relation_size`. Variants HypoPG cannot express (GIN and GiST, `DROP INDEX`, changes of tables, data or layout) are not screenable, with the statement and the reason.\n",
+        s.settings
+    );
+    if !s.only {
+        let _ = writeln!(
+            md,
+            "After the real run, **DISAGREE** marks where the estimate and the measurement part: the plan choice (the estimate uses the hypothetical index and the real plan does not use the real one, or the reverse); cost against time (the estimated cost change and the measured execution change point different ways, both judged against the measured change's threshold, max(5%, the A/A floor)); and sizes more than {}× off the real index's, either way (HypoPG sizes an index from row estimates and average widths; hypopg#46 saw 164 MB estimated for 1.5 GB real).\n",
+            crate::experiment::screen::SIZE_FACTOR
+        );
+    }
+    let _ = writeln!(md, "{}", draw(&view::screening_variants_table(r)));
+    let cells = view::screening_cells_table(r);
+    if !cells.is_empty() {
+        let _ = writeln!(md, "### Estimated plans\n");
+        let _ = writeln!(md, "{}", draw(&cells));
+    }
 }
