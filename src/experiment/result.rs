@@ -490,8 +490,12 @@ pub struct HypotheticalIndex {
     /// The table it is on, schema-qualified as `RelationSize.table` spells it.
     pub table: String,
     pub method: String,
-    /// `hypopg_relation_size`: HypoPG's estimate of the index's size.
+    /// `hypopg_relation_size`: HypoPG's estimate of the index's size; on a partitioned
+    /// table the sum of its estimates for each leaf partition.
     pub estimated_bytes: i64,
+    /// Leaf partitions summed in `estimated_bytes` (0: not a partitioned table).
+    #[serde(default)]
+    pub partitions: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -32,6 +32,7 @@ use squawk_syntax::SourceFile;
 use squawk_syntax::ast::{self, AstNode};
 
 use super::databases::Copy;
+use super::engine::build::{Partitions, relation_sizes};
 use super::engine::measure::{Statement, explained_statement};
 use super::matrix::{Matrix, REFERENCE_SETTINGS, Role};
 use super::progress::Progress;
@@ -72,6 +73,9 @@ pub enum Step {
     Index {
         sql: String,
         declared: Option<String>,
+        /// Byte range of the table (`ON [ONLY] t`) in `sql`, to size the index on each
+        /// partition of a partitioned table.
+        table: Option<(usize, usize)>,
     },
     /// `SET` / `RESET`: run in the screening session too, as the build session runs it.
     Session(String),
@@ -103,6 +107,7 @@ pub fn classify(sql: &str) -> std::result::Result<Vec<Step>, String> {
 }
 
 fn classify_statement(sql: &str) -> std::result::Result<Step, String> {
+    let sql = sql.trim();
     let shown = one_line(sql, 70);
     let parse = SourceFile::parse(sql);
     let errors = parse.errors();
@@ -140,12 +145,20 @@ fn classify_statement(sql: &str) -> std::result::Result<Step, String> {
                 .and_then(|i| i.path())
                 .and_then(|p| p.segment())
                 .map(|s| unquote(&s.syntax().text().to_string()));
+            let table = index.table_relation_name().map(|t| {
+                let range = t.syntax().text_range();
+                (
+                    u32::from(range.start()) as usize,
+                    u32::from(range.end()) as usize,
+                )
+            });
             Ok(Step::Index {
-                sql: sql.trim().to_string(),
+                sql: sql.to_string(),
                 declared,
+                table,
             })
         }
-        ast::Stmt::Set(_) | ast::Stmt::Reset(_) => Ok(Step::Session(sql.trim().to_string())),
+        ast::Stmt::Set(_) | ast::Stmt::Reset(_) => Ok(Step::Session(sql.to_string())),
         ast::Stmt::Analyze(_) | ast::Stmt::EmptyStmt(_) => Ok(Step::Skip),
         ast::Stmt::DropIndex(_) => not(
             "DROP INDEX; hiding an existing index from the planner needs hypopg_hide_index, which came with HypoPG 1.4 (Debian packages 1.3)",
@@ -355,6 +368,8 @@ fn screen(
             settings::session_sql(inputs.timeout_ms, &reference.session)
         ))?;
         let names: HashSet<String> = sv.indexes.iter().map(|h| h.name.clone()).collect();
+        let partitions = Partitions::read(&mut client)?;
+        let relations = relation_sizes(&mut client)?;
         let mut prepared = HashSet::new();
         let cells: Vec<usize> = m
             .cells_of(super::matrix::VariantId(v))
@@ -374,7 +389,11 @@ fn screen(
             let (plan, cost, error) = match &reference.not_applicable {
                 Some(reason) => (None, None, Some(format!("not applicable: {reason}"))),
                 None => match explain(&mut client, &statement, &mut prepared)? {
-                    Ok((plan, cost)) => (Some(plan), cost, None),
+                    Ok((mut plan, cost)) => {
+                        // Partition indexes by their root, as the measured plans name them.
+                        partitions.attribute(&mut plan, &relations);
+                        (Some(plan), cost, None)
+                    }
                     Err(message) => (None, None, Some(message)),
                 },
             };
@@ -442,7 +461,11 @@ fn hypothetical(
                     )));
                 }
             }
-            Step::Index { sql, declared } => {
+            Step::Index {
+                sql,
+                declared,
+                table,
+            } => {
                 let created = client.query_one(
                     "SELECT indexrelid, indexname::text FROM hypopg_create_index($1)",
                     &[sql],
@@ -462,24 +485,75 @@ fn hypothetical(
                 };
                 let (oid, name): (u32, String) = (row.get(0), row.get(1));
                 let facts = client.query_one(
-                    "SELECT format('%I.%I', schema_name, table_name), am_name::text, \
-                            hypopg_relation_size(indexrelid)::bigint, \
-                            CASE WHEN $2::text IS NULL THEN NULL ELSE format('%I.%I', schema_name, $2::text) END \
-                     FROM hypopg_list_indexes WHERE indexrelid = $1",
+                    "SELECT format('%I.%I', n.nspname, c.relname), am.amname::text, \
+                            hypopg_relation_size(h.indexrelid)::bigint, \
+                            CASE WHEN $2::text IS NULL THEN NULL ELSE format('%I.%I', n.nspname, $2::text) END, \
+                            h.indrelid, c.relkind = 'p' \
+                     FROM hypopg() h JOIN pg_class c ON c.oid = h.indrelid \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am am ON am.oid = h.amid \
+                     WHERE h.indexrelid = $1",
                     &[&oid, declared],
                 )?;
+                let mut estimated_bytes: i64 = facts.get(2);
+                let mut partitions = 0;
+                if facts.get::<_, bool>(5)
+                    && let Some(range) = table
+                    && let Some(sum) = size_on_partitions(client, sql, *range, facts.get(4))?
+                {
+                    (estimated_bytes, partitions) = sum;
+                }
                 out.push(HypotheticalIndex {
                     statement: one_line(sql, usize::MAX),
                     name,
                     declared: facts.get(3),
                     table: facts.get(0),
                     method: facts.get(1),
-                    estimated_bytes: facts.get(2),
+                    estimated_bytes,
+                    partitions,
                 });
             }
         }
     }
     Ok(Ok(()))
+}
+
+/// An index on a partitioned table is one index per partition: sized as the sum of
+/// hypothetical indexes on each leaf partition, created for the sizing and dropped again
+/// (HypoPG sizes an index on the parent from the parent's own statistics, and a BRIN
+/// from its relpages, which a partitioned table does not have: hundreds of MB for a few
+/// KB). None when a partition refuses (the parent's estimate stands).
+fn size_on_partitions(
+    client: &mut Client,
+    sql: &str,
+    (start, end): (usize, usize),
+    parent: u32,
+) -> Result<Option<(i64, i64)>> {
+    let (Some(before), Some(after)) = (sql.get(..start), sql.get(end..)) else {
+        return Ok(None);
+    };
+    let leaves = client.query(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_partition_tree($1::oid::regclass) pt \
+         JOIN pg_class c ON c.oid = pt.relid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE pt.isleaf AND c.relkind = 'r' ORDER BY 1",
+        &[&parent],
+    )?;
+    let (mut bytes, mut count) = (0i64, 0i64);
+    for leaf in leaves {
+        let leaf: String = leaf.get(0);
+        let statement = format!("{before}{leaf}{after}");
+        let sized = client.query_one(
+            "SELECT h.indexrelid, hypopg_relation_size(h.indexrelid)::bigint FROM hypopg_create_index($1) h",
+            &[&statement],
+        );
+        let Ok(row) = sized else {
+            return Ok(None);
+        };
+        let oid: u32 = row.get(0);
+        bytes += row.get::<_, i64>(1);
+        count += 1;
+        client.execute("SELECT hypopg_drop_index($1)", &[&oid])?;
+    }
+    Ok((count > 0).then_some((bytes, count)))
 }
 
 /// One plain EXPLAIN of a cell's statement: the estimated plan and its total cost, or

@@ -591,12 +591,14 @@ pub fn screening_variants_table(r: &ExperimentResult) -> Table {
                 e.index.method,
                 e.index.table
             );
-            let mut row = vec![
-                sv.name.clone(),
-                "yes".into(),
-                label,
-                fmt_bytes(e.index.estimated_bytes),
-            ];
+            let estimated = match e.index.partitions {
+                0 => fmt_bytes(e.index.estimated_bytes),
+                n => format!(
+                    "{} (sum over {n} partitions)",
+                    fmt_bytes(e.index.estimated_bytes)
+                ),
+            };
+            let mut row = vec![sv.name.clone(), "yes".into(), label, estimated];
             if measured {
                 row.push(
                     e.real

@@ -137,6 +137,15 @@ fn one_line(sql: &str) -> String {
 }
 
 impl Partitions {
+    /// Which partitions (and partition indexes) of the connected database belong to
+    /// which root.
+    pub fn read(client: &mut Client) -> Result<Partitions> {
+        Ok(Partitions {
+            tables: partition_parents(client, 'r')?,
+            indexes: partition_parents(client, 'i')?,
+        })
+    }
+
     /// Plan facts in the names people use: partition indexes and tables by their root,
     /// partitions scanned out of the total the catalog knows.
     pub fn attribute(&self, summary: &mut PlanSummary, relations: &[RelationSize]) -> u64 {
