@@ -68,6 +68,18 @@ fn screened() -> &'static ExperimentResult {
     static RESULT: OnceLock<ExperimentResult> = OnceLock::new();
     RESULT.get_or_init(|| {
         let _serial = serial();
+        let (_server, mut admin) = admin();
+        let available = admin
+            .query_opt(
+                "SELECT 1 FROM pg_available_extensions WHERE name = 'hypopg'",
+                &[],
+            )
+            .unwrap()
+            .is_some();
+        assert!(
+            available,
+            "these tests need HypoPG on the test server: apt-get install postgresql-<major>-hypopg (.ci/run installs it)"
+        );
         run_locked(RunOptions {
             repeat: Some(6),
             warmup: Some(1),
@@ -263,6 +275,30 @@ fn gin_and_drop_index_variants_are_not_screenable_and_still_measured() {
 }
 
 #[test]
+fn session_settings_of_a_variant_run_in_the_screening_session() {
+    let r = screened();
+    // `SET search_path = pg_catalog` first: HypoPG's functions are still found, and the
+    // index lands on public.t, as the real build's does.
+    let v = variant(r, "id-brin");
+    assert!(v.screenable, "{:?}", v.reason);
+    assert_eq!(v.indexes.len(), 1);
+    assert_eq!(v.indexes[0].method, "brin");
+    assert_eq!(v.indexes[0].declared.as_deref(), Some("public.t_id_brin"));
+    let e = screen::index_estimates(r);
+    let brin = e.iter().find(|e| e.variant == "id-brin").unwrap();
+    assert_eq!(brin.real.map(|x| x.name.as_str()), Some("public.t_id_brin"));
+    // The estimates of the next variants were made under the reference settings again.
+    let plan = screened_cell(r, "grp-index", "range", "p1")
+        .plan
+        .as_ref()
+        .unwrap();
+    assert!(
+        plan.settings.iter().all(|(k, _)| k != "search_path"),
+        "{plan:?}"
+    );
+}
+
+#[test]
 fn prepared_queries_are_screened_with_explain_execute() {
     let r = screened();
     for v in ["plain", "id-index", "id-brin", "grp-index"] {
@@ -358,12 +394,12 @@ fn without_hypopg_the_run_works_and_says_how_to_install_it() {
         .arg(out.path())
         .output()
         .unwrap();
-    let (stdout, stderr) = (stdout(&run), stderr(&run));
-    assert_eq!(run.status.code(), Some(0), "{stdout}\n{stderr}");
+    let (out_text, err_text) = (stdout(&run), stderr(&run));
+    assert_eq!(run.status.code(), Some(0), "{out_text}\n{err_text}");
     let install = format!("apt-get install postgresql-{major}-hypopg");
     assert!(
-        stderr.contains("warning: screening skipped") && stderr.contains(&install),
-        "{stderr}"
+        err_text.contains("warning: screening skipped") && err_text.contains(&install),
+        "{err_text}"
     );
     let md = std::fs::read_to_string(out.path().join("screen.md")).unwrap();
     assert!(md.contains("## Screening (what-if, HypoPG)"), "{md}");
@@ -381,5 +417,28 @@ fn without_hypopg_the_run_works_and_says_how_to_install_it() {
         json.cells
             .iter()
             .any(|c| c.variant == "id-index" && c.execution.is_some())
+    );
+
+    // Screening only, still without HypoPG: the same message, exit 0, a report of its
+    // own next to the run's (which it leaves alone).
+    let before = std::fs::read_to_string(out.path().join("screen.md")).unwrap();
+    let only = pgx_command(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .env("DATABASE_URL", db.url())
+        .env(screen::EXTENSION_ENV, "hypopg_not_installed_here")
+        .args(["experiment", fixture.to_str().unwrap(), "--screen-only"])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(only.status.code(), Some(0), "{}", stderr(&only));
+    assert!(stderr(&only).contains(&install), "{}", stderr(&only));
+    let md = std::fs::read_to_string(out.path().join("screen-screen.md")).unwrap();
+    assert!(
+        md.contains("screening only") && md.contains("HypoPG is not installed"),
+        "{md}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("screen.md")).unwrap(),
+        before
     );
 }

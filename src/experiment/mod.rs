@@ -99,10 +99,14 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
     // A closed stdout (`| head`) must not lose the run: the reports are written first.
     let shown = crate::say!("{}", crate::report::terminal::render(&result));
     // A non-default scale gets its own report, so the default one stays comparable.
-    let stem = match args.scale {
+    let mut stem = match args.scale {
         Some(scale) if scale != spec.dataset.scale => format!("{}-scale{scale}", spec.name),
         _ => spec.name.clone(),
     };
+    // Estimates alone never replace a run's report.
+    if args.screen_only {
+        stem.push_str("-screen");
+    }
     let written = crate::report::write_reports(&result, &args.out_dir(), &stem)?;
     shown?;
     for path in written {

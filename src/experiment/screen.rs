@@ -319,12 +319,21 @@ fn screen(
         ));
         return Ok(());
     }
-    screening.hypopg_version = client
-        .query_opt(
-            "SELECT extversion::text FROM pg_extension WHERE extname = $1",
-            &[&extension],
-        )?
-        .map(|r| r.get(0));
+    let Some(installed) = client.query_opt(
+        "SELECT e.extversion::text, n.nspname::text FROM pg_extension e \
+         JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = $1",
+        &[&extension],
+    )?
+    else {
+        screening.unavailable = Some(format!(
+            "{extension} is not in pg_extension after CREATE EXTENSION"
+        ));
+        return Ok(());
+    };
+    screening.hypopg_version = Some(installed.get(0));
+    // HypoPG's functions by their schema: a variant's `SET search_path` cannot hide them.
+    let ns = quote_ident(&installed.get::<_, String>(1));
+    let ns = ns.as_str();
     let reference = inputs.reference;
     // Server-wide reference settings are applied as the rounds apply them, and undone.
     let guard = if reference.server.is_empty() || reference.not_applicable.is_some() {
@@ -350,15 +359,17 @@ fn screen(
         }
         interrupt::check()?;
         progress.message(&format!("screening {}", variant.name));
-        client.batch_execute("RESET ALL; DEALLOCATE ALL; SELECT hypopg_reset()")?;
+        client.batch_execute(&format!(
+            "RESET ALL; DEALLOCATE ALL; SELECT {ns}.hypopg_reset()"
+        ))?;
         client.batch_execute(&settings::session_sql(inputs.timeout_ms, &[]))?;
         if sv.screenable
-            && let Err(reason) = hypothetical(&mut client, &steps[i], &mut sv.indexes)?
+            && let Err(reason) = hypothetical(&mut client, ns, &steps[i], &mut sv.indexes)?
         {
             sv.screenable = false;
             sv.reason = Some(reason);
             sv.indexes.clear();
-            client.batch_execute("SELECT hypopg_reset()")?;
+            client.batch_execute(&format!("SELECT {ns}.hypopg_reset()"))?;
             if variant.role != Role::Baseline {
                 continue;
             }
@@ -415,7 +426,7 @@ fn screen(
             });
         }
     }
-    client.batch_execute("SELECT hypopg_reset()")?;
+    client.batch_execute(&format!("SELECT {ns}.hypopg_reset()"))?;
     if let Some(guard) = guard {
         guard.undo()?;
     }
@@ -445,6 +456,7 @@ fn screen(
 /// says of each. `Ok(Err(reason))` when the server refuses one.
 fn hypothetical(
     client: &mut Client,
+    ns: &str,
     steps: &[Step],
     out: &mut Vec<HypotheticalIndex>,
 ) -> Result<std::result::Result<(), String>> {
@@ -467,7 +479,9 @@ fn hypothetical(
                 table,
             } => {
                 let created = client.query_one(
-                    "SELECT indexrelid, indexname::text FROM hypopg_create_index($1)",
+                    &format!(
+                        "SELECT indexrelid, indexname::text FROM {ns}.hypopg_create_index($1)"
+                    ),
                     &[sql],
                 );
                 let row = match created {
@@ -485,20 +499,22 @@ fn hypothetical(
                 };
                 let (oid, name): (u32, String) = (row.get(0), row.get(1));
                 let facts = client.query_one(
-                    "SELECT format('%I.%I', n.nspname, c.relname), am.amname::text, \
-                            hypopg_relation_size(h.indexrelid)::bigint, \
-                            CASE WHEN $2::text IS NULL THEN NULL ELSE format('%I.%I', n.nspname, $2::text) END, \
-                            h.indrelid, c.relkind = 'p' \
-                     FROM hypopg() h JOIN pg_class c ON c.oid = h.indrelid \
-                     JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am am ON am.oid = h.amid \
-                     WHERE h.indexrelid = $1",
+                    &format!(
+                        "SELECT format('%I.%I', n.nspname, c.relname), am.amname::text, \
+                                {ns}.hypopg_relation_size(h.indexrelid)::bigint, \
+                                CASE WHEN $2::text IS NULL THEN NULL ELSE format('%I.%I', n.nspname, $2::text) END, \
+                                h.indrelid, c.relkind = 'p' \
+                         FROM {ns}.hypopg() h JOIN pg_class c ON c.oid = h.indrelid \
+                         JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am am ON am.oid = h.amid \
+                         WHERE h.indexrelid = $1"
+                    ),
                     &[&oid, declared],
                 )?;
                 let mut estimated_bytes: i64 = facts.get(2);
                 let mut partitions = 0;
                 if facts.get::<_, bool>(5)
                     && let Some(range) = table
-                    && let Some(sum) = size_on_partitions(client, sql, *range, facts.get(4))?
+                    && let Some(sum) = size_on_partitions(client, ns, sql, *range, facts.get(4))?
                 {
                     (estimated_bytes, partitions) = sum;
                 }
@@ -524,6 +540,7 @@ fn hypothetical(
 /// KB). None when a partition refuses (the parent's estimate stands).
 fn size_on_partitions(
     client: &mut Client,
+    ns: &str,
     sql: &str,
     (start, end): (usize, usize),
     parent: u32,
@@ -542,7 +559,9 @@ fn size_on_partitions(
         let leaf: String = leaf.get(0);
         let statement = format!("{before}{leaf}{after}");
         let sized = client.query_one(
-            "SELECT h.indexrelid, hypopg_relation_size(h.indexrelid)::bigint FROM hypopg_create_index($1) h",
+            &format!(
+                "SELECT h.indexrelid, {ns}.hypopg_relation_size(h.indexrelid)::bigint FROM {ns}.hypopg_create_index($1) h"
+            ),
             &[&statement],
         );
         let Ok(row) = sized else {
@@ -551,7 +570,7 @@ fn size_on_partitions(
         let oid: u32 = row.get(0);
         bytes += row.get::<_, i64>(1);
         count += 1;
-        client.execute("SELECT hypopg_drop_index($1)", &[&oid])?;
+        client.execute(&format!("SELECT {ns}.hypopg_drop_index($1)"), &[&oid])?;
     }
     Ok((count > 0).then_some((bytes, count)))
 }
