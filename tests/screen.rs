@@ -370,6 +370,38 @@ fn screen_only_builds_and_measures_nothing() {
 }
 
 #[test]
+fn a_cache_axis_gets_one_estimate_per_query_form_and_parameters() {
+    let _serial = serial();
+    // The fixture with a cache axis, screened only (nothing cold is measured).
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = std::fs::read_to_string(fixture())
+        .unwrap()
+        .replace("name: screen\n", "name: screen-cache\n")
+        .replace("screen: true\n", "screen: true\ncache: [warm, cold]\n");
+    let path = dir.path().join("screen-cache.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let (_server, target) = target();
+    let spec = spec::load(&path).unwrap();
+    let options = RunOptions {
+        screen_only: true,
+        only: vec!["id-index".into()],
+        ..Default::default()
+    };
+    let r = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
+    let cells = &r.screening.as_ref().unwrap().cells;
+    let mut keys: Vec<_> = cells
+        .iter()
+        .map(|c| (&c.variant, &c.query, &c.form, &c.params))
+        .collect();
+    let n = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "no estimate twice");
+    assert_eq!(n, 2 * 3, "plain and id-index × range p1, p2 and by-k");
+    assert!(cells.iter().all(|c| c.cache == "warm"));
+}
+
+#[test]
 fn without_hypopg_the_run_works_and_says_how_to_install_it() {
     let _serial = serial();
     let db = TestDb::new("screen_missing");

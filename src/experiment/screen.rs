@@ -382,9 +382,16 @@ fn screen(
         let partitions = Partitions::read(&mut client)?;
         let relations = relation_sizes(&mut client)?;
         let mut prepared = HashSet::new();
+        // A plan does not depend on what is cached: one estimate per query, form and
+        // parameter set, in the first cache state that query is measured in (the
+        // reference's, warm by default).
+        let mut seen = HashSet::new();
         let cells: Vec<usize> = m
             .cells_of(super::matrix::VariantId(v))
-            .filter(|&c| m.cells[c].settings == REFERENCE_SETTINGS)
+            .filter(|&c| {
+                let k = m.cells[c];
+                k.settings == REFERENCE_SETTINGS && seen.insert((k.query, k.form, k.params))
+            })
             .collect();
         for c in cells {
             interrupt::check()?;
@@ -414,6 +421,7 @@ fn screen(
             screened.insert(c, screening.cells.len());
             screening.cells.push(ScreenedCell {
                 variant: variant.name.clone(),
+                cache: m.cache(&key).name().to_string(),
                 query: query.name.clone(),
                 form: m.form(&key).name.clone(),
                 params: m.params(&key).label.clone(),
@@ -741,7 +749,8 @@ pub fn unqualified(name: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct SideBySide<'a> {
     pub screened: &'a ScreenedCell,
-    /// The same variant, reference settings, query, form and parameters, measured.
+    /// The same variant, reference settings, cache state, query, form and parameters,
+    /// measured.
     pub measured: Option<&'a Cell>,
     /// The real plan uses the real counterpart of one of the variant's hypothetical
     /// indexes; None when not measured, or when no real counterpart is known.
@@ -815,6 +824,7 @@ pub fn side_by_side(r: &ExperimentResult) -> Vec<SideBySide<'_>> {
             let measured = r.cells.iter().find(|c| {
                 c.variant == s.variant
                     && Some(c.settings.as_str()) == reference_settings
+                    && c.cache == s.cache
                     && c.query == s.query
                     && c.form == s.form
                     && c.params == s.params

@@ -25,6 +25,8 @@ pub struct Built {
     pub statements: Vec<Timing>,
     /// The statements ran in an earlier run (the variant cache); their times are from then.
     pub cached: bool,
+    /// The variant-cache entry the copy was made from (None: made from the base).
+    pub template: Option<String>,
     pub relations: Vec<RelationSize>,
     pub partitions: Partitions,
 }
@@ -45,15 +47,16 @@ pub fn variant(
     variant: &Variant,
     rebuild: bool,
 ) -> Result<Built> {
-    let prepared = variants::prepare(
+    let request = variants::Request {
         target,
-        admin,
         base,
         experiment,
         variant,
         rebuild,
-        &mut |client| run_statements(client, &variant.sql),
-    )?;
+    };
+    let prepared = variants::prepare(admin, &request, &mut |client| {
+        run_statements(client, &variant.sql)
+    })?;
     let copy = Copy::create(
         target,
         admin,
@@ -74,6 +77,7 @@ pub fn variant(
         config,
         statements,
         cached: prepared.cached,
+        template: (prepared.template != base).then(|| prepared.template.clone()),
         relations,
         partitions,
     })
