@@ -474,3 +474,61 @@ fn without_hypopg_the_run_works_and_says_how_to_install_it() {
         before
     );
 }
+
+/// Ctrl-C while a screening EXPLAIN runs (planning made slow on purpose: an immutable
+/// function the planner folds sleeps): the statement is cancelled, the screening copy
+/// dropped, exit 130.
+#[test]
+fn ctrl_c_during_screening_cancels_it_and_drops_the_copy() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let _serial = serial();
+    let db = TestDb::new("screen_sigint");
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "name: screen-sigint\n\
+        schema:\n  migrations: tests/fixtures/no-migrations\n\
+        dataset:\n  scale: 1\n  steps:\n    - name: t\n      sql: |\n        CREATE TABLE t AS SELECT g::bigint AS id FROM generate_series(1, 100) g;\n        CREATE FUNCTION slow_key() RETURNS bigint IMMUTABLE LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(60); RETURN 1; END $$;\n\
+        baseline: plain\nvariants:\n  plain: {}\n  id-index:\n    sql: CREATE INDEX t_id ON t (id);\n\
+        queries:\n  slow-plan:\n    sql: SELECT count(*) FROM t WHERE id = slow_key()\n\
+        runs: { warmup: 0, repeat: 1, timeout: 120s }\n";
+    let path = dir.path().join("screen-sigint.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let child = pgx_command(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .env("DATABASE_URL", db.url())
+        .args([
+            "experiment",
+            path.to_str().unwrap(),
+            "--screen-only",
+            "--out",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut admin = db.client();
+    let running = |admin: &mut postgres::Client| -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'pgx_run_screen_sigint_%' \
+                 AND query LIKE 'EXPLAIN%slow_key%' AND state = 'active'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while running(&mut admin) == 0 {
+        assert!(Instant::now() < deadline, "the screening EXPLAIN never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    let copies = count_databases(&mut admin, "^pgx_run_screen_sigint_");
+    assert_eq!(copies, 0, "the screening copy is dropped");
+    assert_eq!(running(&mut admin), 0, "the EXPLAIN was cancelled");
+}
