@@ -525,6 +525,14 @@ fn screening(md: &mut String, r: &ExperimentResult) {
     if let Some(sentence) = view::screening_sentence(r) {
         let _ = writeln!(md, "{}\n", cell(&sentence));
     }
+    if s.unavailable.is_some() {
+        let _ = writeln!(
+            md,
+            "Which variants HypoPG could screen, read from their statements (nothing was estimated):\n"
+        );
+        let _ = writeln!(md, "{}", draw(&view::screening_variants_table(r)));
+        return;
+    }
     let _ = writeln!(
         md,
         "Before anything was built, every variant whose statements only create btree, BRIN or hash indexes had them created as HypoPG hypothetical indexes, in one session on a copy of the base; every query form and parameter set was then planned with plain `EXPLAIN` (no execution) under the reference settings `{}`, and the baseline's plans in the same session with no hypothetical index. **est. cost vs reference** is the estimated total cost against the baseline's estimate for the same query and parameters (the cell the measurement compares with); **estimated size** is `hypopg_relation_size`. Variants HypoPG cannot express (GIN and GiST, `DROP INDEX`, changes of tables, data or layout) are not screenable, with the statement and the reason.\n",

@@ -599,7 +599,10 @@ pub fn screening_variants_table(r: &ExperimentResult) -> Table {
             estimates.iter().filter(|e| e.variant == sv.name).collect();
         if !sv.screenable || mine.is_empty() {
             let status = match (&sv.reason, sv.name == r.baseline) {
-                (Some(reason), _) => format!("no: {reason}"),
+                (Some(reason), true) => format!(
+                    "no: {reason}; the reference estimates are the base's, without the baseline's statements"
+                ),
+                (Some(reason), false) => format!("no: {reason}"),
                 (None, true) => "yes (the reference: no hypothetical index)".into(),
                 (None, false) if s.unavailable.is_some() => "yes (not screened)".into(),
                 (None, false) => "yes (no index: plans as the base)".into(),
