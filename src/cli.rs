@@ -47,6 +47,12 @@ pub enum Command {
     /// Apply the pending migrations to a copy of an experiment's dataset while its load
     /// runs, and report the lock waits, TPS and latency clients saw
     Rehearse(RehearseArgs),
+    /// Compare two runs of one experiment (e.g. main's and a pull request's JSON reports):
+    /// plans, buffers, timings, new and vanished cells; `--fail-on` gates CI
+    Compare(CompareArgs),
+    /// Write an experiment variant's SQL as the next migration (indexes built
+    /// CONCURRENTLY), citing the experiment's evidence; refuses what cannot run safely
+    Promote(PromoteArgs),
     /// Render the Markdown report again from a run's JSON (no measuring)
     Report {
         /// reports/<experiment>.json; writes the .md next to it
@@ -177,4 +183,45 @@ pub struct ExperimentArgs {
     /// Only build (or find) the cached dataset, then stop: warms the cache for a later run
     #[arg(long)]
     pub dataset_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The earlier run (e.g. main's committed reports/<experiment>.json)
+    pub old: PathBuf,
+    /// The later run (e.g. the pull request's)
+    pub new: PathBuf,
+    /// Also write the comparison as Markdown (a pull request comment) to this file; `-`
+    /// prints it instead of the terminal tables
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Exit 1 when any of these is found (comma-separated): regression (a cell slower
+    /// beyond noise or failing now; across environments: touching more blocks),
+    /// plan-change, buffers (a cell touching more blocks)
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub fail_on: Vec<crate::compare::Gate>,
+    /// Let timings gate even when the runs come from different environments or a run
+    /// is noisy (by default only plans and buffers gate then)
+    #[arg(long)]
+    pub gate_timings: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// Experiment name (experiments/<NAME>.yaml) or path to a YAML file
+    pub experiment: String,
+    /// The variant whose SQL becomes the migration
+    pub variant: String,
+    /// Migrations directory to write into (default: the experiment's schema.migrations)
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The experiment's JSON report to cite (default: reports/<experiment>.json)
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Print the migration instead of writing it (still checked on a scratch database)
+    #[arg(long)]
+    pub dry_run: bool,
+    /// lock_timeout the migration sets before its first statement
+    #[arg(long, default_value = "5s")]
+    pub lock_timeout: String,
 }

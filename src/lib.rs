@@ -8,6 +8,7 @@
 pub mod app;
 pub mod cli;
 pub mod cluster;
+pub mod compare;
 pub mod db;
 pub mod error;
 pub mod experiment;
@@ -16,6 +17,7 @@ pub mod interrupt;
 pub mod lint;
 pub mod load;
 pub mod migrate;
+pub mod promote;
 pub mod rehearse;
 pub mod report;
 pub mod sqlsplit;
