@@ -264,7 +264,11 @@ pub fn runs_table(c: &Comparison) -> Table {
             r.environment.cpus, r.environment.memory_gib
         )
     });
-    row("load average", &terminal::load_average_text);
+    row("load average", &|r| {
+        terminal::load_average_text(r)
+            .trim_start_matches("load average ")
+            .to_string()
+    });
     row("schedule", &|r| {
         format!(
             "{} rounds × {} run(s), seed {}",
@@ -328,7 +332,7 @@ pub fn method(c: &Comparison) -> String {
         "Plans (the set of plan signatures a cell showed) and buffers (median shared hit + read blocks; a change of more than one block and 1%) are exact: the same code on the same data gives the same ones, so any change is real. \
 Timing: the two runs were not interleaved with each other, so there are no paired rounds; each cell's per-round median execution times in the old run are compared with those in the new run (Mann-Whitney U, one-sided against each edge of a no-change band; Holm across the cells, α = 0.05). \
 The change is the Hodges-Lehmann estimate of new/old (the median of all pairwise ratios) with its 95% interval. \
-The band is max({:.0}%, the old run's A/A floor, the new run's A/A floor) around 1 and around the drift between runs, the median new/old ratio of the other cells of the same query whose plan and buffers did not change (the A/A control's included; the whole run's when the query has fewer than two): a machine that is slower as a whole today does not make a regression, and neither does identical code run twice. \
+The band is max({:.0}%, the old run's A/A floor, the new run's A/A floor) around 1 and around the drift between runs, the median new/old ratio of the other cells of the same query whose plan, buffers and SQL did not change (the A/A control's included; the whole run's when the query has fewer than two such cells): a machine that is slower as a whole today does not make a regression, and neither does identical code run twice. \
 A change every cell of a query shares with the same plans and buffers is indistinguishable from that drift and is not called. `~` = no change beyond the band.",
         NOISE * 100.0
     )

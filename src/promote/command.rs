@@ -103,7 +103,13 @@ pub fn run(options: &TargetOptions, args: &PromoteArgs) -> Result<u8> {
     let versions = files
         .first()
         .zip(files.last())
-        .map(|(a, b)| format!("V{}–V{}", a.version, b.version))
+        .map(|(a, b)| {
+            if a.version == b.version {
+                format!("V{}", a.version)
+            } else {
+                format!("V{}–V{}", a.version, b.version)
+            }
+        })
         .unwrap_or_else(|| "no earlier migrations".into());
     eprintln!("{shown}");
     eprintln!(
@@ -117,7 +123,12 @@ pub fn run(options: &TargetOptions, args: &PromoteArgs) -> Result<u8> {
             eprintln!("{}\n", d.render("warning"));
         }
         eprintln!(
-            "pgx promote: the migration was written, but pgx lint found {} hazard(s) in it: fix them before applying",
+            "pgx promote: {}, but pgx lint found {} hazard(s) in it: fix them (or accept one with `-- pgx:lint-ignore RULE`) before applying",
+            if args.dry_run {
+                "the migration runs"
+            } else {
+                "the migration was written"
+            },
             findings.len()
         );
         return Ok(EXIT_LINT_FINDINGS);
@@ -179,7 +190,7 @@ fn variant_sql(spec: &Spec, variant: &str) -> Result<String> {
 /// inline, else the variant's file and line.
 fn locate(spec: &Spec, variant: &str, source: &Source) -> String {
     if let Some(file) = spec.variants.get(variant).and_then(|v| v.file.as_ref()) {
-        return format!("{}:{}", spec.dir.join(file).display(), source.line);
+        return format!("{}:{}", relative(&spec.dir.join(file)), source.line);
     }
     let head = source.head();
     let head = head.trim_end_matches('…');
@@ -196,10 +207,10 @@ fn locate(spec: &Spec, variant: &str, source: &Source) -> String {
         .find(|(_, l)| l.contains(head))
         .map(|(i, _)| i + 1);
     match line {
-        Some(line) => format!("{}:{line}", spec.path.display()),
+        Some(line) => format!("{}:{line}", relative(&spec.path)),
         None => format!(
             "{} (variant {variant}, statement at line {} of its SQL)",
-            spec.path.display(),
+            relative(&spec.path),
             source.line
         ),
     }
@@ -241,7 +252,12 @@ fn lock_timeout(text: &str) -> Result<String> {
             "give a few seconds, e.g. 5s",
         ));
     }
-    Ok(format!("{}ms", duration.as_millis()))
+    let ms = duration.as_millis();
+    Ok(if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    })
 }
 
 /// The migration's statements and what the header says about them.
@@ -599,9 +615,12 @@ fn evidence(spec: &Spec, variant: &str, path: &Path) -> (Vec<String>, Option<Str
     if !path.is_file() {
         return missing(format!("{shown} does not exist"));
     }
-    let report: ExperimentResult = match crate::compare::command::load(path) {
+    let read = std::fs::read_to_string(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|text| crate::report::json::load(&text));
+    let report: ExperimentResult = match read {
         Ok(r) => r,
-        Err(e) => return missing(format!("{e:#}")),
+        Err(e) => return missing(format!("{shown} cannot be cited: {e:#}")),
     };
     if report.experiment != spec.name {
         return missing(format!(
@@ -647,9 +666,14 @@ fn evidence(spec: &Spec, variant: &str, path: &Path) -> (Vec<String>, Option<Str
             let _ = write!(label, " · {}", c.form);
         }
         let change = crate::report::fmt_change(c.change.as_ref());
-        let verdict = crate::report::verdict_word(c.change.as_ref());
+        let verdict = match c.change.map(|ch| ch.verdict) {
+            Some(crate::stats::Verdict::Faster | crate::stats::Verdict::Slower) => {
+                format!(" ({})", crate::report::verdict_word(c.change.as_ref()))
+            }
+            _ => String::new(),
+        };
         lines.push(format!(
-            "  {label}: {change} ({verdict}); {}",
+            "  {label}: {change}{verdict}; {}",
             crate::report::fmt_evidence(c)
         ));
     }

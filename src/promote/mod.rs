@@ -37,6 +37,8 @@ use squawk_syntax::ast::{self, AstNode};
 pub struct Source {
     /// 1-based line of the statement's start in the variant's SQL.
     pub line: usize,
+    /// Byte offset of `text` in the variant's SQL.
+    pub offset: usize,
     /// The statement as written, without its semicolon.
     pub text: String,
 }
@@ -132,6 +134,7 @@ fn source_of(sql: &str, stmt: &ast::Stmt) -> Source {
         .to_string();
     Source {
         line: sql[..start].matches('\n').count() + 1,
+        offset: start,
         text,
     }
 }
@@ -148,6 +151,7 @@ pub fn classify(sql: &str) -> Classified {
         out.refused.push(Refusal {
             source: Source {
                 line,
+                offset,
                 text: sql.lines().nth(line - 1).unwrap_or("").trim().to_string(),
             },
             reason: format!("cannot parse it: {}", error.message()),
@@ -325,10 +329,45 @@ fn alter_table(alter: &ast::AlterTable, source: Source) -> Result<Vec<Step>, Str
             "ALTER TABLE ... SET / RESET (storage parameters) takes SHARE UPDATE EXCLUSIVE, briefly. A new fillfactor applies only to pages written from now on: the experiment rewrote the table (VACUUM FULL) to measure it at once, which is not promoted, so expect the effect to grow as rows are updated",
         );
     }
+    let mut source = source;
+    source.text = robust(alter, &source);
     keep(
         source,
         "ALTER TABLE takes ACCESS EXCLUSIVE on the table (SHARE ROW EXCLUSIVE to add a foreign key) until the statement ends: brief for catalog-only changes, but it queues behind running queries, and they behind it; lock_timeout makes it give up instead",
     )
+}
+
+/// The ALTER TABLE with `IF EXISTS` on its DROP CONSTRAINTs and `IF NOT EXISTS` on its
+/// ADD COLUMNs, so that the migration can run again after a failure part way.
+fn robust(alter: &ast::AlterTable, source: &Source) -> String {
+    let mut inserts: Vec<(usize, &str)> = Vec::new();
+    let end_of = |token: Option<squawk_syntax::SyntaxToken>| {
+        token.map(|t| u32::from(t.text_range().end()) as usize)
+    };
+    for action in alter.actions() {
+        match action {
+            ast::AlterTableAction::DropConstraint(drop) if drop.if_exists().is_none() => {
+                if let Some(at) = end_of(drop.constraint_token()) {
+                    inserts.push((at, " IF EXISTS"));
+                }
+            }
+            ast::AlterTableAction::AddColumn(add) if add.if_not_exists().is_none() => {
+                if let Some(at) = end_of(add.column_token().or_else(|| add.add_token())) {
+                    inserts.push((at, " IF NOT EXISTS"));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut text = source.text.clone();
+    inserts.sort_by(|a, b| b.0.cmp(&a.0));
+    for (at, what) in inserts {
+        let at = at.saturating_sub(source.offset);
+        if text.is_char_boundary(at) && at <= text.len() {
+            text.insert_str(at, what);
+        }
+    }
+    text
 }
 
 /// `V{version}__{name}.sql`: refinery takes `\w+` only, so `-` becomes `_`.
@@ -465,6 +504,21 @@ mod tests {
             note.as_deref()
                 .unwrap_or("")
                 .contains("pages written from now on")
+        );
+    }
+
+    #[test]
+    fn alter_table_is_made_re_runnable() {
+        let c = classify(
+            "SELECT 1;\nALTER TABLE t DROP CONSTRAINT fk, ADD COLUMN c int, ADD d text, DROP CONSTRAINT IF EXISTS g;",
+        );
+        let Step::Keep { source, .. } = &c.steps[0] else {
+            panic!("{:?}", c)
+        };
+        assert_eq!(c.refused.len(), 1, "the SELECT");
+        assert_eq!(
+            source.text,
+            "ALTER TABLE t DROP CONSTRAINT IF EXISTS fk, ADD COLUMN IF NOT EXISTS c int, ADD IF NOT EXISTS d text, DROP CONSTRAINT IF EXISTS g"
         );
     }
 
