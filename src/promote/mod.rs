@@ -360,7 +360,7 @@ fn robust(alter: &ast::AlterTable, source: &Source) -> String {
         }
     }
     let mut text = source.text.clone();
-    inserts.sort_by(|a, b| b.0.cmp(&a.0));
+    inserts.sort_by_key(|b| std::cmp::Reverse(b.0));
     for (at, what) in inserts {
         let at = at.saturating_sub(source.offset);
         if text.is_char_boundary(at) && at <= text.len() {
