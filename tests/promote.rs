@@ -187,7 +187,10 @@ fn what_only_an_experiment_may_do_is_refused_and_nothing_is_written() {
             vec!["promote", "promo", "no-such"],
             "experiment promo has no variant \"no-such\"",
         ),
-        (vec!["promote", "promo", "current"], "is the baseline"),
+        (
+            vec!["promote", "promo", "current"],
+            "variant current (the baseline) has no SQL",
+        ),
         (
             vec!["promote", "promo", "items-v", "--dir", "nowhere"],
             "migrations directory nowhere does not exist",

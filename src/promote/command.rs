@@ -157,30 +157,29 @@ fn variant_sql(spec: &Spec, variant: &str) -> Result<String> {
             ),
         ));
     }
-    if variant == spec.baseline {
-        return Err(fail(
-            format!(
-                "{variant} is the baseline of {}: the schema as it is, nothing to promote",
-                spec.name
-            ),
-            format!(
-                "promote one of the variants measured against it: {}",
-                spec.variants
-                    .keys()
-                    .filter(|v| *v != &spec.baseline)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
     let sql = spec.variant_sql(variant)?;
     let vars = spec::scaled_vars(spec, spec.dataset.scale);
     let sql = spec::substitute(&sql, &vars, &format!("variant {variant}"))?;
     if sql.trim().is_empty() {
+        let with_sql: Vec<String> = spec
+            .variants
+            .iter()
+            .filter(|(_, v)| v.sql.is_some() || v.file.is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
         return Err(fail(
-            format!("variant {variant} has no SQL: it is the dataset as built"),
-            "promote a variant with statements (sql: or file:)",
+            format!(
+                "variant {variant}{} has no SQL: it is the schema as the migrations leave it, nothing to promote",
+                if variant == spec.baseline {
+                    " (the baseline)"
+                } else {
+                    ""
+                }
+            ),
+            format!(
+                "promote a variant with statements: {}",
+                with_sql.join(", ")
+            ),
         ));
     }
     Ok(sql)
