@@ -133,10 +133,16 @@ pub fn run(options: &TargetOptions, args: &PromoteArgs) -> Result<u8> {
         );
         return Ok(EXIT_LINT_FINDINGS);
     }
-    eprintln!(
-        "  next: review it, `pgx rehearse {}` to see it under load, then `pgx apply`",
-        spec.name
-    );
+    if spec.load.is_some() {
+        eprintln!(
+            "  next: review it, `pgx rehearse {}` to see it under load, then `pgx apply`",
+            spec.name
+        );
+    } else {
+        eprintln!(
+            "  next: review it, `pgx rehearse <an experiment with a load: on these tables>` to see it under load, then `pgx apply`"
+        );
+    }
     Ok(0)
 }
 
@@ -176,10 +182,7 @@ fn variant_sql(spec: &Spec, variant: &str) -> Result<String> {
                     ""
                 }
             ),
-            format!(
-                "promote a variant with statements: {}",
-                with_sql.join(", ")
-            ),
+            format!("promote a variant with statements: {}", with_sql.join(", ")),
         ));
     }
     Ok(sql)
@@ -543,20 +546,25 @@ fn header(spec: &Spec, args: &PromoteArgs, name: &str, p: &Planned, evidence: &[
     comment(
         &mut h,
         &format!(
-            "{}: variant `{}` of experiment `{}` ({}){}, promoted by `pgx promote {} {}` (pgx {}, commit {}).",
+            "{}: promoted by `pgx promote {} {}` (pgx {}, commit {}).",
             name.trim_end_matches(".sql"),
-            args.variant,
-            spec.name,
-            relative(&spec.path),
-            if about.is_empty() {
-                String::new()
-            } else {
-                format!(": {about}")
-            },
             spec.name,
             args.variant,
             env!("CARGO_PKG_VERSION"),
             git_head()
+        ),
+    );
+    comment(
+        &mut h,
+        &format!(
+            "Variant `{}` of {}{}",
+            args.variant,
+            relative(&spec.path),
+            if about.is_empty() {
+                ".".to_string()
+            } else {
+                format!(": {}.", about.trim_end_matches('.'))
+            }
         ),
     );
     h.push_str("--\n");
