@@ -22,9 +22,9 @@ migrate:
 reports:
     for f in experiments/*.yaml; do cargo run --release -- experiment "$f"; done
 
-# wall-time benchmarks (first vs cached run) recorded under reports/benchmarks.md
+# every shipped experiment re-run with its wall time, recorded in reports/benchmarks/experiment-wall-times.md (long)
 bench:
-    cargo run --release --example bench
+    cargo bench --bench experiment_wall_time
 
 # pgx's load driver vs pgbench -S, written to reports/benchmarks/load-vs-pgbench.md (~5 min)
 bench-load:

@@ -6,9 +6,14 @@
 //!     cargo bench --bench experiment_wall_time                     # every experiment
 //!     PGX_BENCH_EXPERIMENTS=index-strategies cargo bench --bench experiment_wall_time
 //!
+//! With `PGX_BENCH_BASELINE_BIN=/path/to/an/older/pgx` it also times that binary on the
+//! same experiments, alternating with this one (older first, this first, older cached,
+//! this cached), on an embedded cluster of its own and with its reports written to a
+//! temporary directory: the cost of a change measured in one run.
+//!
 //! A benchmark, not a test: machines are noisy, so it records numbers and asserts none.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -42,22 +47,89 @@ fn main() {
     };
     names.dedup();
 
+    let baseline = std::env::var("PGX_BENCH_BASELINE_BIN")
+        .ok()
+        .map(PathBuf::from);
+    let scratch = tempfile::tempdir().expect("temporary directory");
+    let ours = Binary {
+        path: PathBuf::from(env!("CARGO_BIN_EXE_pgx")),
+        data_dir: None,
+        out: None,
+    };
+    let older = baseline.map(|path| Binary {
+        path,
+        data_dir: Some(root.join("target/pgx-cluster-baseline")),
+        out: Some(scratch.path().to_path_buf()),
+    });
     let mut rows = Vec::new();
     for name in &names {
-        let first = run(root, name, true);
-        let (cached, build) = if cached_run {
-            let cached = run(root, name, false);
-            (format!("{cached:.1} s"), format!("{:.1} s", first - cached))
-        } else {
-            ("-".to_string(), "-".to_string())
+        let load = pgx::experiment::environment::load_average();
+        let older_first = older.as_ref().map(|b| b.run(root, name, true));
+        let first = ours.run(root, name, true);
+        let older_cached = older
+            .as_ref()
+            .filter(|_| cached_run)
+            .map(|b| b.run(root, name, false));
+        let cached = cached_run.then(|| ours.run(root, name, false));
+        let load_after = pgx::experiment::environment::load_average();
+        let seconds = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.1} s"));
+        let ratio = |cached: Option<f64>, first: f64| {
+            cached.map_or("-".to_string(), |c| format!("{:.2}", c / first))
         };
-        eprintln!("{name}: first {first:.1} s, cached {cached}");
+        let loads = format!(
+            "{} → {}",
+            load.map_or("?".into(), |l| format!("{:.2}", l[0])),
+            load_after.map_or("?".into(), |l| format!("{:.2}", l[0]))
+        );
+        eprintln!("{name}: first {first:.1} s, cached {}", seconds(cached));
+        let scale = default_scale(root, name);
         rows.push(format!(
-            "| `{name}` | {} | {first:.1} s | {cached} | {build} |",
-            default_scale(root, name)
+            "| `{name}` | {scale} | {first:.1} s | {} | {} | {loads} |",
+            seconds(cached),
+            ratio(cached, first)
         ));
+        if let (Some(b), Some(older_first)) = (&older, older_first) {
+            rows.push(format!(
+                "| `{name}` (older: {}) | {scale} | {older_first:.1} s | {} | {} | {loads} |",
+                b.path.display(),
+                seconds(older_cached),
+                ratio(older_cached, older_first)
+            ));
+        }
         // Written after every experiment, so an interrupted sweep keeps what it measured.
         write_table(root, &names, &rows);
+    }
+}
+
+/// A pgx binary to time, with where its cluster and reports go.
+struct Binary {
+    path: PathBuf,
+    data_dir: Option<PathBuf>,
+    out: Option<PathBuf>,
+}
+
+impl Binary {
+    fn run(&self, root: &Path, name: &str, rebuild: bool) -> f64 {
+        let started = Instant::now();
+        let mut cmd = Command::new(&self.path);
+        cmd.current_dir(root).args(["experiment", name]);
+        if rebuild {
+            cmd.arg("--rebuild");
+        }
+        if let Some(dir) = &self.data_dir {
+            cmd.env("PGX_DATA_DIR", dir);
+        }
+        if let Some(out) = &self.out {
+            cmd.arg("--out").arg(out);
+        }
+        let status = cmd.status().expect("run pgx");
+        // 1: the run completed but a variant or cell failed; the wall time still counts.
+        assert!(
+            status.code() == Some(0) || status.code() == Some(1),
+            "{} experiment {name} failed",
+            self.path.display()
+        );
+        started.elapsed().as_secs_f64()
     }
 }
 
@@ -70,9 +142,9 @@ fn write_table(root: &Path, names: &[String], rows: &[String]) {
         postgres_version()
     );
     let mut md = String::from("# Experiment wall times\n\n");
-    md.push_str("Produced by `cargo bench --bench experiment_wall_time`: the release `pgx experiment <name>` at the experiment's default scale and repeat count, on the embedded PostgreSQL. *First* builds the dataset from scratch (`--rebuild`); *cached* is a second run that reuses it. The difference is roughly the dataset build.\n\n");
+    md.push_str("Produced by `cargo bench --bench experiment_wall_time`: the release `pgx experiment <name>` at the experiment's default scale and repeat count, on the embedded PostgreSQL. *First* builds the dataset from scratch (`--rebuild`); *cached* is a second run that reuses it; *cached / first* is their ratio. Rows marked *older* time another pgx binary (`PGX_BENCH_BASELINE_BIN`) in the same run, alternating with this one, on a cluster of its own. The load average (1 min) is read before and after each experiment's runs.\n\n");
     md.push_str(&format!("Machine: {machine}. Machines are shared and noisy: compare ratios within one run, not across runs. Rows may come from different runs, each measured by this code on this machine.\n\n"));
-    md.push_str("| experiment | default scale | first run | cached run | dataset build (difference) |\n|---|---|---|---|---|\n");
+    md.push_str("| experiment | default scale | first run | cached run | cached / first | load average |\n|---|---|---|---|---|---|\n");
     let out = root.join("reports/benchmarks");
     std::fs::create_dir_all(&out).expect("reports/benchmarks");
     let path = out.join("experiment-wall-times.md");
@@ -92,18 +164,6 @@ fn write_table(root: &Path, names: &[String], rows: &[String]) {
     }
     std::fs::write(&path, md).expect("write benchmark report");
     eprintln!("wrote {}", path.display());
-}
-
-fn run(root: &Path, name: &str, rebuild: bool) -> f64 {
-    let started = Instant::now();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgx"));
-    cmd.current_dir(root).args(["experiment", name]);
-    if rebuild {
-        cmd.arg("--rebuild");
-    }
-    let status = cmd.status().expect("run pgx");
-    assert!(status.success(), "pgx experiment {name} failed");
-    started.elapsed().as_secs_f64()
 }
 
 fn default_scale(root: &Path, name: &str) -> String {

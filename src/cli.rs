@@ -11,7 +11,16 @@ use clap::{Args, Parser, Subcommand};
     about = "Safe PostgreSQL migrations and evidence-based index experiments",
     long_about = "Safe PostgreSQL migrations and evidence-based index experiments.\n\n\
         Without DATABASE_URL or PG* variables pgx starts its own PostgreSQL \
-        (the embedded cluster) and stops it again when done."
+        (the embedded cluster) and stops it again when done.\n\n\
+        Defaults (migrations/, experiments/, reports/, target/pgx-cluster) are found from the \
+        project root, the nearest directory upwards with migrations/ or experiments/, so pgx \
+        works from any subdirectory; paths given on the command line are relative to the \
+        working directory.",
+    after_help = "Exit codes: 0 success; 1 `status` found something that needs attention, \
+        an experiment had failed parts, a rehearsed migration failed, `compare` failed a \
+        --fail-on gate, `promote` wrote a migration lint finds hazards in; \
+        2 error; 3 `cluster status`: the embedded cluster is not running; \
+        130 interrupted (Ctrl-C or SIGTERM) after cleaning up."
 )]
 pub struct Cli {
     /// Server to use (postgresql://user@host:port/db or key=value). Also DATABASE_URL,
@@ -29,11 +38,18 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply pending migrations from migrations/ (through refinery)
+    /// Apply pending migrations from migrations/ (through refinery): V files in version
+    /// order, then new or changed R__ files in name order
     Apply(ApplyArgs),
-    /// List every migration (applied, pending, divergent, missing) and invalid indexes;
-    /// exits 1 when something needs attention
+    /// List every migration (applied, pending, divergent, missing, repeatable) and invalid
+    /// indexes; exits 1 when something needs attention
     Status(DirArg),
+    /// Mark an existing database as being at VERSION: versioned migrations up to it count
+    /// as applied and never run (Flyway's baseline); refused if it has a history already
+    Baseline(BaselineArgs),
+    /// Re-record checksums of applied migrations edited on purpose and forget rows whose
+    /// file was deleted (Flyway's repair); shows what it would change unless --yes
+    Repair(RepairArgs),
     /// Manage the embedded PostgreSQL cluster
     Cluster {
         #[command(subcommand)]
@@ -53,27 +69,55 @@ pub enum Command {
     /// Write an experiment variant's SQL as the next migration (indexes built
     /// CONCURRENTLY), citing the experiment's evidence; refuses what cannot run safely
     Promote(PromoteArgs),
+    /// Drop what pgx left behind on the server: copies of runs that died (kill -9) and
+    /// half-built datasets; with --bases also the cached datasets no run is using
+    Gc(GcArgs),
     /// Render the Markdown report again from a run's JSON (no measuring)
     Report {
         /// reports/<experiment>.json; writes the .md next to it
         json: PathBuf,
     },
+    /// Print a shell completion script: `pgx completions bash > ~/.local/share/bash-completion/completions/pgx`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Also drop cached dataset bases that no running pgx uses (they are rebuilt on demand)
+    #[arg(long)]
+    pub bases: bool,
+    /// List what pgx created and what holds it; drop nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct DirArg {
-    /// Directory of V<version>__<name>.sql files
-    #[arg(long, default_value = "migrations")]
-    pub dir: PathBuf,
+    /// Directory of V<version>__<name>.sql and R__<name>.sql files (default: migrations/
+    /// in the project root)
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+impl DirArg {
+    /// The directory given, else the project's `migrations/`.
+    pub fn resolve(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| crate::project_root().join("migrations"))
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
     pub dir: DirArg,
-    /// Apply migrations up to and including this version
+    /// Apply versioned migrations up to and including this version (3, 1.1)
     #[arg(long)]
-    pub target: Option<i32>,
+    pub target: Option<String>,
     /// Print what would be applied; change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -130,9 +174,26 @@ pub struct RehearseArgs {
     /// How often pg_locks / pg_stat_activity are sampled
     #[arg(long, default_value = "50ms")]
     pub sample_every: String,
-    /// Markdown report to write (default: reports/rehearse-<experiment>.md)
+    /// Markdown report to write (default: reports/rehearse-<experiment>.md in the project root)
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// The version the database is already at (3, 1.1)
+    pub version: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub dir: DirArg,
+    /// Make the changes (without it, repair only says what it would change and exits 2)
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -141,7 +202,8 @@ pub enum ClusterAction {
     Start,
     /// Stop it
     Stop,
-    /// Say whether it exists and runs, where, and how to connect with psql
+    /// Say whether it exists and runs, where, and how to connect with psql; exits 0 when
+    /// it runs and 3 when it is stopped or not initialised (as `pg_ctl status` does)
     Status,
     /// Stop it and delete its data directory (dataset caches included)
     Destroy,
@@ -167,6 +229,10 @@ pub struct ExperimentArgs {
     /// Seed of the rounds' order, to reproduce a run (the report states the one used)
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Time a cell may spend on measured runs (e.g. 30s): past it, or once its median
+    /// is tight to ±2%, it leaves the remaining rounds (overrides runs.budget)
+    #[arg(long)]
+    pub budget: Option<String>,
     /// Skip the A/A control (a second copy of the baseline that measures the run's own
     /// noise floor): faster, but changes are then judged against the 5% default only
     #[arg(long)]
@@ -174,9 +240,10 @@ pub struct ExperimentArgs {
     /// Only these variants (comma-separated); the baseline is always included
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Directory for the Markdown and JSON reports
-    #[arg(long, default_value = "reports")]
-    pub out: PathBuf,
+    /// Directory for the Markdown and JSON reports (default: reports/ in the project root;
+    /// a relative path is relative to the working directory)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Rebuild the dataset even if a cached one matches
     #[arg(long)]
     pub rebuild: bool,
@@ -224,4 +291,13 @@ pub struct PromoteArgs {
     /// lock_timeout the migration sets before its first statement
     #[arg(long, default_value = "5s")]
     pub lock_timeout: String,
+}
+
+impl ExperimentArgs {
+    /// `--out`, else the project's `reports/`.
+    pub fn out_dir(&self) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| crate::project_root().join("reports"))
+    }
 }

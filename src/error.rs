@@ -28,11 +28,27 @@ pub fn fail(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Erro
     })
 }
 
-/// The first hint found in an error chain, if any.
-pub fn hint_of(err: &anyhow::Error) -> Option<&str> {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<Hint>())
-        .map(|h| h.hint.as_str())
+/// The first hint found in an error chain, if any (a [`Hint`] or a typed migration error).
+pub fn hint_of(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(|e| {
+        e.downcast_ref::<Hint>()
+            .map(|h| h.hint.clone())
+            .or_else(|| {
+                e.downcast_ref::<crate::migrate::MigrateError>()
+                    .map(|m| m.hint())
+            })
+    })
+}
+
+/// True when the error is (or was caused by) Ctrl-C or SIGTERM.
+pub fn is_interrupted(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<Interrupted>().is_some()
+            || matches!(
+                e.downcast_ref::<crate::migrate::MigrateError>(),
+                Some(crate::migrate::MigrateError::Interrupted { .. })
+            )
+    })
 }
 
 /// Raised when the user pressed Ctrl-C; callers clean up and exit quietly.
@@ -110,6 +126,6 @@ mod tests {
     #[test]
     fn hint_is_found_through_context() {
         let err = fail("boom", "do this").context("while doing that");
-        assert_eq!(hint_of(&err), Some("do this"));
+        assert_eq!(hint_of(&err).as_deref(), Some("do this"));
     }
 }

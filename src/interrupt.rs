@@ -1,4 +1,6 @@
-//! Ctrl-C: stop at the next safe point, cancel the running query, clean up.
+//! Ctrl-C and SIGTERM (and SIGHUP): stop at the next safe point, cancel the running
+//! query, clean up. One handler for all three (ctrlc's `termination` feature), so a
+//! `kill` from a supervisor or CI cleans up exactly as Ctrl-C does.
 //!
 //! The handler only sets a flag and cancels the registered query; the code that is
 //! running notices (`check()` or the cancelled query's error), unwinds through its
@@ -14,7 +16,7 @@ use crate::error::Interrupted;
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static RUNNING_QUERY: Mutex<Option<CancelToken>> = Mutex::new(None);
 
-/// Install the handler once, at start-up. A second Ctrl-C exits at once.
+/// Install the handler once, at start-up. A second signal exits at once.
 pub fn install() {
     let _ = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
@@ -25,7 +27,11 @@ pub fn install() {
         if let Ok(guard) = RUNNING_QUERY.lock()
             && let Some(token) = guard.as_ref()
         {
-            let _ = token.cancel_query(NoTls);
+            // The cancel request travels like the connection it cancels (TLS if required).
+            let _ = match crate::tls::cancel_connector() {
+                Some(tls) => token.cancel_query(tls),
+                None => token.cancel_query(NoTls),
+            };
         }
     });
 }
@@ -34,7 +40,7 @@ pub fn is_interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// `Err(Interrupted)` once the user pressed Ctrl-C.
+/// `Err(Interrupted)` once the user pressed Ctrl-C (or pgx got SIGTERM).
 pub fn check() -> anyhow::Result<()> {
     if is_interrupted() {
         Err(anyhow::Error::new(Interrupted))
@@ -43,7 +49,7 @@ pub fn check() -> anyhow::Result<()> {
     }
 }
 
-/// While the guard lives, Ctrl-C cancels the query running on that connection.
+/// While the guard lives, Ctrl-C or SIGTERM cancels the query running on that connection.
 pub struct CancelOnInterrupt;
 
 impl CancelOnInterrupt {

@@ -17,12 +17,16 @@ pub mod interrupt;
 pub mod lint;
 pub mod load;
 pub mod migrate;
+pub mod output;
+pub mod pgpass;
 pub mod promote;
 pub mod rehearse;
 pub mod report;
 pub mod sqlsplit;
 pub mod stats;
 pub mod target;
+pub mod tls;
+pub mod yaml;
 
 use std::path::PathBuf;
 

@@ -13,6 +13,7 @@ use postgres::{Client, NoTls};
 use crate::cluster::{self, Cluster, ClusterUse};
 use crate::db::describe_config;
 use crate::error::fail;
+use crate::tls::{SslMode, TlsPolicy};
 
 /// Variables that, like for psql, point pgx at an existing server.
 pub const LIBPQ_VARS: [&str; 6] = [
@@ -91,18 +92,135 @@ impl Target {
     }
 }
 
-/// Connect, turning the driver's terse failure into advice.
+/// Connect (with TLS when the config asks for it), turning the driver's terse failure
+/// into what happened, where, and what to do; never showing the password.
 pub fn connect(config: &postgres::Config) -> Result<Client> {
-    config.connect(NoTls).map_err(|err| {
-        fail(
+    let result = match crate::tls::connector_for(config)? {
+        Some(tls) => config.connect(tls),
+        None if crate::tls::all_unix(config) => {
+            // PostgreSQL offers no TLS on Unix sockets; like libpq, sslmode does not apply.
+            let mut plain = config.clone();
+            plain.ssl_mode(postgres::config::SslMode::Disable);
+            plain.connect(NoTls)
+        }
+        None => config.connect(NoTls),
+    };
+    result.map_err(|err| connect_error(config, &err))
+}
+
+/// Where a connection attempt went: `host:port` for TCP, the socket file for Unix.
+pub fn addresses_tried(config: &postgres::Config) -> String {
+    let ports = config.get_ports();
+    let port_of = |i: usize| {
+        ports
+            .get(i)
+            .or_else(|| ports.first())
+            .copied()
+            .unwrap_or(5432)
+    };
+    let hosts = config.get_hosts();
+    if hosts.is_empty() {
+        return format!("localhost:{}", port_of(0));
+    }
+    hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| match host {
+            postgres::config::Host::Tcp(name) => format!("{name}:{}", port_of(i)),
+            postgres::config::Host::Unix(dir) => {
+                format!("socket {}/.s.PGSQL.{}", dir.display(), port_of(i))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why a connection failed, in words: refused, no such host, timed out, the server's
+/// own message (authentication, unknown database), or the TLS failure.
+fn connect_error(config: &postgres::Config, err: &postgres::Error) -> anyhow::Error {
+    let tried = addresses_tried(config);
+    let who = format!(
+        "user {} database {}",
+        config.get_user().unwrap_or("?"),
+        config.get_dbname().unwrap_or("?")
+    );
+    let generic_hint = "check DATABASE_URL / PGHOST / PGPORT / PGUSER / PGPASSWORD (as for psql), or unset them to use pgx's embedded PostgreSQL";
+    if let Some(db) = err.as_db_error() {
+        let hint = match db.code().code() {
+            "28P01" | "28000" => {
+                "check the password (URL, PGPASSWORD, or a ~/.pgpass / PGPASSFILE line) and pg_hba.conf on the server"
+            }
+            "3D000" => "create the database, or name an existing one in the URL or PGDATABASE",
+            _ => generic_hint,
+        };
+        return fail(
             format!(
-                "cannot connect to {}: {}",
-                describe_config(config),
-                crate::error::describe_pg_error(&err, None)
+                "cannot connect to {tried} as {who}: the server said {}",
+                crate::error::describe_pg_error(err, None)
             ),
-            "check DATABASE_URL / PGHOST / PGPORT / PGUSER / PGPASSWORD (as for psql), or unset them to use pgx's embedded PostgreSQL",
+            hint,
+        );
+    }
+    let mut causes = Vec::new();
+    let mut io_kind = None;
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            io_kind.get_or_insert(io.kind());
+        }
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    let detail = causes.join(": ");
+    let lower = detail.to_lowercase();
+    let (what, hint) = if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+        (
+            format!("connection refused: no server is listening at {tried}"),
+            "start the server, or check the host and port (DATABASE_URL, PGHOST, PGPORT)"
+                .to_string(),
         )
-    })
+    } else if io_kind == Some(std::io::ErrorKind::TimedOut) || lower.contains("timed out") {
+        let after = config
+            .get_connect_timeout()
+            .map(|t| format!(" after {} s", t.as_secs()))
+            .unwrap_or_default();
+        (
+            format!("timed out{after} connecting to {tried}"),
+            "check that the host is reachable and the port open (a firewall drops the packets); connect_timeout=N in the URL or PGCONNECT_TIMEOUT waits longer".to_string(),
+        )
+    } else if lower.contains("lookup address")
+        || lower.contains("name or service not known")
+        || lower.contains("no address associated")
+        || lower.contains("name resolution")
+    {
+        (
+            format!("no such host: cannot resolve the host name of {tried} ({detail})"),
+            "check the host name in DATABASE_URL or PGHOST".to_string(),
+        )
+    } else if io_kind == Some(std::io::ErrorKind::NotFound) {
+        (
+            format!("the socket does not exist ({tried}): no server is running there"),
+            "no server is running with that socket directory and port: start it, or fix PGHOST / PGPORT".to_string(),
+        )
+    } else if lower.contains("tls")
+        || lower.contains("certificate")
+        || err.to_string().contains("TLS")
+    {
+        (
+            format!("TLS failed with {tried}: {}", if detail.is_empty() { err.to_string() } else { format!("{err}: {detail}") }),
+            "sslmode=require needs a server with ssl = on; verify-ca / verify-full also need sslrootcert=<CA file> (and for verify-full a host name the certificate names); sslmode=disable connects without TLS".to_string(),
+        )
+    } else {
+        (
+            if detail.is_empty() {
+                format!("{err} ({tried})")
+            } else {
+                format!("{err} ({tried}): {detail}")
+            },
+            generic_hint.to_string(),
+        )
+    };
+    fail(format!("cannot connect to {tried} as {who}: {what}"), hint)
 }
 
 pub fn embedded_cluster(options: &TargetOptions) -> Result<Cluster> {
@@ -114,15 +232,21 @@ pub fn embedded_cluster(options: &TargetOptions) -> Result<Cluster> {
     Cluster::new(&root)
 }
 
-fn ensure_default_database(cluster: &Cluster) -> Result<()> {
+/// Whether the embedded cluster's `pgx` database exists (the server must be running).
+pub fn default_database_exists(cluster: &Cluster) -> Result<bool> {
     let mut admin = connect(&cluster.config("postgres"))?;
-    let exists = admin
+    Ok(admin
         .query_opt(
             "SELECT 1 FROM pg_database WHERE datname = $1",
             &[&cluster::DEFAULT_DATABASE],
         )?
-        .is_some();
-    if !exists {
+        .is_some())
+}
+
+/// Create the embedded cluster's `pgx` database (what apply and status use) if missing.
+pub fn ensure_default_database(cluster: &Cluster) -> Result<()> {
+    if !default_database_exists(cluster)? {
+        let mut admin = connect(&cluster.config("postgres"))?;
         admin
             .batch_execute(&format!(
                 "CREATE DATABASE {}",
@@ -131,6 +255,122 @@ fn ensure_default_database(cluster: &Cluster) -> Result<()> {
             .context("cannot create the embedded cluster's default database")?;
     }
     Ok(())
+}
+
+/// Connection options pgx understands in a URL or key=value string (the `postgres`
+/// crate's, plus libpq's `sslrootcert` and the verify-* sslmodes pgx handles itself).
+pub const CONNECTION_OPTIONS: &str = "host, hostaddr, port, user, password, dbname, options, application_name, sslmode, sslrootcert, connect_timeout, tcp_user_timeout, keepalives, keepalives_idle, keepalives_interval, keepalives_retries, target_session_attrs, channel_binding, load_balance_hosts";
+
+/// The TLS options taken out of a connection string before the driver sees it.
+#[derive(Debug, Default, PartialEq)]
+struct TlsOptions {
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+}
+
+/// Remove `sslmode` and `sslrootcert` from a URL's query or a key=value string: the
+/// driver knows neither verify-ca / verify-full nor sslrootcert.
+fn take_tls_options(conn: &str) -> (String, TlsOptions) {
+    let mut tls = TlsOptions::default();
+    let mut keep = |key: &str, value: &str| -> bool {
+        match key {
+            "sslmode" => {
+                tls.sslmode = Some(value.to_string());
+                false
+            }
+            "sslrootcert" => {
+                tls.sslrootcert = Some(value.to_string());
+                false
+            }
+            _ => true,
+        }
+    };
+    if conn.starts_with("postgres://") || conn.starts_with("postgresql://") {
+        let Some((base, query)) = conn.split_once('?') else {
+            return (conn.to_string(), tls);
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                keep(k, &percent_decode(v))
+            })
+            .collect();
+        let rebuilt = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        (rebuilt, tls)
+    } else {
+        static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+        let re = RE.get_or_init(|| {
+            regex::Regex::new(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)").expect("static regex")
+        });
+        let mut out = String::new();
+        let mut last = 0;
+        for caps in re.captures_iter(conn) {
+            let (Some(all), Some(k), Some(v)) = (caps.get(0), caps.get(1), caps.get(2)) else {
+                continue;
+            };
+            let value = v.as_str().trim_matches('\'');
+            if !keep(k.as_str(), value) {
+                out.push_str(&conn[last..all.start()]);
+                last = all.end();
+            }
+        }
+        out.push_str(&conn[last..]);
+        (out, tls)
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parse a URL or key=value string, saying which part is wrong (never echoing it: it may
+/// hold a password).
+fn parse_connection_string(conn: &str) -> Result<postgres::Config> {
+    if let Some((scheme, _)) = conn.split_once("://")
+        && scheme != "postgres"
+        && scheme != "postgresql"
+    {
+        return Err(fail(
+            format!("DATABASE_URL / --database-url: the scheme {scheme:?} is not PostgreSQL's"),
+            "start the URL with postgresql:// (or postgres://), e.g. postgresql://user@host:5432/dbname",
+        ));
+    }
+    postgres::Config::from_str(conn).map_err(|err| {
+        let reason = std::error::Error::source(&err)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| err.to_string());
+        let hint = if reason.contains("unknown option") {
+            format!("options pgx understands: {CONNECTION_OPTIONS}")
+        } else if conn.contains("://") {
+            "write it as postgresql://user[:password]@host[:port]/dbname[?option=value&...], with special characters in the password percent-encoded (@ as %40)".to_string()
+        } else {
+            "write it as key=value pairs separated by spaces: host=... port=5432 user=... dbname=...".to_string()
+        };
+        fail(
+            format!("DATABASE_URL / --database-url is not a valid connection string: {reason}"),
+            hint,
+        )
+    })
 }
 
 /// A config for an existing server, or `None` when nothing points at one.
@@ -143,23 +383,33 @@ pub fn external_config(
     if url.is_none() && !LIBPQ_VARS.iter().any(|v| env(v).is_some()) {
         return Ok(None);
     }
-    if let Some(mode) = env("PGSSLMODE")
-        && matches!(mode.as_str(), "require" | "verify-ca" | "verify-full")
-    {
-        return Err(fail(
-            format!("PGSSLMODE={mode} asks for TLS, which pgx does not support yet"),
-            "connect over a Unix socket or a trusted network with PGSSLMODE=disable or prefer",
-        ));
-    }
-    let mut config = match &url {
-        Some(url) => postgres::Config::from_str(url).map_err(|err| {
+    let (url, url_tls) = match &url {
+        Some(url) => {
+            let (rest, tls) = take_tls_options(url);
+            (Some(rest), tls)
+        }
+        None => (None, TlsOptions::default()),
+    };
+    let mode = match url_tls.sslmode.clone().or_else(|| env("PGSSLMODE")) {
+        Some(text) => SslMode::parse(&text).ok_or_else(|| {
             fail(
-                format!("DATABASE_URL / --database-url is not a valid connection string: {err}"),
-                "use postgresql://user@host:port/dbname or key=value form (host=... dbname=...)",
+                format!("sslmode {text:?} is not a libpq sslmode"),
+                format!("use one of {}", crate::tls::SSLMODES),
             )
         })?,
+        None => SslMode::default(),
+    };
+    let root_cert = url_tls
+        .sslrootcert
+        .clone()
+        .or_else(|| env("PGSSLROOTCERT"))
+        .map(PathBuf::from);
+    let mut config = match &url {
+        Some(url) => parse_connection_string(url)?,
         None => postgres::Config::new(),
     };
+    config.ssl_mode(mode.for_driver());
+    crate::tls::set_policy(TlsPolicy { mode, root_cert });
     // Like libpq, the environment fills in whatever the URL left out.
     if config.get_hosts().is_empty() {
         match env("PGHOST").or_else(|| env("PGHOSTADDR")) {
@@ -201,9 +451,45 @@ pub fn external_config(
             .unwrap_or_else(|| "postgres".into());
         config.dbname(&dbname);
     }
+    if config.get_connect_timeout().is_none() {
+        let seconds = match env("PGCONNECT_TIMEOUT") {
+            Some(text) => text.trim().parse::<u64>().map_err(|_| {
+                fail(
+                    format!("PGCONNECT_TIMEOUT={text} is not a number of seconds"),
+                    "set it to a whole number of seconds, e.g. 10",
+                )
+            })?,
+            None => DEFAULT_CONNECT_TIMEOUT_SECS,
+        };
+        if seconds > 0 {
+            config.connect_timeout(std::time::Duration::from_secs(seconds));
+        }
+    }
+    if config.get_password().is_none()
+        && let Some(path) = crate::pgpass::default_path(env)
+    {
+        let host = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(name)) => name.clone(),
+            // libpq matches a socket connection as localhost.
+            _ => "localhost".to_string(),
+        };
+        let wanted = crate::pgpass::Wanted {
+            host: &host,
+            port: config.get_ports().first().copied().unwrap_or(5432),
+            database: config.get_dbname().unwrap_or_default(),
+            user: config.get_user().unwrap_or_default(),
+        };
+        if let Some(password) = crate::pgpass::lookup(&path, &wanted) {
+            config.password(password);
+        }
+    }
     config.application_name("pgx");
     Ok(Some(config))
 }
+
+/// Seconds to wait for a TCP connection when neither the URL nor PGCONNECT_TIMEOUT says
+/// (libpq waits forever; pgx would rather say what is wrong).
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
 
 /// libpq's default: the distribution's socket directory if present, else localhost.
 fn default_host() -> &'static str {

@@ -135,3 +135,47 @@ fn identical_variants_are_not_called_different_under_bursty_load_and_a_real_effe
         );
     }
 }
+
+#[test]
+fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference() {
+    let server = server();
+    let target = Target::External(server.cluster().config("postgres"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/aa.yaml");
+    let spec = spec::load(&path).unwrap();
+    let options = RunOptions {
+        // The whole-table aggregate takes milliseconds per run: 30 ms is a few runs.
+        budget: Some(Duration::from_millis(30)),
+        only: vec!["id-index".into()],
+        ..Default::default()
+    };
+    let r = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
+    assert_eq!(r.runs.budget_ms, Some(30));
+    let group = r
+        .cells
+        .iter()
+        .find(|c| c.variant == "id-index" && c.query == "group")
+        .unwrap();
+    let n = group.samples.len();
+    assert!(
+        (r.runs.min..r.runs.repeat).contains(&n),
+        "the budget stopped it after at least min runs: n = {n}"
+    );
+    // Every measured run of a compared cell has its reference's run in the same round.
+    for c in r.cells.iter().filter(|c| c.reference.is_some()) {
+        let reference = &r.cells[c.reference.unwrap()];
+        for s in &c.samples {
+            assert!(
+                reference.samples.iter().any(|x| x.round == s.round),
+                "{} {} round {} has no reference run",
+                c.variant,
+                c.query,
+                s.round
+            );
+        }
+    }
+    let md = pgx::report::markdown::render(&r);
+    assert!(
+        md.contains("budget 30.0 ms per cell (at least 6 runs"),
+        "the report says so"
+    );
+}

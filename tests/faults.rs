@@ -86,49 +86,121 @@ fn failing_variant_and_hanging_query_are_reported_and_the_rest_is_measured() {
     assert!(md.contains("FAILED") && md.contains("timed out"));
 }
 
-#[test]
-fn ctrl_c_stops_the_run_and_drops_its_databases() {
-    let server = server();
+/// A copy of the faults fixture in a project directory of its own: the hanging query
+/// waits up to a minute, and runs in the DML phase (rollback: true), so every read cell
+/// is measured in all its rounds before it starts.
+fn hanging_project(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(project.path().join("tests/fixtures/no-migrations")).unwrap();
-    // A query that runs until cancelled, so the interrupt lands mid-measurement.
     let yaml = std::fs::read_to_string(fixture("faults.yaml"))
         .unwrap()
         .replace("timeout: 300ms", "timeout: 60s")
-        .replace("name: faults", "name: faults-interrupted");
-    let path = project.path().join("faults-interrupted.yaml");
+        .replace("name: faults", &format!("name: {name}"))
+        .replace(
+            "    params: [[30]]",
+            "    params: [[30]]\n    rollback: true",
+        );
+    let path = project.path().join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).unwrap();
+    (project, path)
+}
+
+fn spawn_experiment(
+    server: &pgx::cluster::ClusterUse,
+    project: &Path,
+    path: &Path,
+) -> std::process::Child {
+    let url = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        server.cluster().socket_dir().display(),
+        pgx::cluster::PORT
+    );
+    pgx_command(project)
+        .env("DATABASE_URL", &url)
+        .args([
+            "experiment",
+            path.to_str().unwrap(),
+            "--out",
+            project.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait until the hanging query runs in a copy that belongs to `child`.
+fn wait_for_sleep_in_copy_of(admin: &mut postgres::Client, child: &mut std::process::Child) {
+    let pid = child.id();
+    let pattern = format!("^pgx_run_.*_{pid}_[0-9]+$");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let running: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(%' AND datname ~ $1",
+                &[&pattern],
+            )
+            .unwrap()
+            .get(0);
+        if running > 0 {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("the experiment ended ({status}) before its hanging query started: {err}");
+        }
+        assert!(Instant::now() < deadline, "the hanging query never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_run_with_a_failed_variant_writes_its_report_and_exits_1() {
+    let server = server();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("tests/fixtures/no-migrations")).unwrap();
+    let yaml = std::fs::read_to_string(fixture("faults.yaml"))
+        .unwrap()
+        .replace("name: faults", "name: faults-exit");
+    let path = project.path().join("faults-exit.yaml");
     std::fs::write(&path, yaml).unwrap();
     let url = format!(
         "host={} port={} user=postgres dbname=postgres",
         server.cluster().socket_dir().display(),
         pgx::cluster::PORT
     );
-    let child = pgx_command(project.path())
+    let out = pgx_command(project.path())
         .env("DATABASE_URL", &url)
-        .args([
-            "experiment",
-            path.to_str().unwrap(),
-            "--out",
-            project.path().to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+        .args(["experiment", path.to_str().unwrap(), "--out"])
+        .arg(project.path())
+        .output()
         .unwrap();
-    // Wait until the hanging query is running in a pgx copy.
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(pgx::experiment::EXIT_FAILED_PARTS)),
+        "CI can gate on a broken experiment: {}",
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("variant broken") && err.contains("plain · hang"),
+        "the failures are named: {err}"
+    );
+    let md = std::fs::read_to_string(project.path().join("faults-exit.md")).unwrap();
+    assert!(md.contains("| broken |") && md.contains("FAILED"), "{md}");
+}
+
+#[test]
+fn ctrl_c_stops_the_run_and_drops_its_databases() {
+    let server = server();
+    let (project, path) = hanging_project("faults-interrupted");
+    let mut child = spawn_experiment(&server, project.path(), &path);
     let mut admin = pgx::target::connect(&server.cluster().config("postgres")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let running: i64 = admin
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND datname LIKE 'pgx_run_%'", &[])
-            .unwrap()
-            .get(0);
-        if running > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the hanging query never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_sleep_in_copy_of(&mut admin, &mut child);
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
@@ -137,10 +209,19 @@ fn ctrl_c_stops_the_run_and_drops_its_databases() {
         "Ctrl-C cancels the running query"
     );
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
-    // What was measured before Ctrl-C is not lost: a partial report is written.
+    // What was measured before Ctrl-C is not lost: a partial report is written, with the
+    // read cells measured before the hanging DML phase began (3 runs of `fast` each).
     let md = std::fs::read_to_string(project.path().join("faults-interrupted.md")).unwrap();
     assert!(md.contains("Partial run"), "{md}");
-    assert!(md.contains("`plain`"));
+    let fast_row = |variant: &str| {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {variant} | ")) && l.ends_with(" | 3 |"))
+            .map(str::to_string)
+    };
+    assert!(
+        fast_row("plain").is_some() && fast_row("indexed").is_some(),
+        "the measured cells are in the partial report: {md}"
+    );
     assert_eq!(
         leftover_copies(&server, "^pgx_run_faults_interrupted_"),
         0,
@@ -152,6 +233,68 @@ fn ctrl_c_stops_the_run_and_drops_its_databases() {
         .unwrap()
         .get(0);
     assert_eq!(still_running, 0, "nothing left running");
+}
+
+#[test]
+fn copies_left_by_a_killed_run_are_collected_and_a_live_runs_are_not() {
+    let server = server();
+    let (project, path) = hanging_project("faults-killed");
+    let mut killed = spawn_experiment(&server, project.path(), &path);
+    let mut admin = pgx::target::connect(&server.cluster().config("postgres")).unwrap();
+    wait_for_sleep_in_copy_of(&mut admin, &mut killed);
+    let (live_project, live_path) = hanging_project("faults-alive");
+    let mut live = spawn_experiment(&server, live_project.path(), &live_path);
+    wait_for_sleep_in_copy_of(&mut admin, &mut live);
+
+    killed.kill().unwrap(); // SIGKILL: no cleanup at all
+    killed.wait().unwrap();
+    let left = leftover_copies(&server, "^pgx_run_faults_killed_");
+    assert!(left > 0, "kill -9 leaves the copies behind");
+
+    let url = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        server.cluster().socket_dir().display(),
+        pgx::cluster::PORT
+    );
+    let gc = |args: &[&str]| {
+        let out = pgx_command(project.path())
+            .env("DATABASE_URL", &url)
+            .arg("gc")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    // The killed run's backends notice their client is gone within moments.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = gc(&["--dry-run"]);
+        let orphans = listed
+            .lines()
+            .filter(|l| l.contains("pgx_run_faults_killed_") && l.contains("orphaned"))
+            .count() as i64;
+        if orphans == left {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never seen as orphans: {listed}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let listed = gc(&[]);
+    assert!(listed.contains("dropped"), "{listed}");
+    assert_eq!(
+        leftover_copies(&server, "^pgx_run_faults_killed_"),
+        0,
+        "pgx gc dropped the orphans: {listed}"
+    );
+    assert!(
+        leftover_copies(&server, "^pgx_run_faults_alive_") > 0,
+        "a running pgx's copies are in use, and kept: {listed}"
+    );
+    unsafe { libc::kill(live.id() as i32, libc::SIGINT) };
+    let out = live.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_eq!(leftover_copies(&server, "^pgx_run_faults_alive_"), 0);
 }
 
 #[test]

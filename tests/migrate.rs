@@ -240,38 +240,88 @@ fn misnamed_and_unreadable_input_are_clear_errors() {
 }
 
 #[test]
-fn two_concurrent_runners_apply_each_migration_once() {
+fn two_concurrent_runners_wait_for_the_lock_and_apply_each_migration_once() {
+    use std::io::{BufRead, BufReader, Read};
+
     let db = TestDb::new("apply_race");
-    // V2 builds an index CONCURRENTLY on a table with rows while V1's data is committed;
-    // the sleep widens the window in which the second runner must wait.
-    let v1 = "CREATE TABLE big (id int, v text);\nINSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 200000) g;\n";
-    let v2 = "-- pgx:no-transaction\nSELECT pg_sleep(1);\nCREATE INDEX CONCURRENTLY IF NOT EXISTS big_v ON big (v);\n";
+    // V2 builds an index CONCURRENTLY: the waiters must poll, not block in
+    // pg_advisory_lock, or they would deadlock against it.
+    let v1 = "CREATE TABLE big (id int, v text);\nINSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 20000) g;\n";
+    let v2 = "-- pgx:no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS big_v ON big (v);\n";
     let v3 = "CREATE TABLE after_index (id int);\n";
     let project = migrations(&[
         ("V1__big.sql", v1),
         ("V2__big_v.sql", v2),
         ("V3__after.sql", v3),
     ]);
-    let a = pgx_command(project.path())
-        .env("DATABASE_URL", db.url())
-        .arg("apply")
-        .spawn()
+    // The test holds the migration lock, so both runners must wait: an observable
+    // ordering, not a timing window.
+    let mut holder = db.client();
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&pgx::migrate::LOCK_KEY])
         .unwrap();
-    let b = pgx_command(project.path())
-        .env("DATABASE_URL", db.url())
-        .arg("apply")
-        .spawn()
-        .unwrap();
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success(), "{}", stderr(&a));
-    assert!(b.status.success(), "{}", stderr(&b));
+    let holder_pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let spawn = || {
+        pgx_command(project.path())
+            .env("DATABASE_URL", db.url())
+            .arg("apply")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut runners = [spawn(), spawn()];
+    let mut waited = Vec::new();
+    for child in &mut runners {
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        // Lines before it (lint warnings) are skipped; at EOF the runner never waited.
+        let expected = format!("waiting for another migration runner (backend pid {holder_pid})");
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            let n = stderr.read_line(&mut line).unwrap();
+            seen.push_str(&line);
+            assert!(
+                n > 0,
+                "a runner must say it waits for the lock holder: {seen:?}"
+            );
+            if line.contains(&expected) {
+                break;
+            }
+        }
+        waited.push(stderr);
+    }
+    // Both are waiting and nothing has been applied yet.
     let mut client = db.client();
+    assert!(history_versions(&mut client).is_empty());
+    assert!(!table_exists(&mut client, "big"));
+    holder
+        .execute("SELECT pg_advisory_unlock($1)", &[&pgx::migrate::LOCK_KEY])
+        .unwrap();
+
+    let mut outputs = Vec::new();
+    for (child, mut stderr) in runners.into_iter().zip(waited) {
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{rest}");
+        outputs.push(stdout(&out));
+    }
+    outputs.sort();
+    assert!(
+        outputs[0].contains("applied 0 migration(s)") && outputs[0].contains("3 already applied"),
+        "the second runner finds nothing left to do: {outputs:?}"
+    );
+    assert!(outputs[1].contains("applied 3 migration(s)"), "{outputs:?}");
     assert_eq!(history_versions(&mut client), vec![1, 2, 3]);
     let rows: i64 = client
         .query_one("SELECT count(*) FROM big", &[])
         .unwrap()
         .get(0);
-    assert_eq!(rows, 200000, "V1 ran once");
+    assert_eq!(rows, 20000, "V1 ran once");
     let valid: bool = client
         .query_one(
             "SELECT indisvalid FROM pg_index WHERE indexrelid = 'big_v'::regclass",
@@ -280,4 +330,81 @@ fn two_concurrent_runners_apply_each_migration_once() {
         .unwrap()
         .get(0);
     assert!(valid);
+}
+
+#[test]
+fn rerun_after_a_failed_unique_index_build_refuses_while_the_index_is_invalid() {
+    let db = TestDb::new("apply_invalid_rerun");
+    let seed = "CREATE TABLE dup (v int); INSERT INTO dup VALUES (1), (1);\n";
+    let cic =
+        "-- pgx:no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS dup_v ON dup (v);\n";
+    let project = migrations(&[("V1__dup.sql", seed), ("V2__uq.sql", cic)]);
+    let first = db.pgx(project.path(), &["apply"]);
+    assert_eq!(first.status.code(), Some(2), "{}", stderr(&first));
+    // Re-run without dropping it: IF NOT EXISTS skips the build, the index stays INVALID.
+    let again = db.pgx(project.path(), &["apply"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an INVALID index must not be recorded as applied: {}{}",
+        stdout(&again),
+        stderr(&again)
+    );
+    let err = stderr(&again);
+    assert!(
+        err.contains("INVALID") && err.contains("V2__uq.sql"),
+        "{err}"
+    );
+    assert!(
+        err.contains("DROP INDEX CONCURRENTLY public.dup_v;"),
+        "{err}"
+    );
+    let mut client = db.client();
+    assert_eq!(history_versions(&mut client), vec![1], "V2 not recorded");
+    // Following the hint works.
+    for sql in [
+        "DROP INDEX CONCURRENTLY public.dup_v",
+        "DELETE FROM dup",
+        "INSERT INTO dup VALUES (1), (2)",
+    ] {
+        client.batch_execute(sql).unwrap();
+    }
+    let fixed = db.pgx(project.path(), &["apply"]);
+    assert!(fixed.status.success(), "{}", stderr(&fixed));
+    assert_eq!(history_versions(&mut client), vec![1, 2]);
+}
+
+#[test]
+fn no_transaction_migration_with_begin_atomic_function_applies_as_one_statement() {
+    let db = TestDb::new("apply_atomic");
+    let v2 = "-- pgx:no-transaction\n\
+              CREATE FUNCTION account_emails() RETURNS bigint LANGUAGE sql\n\
+              BEGIN ATOMIC\n  SELECT 1;\n  SELECT count(email) FROM account;\nEND;\n\
+              CREATE INDEX CONCURRENTLY IF NOT EXISTS account_email ON account (email);\n";
+    let project = migrations(&[("V1__account.sql", V1), ("V2__fn.sql", v2)]);
+    let out = db.pgx(project.path(), &["apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut client = db.client();
+    let n: i64 = client
+        .query_one("SELECT account_emails()", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    assert_eq!(history_versions(&mut client), vec![1, 2]);
+}
+
+#[test]
+fn copy_from_stdin_in_a_migration_is_refused_with_what_to_do() {
+    let db = TestDb::new("apply_copy");
+    let v2 = "COPY account (id, email) FROM stdin;\n1\ta@example.org\n2\tb@example.org\n\\.\n";
+    let project = migrations(&[("V1__account.sql", V1), ("V2__data.sql", v2)]);
+    let out = db.pgx(project.path(), &["apply"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("V2__data.sql:1"), "{err}");
+    assert!(err.contains("COPY ... FROM STDIN"), "{err}");
+    assert!(err.contains("hint:") && err.contains("INSERT"), "{err}");
+    assert!(!err.contains("syntax error"), "{err}");
+    let mut client = db.client();
+    assert!(!table_exists(&mut client, "account"), "nothing applied");
 }

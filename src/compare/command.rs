@@ -12,7 +12,7 @@ use crate::error::fail;
 use crate::experiment::result::ExperimentResult;
 
 /// Exit code when a `--fail-on` gate fails (2 is bad input, as for every command).
-pub const EXIT_GATE_FAILED: u8 = 1;
+pub const EXIT_GATE_FAILED: u8 = crate::app::exit::ATTENTION;
 
 pub fn load(path: &Path) -> Result<ExperimentResult> {
     let text = std::fs::read_to_string(path).map_err(|e| {

@@ -79,6 +79,11 @@ fn create_marked(
     template: Option<&str>,
     mark: &str,
 ) -> Result<()> {
+    create_database(admin, dbname, template)?;
+    mark_database(admin, dbname, mark)
+}
+
+fn create_database(admin: &mut Client, dbname: &str, template: Option<&str>) -> Result<()> {
     let sql = match template {
         Some(t) => format!(
             "CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY",
@@ -96,6 +101,10 @@ fn create_marked(
             describe_pg_error(&e, None)
         )
     })?;
+    Ok(())
+}
+
+fn mark_database(admin: &mut Client, dbname: &str, mark: &str) -> Result<()> {
     admin.batch_execute(&format!(
         "COMMENT ON DATABASE {} IS {}",
         quote_ident(dbname),
@@ -364,11 +373,25 @@ fn row_counts(client: &mut Client) -> Result<Vec<(String, i64)>> {
 }
 
 /// A variant's private copy of the base; dropped when this guard goes away, whatever
-/// happened (error, Ctrl-C).
+/// happened (error, Ctrl-C). While it lives, a connection to the copy holds the copy's
+/// owner lock: when the process dies without cleaning up (kill -9), the server releases
+/// the lock, and the next run (or `pgx gc`) knows the copy is an orphan.
 pub struct Copy {
     pub name: String,
     admin: postgres::Config,
+    owner: Option<Client>,
 }
+
+/// Advisory lock key an owner holds in its copy (advisory locks are per database, so
+/// one constant serves every copy).
+pub const OWNER_LOCK: i64 = 0x7067_785f_636f_7079; // "pgx_copy"
+
+/// Comment prefixes of what pgx creates: a copy, a base being built, a complete base.
+pub const MARKS: [(&str, &str); 3] = [
+    (COPY_MARK, "copy"),
+    (BASE_BUILDING, "base (building)"),
+    (BASE_COMPLETE, "base"),
+];
 
 impl Copy {
     pub fn create(
@@ -378,24 +401,83 @@ impl Copy {
         experiment: &str,
         variant: &str,
     ) -> Result<Copy> {
+        // Unique per copy: two runs in one process (a library user, tests) never collide.
+        static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut tag = variant.replace('-', "_");
         tag.truncate(20);
         let name = database_name(
             "pgx_run",
             experiment,
-            &format!("{tag}_{}", std::process::id()),
+            &format!("{tag}_{}_{n}", std::process::id()),
         );
         drop_owned_database(admin, &name)?;
-        create_marked(admin, &name, Some(base), &format!("{COPY_MARK} of {base}"))?;
-        Ok(Copy {
-            name,
-            admin: target.admin_config(),
-        })
+        // Marked only once its owner holds the lock: `pgx gc` never sees it unowned.
+        create_database(admin, &name, Some(base))?;
+        let owned = connect(&target.config_for(&name)).and_then(|mut owner| {
+            owner.execute("SELECT pg_advisory_lock($1)", &[&OWNER_LOCK])?;
+            mark_database(admin, &name, &format!("{COPY_MARK} of {base}"))?;
+            Ok(owner)
+        });
+        match owned {
+            Ok(owner) => Ok(Copy {
+                name,
+                admin: target.admin_config(),
+                owner: Some(owner),
+            }),
+            Err(err) => {
+                let _ = admin.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&name)
+                ));
+                Err(err)
+            }
+        }
     }
+}
+
+/// Is a session-level advisory lock on `key` held by anyone, in any database (or in
+/// `database` only)? Read from pg_locks, so looking never takes the lock and never gets
+/// in the way of a run that is about to.
+pub fn advisory_held(admin: &mut Client, key: i64, database: Option<&str>) -> Result<bool> {
+    Ok(admin
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 1 \
+               AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 \
+               AND ($2::text IS NULL OR l.database = (SELECT oid FROM pg_database WHERE datname = $2::text)))",
+            &[&key, &database],
+        )?
+        .get(0))
+}
+
+/// The key `pg_advisory_lock(hashtext(name))` locks.
+fn text_key(admin: &mut Client, name: &str) -> Result<i64> {
+    Ok(admin
+        .query_one("SELECT hashtext($1)::bigint", &[&name])?
+        .get(0))
+}
+
+/// A base whose build lock nobody holds: its builder died (kill -9) mid-build.
+pub fn build_lock_free(admin: &mut Client, dbname: &str) -> Result<bool> {
+    let key = text_key(admin, &format!("build:{dbname}"))?;
+    Ok(!advisory_held(admin, key, None)?)
+}
+
+/// A complete base no running pgx is copying from.
+pub fn base_unused(admin: &mut Client, dbname: &str) -> Result<bool> {
+    let key = text_key(admin, &in_use_lock(dbname))?;
+    Ok(!advisory_held(admin, key, None)?)
+}
+
+/// A copy whose owner (a running pgx) holds its owner lock.
+pub fn copy_owned(admin: &mut Client, dbname: &str) -> Result<bool> {
+    advisory_held(admin, OWNER_LOCK, Some(dbname))
 }
 
 impl Drop for Copy {
     fn drop(&mut self) {
+        // The owner's connection first: DROP DATABASE waits for no one then.
+        drop(self.owner.take());
         let dropped =
             connect(&self.admin).and_then(|mut admin| drop_owned_database(&mut admin, &self.name));
         if let Err(err) = dropped {

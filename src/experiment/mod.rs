@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod databases;
 pub mod engine;
 pub mod environment;
+pub mod gc;
 pub mod matrix;
 pub mod progress;
 pub mod result;
@@ -40,6 +41,20 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
             "1 is the seed's production size; 0.01 is a quick run",
         ));
     }
+    let budget = args
+        .budget
+        .as_deref()
+        .map(|text| {
+            spec::parse_duration(text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    crate::error::fail(
+                        format!("--budget {text:?} is not a duration above zero"),
+                        "write it like 30s, 500ms or 2min",
+                    )
+                })
+        })
+        .transpose()?;
     let target = Target::resolve(options)?;
     let mut progress = progress::Progress::new(&spec.name);
     let run_options = RunOptions {
@@ -51,12 +66,13 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
         only: args.only.clone(),
         rebuild: args.rebuild,
         control: args.no_control.then_some(false),
+        budget,
     };
     if args.dataset_only {
         let info = prepare_dataset(&target, &spec, &run_options, &mut progress);
         progress.finish();
         let info = info?;
-        println!(
+        crate::say!(
             "dataset {} {} ({:.1}s); rows: {}",
             info.database,
             if info.reused {
@@ -70,21 +86,23 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
                 .map(|(t, n)| format!("{t} {n}"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        )?;
         return Ok(0);
     }
     let result = run(&target, &spec, &run_options, &mut progress);
     progress.finish();
     let result = result?;
-    println!("{}", crate::report::terminal::render(&result));
+    // A closed stdout (`| head`) must not lose the run: the reports are written first.
+    let shown = crate::say!("{}", crate::report::terminal::render(&result));
     // A non-default scale gets its own report, so the default one stays comparable.
     let stem = match args.scale {
         Some(scale) if scale != spec.dataset.scale => format!("{}-scale{scale}", spec.name),
         _ => spec.name.clone(),
     };
-    let written = crate::report::write_reports(&result, &args.out, &stem)?;
+    let written = crate::report::write_reports(&result, &args.out_dir(), &stem)?;
+    shown?;
     for path in written {
-        println!("wrote {}", path.display());
+        crate::say!("wrote {}", path.display())?;
     }
     if result.interrupted {
         eprintln!("pgx: interrupted; the report holds only what was measured before");

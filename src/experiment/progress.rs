@@ -10,17 +10,23 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     /// Ticks so far, also when no bar is drawn (callers settle a phase's total on it).
     done: u64,
+    /// "~1m20s left", from the caller's estimate; shown before the message.
+    left: String,
 }
 
 impl Progress {
     pub fn new(label: &str) -> Progress {
         if !std::io::stderr().is_terminal() {
-            return Progress { bar: None, done: 0 };
+            return Progress {
+                bar: None,
+                done: 0,
+                left: String::new(),
+            };
         }
         let bar = ProgressBar::new(1);
         bar.set_style(
             ProgressStyle::with_template(&format!(
-                "{label} {{spinner}} [{{bar:30}}] {{percent:>3}}% eta {{eta}} {{wide_msg}}"
+                "{label} {{spinner}} [{{bar:30}}] {{percent:>3}}% {{wide_msg}}"
             ))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -28,6 +34,7 @@ impl Progress {
         Progress {
             bar: Some(bar),
             done: 0,
+            left: String::new(),
         }
     }
 
@@ -36,6 +43,7 @@ impl Progress {
         Progress {
             bar: Some(ProgressBar::hidden()),
             done: 0,
+            left: String::new(),
         }
     }
 
@@ -67,7 +75,19 @@ impl Progress {
 
     pub fn message(&mut self, text: &str) {
         if let Some(bar) = &self.bar {
-            bar.set_message(text.to_string());
+            bar.set_message(format!("{}{text}", self.left));
+        }
+    }
+
+    /// The bar in time rather than ticks: `done` spent, about `left` to go (the caller
+    /// estimates it from what it measured so far).
+    pub fn estimate(&mut self, done: Duration, left: Duration) {
+        self.left = format!("~{} left · ", fmt_duration(left));
+        if let Some(bar) = &self.bar {
+            let done_ms = done.as_millis().min(u64::MAX as u128) as u64;
+            let left_ms = left.as_millis().min(u64::MAX as u128) as u64;
+            bar.set_length(done_ms.saturating_add(left_ms).max(1));
+            bar.set_position(done_ms);
         }
     }
 
@@ -84,5 +104,17 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// "45s", "3m05s", "1h02m".
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
     }
 }

@@ -149,9 +149,15 @@ pub struct Environment {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunsUsed {
     pub warmup: usize,
-    /// Measured runs per cell, spread over the schedule's rounds.
+    /// Measured runs per cell, spread over the schedule's rounds (at most, with a budget).
     pub repeat: usize,
     pub timeout_ms: u64,
+    /// Time a cell may spend on measured runs before it leaves the remaining rounds.
+    #[serde(default)]
+    pub budget_ms: Option<u64>,
+    /// With a budget: the measured runs every cell gets regardless.
+    #[serde(default)]
+    pub min: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -296,20 +302,6 @@ pub struct Maintenance {
 impl VariantResult {
     pub fn build_seconds(&self) -> f64 {
         self.statements.iter().map(|s| s.seconds).sum::<f64>() + 0.0 // an empty f64 sum is -0.0
-    }
-    pub fn table_bytes(&self) -> i64 {
-        self.relations
-            .iter()
-            .filter(|r| r.kind == RelationKind::Table)
-            .map(|r| r.bytes)
-            .sum()
-    }
-    pub fn index_bytes(&self) -> i64 {
-        self.relations
-            .iter()
-            .filter(|r| r.kind == RelationKind::Index)
-            .map(|r| r.bytes)
-            .sum()
     }
 }
 

@@ -130,8 +130,7 @@ pub struct QuerySpec {
     pub verify: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum QuerySql {
     One(String),
     Forms(IndexMap<String, FormSpec>),
@@ -139,15 +138,91 @@ pub enum QuerySql {
 
 /// One form of a query: its SQL, optionally only for some variants (e.g. a form that
 /// reads a column only one variant adds).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum FormSpec {
     Sql(String),
-    Restricted {
-        sql: String,
-        #[serde(default)]
-        variants: Vec<String>,
-    },
+    Restricted { sql: String, variants: Vec<String> },
+}
+
+/// `sql:` is a string, or a map of named forms; read by hand (not `untagged`) so a
+/// mistake is named ("unknown key `sqll` in form x; allowed: sql, variants") instead of
+/// serde's "data did not match any variant".
+impl<'de> Deserialize<'de> for QuerySql {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = QuerySql;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an SQL text, or a map of named forms (name: SQL text, or name: {sql, variants})")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<QuerySql, E> {
+                Ok(QuerySql::One(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<QuerySql, A::Error> {
+                let mut forms = IndexMap::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    let form = map.next_value_seed(FormSeed(&name))?;
+                    forms.insert(name, form);
+                }
+                Ok(QuerySql::Forms(forms))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One form, knowing its name for the error message.
+struct FormSeed<'a>(&'a str);
+
+/// Keys a form given as a map may have.
+pub const FORM_KEYS: &[&str] = &["sql", "variants"];
+
+impl<'de> serde::de::DeserializeSeed<'de> for FormSeed<'_> {
+    type Value = FormSpec;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<FormSpec, D::Error> {
+        struct V<'a>(&'a str);
+        impl<'de> serde::de::Visitor<'de> for V<'_> {
+            type Value = FormSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(
+                    f,
+                    "form {}: an SQL text, or a map with sql (and variants)",
+                    self.0
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FormSpec, E> {
+                Ok(FormSpec::Sql(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<FormSpec, A::Error> {
+                use serde::de::Error as _;
+                let mut sql = None;
+                let mut variants = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "sql" => sql = Some(map.next_value::<String>()?),
+                        "variants" => variants = map.next_value::<Vec<String>>()?,
+                        other => {
+                            return Err(A::Error::custom(format!(
+                                "unknown key `{other}` in form {}; allowed keys: {}",
+                                self.0,
+                                FORM_KEYS.join(", ")
+                            )));
+                        }
+                    }
+                }
+                let sql =
+                    sql.ok_or_else(|| A::Error::custom(format!("form {} has no `sql`", self.0)))?;
+                Ok(FormSpec::Restricted { sql, variants })
+            }
+        }
+        d.deserialize_any(V(self.0))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -237,6 +312,15 @@ pub struct RunsSpec {
     /// baseline is the run's noise floor (default true).
     #[serde(default = "default_control")]
     pub control: bool,
+    /// Time a cell may spend on measured runs, e.g. "30s": past it (and past `min`
+    /// runs), or once the 95% interval of its median is within ±2% of it, the cell is
+    /// left out of the remaining rounds. Absent: every cell runs `repeat` times.
+    #[serde(default)]
+    pub budget: Option<String>,
+    /// With a budget: measured runs every cell gets regardless (default 6, the fewest
+    /// with a 95% interval of the median).
+    #[serde(default)]
+    pub min: Option<usize>,
 }
 
 impl Default for RunsSpec {
@@ -248,6 +332,8 @@ impl Default for RunsSpec {
             rounds: None,
             seed: None,
             control: default_control(),
+            budget: None,
+            min: None,
         }
     }
 }
@@ -293,13 +379,9 @@ pub fn load(path: &Path) -> Result<Spec> {
 }
 
 pub fn parse(path: &Path, source: &str) -> Result<Spec> {
-    let mut spec: Spec = serde_yaml::from_str(source).map_err(|e| {
-        let location = e
-            .location()
-            .map(|l| format!("{}:{}:{}", path.display(), l.line(), l.column()))
-            .unwrap_or_else(|| path.display().to_string());
+    let mut spec: Spec = crate::yaml::from_str(path, source).map_err(|message| {
         fail(
-            format!("{location}: {e}"),
+            message,
             "see the experiment file format in README.md (section \"Experiment files\")",
         )
     })?;
@@ -325,24 +407,11 @@ fn list_experiments() -> Vec<String> {
 }
 
 impl Spec {
-    /// A semantic error located at the first line that mentions `needle`.
-    fn error_at(&self, needle: &str, message: String, hint: &str) -> anyhow::Error {
-        let line = self
-            .source
-            .lines()
-            .position(|l| l.contains(needle))
-            .map(|i| i + 1);
-        let at = match line {
-            Some(line) => {
-                let column = self
-                    .source
-                    .lines()
-                    .nth(line - 1)
-                    .and_then(|l| l.find(needle))
-                    .unwrap_or(0)
-                    + 1;
-                format!("{}:{line}:{column}", self.path.display())
-            }
+    /// A semantic error located at a key of the file: `path` names it from the root
+    /// (`["queries", "q", "variants", "1"]`); the deepest part that exists is used.
+    fn error_at(&self, path: &[&str], message: String, hint: &str) -> anyhow::Error {
+        let at = match crate::yaml::Locator::new(&self.source).find(path) {
+            Some((line, column)) => format!("{}:{line}:{column}", self.path.display()),
             None => self.path.display().to_string(),
         };
         fail(format!("{at}: {message}"), hint)
@@ -356,7 +425,7 @@ impl Spec {
         };
         if !name_ok(&self.name) {
             return Err(self.error_at(
-                "name:",
+                &["name"],
                 format!(
                     "experiment name {:?} may use only a-z, 0-9, - and _",
                     self.name
@@ -364,15 +433,18 @@ impl Spec {
                 "rename it, e.g. index-strategies",
             ));
         }
-        for name in self
-            .variants
-            .keys()
-            .chain(self.queries.keys())
-            .chain(self.settings.keys())
+        let sections = [
+            ("variants", self.variants.keys().collect::<Vec<_>>()),
+            ("queries", self.queries.keys().collect()),
+            ("settings", self.settings.keys().collect()),
+        ];
+        for (section, name) in sections
+            .iter()
+            .flat_map(|(section, names)| names.iter().map(move |n| (*section, n.as_str())))
         {
             if !name_ok(name) {
                 return Err(self.error_at(
-                    name,
+                    &[section, name],
                     format!("name {name:?} may use only a-z, 0-9, - and _"),
                     "rename it",
                 ));
@@ -380,7 +452,7 @@ impl Spec {
         }
         if !self.variants.contains_key(&self.baseline) {
             return Err(self.error_at(
-                "baseline:",
+                &["baseline"],
                 format!("baseline {:?} is not one of the variants", self.baseline),
                 &format!(
                     "set baseline to one of: {}",
@@ -390,7 +462,7 @@ impl Spec {
         }
         if self.dataset.scale.is_nan() || self.dataset.scale <= 0.0 {
             return Err(self.error_at(
-                "scale:",
+                &["dataset", "scale"],
                 "dataset.scale must be above 0".into(),
                 "1 is the seed's production size; use e.g. 0.01 for a quick run",
             ));
@@ -398,7 +470,7 @@ impl Spec {
         if let Some(load) = &self.load {
             load.limits().map_err(|e| {
                 self.error_at(
-                    "load:",
+                    &["load"],
                     format!("load: {e:#}"),
                     "see \"Load tests\" in README.md",
                 )
@@ -406,7 +478,7 @@ impl Spec {
         }
         if self.queries.is_empty() && self.load.is_none() {
             return Err(self.error_at(
-                "queries:",
+                &["queries"],
                 "no queries to measure".into(),
                 "add at least one entry under queries:",
             ));
@@ -414,7 +486,7 @@ impl Spec {
         for (name, variant) in &self.variants {
             if variant.sql.is_some() && variant.file.is_some() {
                 return Err(self.error_at(
-                    name,
+                    &["variants", name, "file"],
                     format!("variant {name} has both sql and file"),
                     "keep one of them",
                 ));
@@ -423,20 +495,38 @@ impl Spec {
         for (name, query) in &self.queries {
             if query.params.is_some() && query.params_from.is_some() {
                 return Err(self.error_at(
-                    name,
+                    &["queries", name, "params_from"],
                     format!("query {name} has both params and params_from"),
                     "keep one of them",
                 ));
             }
             let forms = query.sql.forms();
-            if let Some(unknown) = query
+            // Where each variant name is written: the query's own list, or a form's.
+            let named: Vec<(Vec<String>, &String)> = query
                 .variants
                 .iter()
-                .chain(forms.iter().flat_map(|f| f.variants.iter()))
-                .find(|v| !self.variants.contains_key(*v))
+                .enumerate()
+                .map(|(i, v)| (vec!["variants".to_string(), i.to_string()], v))
+                .chain(forms.iter().flat_map(|f| {
+                    f.variants.iter().enumerate().map(move |(i, v)| {
+                        (
+                            vec![
+                                "sql".into(),
+                                f.name.clone(),
+                                "variants".into(),
+                                i.to_string(),
+                            ],
+                            v,
+                        )
+                    })
+                }))
+                .collect();
+            if let Some((at, unknown)) = named.iter().find(|(_, v)| !self.variants.contains_key(*v))
             {
+                let mut path = vec!["queries", name.as_str()];
+                path.extend(at.iter().map(String::as_str));
                 return Err(self.error_at(
-                    unknown,
+                    &path,
                     format!("query {name} names an unknown variant {unknown:?}"),
                     &format!(
                         "variants are: {}",
@@ -447,7 +537,7 @@ impl Spec {
             if let QuerySql::Forms(forms) = &query.sql {
                 if forms.is_empty() {
                     return Err(self.error_at(
-                        name,
+                        &["queries", name, "sql"],
                         format!("query {name} has an empty sql map"),
                         "give one SQL text or named forms",
                     ));
@@ -455,7 +545,7 @@ impl Spec {
                 for form in forms.keys() {
                     if !name_ok(form) {
                         return Err(self.error_at(
-                            form,
+                            &["queries", name, "sql", form],
                             format!("form name {form:?} may use only a-z, 0-9, - and _"),
                             "rename it",
                         ));
@@ -470,7 +560,7 @@ impl Spec {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
                 {
                     return Err(self.error_at(
-                        key,
+                        &["settings", set, key],
                         format!("setting {key:?} in {set} is not a valid GUC name"),
                         "use names as in postgresql.conf, e.g. work_mem",
                     ));
@@ -478,15 +568,35 @@ impl Spec {
             }
         }
         self.timeout()?;
+        self.budget()?;
         Ok(())
     }
 
+    /// `runs.budget` as a duration, None when absent.
+    pub fn budget(&self) -> Result<Option<Duration>> {
+        self.runs
+            .budget
+            .as_ref()
+            .map(|text| {
+                parse_duration(text)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        self.error_at(
+                            &["runs", "budget"],
+                            format!("runs.budget {text:?} is not a duration above zero"),
+                            "write it like 30s, 500ms or 2min",
+                        )
+                    })
+            })
+            .transpose()
+    }
+
     pub fn timeout(&self) -> Result<Duration> {
-        parse_duration(&self.runs.timeout).ok_or_else(|| {
+        timeout_from_text(&self.runs.timeout).map_err(|reason| {
             self.error_at(
-                "timeout:",
-                format!("runs.timeout {:?} is not a duration", self.runs.timeout),
-                "write it like 30s, 500ms or 2min",
+                &["runs", "timeout"],
+                format!("runs.timeout: {reason}"),
+                "write it like 30s, 500ms or 2min (above 0, at most 24h)",
             )
         })
     }
@@ -519,7 +629,7 @@ impl Spec {
                 let path = self.dir.join(file);
                 std::fs::read_to_string(&path).map_err(|e| {
                     self.error_at(
-                        &file.display().to_string(),
+                        &["variants", name, "file"],
                         format!("variant {name}: cannot read {}: {e}", path.display()),
                         "file paths are relative to the experiment file",
                     )
@@ -603,19 +713,68 @@ fn yaml_scalar(value: &serde_yaml::Value) -> Option<String> {
     }
 }
 
+/// A duration like `30s`, `500ms`, `2min`, `1h`; `None` when it is not one (see
+/// [`duration_from_text`] for the reason).
 pub fn parse_duration(text: &str) -> Option<Duration> {
+    duration_from_text(text).ok()
+}
+
+/// The longest duration pgx accepts anywhere: far beyond any experiment, and well inside
+/// what `Duration` and PostgreSQL's millisecond settings (int4) can hold.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Parse a duration, saying what is wrong with it: not a number, an unknown unit, or a
+/// value too large to mean anything (never a panic, whatever the digits).
+pub fn duration_from_text(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{text:?} has no unit (write 30s, 500ms, 2min or 1h)"))?;
     let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a number"))?;
     let seconds = match unit.trim() {
         "ms" => number / 1000.0,
         "s" | "sec" => number,
         "min" | "m" => number * 60.0,
         "h" => number * 3600.0,
-        _ => return None,
+        other => {
+            return Err(format!(
+                "{text:?} has an unknown unit {other:?} (use ms, s, min or h)"
+            ));
+        }
     };
-    Some(Duration::from_secs_f64(seconds))
+    let duration = Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text:?} is too large to be a duration"))?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{text:?} is longer than the longest duration pgx accepts ({} h)",
+            MAX_DURATION.as_secs() / 3600
+        ));
+    }
+    Ok(duration)
+}
+
+/// The longest `runs.timeout`: PostgreSQL's `statement_timeout` holds milliseconds in an
+/// int4 (about 24 days); a day is already far beyond any measured statement.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// `runs.timeout`: a duration above zero (`statement_timeout = 0` would mean *no*
+/// timeout) and at most [`MAX_TIMEOUT`].
+pub fn timeout_from_text(text: &str) -> Result<Duration, String> {
+    let duration = duration_from_text(text)?;
+    if duration < Duration::from_millis(1) {
+        return Err(format!(
+            "{text:?} is no timeout at all (PostgreSQL reads statement_timeout 0 as \"never\"); give at least 1ms"
+        ));
+    }
+    if duration > MAX_TIMEOUT {
+        return Err(format!(
+            "{text:?} is longer than the longest statement timeout pgx accepts (24h)"
+        ));
+    }
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -652,6 +811,36 @@ mod tests {
         let err = parse(Path::new("exp.yaml"), &bad).unwrap_err().to_string();
         assert!(err.starts_with("exp.yaml:2:1:"), "{err}");
         assert!(err.contains("zz"));
+        // The key itself, not the first line that mentions the name: variant `a` is
+        // written on line 2 (`baseline: a`) before its own key on line 10.
+        let bad = MINIMAL.replace(
+            "  q:\n    sql: SELECT 1",
+            "  q:\n    sql: SELECT 1\n    variants: [a, zz]",
+        );
+        let err = parse(Path::new("exp.yaml"), &bad).unwrap_err().to_string();
+        assert!(err.starts_with("exp.yaml:14:19:"), "{err}");
+        let bad = MINIMAL.replace("  a: {}", "  a: { sql: x, file: y.sql }");
+        let err = parse(Path::new("exp.yaml"), &bad).unwrap_err().to_string();
+        assert!(err.starts_with("exp.yaml:10:16:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_in_a_query_form_are_named_with_the_allowed_ones() {
+        let bad = MINIMAL.replace(
+            "    sql: SELECT 1",
+            "    sql:\n      plain: SELECT 1\n      narrow:\n        sqll: SELECT 2",
+        );
+        let err = parse(Path::new("exp.yaml"), &bad).unwrap_err().to_string();
+        assert!(err.contains("unknown key `sqll` in form narrow"), "{err}");
+        assert!(err.contains("allowed keys: sql, variants"), "{err}");
+        assert!(err.starts_with("exp.yaml:1"), "{err}");
+        assert!(!err.contains("did not match any variant"), "{err}");
+        let bad = MINIMAL.replace(
+            "    sql: SELECT 1",
+            "    sql:\n      narrow: { variants: [a] }",
+        );
+        let err = parse(Path::new("exp.yaml"), &bad).unwrap_err().to_string();
+        assert!(err.contains("form narrow has no `sql`"), "{err}");
     }
 
     #[test]
@@ -665,5 +854,27 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("2min"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn timeouts_of_zero_or_absurd_size_are_errors_not_panics() {
+        for bad in [
+            "0s",
+            "0ms",
+            "0.0001ms",
+            "99999999999999999999999s",
+            "1e400s",
+            "25h",
+            "5",
+        ] {
+            let err = timeout_from_text(bad).unwrap_err();
+            assert!(err.contains(bad), "{bad}: {err}");
+            let yaml = MINIMAL.to_string() + &format!("runs: {{ timeout: \"{bad}\" }}\n");
+            let err = parse(Path::new("exp.yaml"), &yaml).unwrap_err().to_string();
+            assert!(err.contains("runs.timeout"), "{bad}: {err}");
+        }
+        assert_eq!(parse_duration("99999999999999999999999s"), None);
+        assert_eq!(timeout_from_text("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(timeout_from_text("24h"), Ok(Duration::from_secs(86400)));
     }
 }

@@ -14,11 +14,20 @@ pub fn check_pending(
 ) -> Result<()> {
     let rules = super::RuleSet::new(&args.lint_rules, &args.lint_exclude)?;
     let history = migrate::read_history(client)?;
+    let target = args
+        .target
+        .as_deref()
+        .map(migrate::Version::parse)
+        .transpose()?;
+    // Pending versioned files up to the target, and new or changed repeatables.
     let pending: Vec<&migrate::MigrationFile> = migrate::reconcile(files, &history)
         .into_iter()
-        .filter(|e| e.state == migrate::State::Pending)
-        .filter_map(|e| files.iter().find(|f| f.version == e.version))
-        .filter(|f| args.target.is_none_or(|t| f.version <= t))
+        .filter(|e| e.state.is_pending())
+        .filter_map(|e| e.file)
+        .filter_map(|pending| files.iter().find(|f| f.label() == pending.label()))
+        .filter(|f| {
+            f.kind == migrate::Kind::Repeatable || target.as_ref().is_none_or(|t| &f.version <= t)
+        })
         .collect();
     let found = super::lint_migrations(&pending, &rules);
     if found.is_empty() {

@@ -1,4 +1,6 @@
-//! Applying pending migrations, one at a time, under the migration lock.
+//! Applying pending migrations, one at a time, under the migration lock: versioned ones
+//! in version order, then repeatables that are new or changed, in name order, with the
+//! Flyway callbacks pgx knows at their points.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -8,16 +10,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 use postgres::Client;
 use refinery::{Runner, Target};
 
-use super::files::MigrationFile;
-use super::history::{invalid_indexes, read_history};
+use super::error::MigrateError;
+use super::files::{Kind, MigrationFile, RUN_CALLBACKS, Version};
+use super::history::{self, invalid_indexes, invalid_indexes_with_tables, read_history};
 use super::lock::MigrationLock;
 use super::{State, reconcile};
-use crate::error::{describe_pg_error, fail, line_col};
+use crate::error::{describe_pg_error, line_col};
 
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
-    /// Apply versions up to and including this one.
-    pub target: Option<i32>,
+    /// Apply versions up to and including this one (repeatables still run, as in Flyway).
+    pub target: Option<Version>,
     /// Print what would run; change nothing (not even the history table).
     pub dry_run: bool,
     /// Print a line per applied migration when no progress bar is shown.
@@ -29,6 +32,8 @@ pub struct ApplyOutcome {
     /// Labels and durations of the migrations applied (or, with --dry-run, to apply).
     pub applied: Vec<(String, Duration)>,
     pub already_applied: usize,
+    /// What the user should know that is not an error (callbacks skipped, ...).
+    pub notes: Vec<String>,
 }
 
 pub fn apply(
@@ -44,7 +49,11 @@ pub fn apply(
     };
     let result = apply_locked(client, files, options);
     if let Some(lock) = lock {
-        lock.release(client)?;
+        // After an interrupt the session may be unusable; the lock ends with it anyway.
+        let released = lock.release(client);
+        if result.is_ok() {
+            released?;
+        }
     }
     result
 }
@@ -58,184 +67,325 @@ fn apply_locked(
     let entries = reconcile(files, &history);
     refuse_unsafe_states(&entries)?;
     let already_applied = entries.iter().filter(|e| e.state == State::Applied).count();
-    let pending: Vec<&MigrationFile> = entries
+    let versioned: Vec<&MigrationFile> = entries
         .iter()
         .filter(|e| e.state == State::Pending)
         .filter_map(|e| e.file.as_ref())
-        .filter(|f| options.target.is_none_or(|t| f.version <= t))
+        .filter(|f| f.kind == Kind::Versioned)
+        .filter(|f| options.target.as_ref().is_none_or(|t| &f.version <= t))
+        .collect();
+    let repeatable: Vec<&MigrationFile> = entries
+        .iter()
+        .filter(|e| e.state.is_pending())
+        .filter_map(|e| e.file.as_ref())
+        .filter(|f| f.kind == Kind::Repeatable)
         .collect();
 
     let mut outcome = ApplyOutcome {
         applied: Vec::new(),
         already_applied,
+        notes: Vec::new(),
     };
+    for file in files {
+        if let Kind::Callback(event) = &file.kind
+            && !RUN_CALLBACKS.contains(&event.as_str())
+        {
+            outcome.notes.push(format!(
+                "skipped Flyway callback {} ({event}): pgx runs only {} callbacks",
+                file.path.display(),
+                RUN_CALLBACKS.join(", ")
+            ));
+        }
+    }
     if options.dry_run {
-        outcome.applied = pending
+        outcome.applied = versioned
             .iter()
+            .chain(repeatable.iter())
             .map(|f| (f.label(), Duration::ZERO))
             .collect();
         return Ok(outcome);
     }
 
-    let bar = progress_bar(pending.len());
-    for file in pending {
-        crate::interrupt::check()?;
+    let bar = progress_bar(versioned.len() + repeatable.len());
+    let step = |client: &mut Client, file: &MigrationFile, outcome: &mut ApplyOutcome| {
+        crate::interrupt::check().map_err(|_| MigrateError::Interrupted {
+            path: None,
+            rolled_back: false,
+        })?;
         bar.set_message(file.label());
         let started = Instant::now();
-        if file.no_transaction {
-            apply_without_transaction(client, files, file)?;
-        } else {
-            apply_in_transaction(client, files, file)?;
-        }
+        apply_one(client, file)?;
         let took = started.elapsed();
         bar.inc(1);
         if bar.is_hidden() && options.verbose {
-            println!("applied {} ({:.2}s)", file.label(), took.as_secs_f64());
+            crate::say!("applied {} ({:.2}s)", file.label(), took.as_secs_f64())?;
         }
         outcome.applied.push((file.label(), took));
+        anyhow::Ok(())
+    };
+    run_callbacks(client, files, "beforeMigrate", &mut outcome)?;
+    for file in versioned {
+        step(client, file, &mut outcome)?;
+    }
+    run_callbacks(client, files, "afterVersioned", &mut outcome)?;
+    run_callbacks(client, files, "beforeRepeatables", &mut outcome)?;
+    for file in repeatable {
+        step(client, file, &mut outcome)?;
     }
     bar.finish_and_clear();
+    run_callbacks(client, files, "afterMigrate", &mut outcome)?;
+    if !outcome.applied.is_empty() {
+        run_callbacks(client, files, "afterMigrateApplied", &mut outcome)?;
+    }
     Ok(outcome)
 }
 
 /// Divergent, missing or out-of-order migrations stop the run before anything changes.
 fn refuse_unsafe_states(entries: &[super::Reconciled]) -> Result<()> {
     for entry in entries {
-        let label = entry
+        let path = entry
             .file
             .as_ref()
-            .map(|f| f.path.display().to_string())
+            .map(|f| f.path.clone())
             .unwrap_or_default();
         match entry.state {
-            State::Divergent => {
-                return Err(fail(
-                    format!(
-                        "{label} was changed after it was applied (checksum differs from the history table's)"
-                    ),
-                    "restore the file as it was applied (see `git log -p` on it) and put the change in a new migration with a higher version",
-                ));
-            }
+            State::Divergent => return Err(MigrateError::Divergent { path }.into()),
             State::Missing => {
-                let name = entry.row.as_ref().map(|r| r.name.as_str()).unwrap_or("?");
-                return Err(fail(
-                    format!(
-                        "version {} ({name}) is applied in the database but its file is missing",
-                        entry.version
-                    ),
-                    "restore the migration file, or point --dir at the directory that has it",
-                ));
+                return Err(MigrateError::Missing {
+                    label: entry.label(),
+                }
+                .into());
             }
-            State::OutOfOrder => {
-                return Err(fail(
-                    format!(
-                        "{label} is not applied, but a higher version already is; V migrations run strictly in order"
-                    ),
-                    "give it a version above the highest applied one, or prefix it with U to allow out-of-order application",
-                ));
-            }
-            State::Applied | State::Pending => {}
+            State::OutOfOrder => return Err(MigrateError::OutOfOrder { path }.into()),
+            _ => {}
         }
     }
     Ok(())
 }
 
+fn apply_one(client: &mut Client, file: &MigrationFile) -> Result<()> {
+    if file.no_transaction {
+        apply_without_transaction(client, file)
+    } else if let Some(version) = file.refinery_version() {
+        apply_with_refinery(client, file, version)
+    } else {
+        apply_in_own_transaction(client, file)
+    }
+}
+
+/// The error, or `Interrupted` when Ctrl-C (or SIGTERM) cancelled the statement.
+fn interrupted_or(err: MigrateError, file: &MigrationFile, rolled_back: bool) -> MigrateError {
+    if crate::interrupt::is_interrupted() {
+        MigrateError::Interrupted {
+            path: Some(file.path.clone()),
+            rolled_back,
+        }
+    } else {
+        err
+    }
+}
+
 /// Through refinery's runner: grouped, one version, so the SQL and its history row commit
-/// in one transaction (refinery's ungrouped mode uses two).
-fn apply_in_transaction(
-    client: &mut Client,
-    files: &[MigrationFile],
-    file: &MigrationFile,
-) -> Result<()> {
-    run_refinery(client, files, file, Target::Version(file.version)).map_err(|err| {
-        let server = server_error(&err, &file.sql);
-        fail(
-            format!(
-                "{} failed and was rolled back; nothing of it was recorded:\n  {server}",
-                file.path.display()
-            ),
-            "fix the SQL and run `pgx apply` again; the migrations before it stay applied",
+/// in one transaction (refinery's ungrouped mode uses two). Ctrl-C cancels the running
+/// statement; the transaction is then rolled back, not committed.
+fn apply_with_refinery(client: &mut Client, file: &MigrationFile, version: i32) -> Result<()> {
+    let result = {
+        let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
+        run_refinery(client, file, Target::Version(version))
+    };
+    result.map_err(|server| {
+        interrupted_or(
+            MigrateError::Failed {
+                path: file.path.clone(),
+                server,
+            },
+            file,
+            true,
         )
+        .into()
     })
 }
 
-/// Statement by statement in autocommit, then recorded with refinery's own checksum
-/// (`Target::FakeVersion`), for what cannot run in a transaction block.
-fn apply_without_transaction(
-    client: &mut Client,
-    files: &[MigrationFile],
-    file: &MigrationFile,
-) -> Result<()> {
+/// Dotted versions and repeatables: pgx records them in its own table, in the same
+/// transaction as their SQL.
+fn apply_in_own_transaction(client: &mut Client, file: &MigrationFile) -> Result<()> {
+    let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
+    let failed = |err: &postgres::Error, sql: &str| {
+        interrupted_or(
+            MigrateError::Failed {
+                path: file.path.clone(),
+                server: describe_pg_error(err, Some(sql)),
+            },
+            file,
+            true,
+        )
+    };
+    let mut tx = client.transaction()?;
+    tx.batch_execute(&file.sql)
+        .map_err(|e| failed(&e, &file.sql))?;
+    history::record(&mut tx, file).map_err(|e| MigrateError::RecordFailed {
+        path: file.path.clone(),
+        server: format!("{e:#}"),
+    })?;
+    if crate::interrupt::is_interrupted() {
+        // Dropping the transaction rolls it back.
+        return Err(MigrateError::Interrupted {
+            path: Some(file.path.clone()),
+            rolled_back: true,
+        }
+        .into());
+    }
+    tx.commit().map_err(|e| failed(&e, ""))?;
+    Ok(())
+}
+
+/// Statement by statement in autocommit, then recorded (with refinery's own checksum
+/// through `Target::FakeVersion` for whole-number versions), for what cannot run in a
+/// transaction block. Refused before recording while an index it names is INVALID.
+fn apply_without_transaction(client: &mut Client, file: &MigrationFile) -> Result<()> {
+    run_statements(client, file)?;
+    let named = invalid_indexes_named(client, &file.sql)?;
+    if !named.is_empty() {
+        return Err(MigrateError::InvalidIndexes {
+            path: file.path.clone(),
+            indexes: named,
+        }
+        .into());
+    }
+    if matches!(file.kind, Kind::Callback(_)) {
+        return Ok(());
+    }
+    let recorded = match file.refinery_version() {
+        Some(version) => run_refinery(client, file, Target::FakeVersion(version)),
+        None => history::record(client, file).map_err(|e| format!("{e:#}")),
+    };
+    recorded.map_err(|server| {
+        MigrateError::RecordFailed {
+            path: file.path.clone(),
+            server,
+        }
+        .into()
+    })
+}
+
+fn run_statements(client: &mut Client, file: &MigrationFile) -> Result<()> {
     let statements = crate::sqlsplit::split(&file.sql);
     let invalid_before = invalid_indexes(client)?;
     for (n, statement) in statements.iter().enumerate() {
-        let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
-        if let Err(err) = client.batch_execute(&statement.sql) {
-            let (line, _) = match err.as_db_error().and_then(|d| d.position()) {
-                Some(postgres::error::ErrorPosition::Original(p)) => {
-                    let (l, c) = line_col(&statement.sql, *p as usize);
-                    (statement.line + l - 1, c)
+        crate::interrupt::check().map_err(|_| MigrateError::Interrupted {
+            path: Some(file.path.clone()),
+            rolled_back: false,
+        })?;
+        let result = {
+            let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
+            client.batch_execute(&statement.sql)
+        };
+        if let Err(err) = result {
+            if crate::interrupt::is_interrupted() {
+                return Err(MigrateError::Interrupted {
+                    path: Some(file.path.clone()),
+                    rolled_back: false,
                 }
-                _ => (statement.line, 1),
+                .into());
+            }
+            let line = match err.as_db_error().and_then(|d| d.position()) {
+                Some(postgres::error::ErrorPosition::Original(p)) => {
+                    let (l, _) = line_col(&statement.sql, *p as usize);
+                    statement.line.saturating_add(l).saturating_sub(1)
+                }
+                _ => statement.line,
             };
-            let mut message = format!(
-                "{} (no-transaction) failed at statement {} (line {line}); statements before it stay applied and the migration is not recorded:\n  {}",
-                file.path.display(),
-                n + 1,
-                describe_pg_error(&err, Some(&statement.sql)),
-            );
-            let mut hint = "fix the statement, make the earlier ones re-runnable (IF NOT EXISTS), and run `pgx apply` again".to_string();
             let left: Vec<String> = invalid_indexes(client)?
                 .into_iter()
                 .filter(|i| !invalid_before.contains(i))
                 .collect();
-            if !left.is_empty() {
-                message.push_str(&format!(
-                    "\n  the failed build left INVALID index(es): {}",
-                    left.join(", ")
-                ));
-                hint = format!(
-                    "drop them first ({}), then fix the migration and run `pgx apply` again",
-                    left.iter()
-                        .map(|i| format!("DROP INDEX CONCURRENTLY {i};"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
+            return Err(MigrateError::StatementFailed {
+                path: file.path.clone(),
+                statement: n + 1,
+                line,
+                server: describe_pg_error(&err, Some(&statement.sql)),
+                invalid_indexes: left,
             }
-            return Err(fail(message, hint));
+            .into());
         }
     }
-    run_refinery(client, files, file, Target::FakeVersion(file.version)).map_err(|err| {
-        fail(
-            format!(
-                "{} ran, but recording it in {} failed: {}",
-                file.path.display(),
-                super::HISTORY_TABLE,
-                server_error(&err, "")
-            ),
-            "its statements are applied; rerun `pgx apply` once the cause is fixed (statements must be re-runnable)",
-        )
-    })
+    Ok(())
 }
 
-fn run_refinery(
+/// INVALID indexes the SQL names, by index or by table (a re-run whose
+/// `CREATE INDEX CONCURRENTLY IF NOT EXISTS` skipped an index left INVALID by a failed
+/// first run must not count as applied).
+fn invalid_indexes_named(client: &mut Client, sql: &str) -> Result<Vec<String>> {
+    let code = sql.to_lowercase();
+    let mentions = |name: &str| {
+        regex::Regex::new(&format!(
+            r"(^|[^\w$]){}($|[^\w$])",
+            regex::escape(&name.to_lowercase())
+        ))
+        .map(|re| re.is_match(&code))
+        .unwrap_or(false)
+    };
+    Ok(invalid_indexes_with_tables(client)?
+        .into_iter()
+        .filter(|i| mentions(&i.index_name) || mentions(&i.table_name))
+        .map(|i| i.index)
+        .collect())
+}
+
+/// Run the callbacks for one Flyway event, in name order, each in its own transaction
+/// (or statement by statement with the no-transaction marker); never recorded.
+fn run_callbacks(
     client: &mut Client,
     files: &[MigrationFile],
-    file: &MigrationFile,
-    target: Target,
-) -> Result<(), refinery::Error> {
-    // Everything up to this version, so refinery sees the applied ones as present.
-    let migrations: Vec<refinery::Migration> = files
-        .iter()
-        .filter(|f| f.version <= file.version)
-        .filter_map(|f| f.to_refinery().ok())
-        .collect();
-    Runner::new(&migrations)
+    event: &str,
+    outcome: &mut ApplyOutcome,
+) -> Result<()> {
+    for file in files {
+        if file.kind != Kind::Callback(event.to_string()) {
+            continue;
+        }
+        crate::interrupt::check().map_err(|_| MigrateError::Interrupted {
+            path: None,
+            rolled_back: false,
+        })?;
+        if file.no_transaction {
+            run_statements(client, file)?;
+        } else {
+            let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
+            let mut tx = client.transaction()?;
+            tx.batch_execute(&file.sql).map_err(|e| {
+                interrupted_or(
+                    MigrateError::CallbackFailed {
+                        path: file.path.clone(),
+                        server: describe_pg_error(&e, Some(&file.sql)),
+                    },
+                    file,
+                    true,
+                )
+            })?;
+            tx.commit()?;
+        }
+        outcome.notes.push(format!(
+            "ran Flyway callback {} ({event})",
+            file.path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Run refinery for this migration alone (it checks nothing pgx has not checked already
+/// and records exactly this version); the error is described with the server's message
+/// and the position within `file.sql`.
+fn run_refinery(client: &mut Client, file: &MigrationFile, target: Target) -> Result<(), String> {
+    let migration = file.to_refinery().map_err(|e| format!("{e:#}"))?;
+    Runner::new(&[migration])
         .set_grouped(true)
         .set_abort_divergent(false) // already checked, with better messages
         .set_abort_missing(false)
         .set_target(target)
         .run(client)
         .map(|_| ())
+        .map_err(|err| server_error(&err, &file.sql))
 }
 
 fn server_error(err: &refinery::Error, sql: &str) -> String {

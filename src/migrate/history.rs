@@ -1,67 +1,272 @@
-//! refinery's history table, read by pgx itself: refinery's own reader panics on rows it
-//! cannot parse, and pgx must not.
+//! The migration history, read by pgx itself: refinery's table for whole-number
+//! versions (refinery's own reader panics on rows it cannot parse, and pgx must not), and
+//! pgx's own table for what refinery cannot record: dotted versions (`V1.1`, refinery
+//! stores int4), repeatable migrations and the baseline.
 
 use anyhow::{Context, Result};
-use postgres::Client;
+use postgres::{Client, GenericClient};
 
-use crate::error::fail;
+use super::error::MigrateError;
+use super::files::{Kind, MigrationFile, Version};
 
+/// refinery's table: whole-number `V` / `U` versions.
 pub const HISTORY_TABLE: &str = "refinery_schema_history";
+/// pgx's table: dotted versions, repeatables (`R__`) and the baseline marker.
+pub const PGX_HISTORY_TABLE: &str = "pgx_schema_history";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    Versioned,
+    Repeatable,
+    /// `pgx baseline VERSION`: versions up to it count as applied.
+    Baseline,
+}
 
 #[derive(Debug, Clone)]
 pub struct AppliedRow {
-    pub version: i32,
+    pub kind: RowKind,
+    /// Empty for repeatables.
+    pub version: Version,
     pub name: String,
     pub applied_on: String,
     pub checksum: u64,
+    /// Recorded by refinery (true) or in pgx's own table.
+    pub by_refinery: bool,
 }
 
-/// Rows of the history table; empty when it does not exist yet (nothing is created).
+fn table_exists(client: &mut impl GenericClient, table: &str) -> Result<bool> {
+    Ok(client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])?
+        .get(0))
+}
+
+fn parse_checksum(checksum: &str, what: &str) -> Result<u64> {
+    checksum.trim().parse().map_err(|_| {
+        MigrateError::History(format!(
+            "the row for {what} has checksum {checksum:?}, which is not a number"
+        ))
+        .into()
+    })
+}
+
+/// Rows of both history tables; empty when they do not exist yet (nothing is created).
 pub fn read_history(client: &mut Client) -> Result<Vec<AppliedRow>> {
-    let exists: bool = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])?
-        .get(0);
-    if !exists {
-        return Ok(Vec::new());
+    let mut out = Vec::new();
+    if table_exists(client, HISTORY_TABLE)? {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT version, coalesce(name, ''), coalesce(applied_on, ''), coalesce(checksum, '') \
+                     FROM {HISTORY_TABLE} ORDER BY version"
+                ),
+                &[],
+            )
+            .context("cannot read the migration history")?;
+        for row in rows {
+            // try_get: a table edited by hand (or refinery's int8 versions) is an error
+            // naming the table, not a panic.
+            let version: i32 = row.try_get(0).map_err(|e| damaged(HISTORY_TABLE, &e))?;
+            let checksum: String = row.try_get(3).map_err(|e| damaged(HISTORY_TABLE, &e))?;
+            let version = u64::try_from(version).map_err(|_| {
+                MigrateError::History(format!("{HISTORY_TABLE} has a negative version {version}"))
+            })?;
+            out.push(AppliedRow {
+                kind: RowKind::Versioned,
+                version: Version::parse(&version.to_string())?,
+                name: row.try_get(1).map_err(|e| damaged(HISTORY_TABLE, &e))?,
+                applied_on: row.try_get(2).map_err(|e| damaged(HISTORY_TABLE, &e))?,
+                checksum: parse_checksum(&checksum, &format!("version {version}"))?,
+                by_refinery: true,
+            });
+        }
     }
-    let rows = client
-        .query(
-            &format!(
-                "SELECT version, coalesce(name, ''), coalesce(applied_on, ''), coalesce(checksum, '') \
-                 FROM {HISTORY_TABLE} ORDER BY version"
-            ),
-            &[],
-        )
-        .context("cannot read the migration history")?;
-    rows.iter()
-        .map(|row| {
-            let checksum: String = row.get(3);
-            let version: i32 = row.get(0);
-            Ok(AppliedRow {
+    if table_exists(client, PGX_HISTORY_TABLE)? {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT kind, version, name, to_char(applied_on AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), checksum \
+                     FROM {PGX_HISTORY_TABLE} ORDER BY kind, version, name"
+                ),
+                &[],
+            )
+            .context("cannot read pgx's migration history")?;
+        for row in rows {
+            let text = |i: usize| -> Result<String> {
+                row.try_get(i)
+                    .map_err(|e| damaged(PGX_HISTORY_TABLE, &e).into())
+            };
+            let kind = text(0)?;
+            let version = text(1)?;
+            let name = text(2)?;
+            let kind = match kind.as_str() {
+                "versioned" => RowKind::Versioned,
+                "repeatable" => RowKind::Repeatable,
+                "baseline" => RowKind::Baseline,
+                other => {
+                    return Err(MigrateError::History(format!(
+                        "{PGX_HISTORY_TABLE} has a row of unknown kind {other:?}"
+                    ))
+                    .into());
+                }
+            };
+            let version = if version.is_empty() {
+                Version::default()
+            } else {
+                Version::parse(&version)?
+            };
+            let checksum = text(4)?;
+            out.push(AppliedRow {
+                kind,
+                checksum: parse_checksum(&checksum, &name)?,
                 version,
-                name: row.get(1),
-                applied_on: row.get(2),
-                checksum: checksum.parse().map_err(|_| {
-                    fail(
-                        format!(
-                            "{HISTORY_TABLE} row for version {version} has checksum {checksum:?}, which is not a number"
-                        ),
-                        "the history table was edited by hand: restore the row refinery wrote, or delete it and re-apply",
-                    )
-                })?,
-            })
-        })
-        .collect()
+                name,
+                applied_on: text(3)?,
+                by_refinery: false,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn damaged(table: &str, err: &postgres::Error) -> MigrateError {
+    MigrateError::History(format!(
+        "{table} does not have the columns pgx expects: {err}"
+    ))
+}
+
+/// Create pgx's table if it is missing (inside the caller's transaction, if any).
+pub fn ensure_pgx_table(client: &mut impl GenericClient) -> Result<()> {
+    client.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {PGX_HISTORY_TABLE} (\
+           key text PRIMARY KEY,\
+           kind text NOT NULL CHECK (kind IN ('versioned', 'repeatable', 'baseline')),\
+           version text NOT NULL,\
+           name text NOT NULL,\
+           checksum text NOT NULL,\
+           applied_on timestamptz NOT NULL DEFAULT now())"
+    ))?;
+    Ok(())
+}
+
+fn key_of(file: &MigrationFile) -> String {
+    match file.kind {
+        Kind::Repeatable => format!("R:{}", file.name),
+        _ => format!("V:{}", file.version),
+    }
+}
+
+/// Record (or, for a repeatable, re-record) a migration pgx applied itself.
+pub fn record(client: &mut impl GenericClient, file: &MigrationFile) -> Result<()> {
+    ensure_pgx_table(client)?;
+    let kind = match file.kind {
+        Kind::Repeatable => "repeatable",
+        _ => "versioned",
+    };
+    let version = match file.kind {
+        Kind::Repeatable => String::new(),
+        _ => file.version.to_string(),
+    };
+    client.execute(
+        &format!(
+            "INSERT INTO {PGX_HISTORY_TABLE} (key, kind, version, name, checksum) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (key) DO UPDATE SET name = excluded.name, checksum = excluded.checksum, applied_on = now()"
+        ),
+        &[&key_of(file), &kind, &version, &file.name, &file.checksum.to_string()],
+    )?;
+    Ok(())
+}
+
+/// The baseline marker: versions up to `version` count as applied.
+pub fn record_baseline(client: &mut impl GenericClient, version: &Version) -> Result<()> {
+    ensure_pgx_table(client)?;
+    client.execute(
+        &format!(
+            "INSERT INTO {PGX_HISTORY_TABLE} (key, kind, version, name, checksum) \
+             VALUES ('B:baseline', 'baseline', $1, '<< pgx baseline >>', '0')"
+        ),
+        &[&version.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Make a history row say what the file says now (`pgx repair`).
+pub fn realign(
+    client: &mut impl GenericClient,
+    row: &AppliedRow,
+    file: &MigrationFile,
+) -> Result<()> {
+    if row.by_refinery {
+        let version = row.version.as_refinery().ok_or_else(|| {
+            MigrateError::History(format!("refinery row {} is not an int4", row.version))
+        })?;
+        client.execute(
+            &format!("UPDATE {HISTORY_TABLE} SET name = $1, checksum = $2 WHERE version = $3"),
+            &[&file.name, &file.checksum.to_string(), &version],
+        )?;
+    } else {
+        client.execute(
+            &format!("UPDATE {PGX_HISTORY_TABLE} SET name = $1, checksum = $2 WHERE key = $3"),
+            &[&file.name, &file.checksum.to_string(), &key_of(file)],
+        )?;
+    }
+    Ok(())
+}
+
+/// Forget a history row whose file is gone (`pgx repair`).
+pub fn forget(client: &mut impl GenericClient, row: &AppliedRow) -> Result<()> {
+    if row.by_refinery {
+        let version = row.version.as_refinery().ok_or_else(|| {
+            MigrateError::History(format!("refinery row {} is not an int4", row.version))
+        })?;
+        client.execute(
+            &format!("DELETE FROM {HISTORY_TABLE} WHERE version = $1"),
+            &[&version],
+        )?;
+    } else {
+        let key = match row.kind {
+            RowKind::Repeatable => format!("R:{}", row.name),
+            _ => format!("V:{}", row.version),
+        };
+        client.execute(
+            &format!("DELETE FROM {PGX_HISTORY_TABLE} WHERE key = $1"),
+            &[&key],
+        )?;
+    }
+    Ok(())
 }
 
 /// Indexes a failed `CREATE INDEX CONCURRENTLY` left behind (`pg_index.indisvalid` false).
 pub fn invalid_indexes(client: &mut Client) -> Result<Vec<String>> {
+    Ok(invalid_indexes_with_tables(client)?
+        .into_iter()
+        .map(|i| i.index)
+        .collect())
+}
+
+/// An INVALID index, with the names a migration would use for it and its table.
+pub struct InvalidIndex {
+    /// `schema.index`, quoted where needed.
+    pub index: String,
+    pub index_name: String,
+    pub table_name: String,
+}
+
+pub fn invalid_indexes_with_tables(client: &mut Client) -> Result<Vec<InvalidIndex>> {
     let rows = client.query(
-        "SELECT format('%I.%I', n.nspname, c.relname) \
+        "SELECT format('%I.%I', n.nspname, c.relname), c.relname::text, t.relname::text \
          FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_class t ON t.oid = i.indrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE NOT i.indisvalid ORDER BY 1",
         &[],
     )?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    rows.iter()
+        .map(|r| {
+            Ok(InvalidIndex {
+                index: r.try_get(0)?,
+                index_name: r.try_get(1)?,
+                table_name: r.try_get(2)?,
+            })
+        })
+        .collect()
 }

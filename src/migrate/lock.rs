@@ -4,20 +4,20 @@
 //! `pg_advisory_lock` would sit in an open transaction that `CREATE INDEX CONCURRENTLY`
 //! (run by the lock holder) waits for, and the two would deadlock.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use postgres::Client;
 
 /// Arbitrary but fixed: every pgx process must pick the same key.
-const LOCK_KEY: i64 = 0x7067_785f_6d69_6772; // "pgx_migr"
+pub const LOCK_KEY: i64 = 0x7067_785f_6d69_6772; // "pgx_migr"
 
 pub struct MigrationLock;
 
 impl MigrationLock {
-    /// Wait until this session holds the lock; tells the user once if it has to wait.
+    /// Wait until this session holds the lock; tells the user (once, as soon as the lock
+    /// is found taken) that it waits, and for which backend.
     pub fn acquire(client: &mut Client) -> Result<MigrationLock> {
-        let started = Instant::now();
         let mut told = false;
         loop {
             let got: bool = client
@@ -27,7 +27,7 @@ impl MigrationLock {
                 return Ok(MigrationLock);
             }
             crate::interrupt::check()?;
-            if !told && started.elapsed() > Duration::from_millis(500) {
+            if !told {
                 let holder = client
                     .query_opt(
                         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \

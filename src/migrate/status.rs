@@ -4,7 +4,7 @@ use anyhow::Result;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use postgres::Client;
 
-use super::files::MigrationFile;
+use super::files::{Kind, MigrationFile, Version};
 use super::history::{AppliedRow, invalid_indexes, read_history};
 use super::reconcile;
 
@@ -18,6 +18,16 @@ pub enum State {
     Missing,
     /// A `V` migration below the highest applied version that was never applied.
     OutOfOrder,
+    /// A repeatable migration whose file changed since it was applied: re-applied next.
+    Outdated,
+    /// The `pgx baseline` marker.
+    Baseline,
+    /// A versioned file at or below the baseline: counts as applied, never runs.
+    BelowBaseline,
+    /// A Flyway callback `pgx apply` runs.
+    Callback,
+    /// A Flyway callback pgx does not run.
+    SkippedCallback,
 }
 
 impl State {
@@ -28,20 +38,57 @@ impl State {
             State::Divergent => "DIVERGENT",
             State::Missing => "MISSING",
             State::OutOfOrder => "OUT OF ORDER",
+            State::Outdated => "outdated",
+            State::Baseline => "baseline",
+            State::BelowBaseline => "below baseline",
+            State::Callback => "callback",
+            State::SkippedCallback => "callback (skipped)",
         }
     }
 
     pub fn is_problem(self) -> bool {
         matches!(self, State::Divergent | State::Missing | State::OutOfOrder)
     }
+
+    /// Work `pgx apply` would do.
+    pub fn is_pending(self) -> bool {
+        matches!(self, State::Pending | State::Outdated)
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Reconciled {
-    pub version: i32,
+    /// Empty for repeatables and callbacks.
+    pub version: Version,
     pub file: Option<MigrationFile>,
     pub row: Option<AppliedRow>,
     pub state: State,
+}
+
+impl Reconciled {
+    pub fn is_repeatable(&self) -> bool {
+        self.file
+            .as_ref()
+            .map(|f| f.kind == Kind::Repeatable)
+            .unwrap_or_else(|| {
+                self.row
+                    .as_ref()
+                    .is_some_and(|r| r.kind == super::RowKind::Repeatable)
+            })
+    }
+
+    /// `V3__content`, `R__views`, what is shown and named in errors.
+    pub fn label(&self) -> String {
+        if let Some(file) = &self.file {
+            return file.label();
+        }
+        match &self.row {
+            Some(r) if r.kind == super::RowKind::Repeatable => format!("R__{}", r.name),
+            Some(r) if r.kind == super::RowKind::Baseline => format!("baseline {}", r.version),
+            Some(r) => format!("V{}__{}", r.version, r.name),
+            None => String::new(),
+        }
+    }
 }
 
 pub struct StatusReport {
@@ -72,19 +119,34 @@ impl StatusReport {
                 .map(|f| f.name.clone())
                 .or_else(|| e.row.as_ref().map(|r| r.name.clone()))
                 .unwrap_or_default();
+            let version = match (&e.file, e.state) {
+                (_, State::Baseline) => e.version.to_string(),
+                (Some(f), _) if f.kind == Kind::Repeatable => "R".to_string(),
+                (Some(f), _) if matches!(f.kind, Kind::Callback(_)) => String::new(),
+                (None, _) if e.is_repeatable() => "R".to_string(),
+                _ => e.version.to_string(),
+            };
             let checksum = match e.state {
                 State::Applied => "ok",
                 State::Divergent => "divergent",
+                State::Outdated => "changed: re-applied next",
                 State::Missing => "missing file",
-                State::Pending | State::OutOfOrder => "-",
+                _ => "-",
             };
             let mode = match &e.file {
-                Some(f) if f.no_transaction => "no-transaction",
-                Some(_) => "transaction",
-                None => "",
+                Some(f) => match &f.kind {
+                    Kind::Callback(event) if e.state == State::Callback => {
+                        format!("runs at {event}")
+                    }
+                    Kind::Callback(event) => format!("{event}: not run by pgx"),
+                    _ if f.no_transaction => "no-transaction".into(),
+                    Kind::Repeatable => "transaction, repeatable".into(),
+                    _ => "transaction".into(),
+                },
+                None => String::new(),
             };
             table.add_row(vec![
-                e.version.to_string(),
+                version,
                 name,
                 e.state.label().to_string(),
                 e.row
@@ -92,21 +154,16 @@ impl StatusReport {
                     .map(|r| r.applied_on.clone())
                     .unwrap_or_default(),
                 checksum.to_string(),
-                mode.to_string(),
+                mode,
             ]);
         }
         let mut out = table.to_string();
-        let applied = self
-            .entries
-            .iter()
-            .filter(|e| e.state == State::Applied)
-            .count();
-        let pending = self
-            .entries
-            .iter()
-            .filter(|e| e.state == State::Pending)
-            .count();
-        out.push_str(&format!("\n{applied} applied, {pending} pending"));
+        let count = |state: State| self.entries.iter().filter(|e| e.state == state).count();
+        out.push_str(&format!(
+            "\n{} applied, {} pending",
+            count(State::Applied),
+            count(State::Pending) + count(State::Outdated)
+        ));
         for index in &self.invalid_indexes {
             out.push_str(&format!(
                 "\nINVALID index {index} (left by a failed CREATE INDEX CONCURRENTLY): DROP INDEX CONCURRENTLY {index};"

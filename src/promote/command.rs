@@ -19,7 +19,7 @@ use crate::migrate::{self, MigrationFile};
 use crate::target::{Target, TargetOptions};
 
 /// Exit code when the migration was written but `pgx lint` finds hazards in it.
-pub const EXIT_LINT_FINDINGS: u8 = 1;
+pub const EXIT_LINT_FINDINGS: u8 = crate::app::exit::ATTENTION;
 
 pub fn run(options: &TargetOptions, args: &PromoteArgs) -> Result<u8> {
     let path = spec::resolve_path(&args.experiment);
@@ -34,10 +34,7 @@ pub fn run(options: &TargetOptions, args: &PromoteArgs) -> Result<u8> {
         .clone()
         .unwrap_or_else(|| crate::project_root().join(&spec.schema.migrations));
     let files = migrate::load_dir(&dir)?;
-    let name = file_name(
-        files.iter().map(|f| f.version).max().unwrap_or(0) + 1,
-        &args.variant,
-    );
+    let name = file_name(next_version(&files), &args.variant);
     let stem = name_stem(&name);
     if let Some(existing) = files.iter().find(|f| f.name == stem) {
         return Err(fail(
@@ -100,9 +97,13 @@ pub fn run(options: &TargetOptions, args: &PromoteArgs) -> Result<u8> {
     } else {
         format!("wrote {}", path.display())
     };
-    let versions = files
+    let versioned: Vec<&MigrationFile> = files
+        .iter()
+        .filter(|f| f.kind == migrate::Kind::Versioned)
+        .collect();
+    let versions = versioned
         .first()
-        .zip(files.last())
+        .zip(versioned.last())
         .map(|(a, b)| {
             if a.version == b.version {
                 format!("V{}", a.version)
@@ -144,6 +145,18 @@ pub fn run(options: &TargetOptions, args: &PromoteArgs) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// One above the highest versioned migration's first part: after V5 and V5.1 comes V6.
+fn next_version(files: &[MigrationFile]) -> u64 {
+    files
+        .iter()
+        .filter(|f| f.kind == migrate::Kind::Versioned)
+        .map(|f| &f.version)
+        .max()
+        .and_then(|v| v.to_string().split('.').next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1
 }
 
 /// "brin_parent" of "V6__brin_parent.sql".
@@ -689,13 +702,21 @@ fn evidence(spec: &Spec, variant: &str, path: &Path) -> (Vec<String>, Option<Str
         lines.push(format!(
             "Built in {:.2} s at that scale; indexes {}{}.",
             v.build_seconds(),
-            crate::report::fmt_bytes(v.index_bytes()),
+            crate::report::fmt_bytes(index_bytes(v)),
             baseline
-                .map(|b| format!(" (baseline {})", crate::report::fmt_bytes(b.index_bytes())))
+                .map(|b| format!(" (baseline {})", crate::report::fmt_bytes(index_bytes(b))))
                 .unwrap_or_default()
         ));
     }
     (lines, None)
+}
+
+fn index_bytes(v: &crate::experiment::result::VariantResult) -> i64 {
+    v.relations
+        .iter()
+        .filter(|r| r.kind == crate::experiment::result::RelationKind::Index)
+        .map(|r| r.bytes)
+        .sum()
 }
 
 /// Apply the new migration on the scratch schema: it must run, and leave every index it

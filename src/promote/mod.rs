@@ -371,7 +371,7 @@ fn robust(alter: &ast::AlterTable, source: &Source) -> String {
 }
 
 /// `V{version}__{name}.sql`: refinery takes `\w+` only, so `-` becomes `_`.
-pub fn file_name(version: i32, variant: &str) -> String {
+pub fn file_name(version: u64, variant: &str) -> String {
     let name: String = variant
         .chars()
         .map(|c| {

@@ -169,7 +169,8 @@ pub fn run_command(options: &TargetOptions, args: &RehearseArgs) -> Result<u8> {
         Some(v) => v,
         None => {
             // All but the newest: the migration a pull request adds.
-            let mut versions: Vec<i32> = files.iter().map(|f| f.version).collect();
+            let mut versions: Vec<i32> =
+                files.iter().filter_map(|f| f.refinery_version()).collect();
             versions.pop();
             versions.last().copied().unwrap_or(0)
         }
@@ -204,16 +205,22 @@ pub fn run_command(options: &TargetOptions, args: &RehearseArgs) -> Result<u8> {
 
     let target = Target::resolve(options)?;
     let result = rehearse(&target, &spec, &load, &files, &rehearsed, &plan, lint)?;
-    println!("{}", report::terminal(&result));
+    // Through crate::output (a closed stdout is a normal exit); the report is written
+    // even then.
+    let shown = crate::say!("{}", report::terminal(&result));
+    // Like every default, reports/ is the project root's; a typed --out is the user's path.
     let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("reports").join(format!("rehearse-{}.md", result.plan.experiment))
+        crate::project_root()
+            .join("reports")
+            .join(format!("rehearse-{}.md", result.plan.experiment))
     });
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     std::fs::write(&out, report::markdown(&result))
         .with_context(|| format!("cannot write {}", out.display()))?;
-    println!("wrote {}", out.display());
+    shown?;
+    crate::say!("wrote {}", out.display())?;
     Ok(if result.failed() { 1 } else { 0 })
 }
 
@@ -392,7 +399,7 @@ fn under_load(
                     &mut client,
                     files,
                     &migrate::ApplyOptions {
-                        target: Some(file.version),
+                        target: Some(file.version.clone()),
                         ..migrate::ApplyOptions::default()
                     },
                 )

@@ -90,9 +90,20 @@ fn header(md: &mut String, r: &ExperimentResult) {
         super::terminal::load_average_text(r)
     );
     let sched = &r.schedule;
+    let budget = r
+        .runs
+        .budget_ms
+        .map(|b| {
+            format!(
+                "; budget {} per cell (at least {} runs; a cell leaves the rounds once spent, or once its median is tight to ±2%)",
+                fmt_ms(b as f64),
+                r.runs.min
+            )
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         md,
-        "| Schedule | {} warmup, then {} rounds × {} run(s) per cell, every round in its own random order (seed {}); timeout {} ms |",
+        "| Schedule | {} warmup, then {} rounds × {} run(s) per cell, every round in its own random order (seed {}){budget}; timeout {} ms |",
         sched.warmup, sched.rounds, sched.block, sched.seed, r.runs.timeout_ms
     );
     if sched.stages.len() > 1 {
@@ -258,7 +269,7 @@ fn sizes(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "## Sizes and build times\n");
     let _ = writeln!(
         md,
-        "Sizes are summed over partitions; tables include TOAST, free space and visibility maps (`pg_table_size`), indexes are `pg_relation_size`.\n"
+        "Sizes are summed over partitions; tables include TOAST, free space and visibility maps (`pg_table_size`), indexes are `pg_relation_size`. Tables the dataset leaves empty (schemas the migrations bring along for other experiments) are left out.\n"
     );
     let _ = writeln!(md, "{}", draw(&view::sizes_table(r, true)));
     for v in r.compared_variants().filter(|v| v.error.is_none()) {
@@ -275,7 +286,7 @@ fn sizes(md: &mut String, r: &ExperimentResult) {
         if !v.statements.is_empty() {
             let _ = writeln!(md, "{}", draw(&view::statements_table(v)));
         }
-        let _ = writeln!(md, "{}", draw(&view::relations_table(v)));
+        let _ = writeln!(md, "{}", draw(&view::relations_table(r, v)));
         let _ = writeln!(md, "</details>\n");
     }
 }

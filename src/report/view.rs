@@ -234,6 +234,26 @@ pub fn drift_table(r: &ExperimentResult) -> Table {
     t
 }
 
+/// A variant's relations a reader cares about: tables the dataset left empty (a schema
+/// the experiment's migrations bring along but never fills, e.g. another seed's tables)
+/// and their indexes are left out.
+pub fn shown_relations<'a>(
+    r: &ExperimentResult,
+    v: &'a crate::experiment::result::VariantResult,
+) -> Vec<&'a crate::experiment::result::RelationSize> {
+    let empty: Vec<&str> = r
+        .dataset
+        .row_counts
+        .iter()
+        .filter(|(_, n)| *n == 0)
+        .map(|(t, _)| t.as_str())
+        .collect();
+    v.relations
+        .iter()
+        .filter(|rel| !empty.contains(&rel.table.as_str()))
+        .collect()
+}
+
 pub fn sizes_table(r: &ExperimentResult, full_errors: bool) -> Table {
     let mut t = Table::new(&[
         "variant",
@@ -244,11 +264,18 @@ pub fn sizes_table(r: &ExperimentResult, full_errors: bool) -> Table {
         "status",
     ]);
     for v in r.compared_variants() {
+        let (mut tables, mut indexes) = (0, 0);
+        for rel in shown_relations(r, v) {
+            match rel.kind {
+                RelationKind::Table => tables += rel.bytes,
+                RelationKind::Index => indexes += rel.bytes,
+            }
+        }
         t.rows.push(vec![
             v.name.clone(),
-            fmt_bytes(v.table_bytes()),
-            fmt_bytes(v.index_bytes()),
-            fmt_bytes(v.table_bytes() + v.index_bytes()),
+            fmt_bytes(tables),
+            fmt_bytes(indexes),
+            fmt_bytes(tables + indexes),
             format!("{:.2} s", v.build_seconds()),
             v.error
                 .as_ref()
@@ -266,10 +293,13 @@ pub fn sizes_table(r: &ExperimentResult, full_errors: bool) -> Table {
     t
 }
 
-/// Every relation of one variant's copy.
-pub fn relations_table(v: &crate::experiment::result::VariantResult) -> Table {
+/// The relations of one variant's copy (see [`shown_relations`]).
+pub fn relations_table(
+    r: &ExperimentResult,
+    v: &crate::experiment::result::VariantResult,
+) -> Table {
     let mut t = Table::new(&["relation", "kind", "on", "size", "partitions"]);
-    for rel in &v.relations {
+    for rel in shown_relations(r, v) {
         let kind = match rel.kind {
             RelationKind::Table => "table".to_string(),
             RelationKind::Index => format!("index ({})", rel.method),

@@ -124,3 +124,25 @@ pub fn history_versions(client: &mut postgres::Client) -> Vec<i32> {
         .map(|rows| rows.iter().map(|r| r.get(0)).collect())
         .unwrap_or_default()
 }
+
+/// An embedded cluster directory of a test's own, stopped and deleted when dropped (also
+/// when an assertion fails half-way).
+pub struct OwnCluster(pub PathBuf);
+
+impl OwnCluster {
+    pub fn new(tag: &str) -> OwnCluster {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("pgx-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        OwnCluster(dir)
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        if let Ok(cluster) = Cluster::new(&self.0) {
+            let _ = cluster.destroy();
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

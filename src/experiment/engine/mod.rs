@@ -52,7 +52,13 @@ pub struct RunOptions {
     pub rebuild: bool,
     /// Measure the A/A control (default: as the experiment file says, else yes).
     pub control: Option<bool>,
+    /// Overrides `runs.budget`.
+    pub budget: Option<std::time::Duration>,
 }
+
+/// With a budget, a cell whose median's 95% interval is within this share of the median
+/// has been measured enough.
+pub const TIGHT: f64 = 0.02;
 
 pub fn run(
     target: &Target,
@@ -66,6 +72,11 @@ pub fn run(
         warmup: options.warmup.unwrap_or(spec.runs.warmup),
         repeat: options.repeat.unwrap_or(spec.runs.repeat).max(1),
         timeout_ms: u64::try_from(spec.timeout()?.as_millis()).unwrap_or(u64::MAX),
+        budget_ms: options
+            .budget
+            .or(spec.budget()?)
+            .map(|b| u64::try_from(b.as_millis()).unwrap_or(u64::MAX)),
+        min: spec.runs.min.unwrap_or(6).max(1),
     };
     let schedule = Schedule::new(
         options
@@ -148,6 +159,11 @@ fn dataset(
     progress: &mut Progress,
 ) -> Result<super::databases::Base> {
     check_can_create_databases(admin)?;
+    for name in super::gc::drop_orphans(admin)? {
+        progress.line(&format!(
+            "dropped {name}, left behind by a pgx that is gone"
+        ));
+    }
     let scale = options.scale.unwrap_or(spec.dataset.scale);
     progress.set_total(spec.dataset.steps.len() as u64 + 2);
     let base = prepare_base(
@@ -222,6 +238,15 @@ struct Engine<'a> {
     rounds_run: Vec<RoundRun>,
     /// Per query: the equivalence checks of its forms.
     equivalence: Vec<Vec<Equivalence>>,
+    /// For the progress estimate: when measuring began, EXPLAINs still to run and the
+    /// wall time one run took, per cell; builds still to do and what they took.
+    started: std::time::Instant,
+    runs_left: Vec<u64>,
+    cost: Vec<Option<f64>>,
+    /// Wall time of every cell's measured runs so far (for the budget).
+    spent: Vec<f64>,
+    builds_left: usize,
+    build_seconds: Vec<f64>,
     checked: HashSet<FormsOf>,
 }
 
@@ -265,6 +290,7 @@ impl<'a> Engine<'a> {
             })
             .collect();
         let equivalence = vec![Vec::new(); matrix.queries.len()];
+        let (cell_count, variant_count) = (matrix.cells.len(), matrix.variants.len());
         Engine {
             target,
             spec,
@@ -284,25 +310,73 @@ impl<'a> Engine<'a> {
             rounds_run: Vec::new(),
             equivalence,
             checked: HashSet::new(),
+            started: std::time::Instant::now(),
+            runs_left: vec![0; cell_count],
+            cost: vec![None; cell_count],
+            spent: vec![0.0; cell_count],
+            builds_left: variant_count,
+            build_seconds: Vec::new(),
         }
     }
 
-    /// Progress ticks: a build per variant, then every EXPLAIN of every cell.
-    fn total_ticks(&self, stages: usize) -> u64 {
-        let s = &self.schedule;
-        let per_cell = (s.warmup + s.rounds * s.block + 1) as u64;
-        let kept_cells = self
-            .matrix
-            .cells
+    /// Every EXPLAIN each cell will run: per stage it is measured in, the warmup, the
+    /// rounds and the timed plan.
+    fn plan_progress(&mut self, stages: usize) {
+        let s = self.schedule;
+        let per_stage = (s.warmup + s.rounds * s.block + 1) as u64;
+        for (i, key) in self.matrix.cells.iter().enumerate() {
+            let visits = match self.matrix.variant(key.variant).role {
+                Role::Candidate => 1,
+                Role::Baseline | Role::Control => stages.max(1) as u64,
+            };
+            self.runs_left[i] = if self.cells[i].error.is_some() {
+                0
+            } else {
+                per_stage * visits
+            };
+        }
+        self.started = std::time::Instant::now();
+    }
+
+    /// Time left: the EXPLAINs still to run at what each took so far (cells not yet
+    /// run at the median of those that did), plus the builds at their average.
+    fn update_progress(&mut self) {
+        let mut known: Vec<f64> = self.cost.iter().flatten().copied().collect();
+        known.sort_by(f64::total_cmp);
+        let typical = if known.is_empty() {
+            0.01
+        } else {
+            crate::stats::percentile(&known, 50.0)
+        };
+        let runs: f64 = self
+            .runs_left
             .iter()
-            .filter(|k| self.matrix.variant(k.variant).role != Role::Candidate)
-            .count() as u64;
-        let others = self.matrix.cells.len() as u64 - kept_cells;
-        self.matrix.variants.len() as u64 + per_cell * (others + kept_cells * stages.max(1) as u64)
+            .zip(&self.cost)
+            .map(|(n, c)| *n as f64 * c.unwrap_or(typical))
+            .sum();
+        let build = if self.build_seconds.is_empty() {
+            1.0
+        } else {
+            self.build_seconds.iter().sum::<f64>() / self.build_seconds.len() as f64
+        };
+        let left = runs + self.builds_left as f64 * build;
+        self.progress.estimate(
+            self.started.elapsed(),
+            std::time::Duration::from_secs_f64(left.clamp(0.0, 1e9)),
+        );
+    }
+
+    /// One EXPLAIN of `cell` done in `seconds`.
+    fn ran(&mut self, cell: usize, seconds: f64) {
+        self.runs_left[cell] = self.runs_left[cell].saturating_sub(1);
+        self.cost[cell] = Some(match self.cost[cell] {
+            Some(c) => 0.8 * c + 0.2 * seconds,
+            None => seconds,
+        });
     }
 
     fn run_stages(&mut self, stages: &[std::ops::Range<usize>], kept: usize) -> Result<()> {
-        self.progress.restart(self.total_ticks(stages.len()));
+        self.plan_progress(stages.len());
         let baseline_and_control: Vec<VariantId> = self
             .matrix
             .variants
@@ -379,8 +453,10 @@ impl<'a> Engine<'a> {
     /// table statistics around it. A failure is the variant's, not the run's.
     fn build(&mut self, v: VariantId) -> Result<()> {
         let variant = self.matrix.variant(v).clone();
+        self.update_progress();
         self.progress
             .message(&format!("{}: building its copy", variant.name));
+        let started = std::time::Instant::now();
         let built = build::variant(
             self.target,
             &mut self.admin,
@@ -388,7 +464,8 @@ impl<'a> Engine<'a> {
             &self.spec.name,
             &variant,
         );
-        self.progress.tick(1);
+        self.builds_left = self.builds_left.saturating_sub(1);
+        self.build_seconds.push(started.elapsed().as_secs_f64());
         let built = match built {
             Ok(built) => built,
             Err(err) => return self.variant_failed(v, err),
@@ -411,6 +488,11 @@ impl<'a> Engine<'a> {
         self.progress
             .line(&format!("variant {name} failed: {err:#}"));
         self.variants[v.0].error = Some(format!("{err:#}"));
+        for (i, key) in self.matrix.cells.iter().enumerate() {
+            if key.variant == v {
+                self.runs_left[i] = 0;
+            }
+        }
         self.sessions.retain(|(variant, _), _| *variant != v);
         self.built.remove(&v);
         Ok(())
@@ -447,23 +529,80 @@ impl<'a> Engine<'a> {
     /// own seeded order. Rounds are numbered from `round_offset`, so a cell measured in
     /// several stages (the baseline) pairs with each stage's variants on their rounds.
     fn measure(&mut self, cells: &[usize], phase: Phase, round_offset: usize) -> Result<()> {
-        let groups = self.groups(cells);
         let salt = |round: usize| ((round as u64) << 1) | (phase == Phase::Writes) as u64;
         if self.schedule.warmup > 0 {
-            let order = self.schedule.order(salt(usize::MAX >> 1), &groups);
+            let order = self
+                .schedule
+                .order(salt(usize::MAX >> 1), &self.groups(cells));
             self.round(&order, self.schedule.warmup, None)?;
         }
+        let mut active = cells.to_vec();
         for r in 0..self.schedule.rounds {
             let round = round_offset + r;
-            let order = self.schedule.order(salt(round), &groups);
+            let order = self.schedule.order(salt(round), &self.groups(&active));
             self.rounds_run.push(RoundRun {
                 round,
                 phase: phase.name().to_string(),
                 cells: order.concat(),
             });
             self.round(&order, self.schedule.block, Some(round))?;
+            if let Some(budget) = self.runs.budget_ms {
+                active = self.still_measuring(&active, budget as f64 / 1000.0);
+                if active.is_empty() {
+                    break;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// With a budget: the cells that go on to the next round. A cell is done once it has
+    /// `min` runs and either spent its budget or has a median tight to ±2%; but a cell
+    /// stays while any cell compared with it goes on, so every run of a cell has its
+    /// reference's run in the same round.
+    fn still_measuring(&mut self, active: &[usize], budget: f64) -> Vec<usize> {
+        let min = self.runs.min;
+        let done = |c: usize| {
+            let state = &self.cells[c];
+            if state.error.is_some() {
+                return true;
+            }
+            if state.samples.len() < min {
+                return false;
+            }
+            let mut times: Vec<f64> = state.samples.iter().map(|s| s.execution_ms).collect();
+            times.sort_by(f64::total_cmp);
+            let median = crate::stats::percentile(&times, 50.0);
+            let tight = crate::stats::median_ci(&times, 0.95)
+                .is_some_and(|(lo, hi)| (hi - lo) / 2.0 <= TIGHT * median);
+            tight || self.spent[c] >= budget
+        };
+        let mut keep: HashSet<usize> = active.iter().copied().filter(|&c| !done(c)).collect();
+        loop {
+            let needed: Vec<usize> = keep
+                .iter()
+                .filter_map(|&c| {
+                    let reference = self.matrix.reference_of(&self.matrix.cells[c])?;
+                    self.matrix.position(&reference)
+                })
+                .filter(|r| active.contains(r) && !keep.contains(r))
+                .collect();
+            if needed.is_empty() {
+                break;
+            }
+            keep.extend(needed);
+        }
+        for &c in active {
+            if !keep.contains(&c) {
+                // Only its per-node plan is left to run.
+                self.runs_left[c] = self.runs_left[c].min(1);
+            }
+        }
+        active
+            .iter()
+            .copied()
+            .filter(|c| keep.contains(c))
+            .collect()
     }
 
     /// Cells grouped by the server-wide settings they need: one group for everything
@@ -539,10 +678,11 @@ impl<'a> Engine<'a> {
     /// first failure ends the cell: it is recorded and the cell is not visited again.
     fn visit(&mut self, cell: usize, runs: usize, round: Option<usize>) -> Result<()> {
         if self.cells[cell].error.is_some() {
-            self.progress.tick(runs as u64);
+            self.runs_left[cell] = 0;
             return Ok(());
         }
         let key = self.matrix.cells[cell];
+        self.update_progress();
         let message = self.cell_label(&key);
         self.progress.message(&message);
         let query = self.matrix.query(key.query);
@@ -561,16 +701,20 @@ impl<'a> Engine<'a> {
         };
         for _ in 0..runs {
             crate::interrupt::check()?;
+            let started = std::time::Instant::now();
             let run = measure::explain(self.session(&key)?, &statement, false)?;
-            self.progress.tick(1);
+            let seconds = started.elapsed().as_secs_f64();
+            self.ran(cell, seconds);
             match run {
                 Run::Plan(explained) => {
                     if let Some(round) = round {
+                        self.spent[cell] += seconds;
                         self.record(cell, round, explained.summary);
                     }
                 }
                 Run::Failed(message) => {
                     self.cells[cell].error = Some(message);
+                    self.runs_left[cell] = 0;
                     return Ok(());
                 }
             }
@@ -623,7 +767,7 @@ impl<'a> Engine<'a> {
         for &cell in cells {
             let state = &self.cells[cell];
             if state.error.is_some() || state.timed_plan.is_some() {
-                self.progress.tick(1);
+                self.runs_left[cell] = self.runs_left[cell].saturating_sub(1);
                 continue;
             }
             let key = self.matrix.cells[cell];
@@ -652,14 +796,18 @@ impl<'a> Engine<'a> {
                 None
             };
             crate::interrupt::check()?;
+            self.update_progress();
+            self.progress
+                .message(&format!("per-node plan of {}", self.cell_label(&key)));
+            let started = std::time::Instant::now();
             let run = measure::explain(self.session(&key)?, &statement, true)?;
+            self.ran(cell, started.elapsed().as_secs_f64());
             if let Some(guard) = guard {
                 self.last_reload = guard.undo()?;
             }
             if let Run::Plan(explained) = run {
                 self.cells[cell].timed_plan = Some(explained.tree);
             }
-            self.progress.tick(1);
         }
         Ok(())
     }

@@ -1,0 +1,234 @@
+//! The command line as a user meets it: exit codes, broken pipes, bad experiment
+//! timeouts, shell completions, the embedded cluster's psql hint, where --out and --dir
+//! resolve.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::*;
+
+/// stdout is a pipe whose reader is already gone (`pgx ... | head -0`): the first write
+/// fails with EPIPE. pgx must end quietly with exit 0, never panic.
+fn run_with_closed_stdout(cmd: &mut std::process::Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_is_a_normal_exit_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_with_closed_stdout(pgx_command(dir.path()).args(["completions", "bash"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+
+    let db = TestDb::new("cli_pipe");
+    let project = migrations(&[("V1__a.sql", "CREATE TABLE a (id int);\n")]);
+    assert!(db.pgx(project.path(), &["apply"]).status.success());
+    let out = run_with_closed_stdout(
+        pgx_command(project.path())
+            .env("DATABASE_URL", db.url())
+            .arg("status"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+}
+
+fn experiment_with_timeout(timeout: &str) -> (tempfile::TempDir, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "name: t\nbaseline: a\ndataset:\n  scale: 1\n  steps:\n    - name: s\n      sql: SELECT 1\n\
+         variants:\n  a: {{}}\nqueries:\n  q:\n    sql: SELECT pg_sleep(600)\n\
+         runs:\n  repeat: 1\n  timeout: {timeout}\n"
+    );
+    std::fs::write(dir.path().join("t.yaml"), yaml).unwrap();
+    let out = pgx_command(dir.path())
+        .args(["experiment", "t.yaml"])
+        .output()
+        .unwrap();
+    (dir, out)
+}
+
+#[test]
+fn zero_and_absurd_timeouts_are_clear_errors_before_anything_runs() {
+    for timeout in ["0s", "0ms", "99999999999999999999999s", "30 days"] {
+        let (_dir, out) = experiment_with_timeout(timeout);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{timeout}: {err}");
+        assert!(!err.contains("panicked"), "{timeout}: {err}");
+        assert!(
+            err.contains("t.yaml:15:3:"),
+            "points at the timeout line: {err}"
+        );
+        assert!(
+            err.contains("runs.timeout") && err.contains("hint:"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn help_documents_exit_codes_and_completions_are_generated_for_each_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = pgx_command(dir.path()).arg("--help").output().unwrap();
+    let help = stdout(&out);
+    assert!(help.contains("3 `cluster status`"), "{help}");
+    assert!(help.contains("130 interrupted"), "{help}");
+    let out = pgx_command(dir.path())
+        .args(["cluster", "status", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("3 when it is stopped"),
+        "{}",
+        stdout(&out)
+    );
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef pgx"),
+        ("fish", "complete -c pgx"),
+    ] {
+        let out = pgx_command(dir.path())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("baseline") && script.contains("repair"),
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn cluster_start_prints_a_psql_command_for_a_database_that_exists() {
+    let own = OwnCluster::new("cli-start");
+    let data_dir = own.0.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let pgx = |args: &[&str]| {
+        pgx_command(dir.path())
+            .env("PGX_DATA_DIR", &data_dir)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = pgx(&["cluster", "status"]);
+    assert_eq!(out.status.code(), Some(3), "not running: exit 3");
+    let out = pgx(&["cluster", "start"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let db = text.trim().rsplit(' ').next().unwrap().to_string();
+    let cluster = pgx::cluster::Cluster::new(&data_dir).unwrap();
+    let mut admin = cluster.config("postgres").connect(postgres::NoTls).unwrap();
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+        .unwrap()
+        .is_some();
+    assert!(exists, "psql hint names {db:?}, which must exist: {text}");
+    drop(admin);
+    let out = pgx(&["cluster", "status"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains(&format!(" {db}")), "{}", stdout(&out));
+    assert!(pgx(&["cluster", "destroy"]).status.success());
+}
+
+#[test]
+fn out_and_dir_defaults_resolve_from_the_project_root_in_a_subdirectory() {
+    let db = TestDb::new("cli_root");
+    let project = migrations(&[("V1__a.sql", "CREATE TABLE a (id int);\n")]);
+    let sub = project.path().join("src/deep");
+    std::fs::create_dir_all(&sub).unwrap();
+    let out = db.pgx(&sub, &["apply"]);
+    assert!(
+        out.status.success(),
+        "migrations/ found from a subdirectory: {}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("applied 1 migration(s)"));
+    // An explicit relative --dir is relative to the working directory.
+    let out = db.pgx(&sub, &["status", "--dir", "migrations"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let out = db.pgx(&sub, &["status", "--dir", "../../migrations"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn every_shipped_experiment_and_fixture_parses_with_the_yaml_parser() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut n = 0;
+    for dir in ["experiments", "tests/fixtures/experiments"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let spec = pgx::experiment::spec::load(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                assert!(!spec.name.is_empty());
+                n += 1;
+            }
+        }
+    }
+    assert!(n >= 11, "{n} files");
+}
+
+#[test]
+fn every_justfile_recipe_names_a_bench_or_example_that_exists() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let justfile = std::fs::read_to_string(root.join("justfile")).unwrap();
+    let mut checked = 0;
+    for line in justfile.lines().filter(|l| l.starts_with("    ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(2) {
+            let file = match pair[0] {
+                "--bench" => root.join("benches").join(format!("{}.rs", pair[1])),
+                "--example" => root.join("examples").join(format!("{}.rs", pair[1])),
+                _ => continue,
+            };
+            assert!(
+                file.is_file(),
+                "justfile: `{}` needs {}",
+                line.trim(),
+                file.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the bench recipes are checked");
+}
+
+#[test]
+fn experiment_reports_go_to_the_project_roots_reports_by_default_and_to_out_as_typed() {
+    let db = TestDb::new("cli_out");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("experiments")).unwrap();
+    std::fs::create_dir_all(project.path().join("migrations")).unwrap();
+    let sub = project.path().join("notes");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::write(
+        project.path().join("experiments/tiny.yaml"),
+        "name: tiny\nbaseline: a\ndataset:\n  scale: 1\n  steps:\n    - name: t\n      sql: CREATE TABLE t AS SELECT 1 AS id\n\
+         variants:\n  a: {}\nqueries:\n  q:\n    sql: SELECT count(*) FROM t\n\
+         runs: { warmup: 0, repeat: 1, timeout: 10s }\n",
+    )
+    .unwrap();
+    // From a subdirectory, by name: experiments/ and reports/ are the project root's.
+    let out = db.pgx(&sub, &["experiment", "tiny"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        project.path().join("reports/tiny.md").is_file(),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!sub.join("reports").exists());
+    // A typed relative --out is relative to the working directory.
+    let out = db.pgx(&sub, &["experiment", "tiny", "--out", "here"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(sub.join("here/tiny.md").is_file(), "{}", stdout(&out));
+}

@@ -1,0 +1,155 @@
+//! Ctrl-C and SIGTERM through the real binary: the running statement is cancelled, a
+//! transactional migration is rolled back (and pgx says so), experiment copies are
+//! dropped and an on-demand embedded server is stopped, the same for both signals.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Wait (bounded) until a statement matching `pattern` runs in a database matching `db`.
+fn wait_for_statement(admin: &mut postgres::Client, db: &str, pattern: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let running: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE $1 AND query LIKE $2 \
+                 AND state = 'active' AND pid <> pg_backend_pid()",
+                &[&db, &pattern],
+            )
+            .unwrap()
+            .get(0);
+        if running > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{pattern} never started in {db}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on our own child's pid.
+    let rc = unsafe { libc::kill(child.id() as i32, sig) };
+    assert_eq!(rc, 0);
+}
+
+fn interrupt_a_long_transactional_migration(sig: i32, tag: &str) {
+    let db = TestDb::new(tag);
+    let v1 = "CREATE TABLE account (id int);\n";
+    let v2 = "CREATE TABLE half_done (id int);\nINSERT INTO half_done VALUES (1);\nSELECT pg_sleep(60);\n";
+    let project = migrations(&[("V1__account.sql", v1), ("V2__slow.sql", v2)]);
+    let child = pgx_command(project.path())
+        .env("DATABASE_URL", db.url())
+        .arg("apply")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut admin = db.client();
+    wait_for_statement(&mut admin, &db.name, "%pg_sleep(60)%");
+    signal(&child, sig);
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("V2__slow.sql") && err.contains("cancelled") && err.contains("rolled back"),
+        "pgx says what it undid: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(history_versions(&mut admin), vec![1], "V2 not recorded");
+    let half_done: bool = admin
+        .query_one("SELECT to_regclass('half_done') IS NOT NULL", &[])
+        .unwrap()
+        .get(0);
+    assert!(!half_done, "V2 was rolled back, not committed");
+    let still: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(60)%' \
+             AND pid <> pg_backend_pid()",
+            &[&db.name],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(still, 0, "the statement was cancelled, not left running");
+}
+
+#[test]
+fn ctrl_c_during_a_transactional_migration_cancels_it_and_rolls_back() {
+    interrupt_a_long_transactional_migration(libc::SIGINT, "sig_int_migration");
+}
+
+#[test]
+fn sigterm_during_a_transactional_migration_cancels_it_and_rolls_back() {
+    interrupt_a_long_transactional_migration(libc::SIGTERM, "sig_term_migration");
+}
+
+/// An experiment on an embedded cluster of its own, started on demand: SIGTERM must drop
+/// the variant's copy and stop the server, as Ctrl-C does.
+#[test]
+fn sigterm_during_an_experiment_drops_its_copy_and_stops_the_on_demand_server() {
+    let own = OwnCluster::new("sigterm");
+    let data_dir = own.0.clone();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join("migrations")).unwrap();
+    let yaml = "name: sigterm-copies\n\
+        dataset:\n  scale: 1\n  steps:\n    - name: t\n      sql: CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 100) g;\n\
+        baseline: plain\nvariants:\n  plain: {}\n\
+        queries:\n  hang:\n    sql: SELECT pg_sleep($1)\n    params: [[60]]\n\
+        runs: { warmup: 0, repeat: 1, timeout: 120s }\n";
+    let path = project.path().join("sigterm-copies.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let child = pgx_command(project.path())
+        .env("PGX_DATA_DIR", &data_dir)
+        .args(["experiment", path.to_str().unwrap(), "--out"])
+        .arg(project.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the server, then for the hanging query in this run's own copy.
+    let cluster = pgx::cluster::Cluster::new(&data_dir).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut admin = loop {
+        if cluster.state().unwrap() == pgx::cluster::State::Running
+            && let Ok(client) = cluster.config("postgres").connect(postgres::NoTls)
+        {
+            break client;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the embedded server never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    wait_for_statement(&mut admin, "pgx_run_sigterm_copies_%", "%pg_sleep%");
+    drop(admin);
+    signal(&child, libc::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_eq!(
+        cluster.state().unwrap(),
+        pgx::cluster::State::Stopped,
+        "the server pgx started on demand is stopped again: {}",
+        stderr(&out)
+    );
+    // Start it again to look: no copy of this run is left.
+    {
+        let usage = cluster.attach().unwrap();
+        let mut admin = usage
+            .cluster()
+            .config("postgres")
+            .connect(postgres::NoTls)
+            .unwrap();
+        let copies: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgx_run_sigterm_copies_%'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(copies, 0, "the variant's copy is dropped on SIGTERM");
+    }
+}
