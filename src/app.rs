@@ -244,6 +244,7 @@ fn gc(options: &TargetOptions, args: &crate::cli::GcArgs) -> Result<u8> {
             Kind::Copy => "copy",
             Kind::Building => "base, half-built",
             Kind::Base => "base",
+            Kind::Variant => "built variant",
         };
         let state = match f.state {
             State::InUse => "in use by a running pgx",

@@ -263,6 +263,39 @@ fn second_run_reuses_the_cached_base() {
         "and the A/A control"
     );
     // (run() checked that the variant copies were dropped afterwards.)
+
+    // The covering variant was built by the first run and reused, not rebuilt: the
+    // report says so, its statements keep their first times, and its plan is the same.
+    let built = |r: &ExperimentResult| {
+        r.variants
+            .iter()
+            .find(|v| v.name == "covering")
+            .unwrap()
+            .clone()
+    };
+    let (then, now) = (built(first), built(&second));
+    assert!(!then.cached && now.cached, "first built, then reused");
+    assert_eq!(
+        now.statements.iter().map(|s| s.seconds).collect::<Vec<_>>(),
+        then.statements
+            .iter()
+            .map(|s| s.seconds)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        cell(&second, "covering", "lookup-by-parent").signatures,
+        cell(first, "covering", "lookup-by-parent").signatures
+    );
+    let mut admin = pgx::target::connect(&target.admin_config()).unwrap();
+    let entries: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgx_variant_%' \
+             AND shobj_description(oid, 'pg_database') LIKE '%\"variant\":\"covering\"%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(entries, 1, "one cached build of the covering variant");
 }
 
 #[test]

@@ -195,6 +195,42 @@ fn a_run_with_a_failed_variant_writes_its_report_and_exits_1() {
 }
 
 #[test]
+fn a_disk_without_room_for_the_copies_is_a_clear_error_and_leaves_nothing_behind() {
+    let server = server();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("tests/fixtures/no-migrations")).unwrap();
+    let yaml = std::fs::read_to_string(fixture("faults.yaml"))
+        .unwrap()
+        .replace("name: faults", "name: faults-disk");
+    let path = project.path().join("faults-disk.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let url = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        server.cluster().socket_dir().display(),
+        pgx::cluster::PORT
+    );
+    // 1 MiB free: not even the baseline's copy fits (the base is several MiB).
+    let out = pgx_command(project.path())
+        .env("DATABASE_URL", &url)
+        .env("PGX_FREE_DISK_BYTES", (1u64 << 20).to_string())
+        .args(["experiment", path.to_str().unwrap(), "--out"])
+        .arg(project.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not enough free disk") && err.contains("hint:"),
+        "{err}"
+    );
+    assert_eq!(leftover_copies(&server, "^pgx_run_faults_disk_"), 0);
+    assert!(
+        !project.path().join("faults-disk.md").exists(),
+        "nothing was measured, so no report"
+    );
+}
+
+#[test]
 fn ctrl_c_stops_the_run_and_drops_its_databases() {
     let server = server();
     let (project, path) = hanging_project("faults-interrupted");

@@ -19,9 +19,9 @@ use crate::error::{describe_pg_error, fail};
 use crate::migrate;
 use crate::target::{Target, connect};
 
-const BASE_COMPLETE: &str = "pgx:base:complete ";
-const BASE_BUILDING: &str = "pgx:base:building";
-const COPY_MARK: &str = "pgx:copy";
+pub const BASE_COMPLETE: &str = "pgx:base:complete ";
+pub const BASE_BUILDING: &str = "pgx:base:building";
+pub const COPY_MARK: &str = "pgx:copy";
 
 /// Refuse early, with advice, when the role cannot create databases.
 pub fn check_can_create_databases(admin: &mut Client) -> Result<()> {
@@ -73,7 +73,7 @@ pub fn drop_owned_database(admin: &mut Client, dbname: &str) -> Result<()> {
     }
 }
 
-fn create_marked(
+pub(crate) fn create_marked(
     admin: &mut Client,
     dbname: &str,
     template: Option<&str>,
@@ -113,9 +113,56 @@ fn mark_database(admin: &mut Client, dbname: &str, mark: &str) -> Result<()> {
     Ok(())
 }
 
+/// Free bytes on the file system of the server's data directory, when pgx can see it
+/// (the embedded cluster, or a server on this machine that lets pgx read
+/// `data_directory`; `PGX_FREE_DISK_BYTES` says it for one that does not); None
+/// otherwise.
+pub fn free_disk(admin: &mut Client) -> Option<u64> {
+    // For a server whose disk pgx cannot see, and for tests: the free space to assume.
+    if let Some(bytes) = std::env::var("PGX_FREE_DISK_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Some(bytes);
+    }
+    let dir: String = admin
+        .query_opt("SELECT current_setting('data_directory', true)", &[])
+        .ok()??
+        .try_get::<_, Option<String>>(0)
+        .ok()??;
+    let path = std::ffi::CString::new(dir).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a zeroed out-parameter of the right type.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    (rc == 0).then(|| (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+/// Refuse, before creating it, a copy of `template` the disk has no room for (with a
+/// tenth of the free space to spare), rather than fill the disk half-way through.
+pub fn check_room(admin: &mut Client, template: &str, what: &str) -> Result<()> {
+    let Some(free) = free_disk(admin) else {
+        return Ok(());
+    };
+    let size: Option<i64> = admin
+        .query_one("SELECT pg_database_size($1::text::name)", &[&template])?
+        .get(0);
+    let need = u64::try_from(size.unwrap_or(0)).unwrap_or(0);
+    if need.saturating_add(free / 10) > free {
+        return Err(fail(
+            format!(
+                "not enough free disk for {what}: a copy of {template} needs about {} MiB and {} MiB are free",
+                need >> 20,
+                free >> 20
+            ),
+            "free disk space (`pgx gc --bases` drops cached datasets no run uses), or run at a smaller --scale",
+        ));
+    }
+    Ok(())
+}
+
 /// PostgreSQL truncates names to 63 bytes; keep the hash tail intact instead.
 fn database_name(prefix: &str, experiment: &str, tail: &str) -> String {
-    let room = 63 - prefix.len() - tail.len() - 2;
+    let room = 63usize.saturating_sub(prefix.len() + tail.len() + 2);
     let exp: String = experiment.replace('-', "_").chars().take(room).collect();
     format!("{prefix}_{exp}_{tail}")
 }
@@ -386,13 +433,6 @@ pub struct Copy {
 /// one constant serves every copy).
 pub const OWNER_LOCK: i64 = 0x7067_785f_636f_7079; // "pgx_copy"
 
-/// Comment prefixes of what pgx creates: a copy, a base being built, a complete base.
-pub const MARKS: [(&str, &str); 3] = [
-    (COPY_MARK, "copy"),
-    (BASE_BUILDING, "base (building)"),
-    (BASE_COMPLETE, "base"),
-];
-
 impl Copy {
     pub fn create(
         target: &Target,
@@ -412,6 +452,7 @@ impl Copy {
             &format!("{tag}_{}_{n}", std::process::id()),
         );
         drop_owned_database(admin, &name)?;
+        check_room(admin, base, &format!("variant {variant}'s copy"))?;
         // Marked only once its owner holds the lock: `pgx gc` never sees it unowned.
         create_database(admin, &name, Some(base))?;
         let owned = connect(&target.config_for(&name)).and_then(|mut owner| {

@@ -5,14 +5,31 @@
 use anyhow::Result;
 use postgres::Client;
 
-use super::databases::{self, MARKS, base_unused, build_lock_free, copy_owned};
+use super::databases::{
+    self, BASE_BUILDING, BASE_COMPLETE, COPY_MARK, base_unused, build_lock_free, copy_owned,
+};
+use super::variants;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A variant's copy a run measures on.
     Copy,
+    /// A cached base or built variant, not complete yet.
     Building,
+    /// A cached dataset base.
     Base,
+    /// A cached built variant.
+    Variant,
 }
+
+/// The comment prefix of each kind of database pgx creates.
+const MARKS: [(&str, Kind); 5] = [
+    (COPY_MARK, Kind::Copy),
+    (BASE_BUILDING, Kind::Building),
+    (BASE_COMPLETE, Kind::Base),
+    (variants::BUILDING, Kind::Building),
+    (variants::COMPLETE, Kind::Variant),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -50,16 +67,13 @@ pub fn survey(admin: &mut Client, bases: bool) -> Result<Vec<Found>> {
         ) else {
             continue;
         };
-        let Some(kind) = MARKS.iter().find_map(|(mark, kind)| {
-            comment.starts_with(mark).then_some(match *kind {
-                "copy" => Kind::Copy,
-                "base (building)" => Kind::Building,
-                _ => Kind::Base,
-            })
-        }) else {
+        let Some(kind) = MARKS
+            .iter()
+            .find_map(|(mark, kind)| comment.starts_with(mark).then_some(*kind))
+        else {
             continue;
         };
-        if kind == Kind::Base && !bases {
+        if matches!(kind, Kind::Base | Kind::Variant) && !bases {
             continue;
         }
         let state = match kind {
@@ -77,7 +91,7 @@ pub fn survey(admin: &mut Client, bases: bool) -> Result<Vec<Found>> {
                     State::InUse
                 }
             }
-            Kind::Base => {
+            Kind::Base | Kind::Variant => {
                 if base_unused(admin, &name)? {
                     State::Cached
                 } else {

@@ -17,6 +17,7 @@ pub mod result;
 pub mod settings;
 pub mod spec;
 pub mod tables;
+pub mod variants;
 
 use anyhow::Result;
 

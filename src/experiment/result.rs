@@ -231,6 +231,9 @@ pub struct VariantResult {
     pub control: bool,
     /// Each variant statement and how long it took (index build times).
     pub statements: Vec<Timing>,
+    /// The statements ran in an earlier run (the variant cache); their times are from then.
+    #[serde(default)]
+    pub cached: bool,
     pub relations: Vec<RelationSize>,
     pub error: Option<String>,
     /// The write workload run before measurement, if the experiment has one.

@@ -276,7 +276,11 @@ pub fn sizes_table(r: &ExperimentResult, full_errors: bool) -> Table {
             fmt_bytes(tables),
             fmt_bytes(indexes),
             fmt_bytes(tables + indexes),
-            format!("{:.2} s", v.build_seconds()),
+            if v.cached {
+                format!("{:.2} s (cached build)", v.build_seconds())
+            } else {
+                format!("{:.2} s", v.build_seconds())
+            },
             v.error
                 .as_ref()
                 .map(|e| {

@@ -12,6 +12,7 @@ use crate::error::{Interrupted, describe_pg_error};
 use crate::experiment::databases::Copy;
 use crate::experiment::matrix::Variant;
 use crate::experiment::result::{RelationKind, RelationSize, Timing};
+use crate::experiment::variants;
 use crate::explain::PlanSummary;
 use crate::sqlsplit;
 use crate::target::{Target, connect};
@@ -22,6 +23,8 @@ pub struct Built {
     pub copy: Copy,
     pub config: postgres::Config,
     pub statements: Vec<Timing>,
+    /// The statements ran in an earlier run (the variant cache); their times are from then.
+    pub cached: bool,
     pub relations: Vec<RelationSize>,
     pub partitions: Partitions,
 }
@@ -40,11 +43,27 @@ pub fn variant(
     base: &str,
     experiment: &str,
     variant: &Variant,
+    rebuild: bool,
 ) -> Result<Built> {
-    let copy = Copy::create(target, admin, base, experiment, &copy_tag(variant))?;
+    let prepared = variants::prepare(
+        target,
+        admin,
+        base,
+        experiment,
+        variant,
+        rebuild,
+        &mut |client| run_statements(client, &variant.sql),
+    )?;
+    let copy = Copy::create(
+        target,
+        admin,
+        &prepared.template,
+        experiment,
+        &copy_tag(variant),
+    )?;
     let config = target.config_for(&copy.name);
     let mut client = connect(&config)?;
-    let statements = run_statements(&mut client, &variant.sql)?;
+    let statements = prepared.statements;
     let relations = relation_sizes(&mut client)?;
     let partitions = Partitions {
         tables: partition_parents(&mut client, 'r')?,
@@ -54,6 +73,7 @@ pub fn variant(
         copy,
         config,
         statements,
+        cached: prepared.cached,
         relations,
         partitions,
     })

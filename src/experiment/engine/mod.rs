@@ -127,6 +127,7 @@ pub fn run(
     let mut engine = Engine::new(
         target, spec, matrix, schedule, runs, vars, base, classified, admin, progress,
     );
+    engine.rebuild = options.rebuild;
     let interrupted = match engine.run_stages(&stages, kept) {
         Ok(()) => false,
         Err(err) if err.downcast_ref::<Interrupted>().is_some() => true,
@@ -134,6 +135,15 @@ pub fn run(
     };
     let mut result = engine.into_result(stages, interrupted)?;
     result.scale = scale;
+    // The run's in-use locks went with its sessions: keep the variant cache in budget.
+    let mut admin = connect(&target.admin_config())?;
+    let free = plan::free_disk(&mut admin);
+    let budget = super::variants::budget(&mut admin, free)?;
+    for name in super::variants::evict(&mut admin, budget)? {
+        progress.line(&format!(
+            "dropped {name} from the variant cache (disk budget)"
+        ));
+    }
     result.environment.load_before = load_before;
     result.environment.load_after = super::environment::load_average();
     super::analysis::analyze(&mut result);
@@ -225,6 +235,8 @@ struct Engine<'a> {
     base: super::databases::Base,
     /// Per settings set: how it is applied.
     settings: Vec<Classified>,
+    /// Build every variant again even when a cached build matches.
+    rebuild: bool,
     admin: Client,
     progress: &'a mut Progress,
     /// Per matrix position.
@@ -280,6 +292,7 @@ impl<'a> Engine<'a> {
                 name: v.name.clone(),
                 about: v.about.clone(),
                 control: v.role == Role::Control,
+                cached: false,
                 statements: Vec::new(),
                 relations: Vec::new(),
                 error: None,
@@ -300,6 +313,7 @@ impl<'a> Engine<'a> {
             vars,
             base,
             settings,
+            rebuild: false,
             admin,
             progress,
             cells,
@@ -463,6 +477,7 @@ impl<'a> Engine<'a> {
             &self.base.info.database,
             &self.spec.name,
             &variant,
+            self.rebuild,
         );
         self.builds_left = self.builds_left.saturating_sub(1);
         self.build_seconds.push(started.elapsed().as_secs_f64());
@@ -471,6 +486,7 @@ impl<'a> Engine<'a> {
             Err(err) => return self.variant_failed(v, err),
         };
         self.variants[v.0].statements = built.statements.clone();
+        self.variants[v.0].cached = built.cached;
         self.variants[v.0].relations = built.relations.clone();
         let config = built.config.clone();
         self.built.insert(v, built);

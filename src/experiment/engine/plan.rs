@@ -195,22 +195,6 @@ fn rows_of(client: &mut Client, sql: &str) -> Result<Vec<Vec<TextParam>>, postgr
         .collect())
 }
 
-/// Free bytes on the file system of the server's data directory, when pgx can see it
-/// (the embedded cluster, or a server on this machine that lets pgx read
-/// `data_directory`); None otherwise.
-pub fn free_disk(admin: &mut Client) -> Option<u64> {
-    let dir: String = admin
-        .query_opt("SELECT current_setting('data_directory', true)", &[])
-        .ok()??
-        .try_get::<_, Option<String>>(0)
-        .ok()??;
-    let path = std::ffi::CString::new(dir).ok()?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid NUL-terminated path and a zeroed out-parameter of the right type.
-    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
-    (rc == 0).then(|| (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
-}
-
 /// All candidates in one stage.
 fn everything(candidates: usize) -> std::ops::Range<usize> {
     std::ops::Range {
@@ -219,10 +203,13 @@ fn everything(candidates: usize) -> std::ops::Range<usize> {
     }
 }
 
+pub use crate::experiment::databases::free_disk;
+
 /// Variants measured together. One stage when every copy fits the free disk; else
 /// stages that each hold as many candidates as fit beside the baseline and the control
 /// (which stay for the whole run, so every stage is compared with the same reference).
-/// `copy_bytes` is the expected size of one copy.
+/// `copy_bytes` is the expected size of one copy; a candidate counts twice (its cached
+/// build and the copy measured on).
 pub fn stages(
     variants: usize,
     kept: usize,
@@ -238,10 +225,10 @@ pub fn stages(
     let usable = free - free / 10;
     let per_copy = copy_bytes.saturating_add(copy_bytes / 2).max(1);
     let fit = (usable / per_copy) as usize;
-    if fit >= kept + candidates {
+    if fit >= kept + 2 * candidates {
         return Ok(vec![everything(candidates)]);
     }
-    if fit <= kept {
+    if fit < kept + 2 {
         return Err(fail(
             format!(
                 "not enough free disk for the experiment's copies: each needs about {} MiB, {} MiB are free, and the baseline{} and one variant must exist at once",
@@ -252,7 +239,7 @@ pub fn stages(
             "free disk space, run at a smaller --scale, or with `--only` one variant",
         ));
     }
-    let per_stage = fit - kept;
+    let per_stage = (fit - kept) / 2;
     Ok((0..candidates)
         .step_by(per_stage)
         .map(|start| start..(start + per_stage).min(candidates))
@@ -272,18 +259,21 @@ mod tests {
             stages(6, 2, gib, Some(100 * gib)).unwrap(),
             vec![everything(4)]
         );
-        // 10 GiB free, 1.5 GiB per copy: 6 fit, 2 kept, 4 per stage... all 4 fit.
+        // A candidate counts twice (its cached build and its copy). 20 GiB free, 1.5 GiB
+        // per copy: 12 fit (18 GiB usable) >= 2 kept + 2 x 4 candidates.
         assert_eq!(
-            stages(6, 2, gib, Some(10 * gib)).unwrap(),
+            stages(6, 2, gib, Some(20 * gib)).unwrap(),
             vec![everything(4)]
         );
-        // 6 GiB free: 3 fit (5.4 GiB usable), one candidate per stage.
+        // 12 GiB free: 7 fit, two candidates per stage.
+        assert_eq!(stages(6, 2, gib, Some(12 * gib)).unwrap(), vec![0..2, 2..4]);
+        // 8 GiB free: 4 fit (7.2 GiB usable), one candidate per stage.
         assert_eq!(
-            stages(6, 2, gib, Some(6 * gib)).unwrap(),
+            stages(6, 2, gib, Some(8 * gib)).unwrap(),
             vec![0..1, 1..2, 2..3, 3..4]
         );
         // Not even the baseline, control and one candidate.
-        let err = stages(6, 2, gib, Some(3 * gib)).unwrap_err().to_string();
+        let err = stages(6, 2, gib, Some(5 * gib)).unwrap_err().to_string();
         assert!(err.contains("not enough free disk"), "{err}");
     }
 }
