@@ -139,7 +139,7 @@ fn a_changed_plan_is_reported_node_by_node_and_fails_the_plan_gate() {
         "```diff",
         "| range · p1 · id-index | ",
         "### New cells",
-        "| range · p1 · covering |",
+        "| range · p1 · id-covering |",
         "### Vanished cells",
         "| by-k · p1 · same |",
     ] {
