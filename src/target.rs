@@ -71,6 +71,14 @@ impl Target {
         }
     }
 
+    /// pgx's own embedded cluster, when that is the target.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        match self {
+            Target::Embedded(usage) => Some(usage.cluster()),
+            Target::External(_) => None,
+        }
+    }
+
     pub fn is_embedded(&self) -> bool {
         matches!(self, Target::Embedded(_))
     }

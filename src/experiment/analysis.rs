@@ -28,7 +28,7 @@ pub fn analyze(r: &mut ExperimentResult) {
     let is_control = |c: &Cell| Some(&c.variant) == control.as_ref();
 
     // The control against the baseline: floors, and whether the run is noisy.
-    let mut floors: HashMap<(String, String), (f64, f64)> = HashMap::new();
+    let mut floors: HashMap<Row, (f64, f64)> = HashMap::new();
     let mut control_changes: Vec<(usize, Option<Change>)> = Vec::new();
     for (i, cell) in r.cells.iter().enumerate() {
         let Some(reference) = reference_of(&r.cells, cell).filter(|_| is_control(cell)) else {
@@ -38,9 +38,7 @@ pub fn analyze(r: &mut ExperimentResult) {
             stats::paired_ratios(&cell.execution_by_round(), &reference.execution_by_round());
         let planning =
             stats::paired_ratios(&cell.planning_by_round(), &reference.planning_by_round());
-        let floor = floors
-            .entry((cell.query.clone(), cell.params.clone()))
-            .or_insert((0.0, 0.0));
+        let floor = floors.entry(row_of(cell)).or_insert((0.0, 0.0));
         floor.0 = floor.0.max(stats::noise_floor(&execution));
         floor.1 = floor.1.max(stats::noise_floor(&planning));
         control_changes.push((i, stats::compare_ratios(&execution, stats::NOISE)));
@@ -65,10 +63,7 @@ pub fn analyze(r: &mut ExperimentResult) {
 
     // Every other cell against its reference.
     let threshold = |cell: &Cell, planning: bool| {
-        let (execution, plan) = floors
-            .get(&(cell.query.clone(), cell.params.clone()))
-            .copied()
-            .unwrap_or((0.0, 0.0));
+        let (execution, plan) = floors.get(&row_of(cell)).copied().unwrap_or((0.0, 0.0));
         stats::NOISE.max(if planning { plan } else { execution })
     };
     let mut execution_changes = Vec::new();
@@ -119,6 +114,13 @@ pub fn analyze(r: &mut ExperimentResult) {
     };
 }
 
+/// A row of the summary: query, parameter set, cache state.
+type Row = (String, String, String);
+
+fn row_of(cell: &Cell) -> Row {
+    (cell.query.clone(), cell.params.clone(), cell.cache.clone())
+}
+
 fn reference_of<'a>(cells: &'a [Cell], cell: &Cell) -> Option<&'a Cell> {
     cell.reference.and_then(|r| cells.get(r))
 }
@@ -141,41 +143,54 @@ pub fn differs(evidence: &Evidence) -> bool {
         || (gap > 1 && gap as f64 > BLOCKS_TOLERANCE * evidence.reference_blocks as f64)
 }
 
-/// (query, params) pairs in report order.
-fn rows(r: &ExperimentResult) -> Vec<(String, String)> {
-    r.queries
-        .iter()
-        .flat_map(|q| q.params.iter().map(|p| (q.name.clone(), p.label.clone())))
-        .collect()
+/// (query, params, cache) rows in report order: queries and parameter sets as in the
+/// file, cache states as the cells have them (the reference state first).
+fn rows(r: &ExperimentResult) -> Vec<Row> {
+    let mut caches: Vec<&str> = Vec::new();
+    for c in &r.cells {
+        if !caches.contains(&c.cache.as_str()) {
+            caches.push(&c.cache);
+        }
+    }
+    let mut out = Vec::new();
+    for q in &r.queries {
+        for p in &q.params {
+            for cache in &caches {
+                let row = (q.name.clone(), p.label.clone(), cache.to_string());
+                if r.cells.iter().any(|c| row_of(c) == row) {
+                    out.push(row);
+                }
+            }
+        }
+    }
+    out
 }
 
-fn floors_of(
-    r: &ExperimentResult,
-    floors: &HashMap<(String, String), (f64, f64)>,
-) -> Vec<NoiseFloor> {
+fn floors_of(r: &ExperimentResult, floors: &HashMap<Row, (f64, f64)>) -> Vec<NoiseFloor> {
     let Some(control) = &r.control else {
         return Vec::new();
     };
     rows(r)
         .into_iter()
-        .filter_map(|(query, params)| {
-            let (floor, _) = floors.get(&(query.clone(), params.clone())).copied()?;
+        .filter_map(|row| {
+            let (floor, _) = floors.get(&row).copied()?;
             // The control in the reference settings and form is the headline one.
             let change = r
                 .cells
                 .iter()
                 .find(|c| {
                     &c.variant == control
-                        && c.query == query
-                        && c.params == params
+                        && row_of(c) == row
                         && c.reference
                             .and_then(|i| r.cells.get(i))
                             .is_some_and(|b| b.reference.is_none())
                 })
                 .and_then(|c| c.change);
+            let (query, params, cache) = row;
             Some(NoiseFloor {
                 query,
                 params,
+                cache,
                 floor,
                 control: change,
             })
@@ -190,12 +205,16 @@ fn drift_of(r: &ExperimentResult) -> Vec<Drift> {
         .flat_map(|c| c.samples.iter().map(|s| s.round + 1))
         .max()
         .unwrap_or(0);
+    // The drift of the reference cache state (warm): cold rounds are few and slow.
+    let first_cache = r.cells.first().map(|c| c.cache.clone()).unwrap_or_default();
     rows(r)
         .into_iter()
-        .filter_map(|(query, params)| {
+        .filter(|(_, _, cache)| *cache == first_cache)
+        .filter_map(|(query, params, cache)| {
             let reference = r.cells.iter().find(|c| {
                 c.query == query
                     && c.params == params
+                    && c.cache == cache
                     && c.variant == r.baseline
                     && c.reference.is_none()
             })?;
@@ -224,14 +243,12 @@ fn drift_of(r: &ExperimentResult) -> Vec<Drift> {
 fn findings_of(r: &ExperimentResult, noisy: bool) -> Vec<Finding> {
     rows(r)
         .into_iter()
-        .map(|(query, params)| {
+        .map(|row| {
             let here: Vec<usize> = r
                 .cells
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| {
-                    c.query == query && c.params == params && Some(&c.variant) != r.control.as_ref()
-                })
+                .filter(|(_, c)| row_of(c) == row && Some(&c.variant) != r.control.as_ref())
                 .map(|(i, _)| i)
                 .collect();
             let reference = here
@@ -260,9 +277,11 @@ fn findings_of(r: &ExperimentResult, noisy: bool) -> Vec<Finding> {
                 .copied()
                 .filter(|&i| r.cells[i].evidence.as_ref().is_some_and(differs))
                 .collect();
+            let (query, params, cache) = row;
             Finding {
                 query,
                 params,
+                cache,
                 reference,
                 best,
                 differs,

@@ -217,7 +217,7 @@ pub fn prepare_base(
     base
 }
 
-fn in_use_lock(dbname: &str) -> String {
+pub(crate) fn in_use_lock(dbname: &str) -> String {
     format!("in-use:{dbname}")
 }
 
@@ -496,6 +496,17 @@ fn text_key(admin: &mut Client, name: &str) -> Result<i64> {
     Ok(admin
         .query_one("SELECT hashtext($1)::bigint", &[&name])?
         .get(0))
+}
+
+impl Copy {
+    /// After a server restart cut every connection: hold the owner lock again.
+    pub fn reown(&mut self, target: &Target) -> Result<()> {
+        drop(self.owner.take());
+        let mut owner = connect(&target.config_for(&self.name))?;
+        owner.execute("SELECT pg_advisory_lock($1)", &[&OWNER_LOCK])?;
+        self.owner = Some(owner);
+        Ok(())
+    }
 }
 
 /// A base whose build lock nobody holds: its builder died (kill -9) mid-build.

@@ -23,12 +23,44 @@ id!(SettingsId, "settings set");
 id!(QueryId, "query");
 id!(FormId, "form of a query");
 id!(ParamsId, "parameter set of a query");
+id!(CacheId, "cache state");
+
+/// What is in memory when a cell runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CacheState {
+    /// After warmup runs: whatever the query itself keeps in memory (the default).
+    Warm,
+    /// Nothing of the database in shared buffers nor in the OS page cache, every run.
+    Cold,
+    /// Cold, then `pg_prewarm` of the experiment's `prewarm:` relations.
+    Prewarmed,
+}
+
+impl CacheState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheState::Warm => "warm",
+            CacheState::Cold => "cold",
+            CacheState::Prewarmed => "prewarmed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CacheState> {
+        match text {
+            "warm" => Some(CacheState::Warm),
+            "cold" => Some(CacheState::Cold),
+            "prewarmed" => Some(CacheState::Prewarmed),
+            _ => None,
+        }
+    }
+}
 
 /// One cell: what is measured, by ids into the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CellKey {
     pub variant: VariantId,
     pub settings: SettingsId,
+    pub cache: CacheId,
     pub query: QueryId,
     pub form: FormId,
     pub params: ParamsId,
@@ -90,6 +122,8 @@ pub struct Query {
     pub verify: Option<String>,
     /// Empty: every variant.
     pub variants: Vec<String>,
+    /// Cache states this query is measured in (a subset of the matrix's axis).
+    pub caches: Vec<CacheState>,
 }
 
 impl Query {
@@ -107,8 +141,10 @@ pub struct Matrix {
     pub variants: Vec<Variant>,
     /// The first set is the reference.
     pub settings: Vec<Settings>,
+    /// The cache-state axis; the first is the reference (warm unless only others).
+    pub caches: Vec<CacheState>,
     pub queries: Vec<Query>,
-    /// Every cell, in report order: variant, settings, query, parameter set, form.
+    /// Every cell, in report order: variant, settings, cache, query, parameter set, form.
     pub cells: Vec<CellKey>,
     index: HashMap<CellKey, usize>,
 }
@@ -119,7 +155,12 @@ pub const FIRST_FORM: FormId = FormId(0);
 
 impl Matrix {
     /// `variants` must start with the baseline.
-    pub fn new(variants: Vec<Variant>, settings: Vec<Settings>, queries: Vec<Query>) -> Matrix {
+    pub fn new(
+        variants: Vec<Variant>,
+        settings: Vec<Settings>,
+        caches: Vec<CacheState>,
+        queries: Vec<Query>,
+    ) -> Matrix {
         let baseline_name = variants.first().map(|v| v.name.clone()).unwrap_or_default();
         let mut cells = Vec::new();
         for (v, variant) in variants.iter().enumerate() {
@@ -130,17 +171,23 @@ impl Matrix {
                 &variant.name
             };
             for s in 0..settings.len() {
-                for (q, query) in queries.iter().enumerate() {
-                    for p in 0..query.params.len() {
-                        for (f, form) in query.forms.iter().enumerate() {
-                            if query.runs(form, as_name) {
-                                cells.push(CellKey {
-                                    variant: VariantId(v),
-                                    settings: SettingsId(s),
-                                    query: QueryId(q),
-                                    form: FormId(f),
-                                    params: ParamsId(p),
-                                });
+                for (c, cache) in caches.iter().enumerate() {
+                    for (q, query) in queries.iter().enumerate() {
+                        if !query.caches.contains(cache) {
+                            continue;
+                        }
+                        for p in 0..query.params.len() {
+                            for (f, form) in query.forms.iter().enumerate() {
+                                if query.runs(form, as_name) {
+                                    cells.push(CellKey {
+                                        variant: VariantId(v),
+                                        settings: SettingsId(s),
+                                        cache: CacheId(c),
+                                        query: QueryId(q),
+                                        form: FormId(f),
+                                        params: ParamsId(p),
+                                    });
+                                }
                             }
                         }
                     }
@@ -151,6 +198,7 @@ impl Matrix {
         Matrix {
             variants,
             settings,
+            caches,
             queries,
             cells,
             index,
@@ -169,6 +217,9 @@ impl Matrix {
     pub fn params(&self, key: &CellKey) -> &Params {
         &self.queries[key.query.0].params[key.params.0]
     }
+    pub fn cache(&self, key: &CellKey) -> CacheState {
+        self.caches[key.cache.0]
+    }
 
     /// Position of a cell in [`Matrix::cells`].
     pub fn position(&self, key: &CellKey) -> Option<usize> {
@@ -184,8 +235,9 @@ impl Matrix {
 
     /// The cell `key` is compared with, if it is not a reference itself and that cell
     /// exists: the baseline variant under the reference settings in the first form,
-    /// same query and parameters. The control is compared with the baseline under its
-    /// own settings and form, so that it measures nothing but the copy.
+    /// same query, parameters and cache state (a cold cell is compared with a cold one).
+    /// The control is compared with the baseline under its own settings and form, so
+    /// that it measures nothing but the copy.
     pub fn reference_of(&self, key: &CellKey) -> Option<CellKey> {
         let reference = match self.variant(key.variant).role {
             Role::Control => CellKey {
@@ -302,6 +354,7 @@ mod tests {
             prepared: false,
             verify: None,
             variants: Vec::new(),
+            caches: vec![CacheState::Warm],
         }
     }
 
@@ -320,6 +373,7 @@ mod tests {
                 variant(CONTROL, Role::Control),
             ],
             settings,
+            vec![CacheState::Warm],
             vec![
                 query("lookup", &[("sql", &[])], 2),
                 query("page", &[("exists", &[]), ("array", &["array"])], 1),
@@ -351,6 +405,7 @@ mod tests {
         let key = |v, s, q, f, p| CellKey {
             variant: VariantId(v),
             settings: SettingsId(s),
+            cache: CacheId(0),
             query: QueryId(q),
             form: FormId(f),
             params: ParamsId(p),

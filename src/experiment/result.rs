@@ -96,6 +96,8 @@ pub struct Analysis {
 pub struct NoiseFloor {
     pub query: String,
     pub params: String,
+    #[serde(default = "warm")]
+    pub cache: String,
     /// Relative (0.031 = 3.1%); a change must exceed max(5%, floor) to be called.
     pub floor: f64,
     /// The control against the baseline in the reference settings and form.
@@ -115,6 +117,8 @@ pub struct Drift {
 pub struct Finding {
     pub query: String,
     pub params: String,
+    #[serde(default = "warm")]
+    pub cache: String,
     /// Position in `cells` of the reference cell.
     pub reference: Option<usize>,
     /// The fastest cell called significantly faster than the reference (none in a
@@ -332,6 +336,10 @@ pub struct RelationSize {
 pub struct Cell {
     pub variant: String,
     pub settings: String,
+    /// What was in memory: "warm" (after warmups), "cold" (evicted before every run) or
+    /// "prewarmed" (evicted, then `pg_prewarm` of the experiment's `prewarm:` relations).
+    #[serde(default = "warm")]
+    pub cache: String,
     pub query: String,
     pub form: String,
     pub params: String,
@@ -350,6 +358,10 @@ pub struct Cell {
     /// Leaf partitions of the partitioned tables the plan reads: scanned + pruned.
     #[serde(default)]
     pub partitions_total: u64,
+    /// A cold cell's eviction that was not complete (e.g. shared buffers on a server pgx
+    /// cannot restart): what was not possible.
+    #[serde(default)]
+    pub eviction: Option<String>,
     // Filled in by the analysis:
     /// Execution time, the number comparisons are made on.
     pub execution: Option<Summary>,
@@ -361,6 +373,10 @@ pub struct Cell {
     pub planning_change: Option<Change>,
     /// Plan and buffers against the reference cell's: exact, not noisy.
     pub evidence: Option<Evidence>,
+}
+
+fn warm() -> String {
+    "warm".into()
 }
 
 impl Cell {

@@ -30,6 +30,13 @@ pub struct Spec {
     pub settings: IndexMap<String, IndexMap<String, serde_yaml::Value>>,
     #[serde(default)]
     pub queries: IndexMap<String, QuerySpec>,
+    /// Cache states every query is measured in: warm (default), cold, prewarmed; the
+    /// first is the reference.
+    #[serde(default)]
+    pub cache: Vec<String>,
+    /// Relations `pg_prewarm` loads before a `prewarmed` cell.
+    #[serde(default)]
+    pub prewarm: Vec<String>,
     #[serde(default)]
     pub runs: RunsSpec,
     /// DML run on every variant's copy before measurement (bloat, HOT updates).
@@ -128,6 +135,9 @@ pub struct QuerySpec {
     /// With several forms: SQL run after each form (inside its transaction) whose result
     /// must be the same for every form, e.g. a fingerprint of the rows a DELETE left.
     pub verify: Option<String>,
+    /// Cache states this query is measured in (default: the experiment's `cache:` axis).
+    #[serde(default)]
+    pub cache: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -417,6 +427,71 @@ impl Spec {
         fail(format!("{at}: {message}"), hint)
     }
 
+    /// The cache-state axis: the experiment's `cache:` list, warm when absent.
+    pub fn cache_axis(&self) -> Vec<crate::experiment::matrix::CacheState> {
+        use crate::experiment::matrix::CacheState;
+        let states: Vec<CacheState> = self
+            .cache
+            .iter()
+            .filter_map(|c| CacheState::parse(c))
+            .collect();
+        if states.is_empty() {
+            vec![CacheState::Warm]
+        } else {
+            states
+        }
+    }
+
+    /// The cache states one query is measured in.
+    pub fn cache_of(&self, query: &QuerySpec) -> Vec<crate::experiment::matrix::CacheState> {
+        use crate::experiment::matrix::CacheState;
+        match &query.cache {
+            Some(list) => list.iter().filter_map(|c| CacheState::parse(c)).collect(),
+            None => self.cache_axis(),
+        }
+    }
+
+    fn validate_cache(&self) -> Result<()> {
+        use crate::experiment::matrix::CacheState;
+        let known = "warm, cold, prewarmed";
+        for (i, state) in self.cache.iter().enumerate() {
+            if CacheState::parse(state).is_none() {
+                return Err(self.error_at(
+                    &["cache", &i.to_string()],
+                    format!("unknown cache state {state:?}"),
+                    &format!("cache states are: {known}"),
+                ));
+            }
+        }
+        let axis = self.cache_axis();
+        for (name, query) in &self.queries {
+            for (i, state) in query.cache.iter().flatten().enumerate() {
+                let Some(parsed) = CacheState::parse(state) else {
+                    return Err(self.error_at(
+                        &["queries", name, "cache", &i.to_string()],
+                        format!("unknown cache state {state:?} in query {name}"),
+                        &format!("cache states are: {known}"),
+                    ));
+                };
+                if !axis.contains(&parsed) {
+                    return Err(self.error_at(
+                        &["queries", name, "cache", &i.to_string()],
+                        format!("query {name} asks for cache state {state}, which the experiment's cache: list does not have"),
+                        "add it to the top-level cache: list",
+                    ));
+                }
+            }
+        }
+        if axis.contains(&CacheState::Prewarmed) && self.prewarm.is_empty() {
+            return Err(self.error_at(
+                &["cache"],
+                "the prewarmed cache state needs the relations to prewarm".into(),
+                "list them under prewarm:, e.g. prewarm: [records.records, records.records_name_trgm]",
+            ));
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<()> {
         let name_ok = |n: &str| {
             !n.is_empty()
@@ -568,6 +643,7 @@ impl Spec {
             }
         }
         self.timeout()?;
+        self.validate_cache()?;
         self.budget()?;
         Ok(())
     }

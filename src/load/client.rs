@@ -1,28 +1,29 @@
 //! One simulated client: its connection (statements prepared once), its transactions,
 //! its counters. Every await is bounded by a timeout, so a hung server costs at most the
 //! timeout per attempt and the client always returns.
+//!
+//! The client owns its socket ([`Wire`]): a transaction's messages are written into one
+//! buffer and sent with one `write`, answers are scanned in place, parameters are drawn
+//! straight into the request, so a transaction allocates nothing.
 
 use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use tokio::task::JoinHandle;
-use tokio::time::{sleep, sleep_until, timeout};
-use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{CancelToken, Client, NoTls, Statement};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
-use super::generate::Source;
+use tokio::time::{Sleep, sleep, sleep_until, timeout};
+
+use super::generate::{LetValues, Source};
 use super::result::new_histogram;
 use super::spec::{Limits, Pattern};
-use crate::db::TextParam;
-use crate::error::describe_pg_error;
+use super::timer::PreciseTimer;
+use super::wire::{QUERY_CANCELED, Startup, Wire};
 
 /// A script ready to run: SQL with `{{vars}}` substituted, generators resolved.
 #[derive(Debug, Clone)]
@@ -38,7 +39,14 @@ pub struct Script {
 pub struct Workload {
     pub scripts: Vec<Script>,
     cumulative: Vec<u64>,
+    /// Per script, the prepared-statement number of its first statement (0, 1 and 2 are
+    /// BEGIN, COMMIT and ROLLBACK).
+    first: Vec<usize>,
 }
+
+const BEGIN: usize = 0;
+const COMMIT: usize = 1;
+const ROLLBACK: usize = 2;
 
 impl Workload {
     /// Weights of 0 are never picked, unless every weight is 0 (a script measured alone).
@@ -52,13 +60,26 @@ impl Workload {
                 total
             })
             .collect();
+        let mut next = 3;
+        let first = scripts
+            .iter()
+            .map(|s| {
+                let at = next;
+                next += s.statements.len();
+                at
+            })
+            .collect();
         Workload {
             scripts,
             cumulative,
+            first,
         }
     }
 
     fn pick(&self, rng: &mut fastrand::Rng) -> usize {
+        if self.scripts.len() == 1 {
+            return 0;
+        }
         let total = self.cumulative.last().copied().unwrap_or(1);
         let r = rng.u64(..total.max(1));
         self.cumulative
@@ -67,13 +88,26 @@ impl Workload {
             .unwrap_or(0)
             .min(self.scripts.len().saturating_sub(1))
     }
+
+    /// Every statement to prepare on a connection, in prepared-statement order.
+    fn sqls(&self) -> Vec<&str> {
+        let mut sqls: Vec<&str> = vec!["BEGIN", "COMMIT", "ROLLBACK"];
+        for script in &self.scripts {
+            sqls.extend(script.statements.iter().map(|(sql, _)| sql.as_str()));
+        }
+        sqls
+    }
 }
 
 /// What every client of a run shares (across threads).
 pub struct Shared {
-    pub config: tokio_postgres::Config,
+    pub startup: Startup,
     pub workload: Arc<Workload>,
     pub limits: Limits,
+    /// A delay the client itself waits before every round trip (`rtt_mode: client`).
+    pub client_delay: Option<Duration>,
+    /// The network namespace client threads work in (`rtt_mode: netem`).
+    pub client_ns: Option<Arc<std::os::fd::OwnedFd>>,
     /// Client-side bound of one round trip: a little over the server's statement_timeout.
     pub round_trip_bound: Duration,
     /// Bound of connecting and preparing.
@@ -90,23 +124,27 @@ pub struct Clock {
     pub warmup_end: Instant,
     /// None when the run is a number of transactions.
     pub window_end: Option<Instant>,
+    /// In-flight work may finish (or time out) until then; nothing starts after it.
+    pub hard_end: Option<Instant>,
 }
 
 impl Clock {
-    pub fn new(start: Instant, limits: &Limits) -> Clock {
-        let warmup_end = start + limits.warmup;
-        Clock {
+    /// None when the durations are too large to be represented as instants.
+    pub fn new(start: Instant, limits: &Limits, round_trip_bound: Duration) -> Option<Clock> {
+        let warmup_end = start.checked_add(limits.warmup)?;
+        let window_end = match limits.length {
+            super::spec::Length::Duration(d) => Some(warmup_end.checked_add(d)?),
+            super::spec::Length::Transactions(_) => None,
+        };
+        let hard_end = match window_end {
+            Some(end) => Some(end.checked_add(round_trip_bound)?),
+            None => None,
+        };
+        Some(Clock {
             warmup_end,
-            window_end: match limits.length {
-                super::spec::Length::Duration(d) => Some(warmup_end + d),
-                super::spec::Length::Transactions(_) => None,
-            },
-        }
-    }
-
-    /// In-flight work may finish (or time out) after the window; nothing starts after this.
-    fn hard_end(&self, shared: &Shared) -> Option<Instant> {
-        self.window_end.map(|end| end + shared.round_trip_bound)
+            window_end,
+            hard_end,
+        })
     }
 }
 
@@ -188,8 +226,9 @@ impl ClientStats {
             self.measured += 1;
             self.round_trips += round_trips;
             self.last_measured_end = Some(ended);
-            let micros = (ended - started).as_micros().max(1);
-            self.histogram.saturating_record(micros as u64);
+            let micros = ended.saturating_duration_since(started).as_micros().max(1);
+            self.histogram
+                .saturating_record(u64::try_from(micros).unwrap_or(u64::MAX));
             return true;
         }
         false
@@ -215,93 +254,46 @@ impl Default for ClientStats {
 
 /// A connection with the workload's statements prepared on it.
 pub struct Conn {
-    client: Client,
-    task: JoinHandle<()>,
-    cancel: CancelToken,
-    begin: Statement,
-    commit: Statement,
-    rollback: Statement,
-    /// Per script, per statement.
-    statements: Vec<Vec<Statement>>,
+    wire: Wire,
 }
 
 impl Conn {
     /// Say goodbye properly (a Terminate message), so the server logs no unexpected EOF.
-    pub async fn close(self) {
-        let Conn { client, task, .. } = self;
-        drop(client);
-        let abort = task.abort_handle();
-        if timeout(Duration::from_secs(1), task).await.is_err() {
-            abort.abort();
-        }
+    pub fn close(self) {
+        self.wire.terminate();
     }
 
     /// After a client-side timeout: drop the connection, whose state is unknown, and ask
     /// the server to cancel in the background (bounded), so the client can reconnect now.
     fn abandon(self) {
-        let cancel = self.cancel;
+        let (endpoint, pid, secret) = (self.wire.endpoint.clone(), self.wire.pid, self.wire.secret);
+        drop(self.wire);
         tokio::task::spawn_local(async move {
-            let _ = timeout(Duration::from_secs(1), cancel.cancel_query(NoTls)).await;
+            let _ = timeout(
+                Duration::from_secs(1),
+                super::wire::cancel(&endpoint, pid, secret),
+            )
+            .await;
         });
-        self.task.abort();
     }
 }
 
-/// Connect and prepare every statement of the workload (one pipelined batch).
+/// Connect and prepare every statement of the workload (one round trip).
 pub async fn connect(shared: &Shared) -> Result<Conn, String> {
     let work = async {
-        let (client, connection) = shared
-            .config
-            .connect(NoTls)
+        let mut wire = Wire::connect(&shared.startup)
             .await
-            .map_err(|e| format!("connect: {}", describe_pg_error(&e, None)))?;
-        let task = tokio::task::spawn_local(async move {
-            let _ = connection.await;
-        });
-        let mut sqls: Vec<&str> = vec!["BEGIN", "COMMIT", "ROLLBACK"];
-        for script in &shared.workload.scripts {
-            sqls.extend(script.statements.iter().map(|(sql, _)| sql.as_str()));
+            .map_err(|e| format!("connect: {e}"))?;
+        let sqls = shared.workload.sqls();
+        let reply = wire
+            .prepare(&sqls)
+            .await
+            .map_err(|e| format!("prepare: {e}"))?;
+        if let Some(error) = reply.error {
+            let sql = sqls.get(reply.parsed).copied();
+            return Err(format!("prepare: {}", error.describe(sql)));
         }
-        type Preparing<'a> =
-            Pin<Box<dyn Future<Output = Result<Statement, tokio_postgres::Error>> + 'a>>;
-        let futures = sqls
-            .iter()
-            .map(|sql| Box::pin(client.prepare(sql)) as Preparing)
-            .collect();
-        let mut prepared = Vec::with_capacity(sqls.len());
-        for (sql, result) in sqls.iter().zip(join_in_order(futures).await) {
-            match result {
-                Ok(statement) => prepared.push(statement),
-                Err(e) => {
-                    task.abort();
-                    return Err(format!("prepare: {}", describe_pg_error(&e, Some(sql))));
-                }
-            }
-        }
-        let mut prepared = prepared.into_iter();
-        let mut next = || {
-            prepared
-                .next()
-                .ok_or("prepare: statement missing".to_string())
-        };
-        let (begin, commit, rollback) = (next()?, next()?, next()?);
-        let mut statements = Vec::new();
-        for script in &shared.workload.scripts {
-            statements.push(
-                (0..script.statements.len())
-                    .map(|_| next())
-                    .collect::<Result<Vec<_>, _>>()?,
-            );
-        }
-        Ok(Conn {
-            cancel: client.cancel_token(),
-            client,
-            task,
-            begin,
-            commit,
-            rollback,
-            statements,
-        })
+        Ok(Conn { wire })
     };
     match timeout(shared.connect_bound, work).await {
         Ok(result) => result,
@@ -318,11 +310,22 @@ enum Failure {
     Server {
         timeout: bool,
         message: String,
-        /// A sequential transaction failed before COMMIT: it needs a ROLLBACK.
+        /// The session is still inside a (failed) transaction block: it needs a ROLLBACK.
         open: bool,
     },
     /// No usable answer (client-side timeout, closed connection): start over.
     Broken { timeout: bool, message: String },
+}
+
+/// A client's reusable state between transactions.
+struct Local {
+    lets: LetValues,
+    /// For `rtt_mode: client`, made on first use.
+    timer: Option<PreciseTimer>,
+    /// The client's one timeout timer, re-armed lazily: a round trip only notes its
+    /// deadline, and the timer is moved when it fires early. A timer per round trip
+    /// (tokio's `timeout`) costs a timer-wheel insert and removal per statement.
+    watchdog: Pin<Box<Sleep>>,
 }
 
 /// The client's loop until its run ends. `conn` is the connection made during setup.
@@ -333,52 +336,56 @@ pub async fn run(
     stats: Rc<RefCell<ClientStats>>,
     mut rng: fastrand::Rng,
 ) {
-    let hard_end = clock.hard_end(&shared);
     stats.borrow_mut().window_start = Some(clock.warmup_end);
-    let mut lets: Vec<TextParam> = Vec::new();
-    let mut params: Vec<Vec<TextParam>> = Vec::new();
+    let mut local = Local {
+        lets: LetValues::default(),
+        timer: None,
+        watchdog: Box::pin(sleep(shared.round_trip_bound)),
+    };
+    let mut now = Instant::now();
     loop {
-        let now = Instant::now();
         if finished(&shared, &clock, now, &stats.borrow()) {
             break;
         }
-        let Some(c) = conn.take() else {
-            conn = reconnect(&shared, hard_end, &stats).await;
+        let Some(mut c) = conn.take() else {
+            conn = reconnect(&shared, clock.hard_end, &stats).await;
+            now = Instant::now();
             continue;
         };
         let index = shared.workload.pick(&mut rng);
-        let script = &shared.workload.scripts[index];
-        lets.clear();
-        lets.extend(script.lets.iter().map(|s| s.draw(&mut rng, &[])));
-        params.clear();
-        params.extend(
-            script
-                .statements
-                .iter()
-                .map(|(_, sources)| sources.iter().map(|s| s.draw(&mut rng, &lets)).collect()),
-        );
         let started = Instant::now();
-        let result = transaction(&shared, &c, index, &params, &stats).await;
+        let result = transaction(
+            &shared, &mut c, index, started, &mut rng, &mut local, &stats,
+        )
+        .await;
         let ended = Instant::now();
+        now = ended;
         if stats.borrow_mut().record(&clock, started, ended, &result) {
             shared.measured.fetch_add(1, Ordering::Relaxed);
         }
-        observe(&shared, &script.name, started, ended, &result);
+        observe(
+            &shared,
+            &shared.workload.scripts[index].name,
+            started,
+            ended,
+            &result,
+        );
         conn = match result {
             Ok(_) => Some(c),
-            Err(Failure::Server { open, .. }) => recover(&shared, c, open).await,
+            Err(Failure::Server { open, .. }) => {
+                let kept = recover(&shared, c, open).await;
+                now = Instant::now();
+                kept
+            }
             Err(Failure::Broken { timeout: true, .. }) => {
                 c.abandon();
                 None
             }
-            Err(Failure::Broken { .. }) => {
-                c.task.abort();
-                None
-            }
+            Err(Failure::Broken { .. }) => None,
         };
     }
     if let Some(c) = conn {
-        c.close().await;
+        c.close();
     }
 }
 
@@ -420,7 +427,7 @@ fn observe(
 }
 
 fn finished(shared: &Shared, clock: &Clock, now: Instant, stats: &ClientStats) -> bool {
-    if shared.hooks.stopped() {
+    if crate::interrupt::is_interrupted() || shared.hooks.stopped() {
         return true;
     }
     match (clock.window_end, shared.limits.length) {
@@ -461,7 +468,8 @@ async fn reconnect(
                 s.failure(false, message);
                 s.consecutive_connect_failures += 1;
             }
-            let pause = Instant::now() + Duration::from_millis(100);
+            let now = Instant::now();
+            let pause = now.checked_add(Duration::from_millis(100)).unwrap_or(now);
             sleep_until(hard_end.map_or(pause, |end| pause.min(end)).into()).await;
             None
         }
@@ -469,19 +477,14 @@ async fn reconnect(
 }
 
 /// After a server error: roll back an open transaction; keep the connection if it works.
-async fn recover(shared: &Shared, conn: Conn, open: bool) -> Option<Conn> {
-    if conn.client.is_closed() {
-        conn.task.abort();
-        return None;
-    }
+async fn recover(shared: &Shared, mut conn: Conn, open: bool) -> Option<Conn> {
     if open {
-        let rollback = conn.client.execute(&conn.rollback, &[]);
-        match timeout(shared.round_trip_bound, rollback).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => {
-                conn.task.abort();
-                return None;
-            }
+        conn.wire.clear();
+        conn.wire.put_execute(ROLLBACK, 0, |_, _| true);
+        conn.wire.put_sync();
+        match timeout(shared.round_trip_bound, conn.wire.exchange(1)).await {
+            Ok(Ok(reply)) if reply.error.is_none() => {}
+            Ok(_) => return None,
             Err(_) => {
                 conn.abandon();
                 return None;
@@ -494,84 +497,131 @@ async fn recover(shared: &Shared, conn: Conn, open: bool) -> Option<Conn> {
 /// Run one script as one transaction; the number of round trips it took.
 async fn transaction(
     shared: &Shared,
-    conn: &Conn,
+    conn: &mut Conn,
     index: usize,
-    params: &[Vec<TextParam>],
+    started: Instant,
+    rng: &mut fastrand::Rng,
+    local: &mut Local,
     stats: &RefCell<ClientStats>,
 ) -> Result<u64, Failure> {
     let script = &shared.workload.scripts[index];
-    let statements = &conn.statements[index];
-    let wrapped = statements.len() > 1;
-    let refs: Vec<Vec<&(dyn ToSql + Sync)>> =
-        params.iter().map(|p| crate::db::as_params(p)).collect();
+    let first = shared.workload.first[index];
+    let wrapped = script.statements.len() > 1;
     let what = |i: Option<usize>| match i {
         Some(i) => format!("script {}, statement {}", script.name, i + 1),
         None => format!("script {}", script.name),
     };
+    let Local {
+        lets,
+        timer,
+        watchdog,
+    } = local;
+    let mut trip = Trip { timer, watchdog };
+    lets.draw(&script.lets, rng);
+    let wire = &mut conn.wire;
+    let mut sent = Some(started);
     match script.pattern {
         Pattern::Sequential => {
             let mut trips = 0;
             if wrapped {
                 trips += 1;
-                round_trip(shared, stats, conn.client.execute(&conn.begin, &[]))
-                    .await
-                    .map_err(|e| e.into_failure(what(None), true))?;
+                wire.clear();
+                wire.put_execute(BEGIN, 0, |_, _| true);
+                wire.put_sync();
+                round_trip(
+                    shared,
+                    wire,
+                    &mut trip,
+                    stats,
+                    sent.take(),
+                    shared.round_trip_bound,
+                )
+                .await
+                .map_err(|e| e.into_failure(what(None)))?;
             }
-            for (i, statement) in statements.iter().enumerate() {
+            for (i, (_, sources)) in script.statements.iter().enumerate() {
                 trips += 1;
-                let sent = conn.client.execute(statement, &refs[i]);
-                round_trip(shared, stats, sent)
-                    .await
-                    .map_err(|e| e.into_failure(what(Some(i)), wrapped))?;
+                wire.clear();
+                wire.put_execute(first + i, sources.len(), |j, out| {
+                    sources[j].draw_into(rng, lets, Some(out))
+                });
+                wire.put_sync();
+                round_trip(
+                    shared,
+                    wire,
+                    &mut trip,
+                    stats,
+                    sent.take(),
+                    shared.round_trip_bound,
+                )
+                .await
+                .map_err(|e| e.into_failure(what(Some(i))))?;
             }
             if wrapped {
                 trips += 1;
-                round_trip(shared, stats, conn.client.execute(&conn.commit, &[]))
-                    .await
-                    .map_err(|e| e.into_failure(what(None), false))?;
+                wire.clear();
+                wire.put_execute(COMMIT, 0, |_, _| true);
+                wire.put_sync();
+                round_trip(
+                    shared,
+                    wire,
+                    &mut trip,
+                    stats,
+                    sent.take(),
+                    shared.round_trip_bound,
+                )
+                .await
+                .map_err(|e| e.into_failure(what(None)))?;
             }
             Ok(trips)
         }
         Pattern::Pipelined => {
-            // All requests are queued before any answer is awaited: one flush, one round trip.
-            type Pending<'a> =
-                Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + 'a>>;
-            let mut sent: Vec<Pending> = Vec::with_capacity(statements.len() + 2);
+            // BEGIN, every statement and COMMIT in one buffer, one write and one Sync: the
+            // server answers them in one flush, as libpq's pipeline mode (psycopg's
+            // `conn.pipeline()`) does.
+            wire.clear();
             if wrapped {
-                sent.push(Box::pin(conn.client.execute(&conn.begin, &[])));
+                wire.put_execute(BEGIN, 0, |_, _| true);
             }
-            for (i, statement) in statements.iter().enumerate() {
-                sent.push(Box::pin(conn.client.execute(statement, &refs[i])));
+            for (i, (_, sources)) in script.statements.iter().enumerate() {
+                wire.put_execute(first + i, sources.len(), |j, out| {
+                    sources[j].draw_into(rng, lets, Some(out))
+                });
             }
             if wrapped {
-                sent.push(Box::pin(conn.client.execute(&conn.commit, &[])));
+                wire.put_execute(COMMIT, 0, |_, _| true);
             }
+            wire.put_sync();
             // The server may spend up to statement_timeout on each of them.
-            let bound = shared.round_trip_bound * sent.len() as u32;
-            inject_rtt(shared, stats).await;
-            let results = timeout(bound, join_in_order(sent))
-                .await
-                .map_err(|_| RoundTrip::TimedOut(bound).into_failure(what(None), false))?;
-            let offset = usize::from(wrapped);
-            for (i, result) in results.into_iter().enumerate() {
-                if let Err(e) = result {
-                    // COMMIT was queued behind the failure, so the transaction is over.
-                    let statement = i.checked_sub(offset).filter(|s| *s < statements.len());
-                    return Err(RoundTrip::Error(e).into_failure(what(statement), false));
+            let messages = script.statements.len() as u32 + if wrapped { 2 } else { 0 };
+            let bound = shared
+                .round_trip_bound
+                .checked_mul(messages)
+                .unwrap_or(Duration::MAX);
+            match round_trip(shared, wire, &mut trip, stats, sent.take(), bound).await {
+                Ok(()) => Ok(1),
+                Err(RoundTrip::Server(error, completed, status)) => {
+                    let statement = completed
+                        .checked_sub(usize::from(wrapped))
+                        .filter(|s| *s < script.statements.len());
+                    Err(RoundTrip::Server(error, completed, status).into_failure(what(statement)))
                 }
+                Err(other) => Err(other.into_failure(what(None))),
             }
-            Ok(1)
         }
     }
 }
 
 enum RoundTrip {
-    Error(tokio_postgres::Error),
+    /// The server's error, how many statements completed before it, the session's
+    /// transaction status after it.
+    Server(Box<super::wire::ServerError>, usize, u8),
+    Io(std::io::Error),
     TimedOut(Duration),
 }
 
 impl RoundTrip {
-    fn into_failure(self, what: String, open: bool) -> Failure {
+    fn into_failure(self, what: String) -> Failure {
         match self {
             RoundTrip::TimedOut(bound) => Failure::Broken {
                 timeout: true,
@@ -580,70 +630,84 @@ impl RoundTrip {
                     bound.as_millis()
                 ),
             },
-            RoundTrip::Error(e) => match e.as_db_error() {
-                Some(db) => Failure::Server {
-                    timeout: *db.code() == SqlState::QUERY_CANCELED,
-                    message: format!("{what}: {}", describe_pg_error(&e, None)),
-                    open,
-                },
-                None => Failure::Broken {
-                    timeout: false,
-                    message: format!("{what}: {e}"),
-                },
+            RoundTrip::Server(error, _, status) => Failure::Server {
+                timeout: error.code == QUERY_CANCELED,
+                message: format!("{what}: {}", error.describe(None)),
+                open: status != b'I',
+            },
+            RoundTrip::Io(e) => Failure::Broken {
+                timeout: false,
+                message: format!("{what}: {e}"),
             },
         }
     }
 }
 
-/// The client-side delay standing in for network latency, before a request is sent.
-async fn inject_rtt(shared: &Shared, stats: &RefCell<ClientStats>) {
-    if let Some(rtt) = shared.limits.rtt {
+/// The parts of [`Local`] a round trip uses.
+struct Trip<'a> {
+    timer: &'a mut Option<PreciseTimer>,
+    watchdog: &'a mut Pin<Box<Sleep>>,
+}
+
+/// Send the request built in `wire` and wait, at most `bound` after `sent` (now when
+/// None), for its answers; after the client-side delay when `rtt_mode: client`.
+async fn round_trip(
+    shared: &Shared,
+    wire: &mut Wire,
+    trip: &mut Trip<'_>,
+    stats: &RefCell<ClientStats>,
+    sent: Option<Instant>,
+    bound: Duration,
+) -> Result<(), RoundTrip> {
+    let mut sent = sent;
+    if let Some(delay) = shared.client_delay {
         let before = Instant::now();
-        sleep(rtt).await;
+        if trip.timer.is_none() {
+            *trip.timer = Some(PreciseTimer::new().map_err(RoundTrip::Io)?);
+        }
+        if let Some(timer) = trip.timer.as_ref() {
+            timer.sleep(delay).await.map_err(RoundTrip::Io)?;
+        }
         let mut s = stats.borrow_mut();
         s.rtt_slept += before.elapsed();
         s.rtt_sleeps += 1;
+        sent = None;
     }
-}
-
-async fn round_trip<F>(
-    shared: &Shared,
-    stats: &RefCell<ClientStats>,
-    request: F,
-) -> Result<u64, RoundTrip>
-where
-    F: Future<Output = Result<u64, tokio_postgres::Error>>,
-{
-    inject_rtt(shared, stats).await;
-    match timeout(shared.round_trip_bound, request).await {
-        Ok(Ok(rows)) => Ok(rows),
-        Ok(Err(e)) => Err(RoundTrip::Error(e)),
-        Err(_) => Err(RoundTrip::TimedOut(shared.round_trip_bound)),
-    }
-}
-
-/// Poll futures in order until all are done. Order matters: tokio-postgres sends a
-/// request when its future is first polled, so this keeps the statements in order.
-pub async fn join_in_order<'a, T>(
-    mut futures: Vec<Pin<Box<dyn Future<Output = T> + 'a>>>,
-) -> Vec<T> {
-    let mut done: Vec<Option<T>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, slot) in futures.iter_mut().zip(done.iter_mut()) {
-            if slot.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(value) => *slot = Some(value),
-                    Poll::Pending => pending = true,
-                }
-            }
+    let sent = sent.unwrap_or_else(Instant::now);
+    // No deadline for bounds beyond the clock's range: they cannot be reached anyway.
+    let deadline = sent.checked_add(bound);
+    let exchange = wire.exchange(1);
+    let mut exchange = std::pin::pin!(exchange);
+    let watchdog = &mut *trip.watchdog;
+    let outcome = std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
         }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
+        let Some(deadline) = deadline else {
+            return Poll::Pending;
+        };
+        loop {
+            if watchdog.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if Instant::now() >= deadline {
+                return Poll::Ready(None);
+            }
+            // Fired for an earlier round trip: move it to this one's deadline.
+            watchdog.as_mut().reset(deadline.into());
         }
     })
     .await;
-    done.into_iter().flatten().collect()
+    match outcome {
+        Some(Ok(reply)) => match reply.error {
+            None => Ok(()),
+            Some(error) => Err(RoundTrip::Server(
+                Box::new(error),
+                reply.completed,
+                reply.status,
+            )),
+        },
+        Some(Err(e)) => Err(RoundTrip::Io(e)),
+        None => Err(RoundTrip::TimedOut(bound)),
+    }
 }

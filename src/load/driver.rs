@@ -19,8 +19,10 @@ use tokio_postgres::{NoTls, SimpleQueryMessage};
 use super::client::{self, ClientStats, Clock, Conn, ERROR_SAMPLES, Script, Shared, Workload};
 use super::generate::{Source, derive_seed};
 use super::hooks::Hooks;
+use super::net::DelayPath;
 use super::result::{LoadPoint, LoadResult, RunStats, new_histogram, percentiles};
 use super::spec::{Generator, Length, Limits, LoadSpec, Mix};
+use super::wire::Startup;
 use crate::error::{describe_pg_error, fail};
 use crate::experiment::spec::substitute;
 
@@ -47,14 +49,46 @@ pub fn run_with(
     on_progress: &mut dyn FnMut(&str),
 ) -> Result<LoadResult> {
     let limits = spec.limits()?;
-    let round_trip_bound = limits.timeout + (limits.timeout / 10).max(Duration::from_millis(200));
-    let connect_timeout = config
-        .get_connect_timeout()
-        .copied()
-        .unwrap_or(Duration::from_secs(10));
-    let connect_bound = connect_timeout + round_trip_bound;
+    let (round_trip_bound, connect_bound) = bounds(config, &limits)?;
+    let startup = Startup::from_config(config, limits.timeout).map_err(|e| {
+        fail(
+            format!("load: {e}"),
+            "check the connection settings (as for psql)",
+        )
+    })?;
     on_progress("load: preparing the scripts");
     let scripts = preflight(config, spec, vars, &limits, connect_bound)?;
+    // The delay path lives as long as this function: dropping it (on any return, error
+    // or Ctrl-C included) stops the relay and releases the namespaces.
+    let path = match limits.rtt {
+        None => DelayPath::direct(transport(config)),
+        Some(rtt) => {
+            on_progress("load: setting up the round-trip delay");
+            DelayPath::open(rtt, spec.rtt_mode, &startup.endpoints, &transport(config)).map_err(
+                |e| {
+                    fail(
+                        format!("load.rtt: {e}"),
+                        "rtt_mode: auto picks what this machine can do",
+                    )
+                },
+            )?
+        }
+    };
+    let rtt_probe = match limits.rtt {
+        None => None,
+        Some(_) => Some(
+            super::net::probe(&startup, &path, 40, connect_bound).map_err(|e| {
+                fail(
+                    format!("load.rtt: the SELECT 1 probe through the delay failed: {e}"),
+                    "check the connection settings (as for psql)",
+                )
+            })?,
+        ),
+    };
+    let mut startup = startup;
+    if let Some(endpoint) = &path.endpoint {
+        startup.endpoints = vec![endpoint.clone()];
+    }
     let threads = spec.threads.unwrap_or_else(default_threads);
     let mut points = Vec::new();
     let (mut rtt_slept, mut rtt_sleeps) = (Duration::ZERO, 0u64);
@@ -68,9 +102,11 @@ pub fn run_with(
                     break;
                 }
                 let shared = Arc::new(Shared {
-                    config: async_config(config, limits.timeout),
+                    startup: startup.clone(),
                     workload: Arc::clone(&workload),
                     limits,
+                    client_delay: path.client_delay,
+                    client_ns: path.client_ns.clone(),
                     round_trip_bound,
                     connect_bound,
                     measured: AtomicU64::new(0),
@@ -84,6 +120,7 @@ pub fn run_with(
                 let seed = derive_seed(spec.seed, &[m as u64, repeat as u64]);
                 let mut report = |msg: &str| on_progress(&format!("{prefix}: {msg}"));
                 let all = run_once(&shared, clients, threads, seed, &mut report)?;
+                crate::interrupt::check()?;
                 let run = sums[c].add(&all, &limits)?;
                 for stats in &all {
                     rtt_slept += stats.rtt_slept;
@@ -111,15 +148,43 @@ pub fn run_with(
         rtt_ms: limits.rtt.map(|d| d.as_secs_f64() * 1000.0),
         rtt_actual_ms: (rtt_sleeps > 0)
             .then(|| rtt_slept.as_secs_f64() * 1000.0 / rtt_sleeps as f64),
-        transport: transport(config),
+        transport: path.transport.clone(),
+        rtt_mode: limits.rtt.map(|_| path.mode.name().to_string()),
+        rtt_note: path.note.clone(),
+        rtt_probe_ms: rtt_probe.map(|d| d.as_secs_f64() * 1000.0),
+        timeout_ms: Some(limits.timeout.as_secs_f64() * 1000.0),
+        targets: spec.targets.clone(),
     })
+}
+
+/// The client-side bound of one round trip (a little over the server's
+/// statement_timeout) and of connecting; an error for durations too large to add up.
+fn bounds(config: &postgres::Config, limits: &Limits) -> Result<(Duration, Duration)> {
+    let too_long = || {
+        fail(
+            "load: the timeouts add up to more than pgx can represent",
+            "use a timeout of at most a day",
+        )
+    };
+    let round_trip_bound = limits
+        .timeout
+        .checked_add((limits.timeout / 10).max(Duration::from_millis(200)))
+        .ok_or_else(too_long)?;
+    let connect_timeout = config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(Duration::from_secs(10));
+    let connect_bound = connect_timeout
+        .checked_add(round_trip_bound)
+        .ok_or_else(too_long)?;
+    Ok((round_trip_bound, connect_bound))
 }
 
 /// One client thread per 4 CPUs. A client costs PostgreSQL's backends several times the
 /// CPU it spends itself, so one thread keeps up with what 4 cores of server can answer;
-/// more threads would each wake for fewer ready sockets, paying more CPU per transaction
-/// (measured on 2 CPUs: ~17 µs per transaction with one thread at 8 and 32 clients,
-/// 23-38 µs with two, pgbench -j 2 ~15 µs).
+/// more threads each wake for fewer ready sockets and pay more CPU per transaction
+/// (measured on 2 CPUs with the lean client: 5.8-6.1 µs per transaction with one thread
+/// at 8 and 64 clients, 5.8-7.0 µs with two).
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(4))
 }
@@ -227,7 +292,7 @@ fn run_once(
         let mut starts = Vec::new();
         let mut handles = Vec::new();
         for t in 0..threads {
-            let (start_tx, start_rx) = mpsc::channel::<Instant>();
+            let (start_tx, start_rx) = mpsc::channel::<Clock>();
             starts.push(start_tx);
             let ids: Vec<usize> = (t..clients).step_by(threads).collect();
             let (shared, ready) = (Arc::clone(shared), ready_tx.clone());
@@ -241,24 +306,36 @@ fn run_once(
         }
         drop(ready_tx);
         // Every thread reports once its clients are connected (or failed to); bounded.
-        let setup_end = Instant::now() + shared.connect_bound + Duration::from_secs(5);
+        let setup_bound = shared.connect_bound.saturating_add(Duration::from_secs(5));
+        let setup_start = Instant::now();
         for _ in 0..threads {
-            let left = setup_end.saturating_duration_since(Instant::now());
+            let left = setup_bound.saturating_sub(setup_start.elapsed());
             if ready_rx.recv_timeout(left).is_err() {
                 break;
             }
         }
         let start = Instant::now();
+        let clock = Clock::new(start, &shared.limits, shared.round_trip_bound);
         for tx in &starts {
-            let _ = tx.send(start);
+            // A thread that gets no start (the clock is None) returns its clients unused.
+            if let Some(clock) = clock {
+                let _ = tx.send(clock);
+            }
         }
-        let clock = Clock::new(start, &shared.limits);
-        let mut next_report = start + Duration::from_secs(1);
+        drop(starts);
+        let clock = clock.ok_or_else(|| {
+            fail(
+                "load: warmup + duration + timeout is later than this system's clock can represent",
+                "use durations of at most a few days",
+            )
+        })?;
+        let mut reported = 0u64;
         while !handles.iter().all(|h| h.is_finished()) {
             std::thread::sleep(Duration::from_millis(20));
             let now = Instant::now();
-            if now >= next_report {
-                next_report += Duration::from_secs(1);
+            let second = now.saturating_duration_since(start).as_secs();
+            if second > reported {
+                reported = second;
                 progress(&status(shared, &clock, now));
             }
         }
@@ -297,7 +374,7 @@ fn client_thread(
     ids: Vec<usize>,
     seed: u64,
     ready: mpsc::Sender<()>,
-    start: mpsc::Receiver<Instant>,
+    start: mpsc::Receiver<Clock>,
 ) -> Vec<ClientStats> {
     let stats: Vec<Rc<RefCell<ClientStats>>> = ids
         .iter()
@@ -309,6 +386,16 @@ fn client_thread(
             .map(|s| s.replace(ClientStats::new()))
             .collect()
     };
+    if let Some(ns) = &shared.client_ns
+        && let Err(e) = super::net::enter(ns)
+    {
+        for s in &stats {
+            s.borrow_mut()
+                .record_error(format!("cannot enter the client network namespace: {e}"));
+        }
+        let _ = ready.send(());
+        return collect(stats);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -350,10 +437,12 @@ fn client_thread(
         conns
     });
     let _ = ready.send(());
-    let Ok(t0) = start.recv() else {
+    let Ok(clock) = start.recv() else {
+        for conn in conns.into_iter().flatten() {
+            conn.close();
+        }
         return collect(stats);
     };
-    let clock = Clock::new(t0, &shared.limits);
     // Last resort only: every await inside a client is bounded already.
     let most_trips = shared
         .workload
@@ -362,9 +451,13 @@ fn client_thread(
         .map(|s| s.statements.len() as u32 + 2)
         .max()
         .unwrap_or(3);
-    let guard = clock
-        .window_end
-        .map(|end| end + shared.round_trip_bound * (most_trips + 1) + shared.connect_bound);
+    let guard = clock.window_end.and_then(|end| {
+        let slack = shared
+            .round_trip_bound
+            .checked_mul(most_trips + 1)?
+            .checked_add(shared.connect_bound)?;
+        end.checked_add(slack)
+    });
     local.block_on(&runtime, async {
         let tasks: Vec<_> = conns
             .into_iter()
@@ -414,7 +507,7 @@ fn preflight(
         .context("cannot start a tokio runtime")?;
     // List queries may scan a table: give them at least a minute.
     let setup_timeout = limits.timeout.max(Duration::from_secs(60));
-    let bound = setup_timeout + Duration::from_secs(1);
+    let bound = setup_timeout.saturating_add(Duration::from_secs(1));
     let async_config = async_config(config, setup_timeout);
     let lists = runtime.block_on(async {
         let (client, connection) = timeout(connect_bound, async_config.connect(NoTls))

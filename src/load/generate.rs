@@ -118,10 +118,110 @@ impl Source {
             Source::Ref(i) => lets.get(*i).cloned().unwrap_or(TextParam(None)),
         }
     }
+
+    /// The same value as [`Source::draw`] with the same RNG state, appended to `out` as
+    /// text (or to the let buffer when `out` is None, while drawing lets); false for NULL.
+    pub fn draw_into(
+        &self,
+        rng: &mut fastrand::Rng,
+        lets: &mut LetValues,
+        out: Option<&mut Vec<u8>>,
+    ) -> bool {
+        let (lets, out): (&LetValues, &mut Vec<u8>) = match out {
+            Some(out) => (lets, out),
+            None => {
+                // Lets never reference lets (the spec forbids it): write into their buffer.
+                let bytes = &mut lets.bytes;
+                return self.draw_plain(rng, bytes);
+            }
+        };
+        match self {
+            Source::Ref(i) => match lets.get(*i) {
+                Some(bytes) => {
+                    out.extend_from_slice(bytes);
+                    true
+                }
+                None => false,
+            },
+            _ => self.draw_plain(rng, out),
+        }
+    }
+
+    fn draw_plain(&self, rng: &mut fastrand::Rng, out: &mut Vec<u8>) -> bool {
+        let value = |v: &TextParam, out: &mut Vec<u8>| match &v.0 {
+            Some(text) => {
+                out.extend_from_slice(text.as_bytes());
+                true
+            }
+            None => false,
+        };
+        match self {
+            Source::Uniform { min, max } => push_int(out, rng.i64(*min..=*max)),
+            Source::Hot(hot) => push_int(out, hot.draw(rng)),
+            Source::Values(values) => return value(&values[rng.usize(..values.len())], out),
+            Source::Constant(v) => return value(v, out),
+            Source::Sequence(seq) => {
+                let i = seq.next.fetch_add(1, Ordering::Relaxed) % seq.span;
+                push_int(out, seq.min + i as i64);
+            }
+            Source::Ref(_) => return false,
+        }
+        true
+    }
 }
 
 fn text(value: i64) -> TextParam {
     TextParam(Some(value.to_string()))
+}
+
+/// A transaction's `let:` values, drawn once and referenced by its statements; kept in
+/// one reused buffer so a transaction allocates nothing.
+#[derive(Debug, Default)]
+pub struct LetValues {
+    bytes: Vec<u8>,
+    /// Per let entry: its byte range, or None for NULL.
+    ranges: Vec<Option<(usize, usize)>>,
+}
+
+impl LetValues {
+    /// Draw every let of a script, in order (the same draws as [`Source::draw`] makes).
+    pub fn draw(&mut self, sources: &[Source], rng: &mut fastrand::Rng) {
+        self.bytes.clear();
+        self.ranges.clear();
+        for source in sources {
+            let start = self.bytes.len();
+            let present = source.draw_into(rng, self, None);
+            let end = self.bytes.len();
+            self.ranges.push(present.then_some((start, end)));
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        self.ranges
+            .get(i)
+            .copied()
+            .flatten()
+            .map(|(a, b)| &self.bytes[a..b])
+    }
+}
+
+/// Decimal digits of `value` appended to `out`, without going through `fmt`.
+fn push_int(out: &mut Vec<u8>, value: i64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = value.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Keys `min .. min+span`; the first `hot` positions of a seeded permutation are hot.
@@ -271,6 +371,43 @@ mod tests {
     fn parse(yaml: &str) -> Generator {
         serde_yaml::with::singleton_map::deserialize(serde_yaml::Deserializer::from_str(yaml))
             .unwrap()
+    }
+
+    #[test]
+    fn draw_into_gives_the_same_values_as_draw() {
+        let list: Vec<Option<String>> = vec![Some("a".into()), None, Some("ü".into())];
+        let sources: Vec<Source> = [
+            "uniform: {min: -1000000, max: 1000000}",
+            "hot: {min: 1, max: 99999}",
+            "list: {sql: x}",
+            "choice: {values: [x, 7]}",
+            "constant: {value: 5}",
+        ]
+        .iter()
+        .map(|y| Source::build(&parse(y), 3, &[], &[], "t", &mut |_| Ok(list.clone())).unwrap())
+        .collect();
+        let (mut a, mut b) = (fastrand::Rng::with_seed(9), fastrand::Rng::with_seed(9));
+        let mut lets = LetValues::default();
+        lets.draw(&sources[..1], &mut b);
+        let first = sources[0].draw(&mut a, &[]);
+        let reference = Source::Ref(0);
+        for _ in 0..2000 {
+            for s in &sources {
+                let mut out = Vec::new();
+                let present = s.draw_into(&mut b, &mut lets, Some(&mut out));
+                let expected = s.draw(&mut a, &[]);
+                assert_eq!(present.then(|| String::from_utf8(out).unwrap()), expected.0);
+            }
+        }
+        let mut out = Vec::new();
+        assert!(reference.draw_into(&mut b, &mut lets, Some(&mut out)));
+        assert_eq!(Some(String::from_utf8(out).unwrap()), first.0);
+        let mut digits = Vec::new();
+        for v in [0, -1, 9, 10, i64::MIN, i64::MAX] {
+            digits.clear();
+            push_int(&mut digits, v);
+            assert_eq!(String::from_utf8(digits.clone()).unwrap(), v.to_string());
+        }
     }
 
     #[test]

@@ -9,10 +9,14 @@ mod client;
 pub mod driver;
 pub mod generate;
 pub mod hooks;
+pub mod net;
 pub mod result;
 pub mod spec;
+pub mod timer;
+pub mod wire;
 
 pub use driver::{run, run_with};
 pub use hooks::{Hooks, Observer, Outcome, TxEvent};
-pub use result::{LoadPoint, LoadResult, Percentiles, RunStats};
+pub use net::RttMode;
+pub use result::{LoadPoint, LoadResult, LoadTarget, Percentiles, RunStats};
 pub use spec::{Generator, LoadSpec, Mix, Pattern, ScriptSpec, StatementSpec};

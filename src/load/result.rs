@@ -13,8 +13,48 @@ pub struct LoadResult {
     /// What the injected delay actually lasted on average (timer granularity adds to it).
     #[serde(default)]
     pub rtt_actual_ms: Option<f64>,
-    /// "unix socket", "tcp loopback" or "tcp".
+    /// "unix socket", "tcp loopback" or "tcp", and how a delay travelled over it.
     pub transport: String,
+    /// How `rtt` was applied: "netem", "relay" or "client" (None without rtt).
+    #[serde(default)]
+    pub rtt_mode: Option<String>,
+    /// Why a better delay mode was not used (e.g. no netem in this kernel).
+    #[serde(default)]
+    pub rtt_note: Option<String>,
+    /// Mean round trip of `SELECT 1` measured through the delay before the runs.
+    #[serde(default)]
+    pub rtt_probe_ms: Option<f64>,
+    /// The per-statement timeout (a statement cut off there counts as a timeout).
+    #[serde(default)]
+    pub timeout_ms: Option<f64>,
+    /// The experiment's targets (`load.targets`), for the summary to judge.
+    #[serde(default)]
+    pub targets: Vec<LoadTarget>,
+}
+
+/// A number a seed is judged by, e.g. "5.1k TPS at 64 clients" or "p50 37 ms / p99 53 ms
+/// for the pipelined 30-table lookup". Every bound given must hold.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoadTarget {
+    /// Where the number comes from ("seed 000").
+    #[serde(default)]
+    pub about: String,
+    /// The script (or weighted mix label) it applies to; every one when absent.
+    #[serde(default)]
+    pub script: Option<String>,
+    /// The client count it applies to; every one when absent.
+    #[serde(default)]
+    pub clients: Option<usize>,
+    /// At least this median TPS.
+    #[serde(default)]
+    pub tps: Option<f64>,
+    /// At most this p50 latency.
+    #[serde(default)]
+    pub p50_ms: Option<f64>,
+    /// At most this p99 latency.
+    #[serde(default)]
+    pub p99_ms: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]

@@ -41,11 +41,18 @@ pub struct LoadSpec {
     /// round trip costs microseconds while a network one costs milliseconds.
     #[serde(default)]
     pub rtt: Option<String>,
+    /// How `rtt` is applied: `auto` (default: kernel netem between network namespaces
+    /// where possible, else pgx's delay relay), `netem`, `relay` or `client`.
+    #[serde(default)]
+    pub rtt_mode: super::net::RttMode,
     #[serde(default)]
     pub mix: Mix,
     /// Client threads (like pgbench -j); default: one per 4 CPUs, at most one per client.
     #[serde(default)]
     pub threads: Option<usize>,
+    /// Numbers the summary judges every variant by (TPS at least, p50 / p99 at most).
+    #[serde(default)]
+    pub targets: Vec<super::result::LoadTarget>,
     pub scripts: IndexMap<String, ScriptSpec>,
 }
 
@@ -214,6 +221,41 @@ fn default_hot_share() -> f64 {
     0.8
 }
 
+/// Longest `duration` / `warmup` of one run: a week (a soak test, not a typo).
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest per-statement `timeout`: a day.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Longest injected round trip: a minute.
+pub const MAX_RTT: Duration = Duration::from_secs(60);
+
+/// The size in seconds a duration text asks for, read the way `parse_duration` reads
+/// it (number then unit); None when it is not a duration at all.
+fn magnitude_seconds(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "ms" => 0.001,
+        "s" | "sec" => 1.0,
+        "min" | "m" => 60.0,
+        "h" => 3600.0,
+        _ => return None,
+    };
+    Some(number * factor)
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 86_400 && s.is_multiple_of(86_400) {
+        format!("{} day(s)", s / 86_400)
+    } else if s >= 60 && s.is_multiple_of(60) {
+        format!("{} min", s / 60)
+    } else {
+        format!("{s} s")
+    }
+}
+
 /// When a run stops.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Length {
@@ -235,6 +277,21 @@ impl LoadSpec {
     /// Check everything that does not need a database; returns the parsed durations.
     pub fn limits(&self) -> Result<Limits> {
         let duration = |key: &str, text: &str| {
+            let max = match key {
+                "timeout" => MAX_TIMEOUT,
+                "rtt" => MAX_RTT,
+                _ => MAX_DURATION,
+            };
+            // Checked before parse_duration, which would panic on values beyond Duration.
+            if magnitude_seconds(text).is_some_and(|s| s.is_nan() || s > max.as_secs_f64()) {
+                return Err(fail(
+                    format!(
+                        "load.{key}: {text:?} is longer than pgx accepts (at most {})",
+                        human(max)
+                    ),
+                    "durations are for one run: 10s, 500ms or 2min",
+                ));
+            }
             parse_duration(text).ok_or_else(|| {
                 fail(
                     format!("load.{key}: {text:?} is not a duration"),
@@ -294,6 +351,35 @@ impl LoadSpec {
         }
         for (name, script) in &self.scripts {
             script.check(name)?;
+        }
+        for (i, target) in self.targets.iter().enumerate() {
+            let what = format!("load.targets[{i}]");
+            if target.tps.is_none() && target.p50_ms.is_none() && target.p99_ms.is_none() {
+                return Err(fail(
+                    format!("{what} sets no number"),
+                    "give tps (at least), p50_ms or p99_ms (at most), e.g. {clients: 64, tps: 5100}",
+                ));
+            }
+            if let Some(script) = &target.script
+                && self.mix == Mix::Each
+                && !self.scripts.contains_key(script)
+            {
+                return Err(fail(
+                    format!("{what}: no script named {script:?}"),
+                    format!(
+                        "the scripts are {}",
+                        self.scripts.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            if let Some(clients) = target.clients
+                && !self.clients.contains(&clients)
+            {
+                return Err(fail(
+                    format!("{what}: {clients} clients is not in load.clients"),
+                    "add it to the sweep or drop clients from the target",
+                ));
+            }
         }
         Ok(Limits {
             length,
@@ -473,6 +559,23 @@ scripts:
             let err = spec.limits().unwrap_err().to_string();
             assert!(err.contains(expected), "{yaml}: {err}");
         }
+        let absurd = [
+            ("duration: 99999999999999999999999s", "load.duration"),
+            ("warmup: 9999999999h", "load.warmup"),
+            ("timeout: 25h", "load.timeout"),
+            ("rtt: 2min", "load.rtt"),
+            ("duration: 8e3s", "not a duration"),
+        ];
+        for (line, expected) in absurd {
+            let yaml =
+                format!("clients: [1]\n{line}\nscripts: {{a: {{statements: [{{sql: x}}]}}}}");
+            let spec: LoadSpec = serde_yaml::from_str(&yaml).unwrap();
+            let err = spec.limits().unwrap_err().to_string();
+            assert!(err.contains(expected), "{line}: {err}");
+        }
+        let week = "clients: [1]\nduration: 168h\nwarmup: 1s\ntimeout: 24h\nrtt: 60s\nscripts: {a: {statements: [{sql: x}]}}";
+        let spec: LoadSpec = serde_yaml::from_str(week).unwrap();
+        assert!(spec.limits().is_ok(), "the maximum values are accepted");
         let typo = "clients: [1]\nscripts: {a: {statement: []}}";
         assert!(serde_yaml::from_str::<LoadSpec>(typo).is_err());
         let unknown = "clients: [1]\nscripts: {a: {statements: [{sql: x, params: [{zipf: {}}]}]}}";

@@ -1,13 +1,21 @@
-//! Load results (TPS and latency under concurrency) for the terminal and for Markdown:
-//! one row per variant × script mix × client count, and per script mix a mermaid line
-//! chart of TPS and one of p99 against the client count, one line per variant.
+//! Load results (TPS and latency under concurrency) for the terminal and for Markdown.
+//!
+//! What a renderer calls, with every variant's result as `(variant name, LoadResult)`
+//! pairs (see `super::view::load_results`):
+//! - [`markdown`] (= [`section`]): the whole Markdown "## Load" section, heading
+//!   included: the round-trip note (once), the load summary, the table of every run, the
+//!   charts, the error messages. [`body`] is the same without the heading.
+//! - [`summary_markdown`]: the summary alone (best variant per script and client count,
+//!   hangs, targets), e.g. for the report's own "## Summary" of a load-only experiment.
+//! - [`summary`]: the same as data ([`Summary`]), for a view model of one's own.
+//! - [`terminal`]: "load", the table, the round-trip note and the summary as plain text.
 
 use std::fmt::Write;
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use super::{fmt_count, fmt_ms};
-use crate::load::{LoadPoint, LoadResult};
+use crate::load::{LoadPoint, LoadResult, LoadTarget};
 
 const HEADER: [&str; 11] = [
     "variant",
@@ -23,12 +31,31 @@ const HEADER: [&str; 11] = [
     "round trips/tx",
 ];
 
-/// The Markdown section: transport sentence, table, charts, error messages.
+/// The Markdown section with its heading (empty without results).
 pub fn markdown(results: &[(String, LoadResult)]) -> String {
+    if results.is_empty() {
+        return String::new();
+    }
+    format!("## Load\n\n{}", body(results))
+}
+
+/// Another name for [`markdown`].
+pub fn section(results: &[(String, LoadResult)]) -> String {
+    markdown(results)
+}
+
+/// The section's body (no heading): round-trip note, summary, table, charts, errors.
+pub fn body(results: &[(String, LoadResult)]) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "## Load\n");
-    for sentence in transport_sentences(results) {
-        let _ = writeln!(md, "{sentence}\n");
+    if let Some(note) = round_trip_note(results) {
+        let _ = writeln!(md, "{note}\n");
+    }
+    let summary = summary(results);
+    if !summary.rows.is_empty() {
+        let _ = writeln!(md, "### Load summary\n");
+        md.push_str(&render_summary(&summary));
+        md.push('\n');
+        let _ = writeln!(md, "### Every run\n");
     }
     let _ = writeln!(md, "| {} |", HEADER.join(" | "));
     let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -73,7 +100,17 @@ pub fn markdown(results: &[(String, LoadResult)]) -> String {
     md
 }
 
-/// A comfy-table for the terminal, with the transport sentence under it.
+/// The summary alone, in Markdown (empty when there is no load result).
+pub fn summary_markdown(results: &[(String, LoadResult)]) -> String {
+    let summary = summary(results);
+    if summary.rows.is_empty() {
+        return String::new();
+    }
+    render_summary(&summary)
+}
+
+/// Plain text for the terminal: a "load" title, the table, the round-trip note, the
+/// summary, the errors.
 pub fn terminal(results: &[(String, LoadResult)]) -> String {
     let mut table = Table::new();
     table
@@ -86,8 +123,13 @@ pub fn terminal(results: &[(String, LoadResult)]) -> String {
         }
     }
     let mut out = format!("\nload\n{table}\n");
-    for sentence in transport_sentences(results) {
-        out.push_str(&sentence);
+    if let Some(note) = round_trip_note(results) {
+        out.push_str(&note.replace('`', ""));
+        out.push('\n');
+    }
+    let summary = summary(results);
+    for line in summary_lines(&summary) {
+        out.push_str(&line.replace(['`', '*'], ""));
         out.push('\n');
     }
     for (variant, result) in results {
@@ -104,6 +146,445 @@ pub fn terminal(results: &[(String, LoadResult)]) -> String {
     out
 }
 
+/// The load summary as data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// One per script mix and client count, in the order the results have them.
+    pub rows: Vec<SummaryRow>,
+    /// Points where the server did not keep up at all.
+    pub hangs: Vec<Hang>,
+    pub targets: Vec<TargetVerdict>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryRow {
+    pub script: String,
+    pub clients: usize,
+    pub best: Entry,
+    pub runner_up: Option<Entry>,
+    pub lead: Lead,
+}
+
+/// One variant's numbers at a point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub variant: String,
+    pub tps_median: f64,
+    pub tps_min: f64,
+    pub tps_max: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub runs: usize,
+}
+
+/// Whether the best variant's lead over the runner-up is beyond the run-to-run spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lead {
+    /// The only variant measured.
+    Alone,
+    /// The [min–max] TPS ranges of the repeats do not overlap.
+    BeyondSpread,
+    /// They overlap: no winner can be called.
+    WithinSpread,
+    /// A single run each: there is no spread to judge by.
+    OneRun,
+}
+
+/// A point where (nearly) nothing committed because statements timed out or failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hang {
+    pub variant: String,
+    pub script: String,
+    pub clients: usize,
+    pub tps_median: f64,
+    pub transactions: u64,
+    pub timeouts: u64,
+    pub errors: u64,
+    pub timeout_ms: Option<f64>,
+    pub first_error: Option<String>,
+}
+
+/// How every variant fares against one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetVerdict {
+    pub target: LoadTarget,
+    /// Per variant and point the target covers: the variant, the point's script mix,
+    /// clients, TPS, p50, p99, and whether every bound holds.
+    pub checks: Vec<TargetCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetCheck {
+    pub variant: String,
+    pub script: String,
+    pub clients: usize,
+    pub tps_median: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub met: bool,
+}
+
+/// A point hangs when nothing committed although statements were attempted, or when
+/// more statements timed out than transactions committed: seed 000's "0.0 TPS".
+pub fn hangs(p: &LoadPoint) -> bool {
+    (p.transactions == 0 && p.timeouts + p.errors > 0)
+        || (p.timeouts > 0 && p.timeouts >= p.transactions)
+}
+
+/// Best variant per script mix and client count, hangs, targets.
+pub fn summary(results: &[(String, LoadResult)]) -> Summary {
+    let mut rows = Vec::new();
+    for mix in script_mixes(results) {
+        let mut clients: Vec<usize> = results
+            .iter()
+            .flat_map(|(_, r)| &r.points)
+            .filter(|p| p.script_mix == mix)
+            .map(|p| p.clients)
+            .collect();
+        clients.sort_unstable();
+        clients.dedup();
+        for c in clients {
+            let mut entries: Vec<(Entry, bool)> = results
+                .iter()
+                .filter_map(|(variant, r)| {
+                    let p = r
+                        .points
+                        .iter()
+                        .find(|p| p.script_mix == mix && p.clients == c)?;
+                    Some((entry(variant, p), hangs(p)))
+                })
+                .collect();
+            // Highest median TPS first; a hung point never leads.
+            entries.sort_by(|a, b| {
+                a.1.cmp(&b.1)
+                    .then(b.0.tps_median.total_cmp(&a.0.tps_median))
+            });
+            let mut entries = entries.into_iter().map(|(e, _)| e);
+            let Some(best) = entries.next() else {
+                continue;
+            };
+            let runner_up = entries.next();
+            let lead = match &runner_up {
+                None => Lead::Alone,
+                Some(r) if best.runs < 2 || r.runs < 2 => Lead::OneRun,
+                Some(r) if best.tps_min > r.tps_max => Lead::BeyondSpread,
+                Some(_) => Lead::WithinSpread,
+            };
+            rows.push(SummaryRow {
+                script: mix.clone(),
+                clients: c,
+                best,
+                runner_up,
+                lead,
+            });
+        }
+    }
+    let mut hung = Vec::new();
+    for (variant, r) in results {
+        for p in r.points.iter().filter(|p| hangs(p)) {
+            hung.push(Hang {
+                variant: variant.clone(),
+                script: p.script_mix.clone(),
+                clients: p.clients,
+                tps_median: p.tps_median,
+                transactions: p.transactions,
+                timeouts: p.timeouts,
+                errors: p.errors,
+                timeout_ms: r.timeout_ms,
+                first_error: p
+                    .error_samples
+                    .first()
+                    .map(|m| m.lines().next().unwrap_or("").to_string()),
+            });
+        }
+    }
+    let mut targets: Vec<LoadTarget> = Vec::new();
+    for (_, r) in results {
+        for t in &r.targets {
+            if !targets.contains(t) {
+                targets.push(t.clone());
+            }
+        }
+    }
+    let targets = targets
+        .into_iter()
+        .map(|target| {
+            let checks = results
+                .iter()
+                .flat_map(|(variant, r)| {
+                    r.points
+                        .iter()
+                        .filter(|p| {
+                            target.script.as_ref().is_none_or(|s| *s == p.script_mix)
+                                && target.clients.is_none_or(|c| c == p.clients)
+                        })
+                        .map(|p| TargetCheck {
+                            variant: variant.clone(),
+                            script: p.script_mix.clone(),
+                            clients: p.clients,
+                            tps_median: p.tps_median,
+                            p50_ms: p.latency_ms.p50,
+                            p99_ms: p.latency_ms.p99,
+                            met: meets(&target, p),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            TargetVerdict { target, checks }
+        })
+        .collect();
+    Summary {
+        rows,
+        hangs: hung,
+        targets,
+    }
+}
+
+fn meets(t: &LoadTarget, p: &LoadPoint) -> bool {
+    p.transactions > 0
+        && !hangs(p)
+        && t.tps.is_none_or(|tps| p.tps_median >= tps)
+        && t.p50_ms.is_none_or(|ms| p.latency_ms.p50 <= ms)
+        && t.p99_ms.is_none_or(|ms| p.latency_ms.p99 <= ms)
+}
+
+fn entry(variant: &str, p: &LoadPoint) -> Entry {
+    Entry {
+        variant: variant.to_string(),
+        tps_median: p.tps_median,
+        tps_min: p.tps_min,
+        tps_max: p.tps_max,
+        p50_ms: p.latency_ms.p50,
+        p99_ms: p.latency_ms.p99,
+        runs: p.runs.len(),
+    }
+}
+
+fn tps(t: f64) -> String {
+    if t > 0.0 && t < 10.0 {
+        format!("{t:.1}")
+    } else {
+        fmt_count(t.round() as i64)
+    }
+}
+
+fn tps_range(e: &Entry) -> String {
+    if e.runs > 1 {
+        format!(
+            "{} [{}–{}]",
+            tps(e.tps_median),
+            tps(e.tps_min),
+            tps(e.tps_max)
+        )
+    } else {
+        tps(e.tps_median)
+    }
+}
+
+fn lead_text(row: &SummaryRow) -> String {
+    let Some(r) = &row.runner_up else {
+        return "only variant".into();
+    };
+    let ratio = if r.tps_median > 0.0 {
+        format!(
+            "{:+.0}%",
+            (row.best.tps_median / r.tps_median - 1.0) * 100.0
+        )
+    } else {
+        "runner-up 0 TPS".into()
+    };
+    match row.lead {
+        Lead::Alone => "only variant".into(),
+        Lead::BeyondSpread => format!("{ratio}, beyond the spread"),
+        Lead::WithinSpread => format!("{ratio}, within the spread: no winner"),
+        Lead::OneRun => format!("{ratio}, one run each: spread unknown"),
+    }
+}
+
+fn render_summary(s: &Summary) -> String {
+    let mut md = String::new();
+    let runs = s.rows.iter().map(|r| r.best.runs).max().unwrap_or(0);
+    let _ = writeln!(
+        md,
+        "Best variant per script and client count by median TPS ({runs} run(s) each, \
+         [min–max] over the runs); a lead is called only when the best variant's slowest run \
+         beats the runner-up's fastest (the ranges do not overlap).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| script | clients | best | TPS [min–max] | p50 | p99 | runner-up | TPS [min–max] | lead |"
+    );
+    let _ = writeln!(md, "|---|---:|---|---:|---:|---:|---|---:|---|");
+    for row in &s.rows {
+        let (runner, runner_tps) = match &row.runner_up {
+            Some(r) => (format!("`{}`", r.variant), tps_range(r)),
+            None => ("–".into(), "–".into()),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | **`{}`** | {} | {} | {} | {} | {} | {} |",
+            escape(&row.script),
+            row.clients,
+            row.best.variant,
+            tps_range(&row.best),
+            fmt_ms(row.best.p50_ms),
+            fmt_ms(row.best.p99_ms),
+            runner,
+            runner_tps,
+            lead_text(row)
+        );
+    }
+    let lines = summary_lines(s);
+    let extra: Vec<&String> = lines.iter().skip(s.rows.len()).collect();
+    if !extra.is_empty() {
+        md.push('\n');
+        for line in extra {
+            let _ = writeln!(md, "- {line}");
+        }
+    }
+    md
+}
+
+/// One line per summary row, then per hang and per target.
+fn summary_lines(s: &Summary) -> Vec<String> {
+    let mut lines: Vec<String> = s
+        .rows
+        .iter()
+        .map(|row| {
+            format!(
+                "{} · {}: best `{}` {} TPS, p99 {} ({})",
+                row.script,
+                clients_text(row.clients),
+                row.best.variant,
+                tps_range(&row.best),
+                fmt_ms(row.best.p99_ms),
+                lead_text(row)
+            )
+        })
+        .collect();
+    for h in &s.hangs {
+        let cut = h
+            .timeout_ms
+            .map(|ms| format!(" (statements cut off at the {} timeout)", fmt_ms(ms)))
+            .unwrap_or_default();
+        let what = if h.transactions == 0 {
+            "0 TPS".to_string()
+        } else {
+            format!("{} TPS", tps(h.tps_median))
+        };
+        lines.push(format!(
+            "**Hangs**: `{}` · {} · {}: {what}, {} committed, {} timeouts{cut}, {} errors{}",
+            h.variant,
+            h.script,
+            clients_text(h.clients),
+            fmt_count(h.transactions as i64),
+            fmt_count(h.timeouts as i64),
+            fmt_count(h.errors as i64),
+            h.first_error
+                .as_ref()
+                .map(|e| format!("; first: {}", e.replace('`', "'")))
+                .unwrap_or_default()
+        ));
+    }
+    for v in &s.targets {
+        lines.push(target_line(v));
+    }
+    lines
+}
+
+fn clients_text(n: usize) -> String {
+    if n == 1 {
+        "1 client".into()
+    } else {
+        format!("{n} clients")
+    }
+}
+
+fn target_line(v: &TargetVerdict) -> String {
+    let t = &v.target;
+    let mut bounds = Vec::new();
+    if let Some(x) = t.tps {
+        bounds.push(format!("≥ {} TPS", tps(x)));
+    }
+    if let Some(x) = t.p50_ms {
+        bounds.push(format!("p50 ≤ {}", fmt_ms(x)));
+    }
+    if let Some(x) = t.p99_ms {
+        bounds.push(format!("p99 ≤ {}", fmt_ms(x)));
+    }
+    let mut scope = Vec::new();
+    if let Some(s) = &t.script {
+        scope.push(s.clone());
+    }
+    if let Some(c) = t.clients {
+        scope.push(clients_text(c));
+    }
+    let head = format!(
+        "**Target** {}{}{}",
+        bounds.join(", "),
+        if scope.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", scope.join(", "))
+        },
+        if t.about.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", t.about)
+        }
+    );
+    let met: Vec<&TargetCheck> = v.checks.iter().filter(|c| c.met).collect();
+    let show = |c: &TargetCheck| {
+        let mut parts = vec![format!("`{}`", c.variant)];
+        if t.script.is_none() {
+            parts.push(c.script.clone());
+        }
+        if t.clients.is_none() {
+            parts.push(clients_text(c.clients));
+        }
+        let mut numbers = Vec::new();
+        if t.tps.is_some() {
+            numbers.push(format!("{} TPS", tps(c.tps_median)));
+        }
+        if t.p50_ms.is_some() || t.p99_ms.is_some() {
+            numbers.push(format!(
+                "p50 {} / p99 {}",
+                fmt_ms(c.p50_ms),
+                fmt_ms(c.p99_ms)
+            ));
+        }
+        format!("{} {}", parts.join(" · "), numbers.join(", "))
+    };
+    if v.checks.is_empty() {
+        return format!("{head}: no measured point matches it.");
+    }
+    if met.is_empty() {
+        let best = v
+            .checks
+            .iter()
+            .max_by(|a, b| {
+                a.tps_median
+                    .total_cmp(&b.tps_median)
+                    .then(b.p99_ms.total_cmp(&a.p99_ms))
+            })
+            .map(show)
+            .unwrap_or_default();
+        format!("{head}: reached by no variant; closest {best}.")
+    } else {
+        let list: Vec<String> = met.iter().map(|c| show(c)).collect();
+        let missed = v.checks.len() - met.len();
+        format!(
+            "{head}: reached by {}{}.",
+            list.join("; "),
+            if missed > 0 {
+                format!(" (missed by the other {missed})")
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
 fn row(variant: &str, p: &LoadPoint) -> Vec<String> {
     let latency = |ms: f64| {
         if p.transactions == 0 {
@@ -112,21 +593,12 @@ fn row(variant: &str, p: &LoadPoint) -> Vec<String> {
             fmt_ms(ms)
         }
     };
-    let tps = |t: f64| fmt_count(t.round() as i64);
+    let e = entry(variant, p);
     vec![
         variant.to_string(),
         p.script_mix.clone(),
         p.clients.to_string(),
-        if p.runs.len() > 1 {
-            format!(
-                "{} [{}–{}]",
-                tps(p.tps_median),
-                tps(p.tps_min),
-                tps(p.tps_max)
-            )
-        } else {
-            tps(p.tps_median)
-        },
+        tps_range(&e),
         latency(p.latency_ms.p50),
         latency(p.latency_ms.p95),
         latency(p.latency_ms.p99),
@@ -137,36 +609,96 @@ fn row(variant: &str, p: &LoadPoint) -> Vec<String> {
     ]
 }
 
-/// Whether round trips carried an injected delay or were the raw transport, once per
-/// distinct setup (normally every variant shares one).
-fn transport_sentences(results: &[(String, LoadResult)]) -> Vec<String> {
-    let mut sentences: Vec<String> = Vec::new();
+/// How round trips were made, once for the whole section: the configuration every
+/// variant shares, and the measured round trip as one value or a range over variants.
+pub fn round_trip_note(results: &[(String, LoadResult)]) -> Option<String> {
+    let first = &results.first()?.1;
+    // (rtt, mode, transport, note) per distinct set-up.
+    type Setup<'a> = (Option<f64>, Option<&'a str>, &'a str, Option<&'a str>);
+    let mut setups: Vec<Setup> = Vec::new();
     for (_, r) in results {
-        let sentence = match r.rtt_ms {
-            Some(rtt) => format!(
-                "Round trips: every request waited an injected client-side delay of {} before \
-                 going over the {}, standing in for a network round trip{}.",
-                fmt_ms(rtt),
-                r.transport,
-                r.rtt_actual_ms
-                    .map(|ms| format!(
-                        " (measured {} on average: the timer rounds up to whole milliseconds)",
-                        fmt_ms(ms)
-                    ))
-                    .unwrap_or_default()
-            ),
-            None => format!(
-                "Round trips: the raw {} with no injected delay, so a round trip costs \
-                 microseconds and savings from pipelining or batching look smaller than over a \
-                 network (set `load.rtt` to model one).",
-                r.transport
-            ),
-        };
-        if !sentences.contains(&sentence) {
-            sentences.push(sentence);
+        let setup = (
+            r.rtt_ms,
+            r.rtt_mode.as_deref(),
+            r.transport.as_str(),
+            r.rtt_note.as_deref(),
+        );
+        if !setups.contains(&setup) {
+            setups.push(setup);
         }
     }
-    sentences
+    let range = |values: Vec<f64>| -> Option<String> {
+        let lo = values.iter().copied().reduce(f64::min)?;
+        let hi = values.iter().copied().reduce(f64::max)?;
+        Some(if (hi - lo).abs() < 0.0005 {
+            fmt_ms(lo)
+        } else {
+            format!("{}–{}", fmt_ms(lo), fmt_ms(hi))
+        })
+    };
+    let probes = range(results.iter().filter_map(|(_, r)| r.rtt_probe_ms).collect());
+    let sleeps = range(
+        results
+            .iter()
+            .filter_map(|(_, r)| r.rtt_actual_ms)
+            .collect(),
+    );
+    let per_variant = if results.len() > 1 {
+        ", lowest to highest variant"
+    } else {
+        ""
+    };
+    let mut note = match (first.rtt_ms, first.rtt_mode.as_deref()) {
+        (None, _) => format!(
+            "Round trips: the raw {} with no delay, so a round trip costs microseconds and \
+             savings from pipelining or batching look smaller than over a network (set \
+             `load.rtt` to model one).",
+            first.transport
+        ),
+        (Some(rtt), Some("netem")) => format!(
+            "Round trips: a real network delay of {} per round trip, {}: the kernel holds \
+             every packet, so a pipelined batch pays one round trip because its answers travel \
+             together.",
+            fmt_ms(rtt),
+            first.transport
+        ),
+        (Some(rtt), Some("relay")) => format!(
+            "Round trips: {} per round trip, added by pgx's relay between the clients and \
+             the server ({}): it holds every chunk of bytes {} in each direction (µs timer), \
+             so a pipelined batch pays one round trip because its answers travel together, \
+             not because pgx counts it so.",
+            fmt_ms(rtt),
+            first.transport,
+            fmt_ms(rtt / 2.0)
+        ),
+        (Some(rtt), _) => format!(
+            "Round trips: every request waited an injected client-side delay of {} (µs timer) \
+             before going over the {}, standing in for a network round trip; round trips are \
+             counted, not measured{}.",
+            fmt_ms(rtt),
+            first.transport,
+            sleeps
+                .map(|s| format!("; the delay measured {s} on average{per_variant}"))
+                .unwrap_or_default()
+        ),
+    };
+    if let Some(p) = probes {
+        let _ = write!(
+            note,
+            " Measured before the runs: `SELECT 1` took {p} per round trip through it (trimmed mean of 40{per_variant})."
+        );
+    }
+    if let Some(why) = first.rtt_note.as_deref() {
+        let _ = write!(
+            note,
+            " Mode `{}`: {why}.",
+            first.rtt_mode.as_deref().unwrap_or("?")
+        );
+    }
+    if setups.len() > 1 {
+        note.push_str(" Not every variant ran with the same round trip: see each variant's JSON.");
+    }
+    Some(note)
 }
 
 fn script_mixes(results: &[(String, LoadResult)]) -> Vec<String> {
@@ -295,35 +827,61 @@ mod tests {
         }
     }
 
+    fn result(points: Vec<LoadPoint>, probe: Option<f64>) -> LoadResult {
+        LoadResult {
+            points,
+            rtt_ms: probe.map(|_| 20.0),
+            rtt_actual_ms: None,
+            transport: "unix socket through pgx's delay relay".into(),
+            rtt_mode: probe.map(|_| "relay".into()),
+            rtt_note: probe.map(|_| "kernel netem not used: no sch_netem".into()),
+            rtt_probe_ms: probe,
+            timeout_ms: Some(5000.0),
+            targets: vec![LoadTarget {
+                about: "seed 000".into(),
+                clients: Some(8),
+                tps: Some(6000.0),
+                ..Default::default()
+            }],
+        }
+    }
+
     fn results() -> Vec<(String, LoadResult)> {
-        let result = |scale: f64, rtt: Option<f64>| LoadResult {
-            points: vec![
-                point(
-                    "read",
-                    1,
-                    [900.0 * scale, 1000.0 * scale, 1100.0 * scale],
-                    0,
-                ),
-                point(
-                    "read",
-                    8,
-                    [5000.0 * scale, 5100.0 * scale, 5200.0 * scale],
-                    2,
-                ),
-            ],
-            rtt_ms: rtt,
-            rtt_actual_ms: rtt.map(|r| r + 0.5),
-            transport: "unix socket".into(),
+        let scaled = |k: f64, errors| {
+            vec![
+                point("read", 1, [900.0 * k, 1000.0 * k, 1100.0 * k], 0),
+                point("read", 8, [5000.0 * k, 5100.0 * k, 5200.0 * k], errors),
+            ]
         };
+        let mut hung = point("read", 8, [0.0, 0.0, 0.0], 0);
+        hung.timeouts = 12;
+        hung.transactions = 0;
+        hung.error_samples =
+            vec!["script read: ERROR: canceling statement due to statement timeout".into()];
         vec![
-            ("current".into(), result(1.0, None)),
-            ("covering".into(), result(2.0, Some(1.0))),
+            ("current".into(), result(scaled(1.0, 2), Some(20.1))),
+            ("covering".into(), result(scaled(1.05, 0), Some(20.3))),
+            (
+                "fast".into(),
+                result(
+                    vec![point("read", 1, [2500.0, 2600.0, 2700.0], 0)],
+                    Some(20.2),
+                ),
+            ),
+            ("broken".into(), result(vec![hung], Some(20.2))),
         ]
     }
 
     #[test]
-    fn markdown_has_table_charts_and_transport() {
-        let md = markdown(&results());
+    fn one_load_heading_one_round_trip_note() {
+        let md = section(&results());
+        assert_eq!(md.matches("## Load\n").count(), 1, "{md}");
+        assert_eq!(md.matches("Round trips:").count(), 1, "{md}");
+        assert!(
+            md.contains("`SELECT 1` took 20.1 ms–20.3 ms per round trip"),
+            "{md}"
+        );
+        assert!(md.contains("Mode `relay`: kernel netem not used"), "{md}");
         assert!(!md.contains("\n\n\n"), "no double blank lines:\n{md}");
         assert!(
             md.contains("| `current` | read | 8 | 5,100 [5,000–5,200] | 0.500 ms |"),
@@ -331,20 +889,61 @@ mod tests {
         );
         assert!(md.contains("x-axis \"clients\" [1, 8]"));
         assert!(md.contains("line [1000.00, 5100.00]"));
-        assert!(md.contains("line [2000.00, 10200.00]"));
-        assert!(md.contains("line [3.25, 3.25]"));
-        assert!(md.contains("the raw unix socket with no injected delay"));
-        assert!(md.contains("injected client-side delay of 1.000 ms"));
         assert!(md.contains("1 = `current`, 2 = `covering`"));
-        assert!(md.contains(
-            "- `current` · read · 8 clients (2 errors, 0 timeouts):\n  - `connect: refused`"
-        ));
+        assert!(body(&results()).starts_with("Round trips:"));
+        assert_eq!(markdown(&results()), md);
+        assert_eq!(section(&[]), "");
     }
 
     #[test]
-    fn terminal_has_a_row_per_point() {
+    fn summary_calls_a_lead_only_beyond_the_spread() {
+        let s = summary(&results());
+        assert_eq!(s.rows.len(), 2);
+        // 1 client: fast 2,600 [2,500–2,700] vs covering 1,050 [945–1,155]: no overlap.
+        assert_eq!(s.rows[0].best.variant, "fast");
+        assert_eq!(s.rows[0].lead, Lead::BeyondSpread);
+        // 8 clients: covering 5,355 [5,250–5,460] vs current 5,100 [5,000–5,200]: beyond.
+        // The hung variant never leads even when sorted.
+        assert_eq!(s.rows[1].best.variant, "covering");
+        assert_eq!(s.rows[1].runner_up.as_ref().unwrap().variant, "current");
+        assert_eq!(s.rows[1].lead, Lead::BeyondSpread);
+        let md = summary_markdown(&results());
+        assert!(
+            md.contains("| read | 1 | **`fast`** | 2,600 [2,500–2,700] |"),
+            "{md}"
+        );
+        assert!(md.contains("+148%, beyond the spread"), "{md}");
+        assert!(
+            md.contains("**Hangs**: `broken` · read · 8 clients: 0 TPS, 0 committed, 12 timeouts (statements cut off at the 5.00 s timeout)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("**Target** ≥ 6,000 TPS (8 clients), seed 000: reached by no variant; closest `covering` · read 5,355 TPS."),
+            "{md}"
+        );
+        // Overlapping ranges: no winner.
+        let mut close = results();
+        close[1].1.points[1] = point("read", 8, [5100.0, 5150.0, 5300.0], 0);
+        let s = summary(&close);
+        assert_eq!(s.rows[1].lead, Lead::WithinSpread);
+        assert!(summary_markdown(&close).contains("within the spread: no winner"));
+    }
+
+    #[test]
+    fn terminal_has_a_row_per_point_and_the_summary() {
         let text = terminal(&results());
-        assert_eq!(text.matches("covering").count(), 3, "{text}"); // 2 rows + 1 error line
-        assert!(text.contains("10,200 [10,000–10,400]"));
+        assert!(text.contains("5,355 [5,250–5,460]"), "{text}");
+        assert!(text.contains("read · 1 client: best fast"), "{text}");
+        assert!(text.contains("Hangs: broken"), "{text}");
+        assert_eq!(text.matches("Round trips:").count(), 1);
+    }
+
+    #[test]
+    fn old_json_without_the_new_fields_still_reads() {
+        let old = r#"{"points": [], "rtt_ms": 2.0, "transport": "unix socket"}"#;
+        let r: LoadResult = serde_json::from_str(old).unwrap();
+        assert!(r.rtt_mode.is_none() && r.targets.is_empty() && r.timeout_ms.is_none());
+        let note = round_trip_note(&[("v".into(), r)]).unwrap();
+        assert!(note.contains("client-side delay of 2.000 ms"), "{note}");
     }
 }

@@ -231,6 +231,9 @@ fn queries(md: &mut String, r: &ExperimentResult) {
                 );
             }
             let _ = write!(md, "{}", draw(&view::query_table(r, &q.name, &p.label)));
+            for note in view::eviction_notes(r, &q.name, &p.label) {
+                let _ = writeln!(md, "\nCold cells were not fully cold: {note}.");
+            }
             let cells = view::cells_for(r, &q.name, &p.label);
             chart(md, r, &cells, &format!("{} · {}", q.name, p.label));
         }

@@ -210,6 +210,9 @@ pub fn row_label(result: &ExperimentResult, cell: &Cell) -> String {
     if result.settings.len() > 1 {
         label.push_str(&format!(" · {}", cell.settings));
     }
+    if result.cells.iter().any(|c| c.cache != cell.cache) {
+        label.push_str(&format!(" · {}", cell.cache));
+    }
     let forms = result
         .queries
         .iter()
@@ -219,6 +222,15 @@ pub fn row_label(result: &ExperimentResult, cell: &Cell) -> String {
         label.push_str(&format!(" · {}", cell.form));
     }
     label
+}
+
+/// "p1", or "p1 · cold" for a row of another cache state than warm.
+pub fn params_label(params: &str, cache: &str) -> String {
+    if cache == "warm" {
+        params.to_string()
+    } else {
+        format!("{params} · {cache}")
+    }
 }
 
 /// Parameter values as a reader would write them: `5, 12345, NULL`; long arrays are cut

@@ -29,6 +29,9 @@ pub fn render(result: &ExperimentResult) -> String {
                 fmt_values(&params.values),
                 draw(&view::query_table(result, &query.name, &params.label))
             ));
+            for note in view::eviction_notes(result, &query.name, &params.label) {
+                out.push_str(&format!("cold cells were not fully cold: {note}\n"));
+            }
             for eq in query.equivalence.iter().filter(|e| !e.equivalent) {
                 out.push_str(&format!(
                     "WARNING: forms of {} differ on {} / {} / {}: {:?}\n",

@@ -48,7 +48,15 @@ pub fn query_table(r: &ExperimentResult, query: &str, params: &str) -> Table {
         "rows",
         "n",
     ]);
-    for c in cells_for(r, query, params) {
+    let cells = cells_for(r, query, params);
+    // Read time only where some run read from disk with track_io_timing on (cold cells).
+    let io = cells
+        .iter()
+        .any(|c| c.plan.as_ref().is_some_and(|p| p.io_read_ms > 0.0));
+    if io {
+        t.header.insert(9, "I/O read".into());
+    }
+    for c in cells {
         let plan = c.plan.as_ref();
         let num = |f: &dyn Fn(&crate::explain::PlanSummary) -> u64| {
             plan.map(|p| fmt_count(f(p) as i64)).unwrap_or_default()
@@ -79,8 +87,24 @@ pub fn query_table(r: &ExperimentResult, query: &str, params: &str) -> Table {
             plan.map(|p| fmt_count(p.rows as i64)).unwrap_or_default(),
             c.samples.len().to_string(),
         ]);
+        if io && let Some(row) = t.rows.last_mut() {
+            row.insert(9, plan.map(|p| fmt_ms(p.io_read_ms)).unwrap_or_default());
+        }
     }
     t
+}
+
+/// What the cold cells of a table could not evict, once per distinct shortfall.
+pub fn eviction_notes(r: &ExperimentResult, query: &str, params: &str) -> Vec<String> {
+    let mut notes: Vec<String> = Vec::new();
+    for c in cells_for(r, query, params) {
+        if let Some(note) = &c.eviction
+            && !notes.contains(note)
+        {
+            notes.push(note.clone());
+        }
+    }
+    notes
 }
 
 /// The deterministic findings first: cells whose plan or buffers differ from their
@@ -101,7 +125,7 @@ pub fn evidence_table(r: &ExperimentResult) -> Table {
             let Some(e) = &c.evidence else { continue };
             t.rows.push(vec![
                 f.query.clone(),
-                f.params.clone(),
+                params_label(&f.params, &f.cache),
                 row_label(r, c),
                 fmt_plan(c),
                 reference.map(fmt_plan).unwrap_or_default(),
@@ -159,6 +183,7 @@ pub fn timing_table(r: &ExperimentResult) -> Table {
                 f.reference.and_then(|_| {
                     cells_for(r, &f.query, &f.params)
                         .iter()
+                        .filter(|c| c.cache == f.cache)
                         .find_map(|c| c.change)
                 })
             })
@@ -166,7 +191,7 @@ pub fn timing_table(r: &ExperimentResult) -> Table {
             .unwrap_or_default();
         t.rows.push(vec![
             f.query.clone(),
-            f.params.clone(),
+            params_label(&f.params, &f.cache),
             label,
             median(shown.or(reference)),
             median(reference),
@@ -192,7 +217,7 @@ pub fn floor_table(r: &ExperimentResult) -> Table {
     for f in &r.analysis.floors {
         t.rows.push(vec![
             f.query.clone(),
-            f.params.clone(),
+            params_label(&f.params, &f.cache),
             fmt_change(f.control.as_ref()),
             format!("{:.1}%", f.floor * 100.0),
             format!("{:.1}%", crate::stats::NOISE.max(f.floor) * 100.0),

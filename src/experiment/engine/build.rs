@@ -25,6 +25,8 @@ pub struct Built {
     pub statements: Vec<Timing>,
     /// The statements ran in an earlier run (the variant cache); their times are from then.
     pub cached: bool,
+    /// The variant-cache entry the copy was made from (None: made from the base).
+    pub template: Option<String>,
     pub relations: Vec<RelationSize>,
     pub partitions: Partitions,
 }
@@ -74,6 +76,7 @@ pub fn variant(
         config,
         statements,
         cached: prepared.cached,
+        template: (prepared.template != base).then(|| prepared.template.clone()),
         relations,
         partitions,
     })

@@ -30,6 +30,9 @@ impl Session {
         client
             .batch_execute(setup_sql)
             .map_err(|e| anyhow::anyhow!("{}", describe_pg_error(&e, Some(setup_sql))))?;
+        // I/O read times in EXPLAIN where the role may turn them on (a superuser setting;
+        // the embedded cluster has it on already).
+        let _ = client.batch_execute("SET track_io_timing = on");
         Ok(Session {
             client,
             prepared: HashSet::new(),

@@ -16,6 +16,7 @@
 //! round by round.
 
 pub mod build;
+pub mod evict;
 pub mod measure;
 pub mod plan;
 
@@ -27,7 +28,7 @@ use postgres::Client;
 use self::build::Built;
 use self::measure::{Run, Session, Statement};
 use super::databases::{check_can_create_databases, prepare_base};
-use super::matrix::{CellKey, Matrix, Role, Schedule, SettingsId, VariantId};
+use super::matrix::{CacheState, CellKey, Matrix, Role, Schedule, SettingsId, VariantId};
 use super::progress::Progress;
 use super::result::*;
 use super::settings::{self, Classified, ServerWide};
@@ -59,6 +60,10 @@ pub struct RunOptions {
 /// With a budget, a cell whose median's 95% interval is within this share of the median
 /// has been measured enough.
 pub const TIGHT: f64 = 0.02;
+
+/// Rounds of a cold or prewarmed cell without a budget: each run costs an eviction (a
+/// server restart), so fewer than warm cells get, but enough for a 95% interval.
+pub const COLD_ROUNDS: usize = 6;
 
 pub fn run(
     target: &Target,
@@ -223,6 +228,7 @@ struct CellState {
     timed_plan: Option<PlanNode>,
     error: Option<String>,
     partitions_total: u64,
+    eviction: Option<String>,
 }
 
 struct Engine<'a> {
@@ -337,8 +343,14 @@ impl<'a> Engine<'a> {
     /// rounds and the timed plan.
     fn plan_progress(&mut self, stages: usize) {
         let s = self.schedule;
-        let per_stage = (s.warmup + s.rounds * s.block + 1) as u64;
+        let warm = (s.warmup + s.rounds * s.block + 1) as u64;
+        let cold = self.cold_rounds() as u64;
         for (i, key) in self.matrix.cells.iter().enumerate() {
+            let per_stage = if self.matrix.cache(key) == CacheState::Warm {
+                warm
+            } else {
+                cold
+            };
             let visits = match self.matrix.variant(key.variant).role {
                 Role::Candidate => 1,
                 Role::Baseline | Role::Control => stages.max(1) as u64,
@@ -437,25 +449,32 @@ impl<'a> Engine<'a> {
             }
         }
         for phase in [Phase::Reads, Phase::Writes] {
-            let cells: Vec<usize> = self
-                .matrix
-                .cells
-                .iter()
-                .enumerate()
-                .filter(|(i, k)| {
-                    stage.contains(&k.variant)
-                        && self.built.contains_key(&k.variant)
-                        && self.cells[*i].error.is_none()
-                        && (self.matrix.query(k.query).rollback == (phase == Phase::Writes))
-                })
-                .map(|(i, _)| i)
-                .collect();
-            if cells.is_empty() {
-                continue;
+            for warm in [true, false] {
+                let cells: Vec<usize> = self
+                    .matrix
+                    .cells
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, k)| {
+                        stage.contains(&k.variant)
+                            && self.built.contains_key(&k.variant)
+                            && self.cells[*i].error.is_none()
+                            && (self.matrix.query(k.query).rollback == (phase == Phase::Writes))
+                            && ((self.matrix.cache(k) == CacheState::Warm) == warm)
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                if cells.is_empty() {
+                    continue;
+                }
+                if warm {
+                    self.measure(&cells, phase, round_offset)?;
+                    self.timed_plans(&cells)?;
+                    self.equivalence(&cells)?;
+                } else {
+                    self.measure_cold(&cells, phase, round_offset)?;
+                }
             }
-            self.measure(&cells, phase, round_offset)?;
-            self.timed_plans(&cells)?;
-            self.equivalence(&cells)?;
         }
         for &v in leaving {
             self.finish(v)?;
@@ -619,6 +638,149 @@ impl<'a> Engine<'a> {
             .copied()
             .filter(|c| keep.contains(c))
             .collect()
+    }
+
+    fn cold_rounds(&self) -> usize {
+        if self.runs.budget_ms.is_some() {
+            self.schedule.rounds
+        } else {
+            self.schedule.rounds.min(COLD_ROUNDS)
+        }
+    }
+
+    /// Cold and prewarmed cells, in rounds of their own (evicting the caches would spoil
+    /// the warm cells'): every round visits every such cell once, in a seeded random
+    /// order, one run per visit, right after an eviction. One eviction serves one cell of
+    /// each variant: copies share no buffers or files, so a cell cannot warm another
+    /// variant's. Cells under server-wide settings are not measured cold (a restart
+    /// would have to re-apply them).
+    fn measure_cold(&mut self, cells: &[usize], phase: Phase, round_offset: usize) -> Result<()> {
+        let mut active: Vec<usize> = Vec::new();
+        for &c in cells {
+            let key = self.matrix.cells[c];
+            if self.settings[key.settings.0].server.is_empty() {
+                active.push(c);
+            } else {
+                self.cells[c].error = Some(
+                    "not measured cold: its settings apply to the whole server, and evicting the caches restarts it".into(),
+                );
+                self.runs_left[c] = 0;
+            }
+        }
+        let salt = |round: usize| ((round as u64) << 2) | 2 | (phase == Phase::Writes) as u64;
+        for r in 0..self.cold_rounds() {
+            let round = round_offset + r;
+            let order = self.schedule.order(salt(round), &[active.clone()]).concat();
+            self.rounds_run.push(RoundRun {
+                round,
+                phase: format!("{} (cold)", phase.name()),
+                cells: order.clone(),
+            });
+            // Batches of at most one cell per variant, in the round's order.
+            let mut batches: Vec<Vec<usize>> = Vec::new();
+            for cell in order {
+                let variant = self.matrix.cells[cell].variant;
+                match batches
+                    .iter_mut()
+                    .find(|b| b.iter().all(|c| self.matrix.cells[*c].variant != variant))
+                {
+                    Some(batch) => batch.push(cell),
+                    None => batches.push(vec![cell]),
+                }
+            }
+            for batch in batches {
+                let batch: Vec<usize> = batch
+                    .into_iter()
+                    .filter(|c| self.cells[*c].error.is_none())
+                    .collect();
+                if batch.is_empty() {
+                    continue;
+                }
+                self.cold_batch(&batch, round)?;
+            }
+            if let Some(budget) = self.runs.budget_ms {
+                active = self.still_measuring(&active, budget as f64 / 1000.0);
+                if active.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One eviction, then one run of each cell of the batch (each in its own variant).
+    fn cold_batch(&mut self, batch: &[usize], round: usize) -> Result<()> {
+        crate::interrupt::check()?;
+        self.update_progress();
+        let databases: Vec<String> = batch
+            .iter()
+            .filter_map(|c| self.built.get(&self.matrix.cells[*c].variant))
+            .map(|b| b.copy.name.clone())
+            .collect();
+        self.progress
+            .message("evicting the caches (restarting the server)");
+        self.sessions.clear();
+        let evicted = evict::evict(self.target, &mut self.admin, &databases)?;
+        if evicted.shared_buffers {
+            self.after_restart()?;
+        }
+        let shortfall = evicted.shortfall();
+        for &cell in batch {
+            self.cells[cell].eviction = shortfall.clone();
+            if self.matrix.cache(&self.matrix.cells[cell]) == CacheState::Prewarmed
+                && let Err(err) = self.prewarm(cell)
+            {
+                self.cells[cell].error = Some(format!("pg_prewarm failed: {err:#}"));
+                self.runs_left[cell] = 0;
+                continue;
+            }
+            self.visit(cell, 1, Some(round))?;
+        }
+        Ok(())
+    }
+
+    /// Load the experiment's `prewarm:` relations into shared buffers, on the cell's session.
+    fn prewarm(&mut self, cell: usize) -> Result<()> {
+        let key = self.matrix.cells[cell];
+        let relations = self.spec.prewarm.clone();
+        let session = self.session(&key)?;
+        session
+            .client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")?;
+        for relation in &relations {
+            // A relation one variant lacks (another's index) is skipped; a partitioned
+            // one is prewarmed partition by partition.
+            session
+                .client
+                .query(
+                    "SELECT pg_prewarm(relid) FROM pg_partition_tree(to_regclass($1)) WHERE isleaf",
+                    &[relation],
+                )
+                .map_err(|e| {
+                    anyhow::anyhow!("{relation}: {}", crate::error::describe_pg_error(&e, None))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The server restarted: every connection is gone. Connect again and take back what
+    /// this run holds: its admin session, the base's and the cached builds' in-use
+    /// locks, each copy's owner lock.
+    fn after_restart(&mut self) -> Result<()> {
+        self.sessions.clear();
+        self.admin = connect(&self.target.admin_config())?;
+        let mut held = vec![self.base.info.database.clone()];
+        held.extend(self.built.values().filter_map(|b| b.template.clone()));
+        for name in held {
+            self.admin.execute(
+                "SELECT pg_advisory_lock_shared(hashtext($1))",
+                &[&super::databases::in_use_lock(&name)],
+            )?;
+        }
+        for built in self.built.values_mut() {
+            built.copy.reown(self.target)?;
+        }
+        Ok(())
     }
 
     /// Cells grouped by the server-wide settings they need: one group for everything
@@ -955,6 +1117,7 @@ impl<'a> Engine<'a> {
                 Cell {
                     variant: m.variant(key.variant).name.clone(),
                     settings: m.settings[key.settings.0].name.clone(),
+                    cache: m.cache(&key).name().to_string(),
                     query: m.query(key.query).name.clone(),
                     form: m.form(&key).name.clone(),
                     params: m.params(&key).label.clone(),
@@ -968,6 +1131,7 @@ impl<'a> Engine<'a> {
                     signatures: state.signatures,
                     error: state.error,
                     partitions_total: state.partitions_total,
+                    eviction: state.eviction,
                     execution: None,
                     planning: None,
                     change: None,

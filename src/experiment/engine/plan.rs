@@ -59,6 +59,7 @@ pub fn matrix(
     Ok(Matrix::new(
         variants,
         settings,
+        spec.cache_axis(),
         resolve_queries(target, spec, base, vars)?,
     ))
 }
@@ -175,6 +176,7 @@ fn resolve_queries(
                 .map(|v| substitute(v, vars, name))
                 .transpose()?,
             variants: q.variants.clone(),
+            caches: spec.cache_of(q),
         });
     }
     Ok(out)
