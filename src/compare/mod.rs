@@ -28,6 +28,8 @@ use crate::stats::{Change, NOISE, Verdict, holm_correct};
 pub struct Key {
     pub variant: String,
     pub settings: String,
+    /// "warm", "cold" or "prewarmed": a cold cell is never the same cell as a warm one.
+    pub cache: String,
     pub query: String,
     pub form: String,
     pub params: String,
@@ -38,6 +40,7 @@ impl Key {
         Key {
             variant: cell.variant.clone(),
             settings: cell.settings.clone(),
+            cache: cell.cache.clone(),
             query: cell.query.clone(),
             form: cell.form.clone(),
             params: cell.params.clone(),
@@ -353,12 +356,13 @@ fn median(mut values: Vec<f64>) -> f64 {
     crate::stats::percentile(&values, 50.0)
 }
 
-/// The runs' own A/A floor for a query and parameter set (0 without a control).
+/// The runs' own A/A floor for a query, parameter set and cache state (0 without a
+/// control).
 fn floor(r: &ExperimentResult, key: &Key) -> f64 {
     r.analysis
         .floors
         .iter()
-        .find(|f| f.query == key.query && f.params == key.params)
+        .find(|f| f.query == key.query && f.params == key.params && f.cache == key.cache)
         .map_or(0.0, |f| f.floor)
 }
 
@@ -381,7 +385,12 @@ fn timings(old: &ExperimentResult, new: &ExperimentResult, rows: &mut [Row]) {
             let key = &rows[i].key;
             let query: Vec<f64> = peers
                 .iter()
-                .filter(|(j, k, _)| *j != i && k.query == key.query && k.params == key.params)
+                .filter(|(j, k, _)| {
+                    *j != i
+                        && k.query == key.query
+                        && k.params == key.params
+                        && k.cache == key.cache
+                })
                 .map(|(_, _, r)| *r)
                 .collect();
             if query.len() >= 2 {

@@ -29,6 +29,10 @@ pub fn cell_label(c: &Comparison, row: &Row) -> String {
     if several_settings {
         label.push_str(&format!(" · {}", k.settings));
     }
+    let several_caches = |r: &ExperimentResult| r.cells.iter().any(|cell| cell.cache != "warm");
+    if several_caches(&c.old) || several_caches(&c.new) {
+        label.push_str(&format!(" · {}", k.cache));
+    }
     let forms = |r: &ExperimentResult| {
         r.queries
             .iter()

@@ -52,7 +52,7 @@ fn run(specs: &[Spec], seed: u64) -> ExperimentResult {
                 })
                 .collect();
             json!({
-                "variant": s.variant, "settings": "default", "query": s.query, "form": "sql",
+                "variant": s.variant, "settings": "default", "cache": "warm", "query": s.query, "form": "sql",
                 "params": "p1", "reference": null, "samples": samples,
                 "plan": null, "timed_plan": null, "signatures": [s.signature], "error": null,
                 "execution": null, "planning": null, "change": null, "planning_change": null,
@@ -297,6 +297,30 @@ fn new_and_vanished_cells_are_listed() {
     assert!(
         c.gate(&ALL).is_empty(),
         "a vanished cell is no gate by itself"
+    );
+}
+
+#[test]
+fn a_cold_cell_is_its_own_cell() {
+    let mut old = run(&matrix(), 1);
+    let mut cold = old.cells[0].clone();
+    cold.cache = "cold".into();
+    for s in &mut cold.samples {
+        s.execution_ms *= 10.0; // read from disk
+    }
+    old.cells.push(cold);
+    crate::experiment::analysis::analyze(&mut old);
+    let c = compared(old.clone(), old);
+    assert_eq!(c.matched().count(), 10, "warm and cold matched apart");
+    assert!(verdicts(&c).is_empty());
+    let labels: Vec<String> = c.rows.iter().map(|r| render::cell_label(&c, r)).collect();
+    assert!(
+        labels.contains(&"q1 · p1 · base · cold".to_string()),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&"q1 · p1 · base · warm".to_string()),
+        "{labels:?}"
     );
 }
 

@@ -672,10 +672,14 @@ fn evidence(spec: &Spec, variant: &str, path: &Path) -> (Vec<String>, Option<Str
         }
     )];
     let several_settings = report.settings.len() > 1;
+    let several_caches = report.cells.iter().any(|c| c.cache != "warm");
     for c in cells {
         let mut label = format!("{} · {}", c.query, c.params);
         if several_settings {
             let _ = write!(label, " · {}", c.settings);
+        }
+        if several_caches {
+            let _ = write!(label, " · {}", c.cache);
         }
         if report
             .queries
