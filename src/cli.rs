@@ -233,6 +233,10 @@ pub struct ExperimentArgs {
     /// is tight to ±2%, it leaves the remaining rounds (overrides runs.budget)
     #[arg(long)]
     pub budget: Option<String>,
+    /// Only these cache states of the experiment's cache: axis (comma-separated: warm,
+    /// cold, prewarmed), e.g. `--cache warm` to skip the cold cells of a long run
+    #[arg(long, value_delimiter = ',')]
+    pub cache: Vec<String>,
     /// Skip the A/A control (a second copy of the baseline that measures the run's own
     /// noise floor): faster, but changes are then judged against the 5% default only
     #[arg(long)]

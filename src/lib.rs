@@ -26,6 +26,7 @@ pub mod sqlsplit;
 pub mod stats;
 pub mod target;
 pub mod tls;
+pub mod values;
 pub mod yaml;
 
 use std::path::PathBuf;

@@ -56,6 +56,18 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
                 })
         })
         .transpose()?;
+    let mut cache = Vec::new();
+    for state in &args.cache {
+        match matrix::CacheState::parse(state) {
+            Some(parsed) => cache.push(parsed),
+            None => {
+                return Err(crate::error::fail(
+                    format!("--cache {state:?} is not a cache state"),
+                    "cache states are: warm, cold, prewarmed",
+                ));
+            }
+        }
+    }
     let target = Target::resolve(options)?;
     let mut progress = progress::Progress::new(&spec.name);
     let run_options = RunOptions {
@@ -68,6 +80,7 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
         rebuild: args.rebuild,
         control: args.no_control.then_some(false),
         budget,
+        cache,
     };
     if args.dataset_only {
         let info = prepare_dataset(&target, &spec, &run_options, &mut progress);

@@ -24,7 +24,7 @@ use super::result::{LoadPoint, LoadResult, RunStats, new_histogram, percentiles}
 use super::spec::{Generator, Length, Limits, LoadSpec, Mix};
 use super::wire::Startup;
 use crate::error::{describe_pg_error, fail};
-use crate::experiment::spec::substitute;
+use crate::values::substitute;
 
 /// A `list:` generator larger than this is a mistake (it would sit in memory per run).
 const MAX_LIST_ROWS: usize = 5_000_000;

@@ -82,7 +82,7 @@ impl Source {
             Generator::Choice { values } => Source::Values(values.clone().into()),
             Generator::Constant { value } => Source::Constant(value.clone()),
             Generator::List { sql } => {
-                let sql = crate::experiment::spec::substitute(sql, vars, what)?;
+                let sql = crate::values::substitute(sql, vars, what)?;
                 let values: Vec<TextParam> = list(&sql)?.into_iter().map(TextParam).collect();
                 if values.is_empty() {
                     return Err(fail(

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::db::TextParam;
 use crate::error::fail;
-use crate::experiment::spec::{parse_duration, yaml_param};
+use crate::values::{parse_duration, yaml_param};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,7 +181,7 @@ impl Bound {
         match self {
             Bound::Int(i) => Ok(*i),
             Bound::Var(text) => {
-                let text = crate::experiment::spec::substitute(text, vars, what)?;
+                let text = crate::values::substitute(text, vars, what)?;
                 text.trim().parse().map_err(|_| {
                     fail(
                         format!("{what}: {text:?} is not an integer"),

@@ -137,6 +137,14 @@ fn header(md: &mut String, r: &ExperimentResult) {
 
 fn summary(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "## Summary\n");
+    let load = view::load_results(r);
+    if !load.is_empty() {
+        let _ = writeln!(md, "{}", super::load::summary_markdown(&load));
+    }
+    if r.analysis.findings.is_empty() {
+        failed_variants(md, r);
+        return;
+    }
     let _ = writeln!(md, "{}\n", view::noise_sentence(r));
     let _ = writeln!(md, "### Plans and buffers (exact, not noise)\n");
     let evidence = view::evidence_table(r);
@@ -154,6 +162,10 @@ fn summary(md: &mut String, r: &ExperimentResult) {
         "The fastest cell per query that is called faster than the reference: its per-round ratios lie beyond the threshold (max of 5% and the query's A/A floor) in a sign test, Holm-corrected across the matrix. `~` otherwise; the measured change and its 95% interval are shown either way.\n"
     );
     let _ = writeln!(md, "{}", draw(&view::timing_table(r)));
+    failed_variants(md, r);
+}
+
+fn failed_variants(md: &mut String, r: &ExperimentResult) {
     let failed: Vec<String> = r
         .compared_variants()
         .filter(|v| v.error.is_some())

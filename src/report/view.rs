@@ -449,6 +449,9 @@ pub fn maintenance_table(r: &ExperimentResult) -> Table {
 
 /// One line on how steady the run was: the noise floor and whether the control differed.
 pub fn noise_sentence(r: &ExperimentResult) -> String {
+    if r.queries.is_empty() {
+        return "No EXPLAIN cells (a load experiment): the load summary judges differences by the spread of repeated runs.".into();
+    }
     let Some(control) = &r.control else {
         return "No A/A control was measured (runs.control: false or --no-control): changes are judged against the 5% default only.".into();
     };

@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub control: Option<bool>,
     /// Overrides `runs.budget`.
     pub budget: Option<std::time::Duration>,
+    /// Only these states of the experiment's cache axis (empty: all of them).
+    pub cache: Vec<CacheState>,
 }
 
 /// With a budget, a cell whose median's 95% interval is within this share of the median
@@ -103,6 +105,7 @@ pub fn run(
         target,
         spec,
         &options.only,
+        &options.cache,
         control,
         &base.info.database,
         &vars,
@@ -753,7 +756,11 @@ impl<'a> Engine<'a> {
             session
                 .client
                 .query(
-                    "SELECT pg_prewarm(relid) FROM pg_partition_tree(to_regclass($1)) WHERE isleaf",
+                    "WITH r AS (SELECT to_regclass($1) AS rel), \
+                     leaves AS (SELECT t.relid FROM r, pg_partition_tree(r.rel) t WHERE t.isleaf \
+                                UNION ALL SELECT r.rel FROM r WHERE r.rel IS NOT NULL \
+                                AND NOT EXISTS (SELECT 1 FROM pg_partition_tree(r.rel))) \
+                     SELECT pg_prewarm(relid) FROM leaves",
                     &[relation],
                 )
                 .map_err(|e| {
@@ -1052,7 +1059,12 @@ impl<'a> Engine<'a> {
         };
         let config = built.config.clone();
         let name = self.matrix.variant(v).name.clone();
+        // The control is there for the EXPLAIN cells' noise floor: no load, no VACUUM.
+        let control = self.matrix.variant(v).role == Role::Control;
         let outcome = (|| -> Result<()> {
+            if control {
+                return Ok(());
+            }
             if let Some(load) = &self.spec.load {
                 self.progress.message(&format!("{name}: load"));
                 let progress = &mut *self.progress;

@@ -8,7 +8,9 @@ use postgres::{Client, SimpleQueryMessage};
 
 use crate::db::TextParam;
 use crate::error::{describe_pg_error, fail};
-use crate::experiment::matrix::{self, Form, Matrix, Params, Query, Role, Settings, Variant};
+use crate::experiment::matrix::{
+    self, CacheState, Form, Matrix, Params, Query, Role, Settings, Variant,
+};
 use crate::experiment::spec::{Spec, substitute, yaml_param};
 use crate::target::{Target, connect};
 
@@ -16,6 +18,7 @@ pub fn matrix(
     target: &Target,
     spec: &Spec,
     only: &[String],
+    only_caches: &[CacheState],
     control: bool,
     base: &str,
     vars: &[(String, String)],
@@ -39,7 +42,11 @@ pub fn matrix(
             },
         });
     }
-    if control && let Some(baseline) = variants.first() {
+    // The control measures the noise of EXPLAIN cells; an experiment of load alone has none.
+    if control
+        && !spec.queries.is_empty()
+        && let Some(baseline) = variants.first()
+    {
         let control = Variant {
             name: matrix::CONTROL.to_string(),
             about: format!(
@@ -56,10 +63,28 @@ pub fn matrix(
         .into_iter()
         .map(|(name, values)| Settings { name, values })
         .collect();
+    let caches: Vec<CacheState> = spec
+        .cache_axis()
+        .into_iter()
+        .filter(|c| only_caches.is_empty() || only_caches.contains(c))
+        .collect();
+    if caches.is_empty() {
+        return Err(fail(
+            "--cache leaves none of the experiment's cache states",
+            format!(
+                "the experiment measures: {}",
+                spec.cache_axis()
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
     Ok(Matrix::new(
         variants,
         settings,
-        spec.cache_axis(),
+        caches,
         resolve_queries(target, spec, base, vars)?,
     ))
 }
