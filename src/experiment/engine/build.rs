@@ -47,15 +47,16 @@ pub fn variant(
     variant: &Variant,
     rebuild: bool,
 ) -> Result<Built> {
-    let prepared = variants::prepare(
+    let request = variants::Request {
         target,
-        admin,
         base,
         experiment,
         variant,
         rebuild,
-        &mut |client| run_statements(client, &variant.sql),
-    )?;
+    };
+    let prepared = variants::prepare(admin, &request, &mut |client| {
+        run_statements(client, &variant.sql)
+    })?;
     let copy = Copy::create(
         target,
         admin,

@@ -222,6 +222,26 @@ impl Phase {
     }
 }
 
+/// A cell's statement, owned (see `Engine::statement_of`).
+struct CellStatement {
+    sql: String,
+    params: Vec<crate::db::TextParam>,
+    rollback: bool,
+    /// Its prepared statement's name, one per cell.
+    prepared: Option<String>,
+}
+
+impl CellStatement {
+    fn borrowed(&self) -> Statement<'_> {
+        Statement {
+            sql: &self.sql,
+            params: &self.params,
+            rollback: self.rollback,
+            prepared: self.prepared.as_deref(),
+        }
+    }
+}
+
 /// What one cell has measured so far.
 #[derive(Default)]
 struct CellState {
@@ -813,17 +833,7 @@ impl<'a> Engine<'a> {
             let Some(&first) = group.first() else {
                 continue;
             };
-            let server = self.settings[self.matrix.cells[first].settings.0]
-                .server
-                .clone();
-            let guard = if server.is_empty() {
-                None
-            } else {
-                let admin = connect(&self.target.admin_config())?;
-                let (guard, since) = ServerWide::apply(admin, &server)?;
-                self.last_reload = since;
-                Some(guard)
-            };
+            let guard = self.server_settings(self.matrix.cells[first].settings)?;
             for &cell in group {
                 self.visit(cell, runs, round)?;
             }
@@ -832,6 +842,31 @@ impl<'a> Engine<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A settings set's server-wide values, applied until the returned guard is undone
+    /// or dropped; None for a set of session settings only.
+    fn server_settings(&mut self, settings: SettingsId) -> Result<Option<ServerWide>> {
+        let server = self.settings[settings.0].server.clone();
+        if server.is_empty() {
+            return Ok(None);
+        }
+        let admin = connect(&self.target.admin_config())?;
+        let (guard, since) = ServerWide::apply(admin, &server)?;
+        self.last_reload = since;
+        Ok(Some(guard))
+    }
+
+    /// What a cell runs, owned: the matrix stays free while a session is borrowed.
+    fn statement_of(&self, cell: usize) -> CellStatement {
+        let key = self.matrix.cells[cell];
+        let query = self.matrix.query(key.query);
+        CellStatement {
+            sql: self.matrix.form(&key).sql.clone(),
+            params: self.matrix.params(&key).values.clone(),
+            rollback: query.rollback,
+            prepared: query.prepared.then(|| format!("pgx_c{cell}")),
+        }
     }
 
     fn session(&mut self, key: &CellKey) -> Result<&mut Session> {
@@ -870,20 +905,8 @@ impl<'a> Engine<'a> {
         self.update_progress();
         let message = self.cell_label(&key);
         self.progress.message(&message);
-        let query = self.matrix.query(key.query);
-        let (sql, params, rollback, prepared) = (
-            self.matrix.form(&key).sql.clone(),
-            self.matrix.params(&key).values.clone(),
-            query.rollback,
-            query.prepared,
-        );
-        let name = format!("pgx_c{cell}");
-        let statement = Statement {
-            sql: &sql,
-            params: &params,
-            rollback,
-            prepared: prepared.then_some(name.as_str()),
-        };
+        let owned = self.statement_of(cell);
+        let statement = owned.borrowed();
         for _ in 0..runs {
             crate::interrupt::check()?;
             let started = std::time::Instant::now();
@@ -956,30 +979,9 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let key = self.matrix.cells[cell];
-            let servers = !self.settings[key.settings.0].server.is_empty();
-            let query = self.matrix.query(key.query);
-            let (sql, params, rollback, prepared) = (
-                self.matrix.form(&key).sql.clone(),
-                self.matrix.params(&key).values.clone(),
-                query.rollback,
-                query.prepared,
-            );
-            let name = format!("pgx_c{cell}");
-            let statement = Statement {
-                sql: &sql,
-                params: &params,
-                rollback,
-                prepared: prepared.then_some(name.as_str()),
-            };
-            let guard = if servers {
-                let admin = connect(&self.target.admin_config())?;
-                let server = self.settings[key.settings.0].server.clone();
-                let (guard, since) = ServerWide::apply(admin, &server)?;
-                self.last_reload = since;
-                Some(guard)
-            } else {
-                None
-            };
+            let owned = self.statement_of(cell);
+            let statement = owned.borrowed();
+            let guard = self.server_settings(key.settings)?;
             crate::interrupt::check()?;
             self.update_progress();
             self.progress
