@@ -94,7 +94,7 @@ fn covering_index_gives_an_index_only_scan_and_the_baseline_does_not() {
         covering.samples.iter().map(|s| s.round).collect();
     assert_eq!(rounds.len(), 6, "repeat honoured as rounds");
     assert!(
-        covering.samples.len() > 6 && covering.samples.len() % 6 == 0,
+        covering.samples.len() > 6 && covering.samples.len().is_multiple_of(6),
         "{}",
         covering.samples.len()
     );
