@@ -107,7 +107,7 @@ fn header(md: &mut String, r: &ExperimentResult) {
         .unwrap_or_default();
     let _ = writeln!(
         md,
-        "| Schedule | {} warmup, then {} rounds × {} run(s) per cell, every round in its own random order (seed {}){budget}; timeout {} ms |",
+        "| Schedule | {} warmup, then {} rounds × {} run(s) per cell (cells under 1 ms: a block of up to 10, compared by the block's median), every round in its own random order (seed {}){budget}; timeout {} ms |",
         sched.warmup, sched.rounds, sched.block, sched.seed, r.runs.timeout_ms
     );
     if sched.stages.len() > 1 {
@@ -450,7 +450,7 @@ fn method(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(
         md,
         "- **execution** is the server's execution time from `EXPLAIN (ANALYZE, BUFFERS, TIMING OFF)`: median of every measured run, with the 95% confidence interval of the median (order statistics) and the fastest and slowest run. **planning** is reported beside it and compared on its own.\n\
-         - **Schedule**: every variant's copy was built first; then {warmup} warmup run(s) per cell, then {rounds} rounds, each visiting every cell once ({block} run(s)) in its own seeded random order, on a connection per variant and settings set kept open all along. Reads were measured in rounds on every copy before any rolled-back DML (which clears visibility-map bits).\n\
+         - **Schedule**: every variant's copy was built first; then {warmup} warmup run(s) per cell, then {rounds} rounds, each visiting every cell once ({block} run(s); a cell under 1 ms runs a block of up to 10, whose median stands for the round) in its own seeded random order, on a connection per variant and settings set kept open all along. Reads were measured in rounds on every copy before any rolled-back DML (which clears visibility-map bits).\n\
          - **vs reference** compares a cell with its reference (variant `{baseline}`, settings `{settings}`, first query form, same parameters) round by round: in every round the ratio of the two medians, so drift between rounds cancels. The change is the median ratio, with its 95% interval. It is called (faster or slower) only when a sign test finds the ratios beyond the threshold, max(5%, the query's A/A floor), more often than chance, at α = 0.05 after Holm correction across the matrix; `~` otherwise.\n\
          - **A/A control**: a second copy of the baseline, built and measured exactly like a variant. The far end of the 95% interval of its median ratio to the baseline is the query's noise floor. When the control itself differs beyond 5%, the run is *noisy* and names no winner on timing.\n\
          - **evidence**, **shared hit / read**, **heap fetches**, **rows removed** (filters and index rechecks) and **rows** are exact counts (buffers: median of the runs; others: the last run). *Same plan, same buffers* beside a timing change means the plan does not explain it.\n\

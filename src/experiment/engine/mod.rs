@@ -67,6 +67,23 @@ pub struct RunOptions {
 /// has been measured enough.
 pub const TIGHT: f64 = 0.02;
 
+/// A cell faster than this (execution time in the warmup) runs a block of several runs
+/// per round, and the round's median of the block is what is compared: one run of a
+/// 20 µs query is mostly timer and scheduler noise.
+pub const FAST_CELL_MS: f64 = 1.0;
+/// The largest block a fast cell gets.
+pub const MAX_BLOCK: usize = 10;
+
+/// Runs per round of a cell whose warmup execution took `warm_ms`: enough to add up to
+/// about [`FAST_CELL_MS`], at least the schedule's block, at most [`MAX_BLOCK`].
+pub fn block_for(warm_ms: Option<f64>, block: usize) -> usize {
+    let wanted = match warm_ms {
+        Some(ms) if ms > 0.0 && ms < FAST_CELL_MS => (FAST_CELL_MS / ms).ceil() as usize,
+        _ => 1,
+    };
+    wanted.clamp(1, MAX_BLOCK).max(block)
+}
+
 /// Rounds of a cold or prewarmed cell without a budget: each run costs an eviction (a
 /// server restart), so fewer than warm cells get, but enough for a 95% interval.
 pub const COLD_ROUNDS: usize = 6;
@@ -283,6 +300,10 @@ struct CellState {
     error: Option<String>,
     partitions_total: u64,
     eviction: Option<String>,
+    /// Execution time of the last warmup run (sizes the cell's block).
+    warm_ms: Option<f64>,
+    /// Runs per round.
+    block: usize,
 }
 
 struct Engine<'a> {
@@ -615,7 +636,8 @@ impl<'a> Engine<'a> {
     }
 
     /// Measurement phase: a warmup round, then the schedule's rounds, every round in its
-    /// own seeded order. Rounds are numbered from `round_offset`, so a cell measured in
+    /// own seeded order, each cell for its block of runs (more than one for cells
+    /// faster than [`FAST_CELL_MS`]). Rounds are numbered from `round_offset`, so a cell measured in
     /// several stages (the baseline) pairs with each stage's variants on their rounds.
     fn measure(&mut self, cells: &[usize], phase: Phase, round_offset: usize) -> Result<()> {
         let salt = |round: usize| ((round as u64) << 1) | (phase == Phase::Writes) as u64;
@@ -623,7 +645,14 @@ impl<'a> Engine<'a> {
             let order = self
                 .schedule
                 .order(salt(usize::MAX >> 1), &self.groups(cells));
-            self.round(&order, self.schedule.warmup, None)?;
+            self.round(&order, None)?;
+        }
+        // Each cell's block, now that the warmup showed how fast it is.
+        for &c in cells {
+            let block = block_for(self.cells[c].warm_ms, self.schedule.block);
+            let extra = (block - self.schedule.block.min(block)) * self.schedule.rounds;
+            self.cells[c].block = block;
+            self.runs_left[c] = self.runs_left[c].saturating_add(extra as u64);
         }
         let mut active = cells.to_vec();
         for r in 0..self.schedule.rounds {
@@ -634,7 +663,7 @@ impl<'a> Engine<'a> {
                 phase: phase.name().to_string(),
                 cells: order.concat(),
             });
-            self.round(&order, self.schedule.block, Some(round))?;
+            self.round(&order, Some(round))?;
             if let Some(budget) = self.runs.budget_ms {
                 active = self.still_measuring(&active, budget as f64 / 1000.0);
                 if active.is_empty() {
@@ -859,13 +888,19 @@ impl<'a> Engine<'a> {
 
     /// One round: every group in the given order, each under its server-wide settings
     /// (applied by a guard that undoes them on any exit), `runs` runs per cell.
-    fn round(&mut self, order: &[Vec<usize>], runs: usize, round: Option<usize>) -> Result<()> {
+    /// `round` None is the warmup round (the schedule's warmup runs per cell); a measured
+    /// round runs each cell's block.
+    fn round(&mut self, order: &[Vec<usize>], round: Option<usize>) -> Result<()> {
         for group in order {
             let Some(&first) = group.first() else {
                 continue;
             };
             let guard = self.server_settings(self.matrix.cells[first].settings)?;
             for &cell in group {
+                let runs = match round {
+                    None => self.schedule.warmup,
+                    Some(_) => self.cells[cell].block.max(1),
+                };
                 self.visit(cell, runs, round)?;
             }
             if let Some(guard) = guard {
@@ -945,12 +980,13 @@ impl<'a> Engine<'a> {
             let seconds = started.elapsed().as_secs_f64();
             self.ran(cell, seconds);
             match run {
-                Run::Plan(explained) => {
-                    if let Some(round) = round {
+                Run::Plan(explained) => match round {
+                    Some(round) => {
                         self.spent[cell] += seconds;
                         self.record(cell, round, explained.summary);
                     }
-                }
+                    None => self.cells[cell].warm_ms = Some(explained.summary.execution_ms),
+                },
                 Run::Failed(message) => {
                     self.cells[cell].error = Some(message);
                     self.runs_left[cell] = 0;
@@ -1284,5 +1320,26 @@ impl<'a> Engine<'a> {
             interrupted,
             screening: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_cells_get_blocks_that_add_up_to_a_millisecond() {
+        assert_eq!(block_for(Some(0.02), 1), MAX_BLOCK, "20 µs: capped at 10");
+        assert_eq!(block_for(Some(0.25), 1), 4);
+        assert_eq!(block_for(Some(0.9), 1), 2);
+        assert_eq!(block_for(Some(1.0), 1), 1);
+        assert_eq!(block_for(Some(150.0), 1), 1);
+        assert_eq!(block_for(None, 1), 1, "no warmup, no guess");
+        assert_eq!(
+            block_for(Some(150.0), 3),
+            3,
+            "never below the schedule's block"
+        );
+        assert_eq!(block_for(Some(0.0), 1), 1);
     }
 }
