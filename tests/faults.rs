@@ -62,7 +62,8 @@ fn failing_variant_and_hanging_query_are_reported_and_the_rest_is_measured() {
         .iter()
         .find(|c| c.variant == "indexed" && c.query == "fast")
         .unwrap();
-    let rounds: std::collections::BTreeSet<usize> = indexed.samples.iter().map(|s| s.round).collect();
+    let rounds: std::collections::BTreeSet<usize> =
+        indexed.samples.iter().map(|s| s.round).collect();
     assert_eq!(
         rounds.len(),
         3,
