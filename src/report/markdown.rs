@@ -91,7 +91,7 @@ fn header(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(
         md,
         "| Load average | {} |",
-        super::terminal::load_average_text(r)
+        super::terminal::load_average_text(r).trim_start_matches("load average ")
     );
     let sched = &r.schedule;
     let budget = r
@@ -119,7 +119,7 @@ fn header(md: &mut String, r: &ExperimentResult) {
             cell(&stages.join(" / "))
         );
     }
-    let _ = writeln!(md, "| A/A floor | {} |", cell(&view::noise_sentence(r)));
+    let _ = writeln!(md, "| A/A floor | {} |", cell(&view::floor_line(r)));
     let _ = writeln!(
         md,
         "| Dataset | built in {:.1} s ({}) |",

@@ -450,6 +450,31 @@ pub fn maintenance_table(r: &ExperimentResult) -> Table {
     t
 }
 
+/// The header's short form of [`noise_sentence`]: "3.1% median, 8.0% highest; steady".
+pub fn floor_line(r: &ExperimentResult) -> String {
+    if r.queries.is_empty() {
+        return "no EXPLAIN cells (a load experiment)".into();
+    }
+    if r.control.is_none() {
+        return "no A/A control measured: the 5% default only".into();
+    }
+    let mut floors: Vec<f64> = r.analysis.floors.iter().map(|f| f.floor).collect();
+    floors.sort_by(f64::total_cmp);
+    let (Some(highest), false) = (floors.last().copied(), floors.is_empty()) else {
+        return "A/A control measured no cell".into();
+    };
+    format!(
+        "{:.1}% median, {:.1}% highest over the queries; {}",
+        crate::stats::percentile(&floors, 50.0) * 100.0,
+        highest * 100.0,
+        if r.analysis.noisy.is_some() {
+            "**noisy run** (see the summary)"
+        } else {
+            "steady (the control did not differ from the baseline)"
+        }
+    )
+}
+
 /// One line on how steady the run was: the noise floor and whether the control differed.
 pub fn noise_sentence(r: &ExperimentResult) -> String {
     if r.queries.is_empty() {
