@@ -39,6 +39,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Experiment(args) => crate::experiment::run_command(&options, &args),
         Command::Lint(args) => crate::lint::command::lint(&args),
         Command::Rehearse(args) => crate::rehearse::run_command(&options, &args),
+        Command::Compare(args) => crate::compare::command::run(&args),
+        Command::Promote(args) => crate::promote::command::run(&options, &args),
         Command::Gc(args) => gc(&options, &args),
         Command::Report { json } => render_report(&json),
         Command::Completions { shell } => completions(shell),

@@ -17,7 +17,8 @@ use clap::{Args, Parser, Subcommand};
         works from any subdirectory; paths given on the command line are relative to the \
         working directory.",
     after_help = "Exit codes: 0 success; 1 `status` found something that needs attention, \
-        an experiment had failed parts, a rehearsed migration failed; \
+        an experiment had failed parts, a rehearsed migration failed, `compare` failed a \
+        --fail-on gate, `promote` wrote a migration lint finds hazards in; \
         2 error; 3 `cluster status`: the embedded cluster is not running; \
         130 interrupted (Ctrl-C or SIGTERM) after cleaning up."
 )]
@@ -62,6 +63,12 @@ pub enum Command {
     /// Apply the pending migrations to a copy of an experiment's dataset while its load
     /// runs, and report the lock waits, TPS and latency clients saw
     Rehearse(RehearseArgs),
+    /// Compare two runs of one experiment (e.g. main's and a pull request's JSON reports):
+    /// plans, buffers, timings, new and vanished cells; `--fail-on` gates CI
+    Compare(CompareArgs),
+    /// Write an experiment variant's SQL as the next migration (indexes built
+    /// CONCURRENTLY), citing the experiment's evidence; refuses what cannot run safely
+    Promote(PromoteArgs),
     /// Drop what pgx left behind on the server: copies of runs that died (kill -9) and
     /// half-built datasets; with --bases also the cached datasets no run is using
     Gc(GcArgs),
@@ -247,6 +254,56 @@ pub struct ExperimentArgs {
     /// Only build (or find) the cached dataset, then stop: warms the cache for a later run
     #[arg(long)]
     pub dataset_only: bool,
+    /// Screen the variants with HypoPG first (hypothetical btree/BRIN/hash indexes, plain
+    /// EXPLAIN): estimated plans, costs and index sizes beside the measured ones (also
+    /// `screen: true` in the file). Without HypoPG on the server: a warning, and the run
+    /// goes on with the same exit code
+    #[arg(long)]
+    pub screen: bool,
+    /// Screen with HypoPG and stop: a report of estimates only, no variant built or measured
+    #[arg(long, conflicts_with = "dataset_only")]
+    pub screen_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The earlier run (e.g. main's committed reports/<experiment>.json)
+    pub old: PathBuf,
+    /// The later run (e.g. the pull request's)
+    pub new: PathBuf,
+    /// Also write the comparison as Markdown (a pull request comment) to this file; `-`
+    /// prints it instead of the terminal tables
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Exit 1 when any of these is found (comma-separated): regression (a cell slower
+    /// beyond noise or failing now; across environments: touching more blocks),
+    /// plan-change, buffers (a cell touching more blocks)
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub fail_on: Vec<crate::compare::Gate>,
+    /// Let timings gate even when the runs come from different environments or a run
+    /// is noisy (by default only plans and buffers gate then)
+    #[arg(long)]
+    pub gate_timings: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// Experiment name (experiments/<NAME>.yaml) or path to a YAML file
+    pub experiment: String,
+    /// The variant whose SQL becomes the migration
+    pub variant: String,
+    /// Migrations directory to write into (default: the experiment's schema.migrations)
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The experiment's JSON report to cite (default: reports/<experiment>.json)
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Print the migration instead of writing it (still checked on a scratch database)
+    #[arg(long)]
+    pub dry_run: bool,
+    /// lock_timeout the migration sets before its first statement
+    #[arg(long, default_value = "5s")]
+    pub lock_timeout: String,
 }
 
 impl ExperimentArgs {

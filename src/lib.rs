@@ -8,6 +8,7 @@
 pub mod app;
 pub mod cli;
 pub mod cluster;
+pub mod compare;
 pub mod db;
 pub mod error;
 pub mod experiment;
@@ -18,6 +19,7 @@ pub mod load;
 pub mod migrate;
 pub mod output;
 pub mod pgpass;
+pub mod promote;
 pub mod rehearse;
 pub mod report;
 pub mod sqlsplit;

@@ -15,6 +15,7 @@ pub mod gc;
 pub mod matrix;
 pub mod progress;
 pub mod result;
+pub mod screen;
 pub mod settings;
 pub mod spec;
 pub mod tables;
@@ -82,6 +83,8 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
         control: args.no_control.then_some(false),
         budget,
         cache,
+        screen: args.screen,
+        screen_only: args.screen_only,
     };
     if args.dataset_only {
         let info = prepare_dataset(&target, &spec, &run_options, &mut progress);
@@ -110,14 +113,26 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
     // A closed stdout (`| head`) must not lose the run: the reports are written first.
     let shown = crate::say!("{}", crate::report::terminal::render(&result));
     // A non-default scale gets its own report, so the default one stays comparable.
-    let stem = match args.scale {
+    let mut stem = match args.scale {
         Some(scale) if scale != spec.dataset.scale => format!("{}-scale{scale}", spec.name),
         _ => spec.name.clone(),
     };
+    // Estimates alone never replace a run's report.
+    if args.screen_only {
+        stem.push_str("-screen");
+    }
     let written = crate::report::write_reports(&result, &args.out_dir(), &stem)?;
     shown?;
     for path in written {
         crate::say!("wrote {}", path.display())?;
+    }
+    // Screening is an extra: when it could not run, say so; the exit code stays the run's.
+    if let Some(why) = result
+        .screening
+        .as_ref()
+        .and_then(|s| s.unavailable.as_deref())
+    {
+        eprintln!("pgx: warning: screening skipped: {why}");
     }
     if result.interrupted {
         eprintln!("pgx: interrupted; the report holds only what was measured before");

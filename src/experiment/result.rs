@@ -37,6 +37,10 @@ pub struct ExperimentResult {
     /// The run was interrupted (Ctrl-C): what was measured until then, nothing more.
     #[serde(default)]
     pub interrupted: bool,
+    /// What-if screening with HypoPG before the build (`--screen`, `screen: true`):
+    /// estimated plans, costs and index sizes of hypothetical indexes.
+    #[serde(default)]
+    pub screening: Option<Screening>,
 }
 
 impl ExperimentResult {
@@ -464,4 +468,96 @@ impl Evidence {
     pub fn blocks_change(&self) -> Option<f64> {
         (self.reference_blocks > 0).then(|| self.blocks as f64 / self.reference_blocks as f64 - 1.0)
     }
+}
+
+/// What-if screening (`crate::experiment::screen`): each variant's indexes created as
+/// HypoPG hypothetical indexes in a session on a copy of the base, and plain `EXPLAIN`
+/// of every query form and parameter set under the reference settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Screening {
+    /// `--screen-only`: nothing was built or measured; the report is the screening.
+    #[serde(default)]
+    pub only: bool,
+    /// The HypoPG version used; None when screening was not possible.
+    #[serde(default)]
+    pub hypopg_version: Option<String>,
+    /// Why nothing was screened (HypoPG not installed, CREATE EXTENSION refused), and
+    /// how to make it possible.
+    #[serde(default)]
+    pub unavailable: Option<String>,
+    /// The settings set the estimates were made under (the reference, the first one).
+    #[serde(default)]
+    pub settings: String,
+    /// Wall time of the whole screening, its copy of the base included.
+    #[serde(default)]
+    pub seconds: f64,
+    /// Per variant (baseline first; not the A/A control): screenable or why not.
+    #[serde(default)]
+    pub variants: Vec<ScreenedVariant>,
+    /// Per screened variant × query × form × parameter set, under the reference settings.
+    #[serde(default)]
+    pub cells: Vec<ScreenedCell>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScreenedVariant {
+    pub name: String,
+    /// Every statement could be expressed as hypothetical indexes (or changes nothing a
+    /// plan sees, as `SET` and `ANALYZE`), and HypoPG accepted them.
+    pub screenable: bool,
+    /// Why not: the first statement HypoPG cannot express, or the error it gave.
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub indexes: Vec<HypotheticalIndex>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HypotheticalIndex {
+    /// The variant's statement, on one line.
+    pub statement: String,
+    /// The name HypoPG gave it (`<13556>btree_t_id`), as plans name it.
+    pub name: String,
+    /// The index the statement names, schema-qualified as `VariantResult.relations`
+    /// spells it (`public.t_id`); None when the statement leaves the name to the server.
+    #[serde(default)]
+    pub declared: Option<String>,
+    /// The table it is on, schema-qualified as `RelationSize.table` spells it.
+    pub table: String,
+    pub method: String,
+    /// `hypopg_relation_size`: HypoPG's estimate of the index's size; on a partitioned
+    /// table the sum of its estimates for each leaf partition.
+    pub estimated_bytes: i64,
+    /// Leaf partitions summed in `estimated_bytes` (0: not a partitioned table).
+    #[serde(default)]
+    pub partitions: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScreenedCell {
+    pub variant: String,
+    /// The cache state of the measured cell this estimate stands beside (a plan does not
+    /// depend on it: one estimate per query, form and parameter set).
+    #[serde(default = "warm")]
+    pub cache: String,
+    pub query: String,
+    pub form: String,
+    pub params: String,
+    /// Position in `Screening.cells` of the cell whose estimate this one is compared
+    /// with (the measured cell's reference: baseline, first form, same parameters).
+    #[serde(default)]
+    pub reference: Option<usize>,
+    /// The estimated plan (plain EXPLAIN: no actual rows, times or buffers).
+    pub plan: Option<PlanSummary>,
+    /// The plan's estimated total cost (top node).
+    #[serde(default)]
+    pub cost: Option<f64>,
+    /// Estimated cost against the reference's estimate, relative (-0.9 = 90% cheaper).
+    #[serde(default)]
+    pub cost_change: Option<f64>,
+    /// The estimated plan uses one of the variant's hypothetical indexes.
+    #[serde(default)]
+    pub uses_hypothetical: bool,
+    #[serde(default)]
+    pub error: Option<String>,
 }

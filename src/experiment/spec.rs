@@ -53,6 +53,10 @@ pub struct Spec {
     /// Concurrent load (TPS, latency percentiles) run on every variant after the
     /// EXPLAIN measurements.
     pub load: Option<crate::load::LoadSpec>,
+    /// Screen the variants with HypoPG (hypothetical indexes, plain EXPLAIN) before
+    /// building them, as `--screen` does.
+    #[serde(default)]
+    pub screen: bool,
     /// Directory of the YAML file, for relative `file:` paths.
     #[serde(skip)]
     pub dir: PathBuf,

@@ -78,19 +78,31 @@ fn mark(admin: &mut Client, name: &str, entry: &Entry) -> Result<()> {
     Ok(())
 }
 
+/// Which variant to prepare, of which experiment, on which base.
+pub struct Request<'a> {
+    pub target: &'a Target,
+    pub base: &'a str,
+    pub experiment: &'a str,
+    pub variant: &'a Variant,
+    /// Build it again even when a cached build matches.
+    pub rebuild: bool,
+}
+
 /// The database a variant's copy is made from: the cached build when there is one (and
 /// `rebuild` is off), else built now. `build` runs the variant's statements in a client
 /// connected to the new entry. While this session lives, the entry is marked in use, so
 /// no other pgx evicts it under this run.
 pub fn prepare(
-    target: &Target,
     admin: &mut Client,
-    base: &str,
-    experiment: &str,
-    variant: &Variant,
-    rebuild: bool,
+    request: &Request,
     build: &mut dyn FnMut(&mut Client) -> Result<Vec<Timing>>,
 ) -> Result<Prepared> {
+    let Request {
+        base,
+        experiment,
+        variant,
+        ..
+    } = *request;
     if variant.sql.trim().is_empty() {
         return Ok(Prepared {
             template: base.to_string(),
@@ -101,9 +113,7 @@ pub fn prepare(
     let name = name_of(base, &variant.sql);
     let build_lock = format!("build:{name}");
     admin.execute("SELECT pg_advisory_lock(hashtext($1))", &[&build_lock])?;
-    let prepared = reuse_or_build(
-        target, admin, base, experiment, variant, rebuild, &name, build,
-    );
+    let prepared = reuse_or_build(admin, request, &name, build);
     admin.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&build_lock])?;
     let prepared = prepared?;
     admin.execute(
@@ -155,17 +165,19 @@ fn in_use(admin: &mut Client, name: &str) -> Result<bool> {
     advisory_held(admin, key, None)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn reuse_or_build(
-    target: &Target,
     admin: &mut Client,
-    base: &str,
-    experiment: &str,
-    variant: &Variant,
-    rebuild: bool,
+    request: &Request,
     name: &str,
     build: &mut dyn FnMut(&mut Client) -> Result<Vec<Timing>>,
 ) -> Result<Prepared> {
+    let Request {
+        target,
+        base,
+        experiment,
+        variant,
+        rebuild,
+    } = *request;
     if !rebuild && let Some(mut entry) = entry_of(admin, name)? {
         entry.used_at = now();
         mark(admin, name, &entry)?;

@@ -9,9 +9,13 @@ use super::*;
 use crate::experiment::result::ExperimentResult;
 
 pub fn render(r: &ExperimentResult) -> String {
+    if r.screening.as_ref().is_some_and(|s| s.only) {
+        return render_screen_only(r);
+    }
     let mut md = String::new();
     header(&mut md, r);
     summary(&mut md, r);
+    screening(&mut md, r);
     settings(&mut md, r);
     queries(&mut md, r);
     sizes(&mut md, r);
@@ -87,7 +91,7 @@ fn header(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(
         md,
         "| Load average | {} |",
-        super::terminal::load_average_text(r)
+        super::terminal::load_average_text(r).trim_start_matches("load average ")
     );
     let sched = &r.schedule;
     let budget = r
@@ -103,7 +107,7 @@ fn header(md: &mut String, r: &ExperimentResult) {
         .unwrap_or_default();
     let _ = writeln!(
         md,
-        "| Schedule | {} warmup, then {} rounds × {} run(s) per cell, every round in its own random order (seed {}){budget}; timeout {} ms |",
+        "| Schedule | {} warmup, then {} rounds × {} run(s) per cell (cells under 1 ms: a block of up to 10, compared by the block's median), every round in its own random order (seed {}){budget}; timeout {} ms |",
         sched.warmup, sched.rounds, sched.block, sched.seed, r.runs.timeout_ms
     );
     if sched.stages.len() > 1 {
@@ -115,7 +119,7 @@ fn header(md: &mut String, r: &ExperimentResult) {
             cell(&stages.join(" / "))
         );
     }
-    let _ = writeln!(md, "| A/A floor | {} |", cell(&view::noise_sentence(r)));
+    let _ = writeln!(md, "| A/A floor | {} |", cell(&view::floor_line(r)));
     let _ = writeln!(
         md,
         "| Dataset | built in {:.1} s ({}) |",
@@ -446,7 +450,7 @@ fn method(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(
         md,
         "- **execution** is the server's execution time from `EXPLAIN (ANALYZE, BUFFERS, TIMING OFF)`: median of every measured run, with the 95% confidence interval of the median (order statistics) and the fastest and slowest run. **planning** is reported beside it and compared on its own.\n\
-         - **Schedule**: every variant's copy was built first; then {warmup} warmup run(s) per cell, then {rounds} rounds, each visiting every cell once ({block} run(s)) in its own seeded random order, on a connection per variant and settings set kept open all along. Reads were measured in rounds on every copy before any rolled-back DML (which clears visibility-map bits).\n\
+         - **Schedule**: every variant's copy was built first; then {warmup} warmup run(s) per cell, then {rounds} rounds, each visiting every cell once ({block} run(s); a cell under 1 ms runs a block of up to 10, whose median stands for the round) in its own seeded random order, on a connection per variant and settings set kept open all along. Reads were measured in rounds on every copy before any rolled-back DML (which clears visibility-map bits).\n\
          - **vs reference** compares a cell with its reference (variant `{baseline}`, settings `{settings}`, first query form, same parameters) round by round: in every round the ratio of the two medians, so drift between rounds cancels. The change is the median ratio, with its 95% interval. It is called (faster or slower) only when a sign test finds the ratios beyond the threshold, max(5%, the query's A/A floor), more often than chance, at α = 0.05 after Holm correction across the matrix; `~` otherwise.\n\
          - **A/A control**: a second copy of the baseline, built and measured exactly like a variant. The far end of the 95% interval of its median ratio to the baseline is the query's noise floor. When the control itself differs beyond 5%, the run is *noisy* and names no winner on timing.\n\
          - **evidence**, **shared hit / read**, **heap fetches**, **rows removed** (filters and index rechecks) and **rows** are exact counts (buffers: median of the runs; others: the last run). *Same plan, same buffers* beside a timing change means the plan does not explain it.\n\
@@ -463,4 +467,88 @@ fn method(md: &mut String, r: &ExperimentResult) {
             .unwrap_or("default"),
         experiment = r.experiment
     );
+}
+
+/// `--screen-only`: the header's facts about the dataset and server, then the screening;
+/// nothing was built or measured.
+fn render_screen_only(r: &ExperimentResult) -> String {
+    let mut md = String::new();
+    let e = &r.environment;
+    let _ = writeln!(md, "# Experiment `{}`: screening only\n", r.experiment);
+    if !r.about.is_empty() {
+        let _ = writeln!(md, "{}\n", r.about);
+    }
+    let rows: Vec<String> = r
+        .dataset
+        .row_counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(t, n)| format!("`{t}` {}", fmt_count(*n)))
+        .collect();
+    let _ = writeln!(md, "| | |\n|---|---|");
+    if !r.seed.is_empty() {
+        let _ = writeln!(md, "| Seed | {} |", cell(&r.seed));
+    }
+    let _ = writeln!(
+        md,
+        "| Scale | **{}** (1 = the seed's production size) |",
+        r.scale
+    );
+    let _ = writeln!(md, "| Rows | {} |", rows.join(" · "));
+    let _ = writeln!(
+        md,
+        "| Server | {} · {} |",
+        e.postgres_version,
+        cell(&e.server)
+    );
+    let _ = writeln!(md, "| Baseline | `{}` |", r.baseline);
+    let _ = writeln!(
+        md,
+        "| Produced by | `pgx experiment {} --screen-only` · pgx {} · commit `{}` · {} |\n",
+        r.experiment, e.pgx_version, e.git_commit, e.date
+    );
+    let _ = writeln!(
+        md,
+        "Estimates only: no variant was built and nothing was measured. `pgx experiment {}` (with `--screen`) builds and measures them, and puts these estimates beside the measurements.\n",
+        r.experiment
+    );
+    screening(&mut md, r);
+    md
+}
+
+/// "## Screening (what-if, HypoPG)": per variant screenable or why not, the estimated
+/// index sizes, and per cell the estimated plan and cost; beside the measurements after
+/// a real run, disagreements flagged.
+fn screening(md: &mut String, r: &ExperimentResult) {
+    let Some(s) = &r.screening else { return };
+    let _ = writeln!(md, "## Screening (what-if, HypoPG)\n");
+    if let Some(sentence) = view::screening_sentence(r) {
+        let _ = writeln!(md, "{}\n", cell(&sentence));
+    }
+    if s.unavailable.is_some() {
+        let _ = writeln!(
+            md,
+            "Which variants HypoPG could screen, read from their statements (nothing was estimated):\n"
+        );
+        let _ = writeln!(md, "{}", draw(&view::screening_variants_table(r)));
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "Before anything was built, every variant whose statements only create btree, BRIN or hash indexes had them created as HypoPG hypothetical indexes, in one session on a copy of the base; every query form and parameter set was then planned with plain `EXPLAIN` (no execution) under the reference settings `{}`, and the baseline's plans in the same session with no hypothetical index. **est. cost vs reference** is the estimated total cost against the baseline's estimate for the same query and parameters (the cell the measurement compares with); **estimated size** is `hypopg_relation_size`. Variants HypoPG cannot express (GIN and GiST, `DROP INDEX`, changes of tables, data or layout) are not screenable, with the statement and the reason.\n",
+        s.settings
+    );
+    if !s.only {
+        let _ = writeln!(
+            md,
+            "After the real run, **DISAGREE** marks where the estimate and the measurement part: the plan choice (the estimate uses the hypothetical index and the real plan does not use the real one, or the reverse); cost against time (the estimated cost change and the measured execution change point different ways, both judged against the measured change's threshold, max(5%, the A/A floor)); and sizes more than {}× off the real index's, either way (HypoPG sizes an index from row estimates and average widths; hypopg#46 saw 164 MB estimated for 1.5 GB real).\n",
+            crate::experiment::screen::SIZE_FACTOR
+        );
+    }
+    let _ = writeln!(md, "{}", draw(&view::screening_variants_table(r)));
+    let cells = view::screening_cells_table(r);
+    if !cells.is_empty() {
+        let _ = writeln!(md, "### Estimated plans\n");
+        let _ = writeln!(md, "{}", draw(&cells));
+    }
 }

@@ -160,20 +160,24 @@ pub fn fmt_planning(cell: &Cell) -> String {
     }
 }
 
-/// Compact plan: access method, indexes, partitions ("Index Only Scan covering ×16").
-pub fn fmt_plan(cell: &Cell) -> String {
-    let Some(plan) = &cell.plan else {
-        return "-".into();
-    };
-    let access = match plan.access {
+/// How a plan reaches table rows, in EXPLAIN's words.
+pub fn fmt_access(access: Access) -> &'static str {
+    match access {
         Access::IndexOnlyScan => "Index Only Scan",
         Access::IndexScan => "Index Scan",
         Access::BitmapScan => "Bitmap Scan",
         Access::SeqScan => "Seq Scan",
         Access::Mixed => "Mixed",
         Access::None => "no scan",
+    }
+}
+
+/// Compact plan: access method, indexes, partitions ("Index Only Scan covering ×16").
+pub fn fmt_plan(cell: &Cell) -> String {
+    let Some(plan) = &cell.plan else {
+        return "-".into();
     };
-    let mut out = access.to_string();
+    let mut out = fmt_access(plan.access).to_string();
     if !plan.index_names.is_empty() {
         out.push(' ');
         out.push_str(&plan.index_names.join(", "));

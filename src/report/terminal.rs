@@ -20,6 +20,10 @@ pub fn draw(table: &Table) -> String {
 
 pub fn render(result: &ExperimentResult) -> String {
     let mut out = String::new();
+    if result.screening.as_ref().is_some_and(|s| s.only) {
+        screening(&mut out, result);
+        return out;
+    }
     for query in &result.queries {
         for params in &query.params {
             out.push_str(&format!(
@@ -59,6 +63,7 @@ pub fn render(result: &ExperimentResult) -> String {
             out.push_str(&format!("\n{title}\n{}\n", draw(&table)));
         }
     }
+    screening(&mut out, result);
     let load = view::load_results(result);
     if !load.is_empty() {
         out.push_str(&super::load::terminal(&load));
@@ -101,5 +106,24 @@ pub fn load_average_text(r: &ExperimentResult) -> String {
             b[0], a[0], b[1], a[1]
         ),
         _ => "load average unknown".into(),
+    }
+}
+
+/// The screening's sentence and tables, when the run screened.
+fn screening(out: &mut String, result: &ExperimentResult) {
+    if result.screening.is_none() {
+        return;
+    }
+    out.push_str("\nscreening (what-if, HypoPG)\n");
+    if let Some(sentence) = view::screening_sentence(result) {
+        out.push_str(&format!("{sentence}\n"));
+    }
+    for table in [
+        view::screening_variants_table(result),
+        view::screening_cells_table(result),
+    ] {
+        if !table.is_empty() {
+            out.push_str(&format!("{}\n", draw(&table)));
+        }
     }
 }

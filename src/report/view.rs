@@ -1,9 +1,12 @@
 //! The tables a report shows, built once from the result and drawn by both the terminal
 //! (comfy-table) and the Markdown renderer: one model, two drawings.
 
+use std::fmt::Write;
+
 use super::*;
 use crate::experiment::analysis::differs;
-use crate::experiment::result::{RelationKind, TableStats};
+use crate::experiment::result::{RelationKind, ScreenedCell, TableStats};
+use crate::experiment::screen;
 
 /// A table as text cells; renderers only draw it.
 #[derive(Debug, Clone, PartialEq)]
@@ -447,6 +450,31 @@ pub fn maintenance_table(r: &ExperimentResult) -> Table {
     t
 }
 
+/// The header's short form of [`noise_sentence`]: "3.1% median, 8.0% highest; steady".
+pub fn floor_line(r: &ExperimentResult) -> String {
+    if r.queries.is_empty() {
+        return "no EXPLAIN cells (a load experiment)".into();
+    }
+    if r.control.is_none() {
+        return "no A/A control measured: the 5% default only".into();
+    }
+    let mut floors: Vec<f64> = r.analysis.floors.iter().map(|f| f.floor).collect();
+    floors.sort_by(f64::total_cmp);
+    let (Some(highest), false) = (floors.last().copied(), floors.is_empty()) else {
+        return "A/A control measured no cell".into();
+    };
+    format!(
+        "{:.1}% median, {:.1}% highest over the queries; {}",
+        crate::stats::percentile(&floors, 50.0) * 100.0,
+        highest * 100.0,
+        if r.analysis.noisy.is_some() {
+            "**noisy run** (see the summary)"
+        } else {
+            "steady (the control did not differ from the baseline)"
+        }
+    )
+}
+
 /// One line on how steady the run was: the noise floor and whether the control differed.
 pub fn noise_sentence(r: &ExperimentResult) -> String {
     if r.queries.is_empty() {
@@ -489,4 +517,261 @@ pub fn load_results(r: &ExperimentResult) -> Vec<(String, crate::load::LoadResul
     r.compared_variants()
         .filter_map(|v| v.load.clone().map(|l| (v.name.clone(), l)))
         .collect()
+}
+
+/// A screened cell's estimated plan as `fmt_plan` draws a measured one, hypothetical
+/// indexes named as such ("Index Scan hypothetical t_id").
+pub fn fmt_estimated_plan(r: &ExperimentResult, cell: &ScreenedCell) -> String {
+    let Some(plan) = &cell.plan else {
+        return match &cell.error {
+            Some(e) => format!("error: {}", e.lines().next().unwrap_or("")),
+            None => "-".into(),
+        };
+    };
+    let mut out = fmt_access(plan.access).to_string();
+    if !plan.index_names.is_empty() {
+        let names: Vec<String> = plan
+            .index_names
+            .iter()
+            .map(|n| screen::hypothetical_label(r, &cell.variant, n).unwrap_or_else(|| n.clone()))
+            .collect();
+        out.push(' ');
+        out.push_str(&names.join(", "));
+    }
+    if plan.index_ordered {
+        out.push_str(" (ordered by index)");
+    }
+    out
+}
+
+/// One line on the screening: what HypoPG could do, how long it took against the real
+/// builds, and how many estimates the measurement contradicts.
+pub fn screening_sentence(r: &ExperimentResult) -> Option<String> {
+    let s = r.screening.as_ref()?;
+    if let Some(why) = &s.unavailable {
+        return Some(format!("Screening was not possible: {why}."));
+    }
+    let screenable = s.variants.iter().filter(|v| v.screenable).count();
+    let mut text = format!(
+        "HypoPG {}: {screenable} of {} variants screenable; {} estimated plans under settings `{}` in {:.2} s, the copy of the base included",
+        s.hypopg_version.as_deref().unwrap_or("?"),
+        s.variants.len(),
+        s.cells.len(),
+        s.settings,
+        s.seconds
+    );
+    if s.only {
+        text.push_str(" (`--screen-only`: nothing was built or measured).");
+        return Some(text);
+    }
+    let built: f64 = r
+        .compared_variants()
+        .filter(|v| {
+            s.variants
+                .iter()
+                .any(|sv| sv.screenable && sv.name == v.name)
+        })
+        .map(|v| v.build_seconds())
+        .sum();
+    let _ = write!(
+        text,
+        "; building the screenable variants for real took {built:.2} s"
+    );
+    let cells = screen::side_by_side(r)
+        .iter()
+        .filter(|c| !c.disagreements.is_empty())
+        .count();
+    let sizes = screen::index_estimates(r).iter().filter(|e| e.off).count();
+    let _ = write!(
+        text,
+        ". Estimate and measurement disagree on {cells} cell{} and {sizes} index size{}.",
+        if cells == 1 { "" } else { "s" },
+        if sizes == 1 { "" } else { "s" }
+    );
+    Some(text)
+}
+
+/// Screening per variant: screenable or why not; each hypothetical index's estimated
+/// size, beside the real index's once it was built.
+pub fn screening_variants_table(r: &ExperimentResult) -> Table {
+    let Some(s) = &r.screening else {
+        return Table::new(&[]);
+    };
+    let measured = !s.only;
+    let mut header = vec![
+        "variant",
+        "screenable",
+        "hypothetical index",
+        "estimated size",
+    ];
+    if measured {
+        header.extend(["real index", "real size", "estimate / real", "real build"]);
+    }
+    let mut t = Table::new(&header);
+    let estimates = screen::index_estimates(r);
+    for sv in &s.variants {
+        let build = r
+            .variants
+            .iter()
+            .find(|v| v.name == sv.name)
+            .map(|v| match &v.error {
+                Some(_) => "failed".to_string(),
+                None if v.cached => format!("{:.2} s (cached build)", v.build_seconds()),
+                None => format!("{:.2} s", v.build_seconds()),
+            })
+            .unwrap_or_default();
+        let mine: Vec<&screen::IndexEstimate> =
+            estimates.iter().filter(|e| e.variant == sv.name).collect();
+        if !sv.screenable || mine.is_empty() {
+            let status = match (&sv.reason, sv.name == r.baseline) {
+                (Some(reason), true) => format!(
+                    "no: {reason}; the reference estimates are the base's, without the baseline's statements"
+                ),
+                (Some(reason), false) => format!("no: {reason}"),
+                (None, true) => "yes (the reference: no hypothetical index)".into(),
+                (None, false) if s.unavailable.is_some() => "yes (not screened)".into(),
+                (None, false) => "yes (no index: plans as the base)".into(),
+            };
+            let mut row = vec![sv.name.clone(), status, "-".into(), "-".into()];
+            if measured {
+                row.extend(["-".into(), "-".into(), "-".into(), build.clone()]);
+            }
+            t.rows.push(row);
+            continue;
+        }
+        for e in mine {
+            let label = format!(
+                "{} ({} on {})",
+                screen::hypothetical_label(r, &sv.name, &e.index.name)
+                    .unwrap_or_else(|| e.index.name.clone()),
+                e.index.method,
+                e.index.table
+            );
+            let estimated = match e.index.partitions {
+                0 => fmt_bytes(e.index.estimated_bytes),
+                n => format!(
+                    "{} (sum over {n} partitions)",
+                    fmt_bytes(e.index.estimated_bytes)
+                ),
+            };
+            let mut row = vec![sv.name.clone(), "yes".into(), label, estimated];
+            if measured {
+                row.push(
+                    e.real
+                        .map_or_else(|| "not found".to_string(), |x| screen::unqualified(&x.name)),
+                );
+                row.push(e.real.map_or_else(|| "-".into(), |x| fmt_bytes(x.bytes)));
+                row.push(match e.factor {
+                    Some(f) if e.off => format!(
+                        "{f:.2}× DISAGREE: off by more than {}×",
+                        screen::SIZE_FACTOR
+                    ),
+                    Some(f) => format!("{f:.2}×"),
+                    None => "-".into(),
+                });
+                row.push(build.clone());
+            }
+            t.rows.push(row);
+        }
+    }
+    t
+}
+
+/// Screening per cell, in the per-query tables' order: the estimated plan and cost
+/// change; after a real run, the real plan and measured change beside them, and where
+/// the two disagree.
+pub fn screening_cells_table(r: &ExperimentResult) -> Table {
+    let Some(s) = &r.screening else {
+        return Table::new(&[]);
+    };
+    let measured = !s.only;
+    let mut header = vec![
+        "query",
+        "params",
+        "variant",
+        "estimated plan",
+        "est. cost",
+        "est. cost vs reference",
+    ];
+    if measured {
+        header.extend([
+            "real plan",
+            "measured vs reference",
+            "new index used (est. / real)",
+            "agreement",
+        ]);
+    }
+    let mut t = Table::new(&header);
+    let order = |c: &ScreenedCell| {
+        let q = r.queries.iter().position(|q| q.name == c.query);
+        let p = q.and_then(|q| r.queries[q].params.iter().position(|p| p.label == c.params));
+        let v = s.variants.iter().position(|v| v.name == c.variant);
+        (q, p, v)
+    };
+    let mut rows = screen::side_by_side(r);
+    rows.sort_by_key(|x| order(x.screened));
+    for x in rows {
+        let c = x.screened;
+        let mut variant = c.variant.clone();
+        if r.queries
+            .iter()
+            .find(|q| q.name == c.query)
+            .is_some_and(|q| q.forms.len() > 1)
+        {
+            variant.push_str(&format!(" · {}", c.form));
+        }
+        let is_baseline = c.variant == r.baseline;
+        let mut row = vec![
+            c.query.clone(),
+            c.params.clone(),
+            variant,
+            fmt_estimated_plan(r, c),
+            c.cost.map(|x| format!("{x:.2}")).unwrap_or_default(),
+            match (c.reference, c.cost_change) {
+                (None, _) => "reference".into(),
+                (Some(_), Some(change)) => format!("{:+.1}%", change * 100.0),
+                (Some(_), None) => "-".into(),
+            },
+        ];
+        if measured {
+            row.push(x.measured.map(fmt_plan).unwrap_or_else(|| "-".into()));
+            row.push(match x.measured {
+                Some(m) if m.reference.is_none() => "reference".into(),
+                Some(m) => fmt_change(m.change.as_ref()),
+                None => "-".into(),
+            });
+            row.push(if is_baseline {
+                "-".into()
+            } else {
+                format!(
+                    "{} / {}",
+                    if c.uses_hypothetical { "yes" } else { "no" },
+                    match x.real_uses_index {
+                        Some(true) => "yes",
+                        Some(false) => "no",
+                        None => "-",
+                    }
+                )
+            });
+            row.push(if is_baseline {
+                "reference".into()
+            } else if x.measured.is_none() {
+                "not measured".into()
+            } else if x.disagreements.is_empty() {
+                match x.measured.and_then(|m| m.change.as_ref()) {
+                    Some(m)
+                        if m.verdict == crate::stats::Verdict::NoChange
+                            && c.cost_change.is_some_and(|e| e.abs() > m.threshold) =>
+                    {
+                        "agree (the measured change is not called at this n)".into()
+                    }
+                    _ => "agree".into(),
+                }
+            } else {
+                format!("DISAGREE: {}", x.disagreements.join("; "))
+            });
+        }
+        t.rows.push(row);
+    }
+    t
 }

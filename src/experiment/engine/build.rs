@@ -47,15 +47,16 @@ pub fn variant(
     variant: &Variant,
     rebuild: bool,
 ) -> Result<Built> {
-    let prepared = variants::prepare(
+    let request = variants::Request {
         target,
-        admin,
         base,
         experiment,
         variant,
         rebuild,
-        &mut |client| run_statements(client, &variant.sql),
-    )?;
+    };
+    let prepared = variants::prepare(admin, &request, &mut |client| {
+        run_statements(client, &variant.sql)
+    })?;
     let copy = Copy::create(
         target,
         admin,
@@ -140,6 +141,15 @@ fn one_line(sql: &str) -> String {
 }
 
 impl Partitions {
+    /// Which partitions (and partition indexes) of the connected database belong to
+    /// which root.
+    pub fn read(client: &mut Client) -> Result<Partitions> {
+        Ok(Partitions {
+            tables: partition_parents(client, 'r')?,
+            indexes: partition_parents(client, 'i')?,
+        })
+    }
+
     /// Plan facts in the names people use: partition indexes and tables by their root,
     /// partitions scanned out of the total the catalog knows.
     pub fn attribute(&self, summary: &mut PlanSummary, relations: &[RelationSize]) -> u64 {

@@ -62,7 +62,7 @@ pub enum Run {
 /// arguments cannot be bound through the protocol (the server parses `EXPLAIN EXECUTE`
 /// with no parameters), so they are passed as quoted literals, which the server coerces
 /// to the prepared statement's parameter types exactly as bound text would be.
-fn explained_statement(statement: &Statement) -> String {
+pub(crate) fn explained_statement(statement: &Statement) -> String {
     let Some(name) = statement.prepared else {
         return statement.sql.to_string();
     };

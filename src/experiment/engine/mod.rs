@@ -57,11 +57,32 @@ pub struct RunOptions {
     pub budget: Option<std::time::Duration>,
     /// Only these states of the experiment's cache axis (empty: all of them).
     pub cache: Vec<CacheState>,
+    /// Screen the variants with HypoPG before building them (also `screen: true`).
+    pub screen: bool,
+    /// Screen, then stop: no variant is built or measured.
+    pub screen_only: bool,
 }
 
 /// With a budget, a cell whose median's 95% interval is within this share of the median
 /// has been measured enough.
 pub const TIGHT: f64 = 0.02;
+
+/// A cell faster than this (execution time in the warmup) runs a block of several runs
+/// per round, and the round's median of the block is what is compared: one run of a
+/// 20 µs query is mostly timer and scheduler noise.
+pub const FAST_CELL_MS: f64 = 1.0;
+/// The largest block a fast cell gets.
+pub const MAX_BLOCK: usize = 10;
+
+/// Runs per round of a cell whose warmup execution took `warm_ms`: enough to add up to
+/// about [`FAST_CELL_MS`], at least the schedule's block, at most [`MAX_BLOCK`].
+pub fn block_for(warm_ms: Option<f64>, block: usize) -> usize {
+    let wanted = match warm_ms {
+        Some(ms) if ms > 0.0 && ms < FAST_CELL_MS => (FAST_CELL_MS / ms).ceil() as usize,
+        _ => 1,
+    };
+    wanted.clamp(1, MAX_BLOCK).max(block)
+}
 
 /// Rounds of a cold or prewarmed cell without a budget: each run costs an eviction (a
 /// server restart), so fewer than warm cells get, but enough for a 95% interval.
@@ -118,6 +139,32 @@ pub fn run(
             .map(|s| settings::classify(&mut client, &s.values, target.is_embedded()))
             .collect::<Result<Vec<_>>>()?
     };
+    let screening = if options.screen || options.screen_only || spec.screen {
+        let reference = classified.first().cloned().unwrap_or_default();
+        let inputs = super::screen::Inputs {
+            target,
+            base: &base.info.database,
+            experiment: &spec.name,
+            matrix: &matrix,
+            reference: &reference,
+            timeout_ms: runs.timeout_ms,
+        };
+        Some(super::screen::run(&inputs, &mut admin, progress)?)
+    } else {
+        None
+    };
+    if options.screen_only {
+        let engine = Engine::new(
+            target, spec, matrix, schedule, runs, vars, base, classified, admin, progress,
+        );
+        let mut result = engine.into_result(Vec::new(), false)?;
+        result.cells.clear();
+        result.scale = scale;
+        result.screening = screening.map(|s| Screening { only: true, ..s });
+        result.environment.load_before = load_before;
+        result.environment.load_after = super::environment::load_average();
+        return Ok(result);
+    }
     let kept = if matrix.control().is_some() { 2 } else { 1 };
     let copy_bytes: i64 = admin
         .query_one(
@@ -143,6 +190,7 @@ pub fn run(
     };
     let mut result = engine.into_result(stages, interrupted)?;
     result.scale = scale;
+    result.screening = screening;
     // The run's in-use locks went with its sessions: keep the variant cache in budget.
     let mut admin = connect(&target.admin_config())?;
     let free = plan::free_disk(&mut admin);
@@ -222,6 +270,26 @@ impl Phase {
     }
 }
 
+/// A cell's statement, owned (see `Engine::statement_of`).
+struct CellStatement {
+    sql: String,
+    params: Vec<crate::db::TextParam>,
+    rollback: bool,
+    /// Its prepared statement's name, one per cell.
+    prepared: Option<String>,
+}
+
+impl CellStatement {
+    fn borrowed(&self) -> Statement<'_> {
+        Statement {
+            sql: &self.sql,
+            params: &self.params,
+            rollback: self.rollback,
+            prepared: self.prepared.as_deref(),
+        }
+    }
+}
+
 /// What one cell has measured so far.
 #[derive(Default)]
 struct CellState {
@@ -232,6 +300,10 @@ struct CellState {
     error: Option<String>,
     partitions_total: u64,
     eviction: Option<String>,
+    /// Execution time of the last warmup run (sizes the cell's block).
+    warm_ms: Option<f64>,
+    /// Runs per round.
+    block: usize,
 }
 
 struct Engine<'a> {
@@ -564,7 +636,8 @@ impl<'a> Engine<'a> {
     }
 
     /// Measurement phase: a warmup round, then the schedule's rounds, every round in its
-    /// own seeded order. Rounds are numbered from `round_offset`, so a cell measured in
+    /// own seeded order, each cell for its block of runs (more than one for cells
+    /// faster than [`FAST_CELL_MS`]). Rounds are numbered from `round_offset`, so a cell measured in
     /// several stages (the baseline) pairs with each stage's variants on their rounds.
     fn measure(&mut self, cells: &[usize], phase: Phase, round_offset: usize) -> Result<()> {
         let salt = |round: usize| ((round as u64) << 1) | (phase == Phase::Writes) as u64;
@@ -572,7 +645,14 @@ impl<'a> Engine<'a> {
             let order = self
                 .schedule
                 .order(salt(usize::MAX >> 1), &self.groups(cells));
-            self.round(&order, self.schedule.warmup, None)?;
+            self.round(&order, None)?;
+        }
+        // Each cell's block, now that the warmup showed how fast it is.
+        for &c in cells {
+            let block = block_for(self.cells[c].warm_ms, self.schedule.block);
+            let extra = (block - self.schedule.block.min(block)) * self.schedule.rounds;
+            self.cells[c].block = block;
+            self.runs_left[c] = self.runs_left[c].saturating_add(extra as u64);
         }
         let mut active = cells.to_vec();
         for r in 0..self.schedule.rounds {
@@ -583,7 +663,7 @@ impl<'a> Engine<'a> {
                 phase: phase.name().to_string(),
                 cells: order.concat(),
             });
-            self.round(&order, self.schedule.block, Some(round))?;
+            self.round(&order, Some(round))?;
             if let Some(budget) = self.runs.budget_ms {
                 active = self.still_measuring(&active, budget as f64 / 1000.0);
                 if active.is_empty() {
@@ -808,23 +888,19 @@ impl<'a> Engine<'a> {
 
     /// One round: every group in the given order, each under its server-wide settings
     /// (applied by a guard that undoes them on any exit), `runs` runs per cell.
-    fn round(&mut self, order: &[Vec<usize>], runs: usize, round: Option<usize>) -> Result<()> {
+    /// `round` None is the warmup round (the schedule's warmup runs per cell); a measured
+    /// round runs each cell's block.
+    fn round(&mut self, order: &[Vec<usize>], round: Option<usize>) -> Result<()> {
         for group in order {
             let Some(&first) = group.first() else {
                 continue;
             };
-            let server = self.settings[self.matrix.cells[first].settings.0]
-                .server
-                .clone();
-            let guard = if server.is_empty() {
-                None
-            } else {
-                let admin = connect(&self.target.admin_config())?;
-                let (guard, since) = ServerWide::apply(admin, &server)?;
-                self.last_reload = since;
-                Some(guard)
-            };
+            let guard = self.server_settings(self.matrix.cells[first].settings)?;
             for &cell in group {
+                let runs = match round {
+                    None => self.schedule.warmup,
+                    Some(_) => self.cells[cell].block.max(1),
+                };
                 self.visit(cell, runs, round)?;
             }
             if let Some(guard) = guard {
@@ -832,6 +908,31 @@ impl<'a> Engine<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A settings set's server-wide values, applied until the returned guard is undone
+    /// or dropped; None for a set of session settings only.
+    fn server_settings(&mut self, settings: SettingsId) -> Result<Option<ServerWide>> {
+        let server = self.settings[settings.0].server.clone();
+        if server.is_empty() {
+            return Ok(None);
+        }
+        let admin = connect(&self.target.admin_config())?;
+        let (guard, since) = ServerWide::apply(admin, &server)?;
+        self.last_reload = since;
+        Ok(Some(guard))
+    }
+
+    /// What a cell runs, owned: the matrix stays free while a session is borrowed.
+    fn statement_of(&self, cell: usize) -> CellStatement {
+        let key = self.matrix.cells[cell];
+        let query = self.matrix.query(key.query);
+        CellStatement {
+            sql: self.matrix.form(&key).sql.clone(),
+            params: self.matrix.params(&key).values.clone(),
+            rollback: query.rollback,
+            prepared: query.prepared.then(|| format!("pgx_c{cell}")),
+        }
     }
 
     fn session(&mut self, key: &CellKey) -> Result<&mut Session> {
@@ -870,20 +971,8 @@ impl<'a> Engine<'a> {
         self.update_progress();
         let message = self.cell_label(&key);
         self.progress.message(&message);
-        let query = self.matrix.query(key.query);
-        let (sql, params, rollback, prepared) = (
-            self.matrix.form(&key).sql.clone(),
-            self.matrix.params(&key).values.clone(),
-            query.rollback,
-            query.prepared,
-        );
-        let name = format!("pgx_c{cell}");
-        let statement = Statement {
-            sql: &sql,
-            params: &params,
-            rollback,
-            prepared: prepared.then_some(name.as_str()),
-        };
+        let owned = self.statement_of(cell);
+        let statement = owned.borrowed();
         for _ in 0..runs {
             crate::interrupt::check()?;
             let started = std::time::Instant::now();
@@ -891,12 +980,13 @@ impl<'a> Engine<'a> {
             let seconds = started.elapsed().as_secs_f64();
             self.ran(cell, seconds);
             match run {
-                Run::Plan(explained) => {
-                    if let Some(round) = round {
+                Run::Plan(explained) => match round {
+                    Some(round) => {
                         self.spent[cell] += seconds;
                         self.record(cell, round, explained.summary);
                     }
-                }
+                    None => self.cells[cell].warm_ms = Some(explained.summary.execution_ms),
+                },
                 Run::Failed(message) => {
                     self.cells[cell].error = Some(message);
                     self.runs_left[cell] = 0;
@@ -956,30 +1046,9 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let key = self.matrix.cells[cell];
-            let servers = !self.settings[key.settings.0].server.is_empty();
-            let query = self.matrix.query(key.query);
-            let (sql, params, rollback, prepared) = (
-                self.matrix.form(&key).sql.clone(),
-                self.matrix.params(&key).values.clone(),
-                query.rollback,
-                query.prepared,
-            );
-            let name = format!("pgx_c{cell}");
-            let statement = Statement {
-                sql: &sql,
-                params: &params,
-                rollback,
-                prepared: prepared.then_some(name.as_str()),
-            };
-            let guard = if servers {
-                let admin = connect(&self.target.admin_config())?;
-                let server = self.settings[key.settings.0].server.clone();
-                let (guard, since) = ServerWide::apply(admin, &server)?;
-                self.last_reload = since;
-                Some(guard)
-            } else {
-                None
-            };
+            let owned = self.statement_of(cell);
+            let statement = owned.borrowed();
+            let guard = self.server_settings(key.settings)?;
             crate::interrupt::check()?;
             self.update_progress();
             self.progress
@@ -1249,6 +1318,28 @@ impl<'a> Engine<'a> {
             cells,
             analysis: Analysis::default(),
             interrupted,
+            screening: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_cells_get_blocks_that_add_up_to_a_millisecond() {
+        assert_eq!(block_for(Some(0.02), 1), MAX_BLOCK, "20 µs: capped at 10");
+        assert_eq!(block_for(Some(0.25), 1), 4);
+        assert_eq!(block_for(Some(0.9), 1), 2);
+        assert_eq!(block_for(Some(1.0), 1), 1);
+        assert_eq!(block_for(Some(150.0), 1), 1);
+        assert_eq!(block_for(None, 1), 1, "no warmup, no guess");
+        assert_eq!(
+            block_for(Some(150.0), 3),
+            3,
+            "never below the schedule's block"
+        );
+        assert_eq!(block_for(Some(0.0), 1), 1);
     }
 }
