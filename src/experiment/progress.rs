@@ -70,6 +70,10 @@ impl Progress {
         self.done += n;
         if let Some(bar) = &self.bar {
             bar.inc(n);
+            // A phase with more steps than announced never shows past 100%.
+            if bar.length().is_some_and(|len| bar.position() >= len) {
+                bar.set_length(bar.position() + 1);
+            }
         }
     }
 

@@ -36,6 +36,8 @@ pub struct Prepared {
     pub statements: Vec<Timing>,
     /// The statements ran in an earlier run; their times are from then.
     pub cached: bool,
+    /// Holds the entry's in-use lock (server-wide, as the bases') while the run uses it.
+    pub locks: Option<databases::LockSession>,
 }
 
 pub fn name_of(base: &str, sql: &str) -> String {
@@ -108,18 +110,24 @@ pub fn prepare(
             template: base.to_string(),
             statements: Vec::new(),
             cached: false,
+            locks: None,
         });
     }
     let name = name_of(base, &variant.sql);
+    // The same server-wide lock session as the bases' (advisory locks are per database).
+    let mut locks = databases::LockSession::open(request.target)?;
     let build_lock = format!("build:{name}");
-    admin.execute("SELECT pg_advisory_lock(hashtext($1))", &[&build_lock])?;
+    locks.lock(&build_lock)?;
     let prepared = reuse_or_build(admin, request, &name, build);
-    admin.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&build_lock])?;
-    let prepared = prepared?;
-    admin.execute(
-        "SELECT pg_advisory_lock_shared(hashtext($1))",
-        &[&format!("in-use:{name}")],
-    )?;
+    let in_use = match &prepared {
+        Ok(_) => locks.lock_shared(&databases::in_use_lock(&name)),
+        Err(_) => Ok(()),
+    };
+    let unlocked = locks.unlock(&build_lock);
+    let mut prepared = prepared?;
+    in_use?;
+    unlocked?;
+    prepared.locks = Some(locks);
     drop_stale(admin, base, experiment, &variant.name, &name)?;
     Ok(prepared)
 }
@@ -185,6 +193,7 @@ fn reuse_or_build(
             template: name.to_string(),
             statements: entry.statements,
             cached: true,
+            locks: None,
         });
     }
     databases::drop_owned_database(admin, name)?;
@@ -214,6 +223,7 @@ fn reuse_or_build(
         template: name.to_string(),
         statements,
         cached: false,
+        locks: None,
     })
 }
 

@@ -27,6 +27,8 @@ pub struct Built {
     pub cached: bool,
     /// The variant-cache entry the copy was made from (None: made from the base).
     pub template: Option<String>,
+    /// Holds the entry's in-use lock while the variant is measured.
+    pub _locks: Option<crate::experiment::databases::LockSession>,
     pub relations: Vec<RelationSize>,
     pub partitions: Partitions,
 }
@@ -78,6 +80,7 @@ pub fn variant(
         statements,
         cached: prepared.cached,
         template: (prepared.template != base).then(|| prepared.template.clone()),
+        _locks: prepared.locks,
         relations,
         partitions,
     })
