@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::dataset::{LoadOptions, Loader, Phases};
 use super::result::DatasetInfo;
-use super::spec::{Spec, scaled_vars, substitute};
+use super::spec::{Source, Spec, scaled_vars, substitute};
 use crate::db::{quote_ident, quote_literal};
 use crate::error::{describe_pg_error, fail};
 use crate::migrate;
@@ -370,6 +370,7 @@ impl LockSession {
 struct Recipe<'a> {
     target: &'a Target,
     spec: &'a Spec,
+    source: Source,
     scale: f64,
     migrations: Vec<migrate::MigrationFile>,
     key: String,
@@ -383,20 +384,43 @@ impl<'a> Recipe<'a> {
         spec: &'a Spec,
         scale: f64,
     ) -> Result<Recipe<'a>> {
-        let migrations: Vec<migrate::MigrationFile> =
+        let source = spec.dataset.source();
+        // A copied database brings its schema along: no migrations.
+        let migrations: Vec<migrate::MigrationFile> = if source == Source::Steps {
             migrate::load_dir(&crate::project_root().join(&spec.schema.migrations))?
                 .into_iter()
                 .filter(|f| spec.schema.up_to.is_none_or(|v| f.version <= v))
-                .collect();
+                .collect()
+        } else {
+            Vec::new()
+        };
         let server_version: String = admin
             .query_one("SELECT current_setting('server_version_num')", &[])?
             .get(0);
-        let key = cache_key(spec, scale, &migrations, &server_version)?;
+        let identity = match &source {
+            Source::Steps => None,
+            Source::Database(name) => Some(super::source::database_identity(admin, name)?),
+            Source::Url(url) => Some(super::source::url_identity(url)?),
+        };
+        let key = match &identity {
+            None => cache_key(spec, scale, &migrations, &server_version)?,
+            // Known by the source's identity; `--rebuild` copies it again when it changed.
+            Some(identity) => {
+                let mut hasher = Sha256::new();
+                hasher.update(b"pgx-source-v1\0");
+                hasher.update(server_version.as_bytes());
+                hasher.update(b"\0");
+                hasher.update(identity.as_bytes());
+                let digest = hasher.finalize();
+                digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+            }
+        };
         // Named by content alone: experiments with the same dataset share one base.
         let dbname = format!("pgx_base_{key}");
         Ok(Recipe {
             target,
             spec,
+            source,
             scale,
             migrations,
             key,
@@ -469,34 +493,29 @@ impl<'a> Recipe<'a> {
         on_step: &mut dyn FnMut(&str, Option<f64>),
     ) -> Result<Base> {
         let started = Instant::now();
-        create_marked(admin, &self.dbname, None, BASE_BUILDING)?;
-        let mut client = connect(&self.target.config_for(&self.dbname))?;
         let mut phases = Phases {
             on_step,
             timings: Vec::new(),
         };
-        phases.run("migrations", || {
-            migrate::apply(
-                &mut client,
-                &self.migrations,
-                &migrate::ApplyOptions::default(),
-            )
-            .with_context(|| {
-                format!(
-                    "applying {} to the dataset base",
-                    self.spec.schema.migrations.display()
-                )
-            })
-            .map(|_| ())
-        })?;
-        let loader = Loader {
-            target: self.target,
-            dbname: &self.dbname,
-            spec: self.spec,
-            vars: scaled_vars(self.spec, self.scale),
-            options,
+        match &self.source {
+            Source::Steps => create_marked(admin, &self.dbname, None, BASE_BUILDING)?,
+            Source::Database(name) => phases.run(&format!("copy of {name}"), || {
+                super::source::copy_database(admin, name, &self.dbname, BASE_BUILDING)
+            })?,
+            Source::Url(url) => {
+                create_marked(admin, &self.dbname, None, BASE_BUILDING)?;
+                phases.run("pg_dump | pg_restore", || {
+                    super::source::restore_url(self.target, url, &self.dbname)
+                })?;
+            }
+        }
+        let mut client = connect(&self.target.config_for(&self.dbname))?;
+        let load = if self.source == Source::Steps {
+            self.load_steps(&mut client, &mut phases, options)?
+        } else {
+            phases.run("VACUUM ANALYZE", || super::source::settle(&mut client))?;
+            Default::default()
         };
-        let load = loader.load(&mut client, &mut phases)?;
         let row_counts = row_counts(&mut client)?;
         drop(client);
         let info = DatasetInfo {
@@ -517,6 +536,33 @@ impl<'a> Recipe<'a> {
             quote_literal(&mark)
         ))?;
         Ok(Base { info, _locks: None })
+    }
+
+    /// Migrations, then the dataset's steps (the bulk-load path by default).
+    fn load_steps(
+        &self,
+        client: &mut Client,
+        phases: &mut Phases,
+        options: &LoadOptions,
+    ) -> Result<crate::experiment::result::LoadInfo> {
+        phases.run("migrations", || {
+            migrate::apply(client, &self.migrations, &migrate::ApplyOptions::default())
+                .with_context(|| {
+                    format!(
+                        "applying {} to the dataset base",
+                        self.spec.schema.migrations.display()
+                    )
+                })
+                .map(|_| ())
+        })?;
+        let loader = Loader {
+            target: self.target,
+            dbname: &self.dbname,
+            spec: self.spec,
+            vars: scaled_vars(self.spec, self.scale),
+            options,
+        };
+        loader.load(client, phases)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod progress;
 pub mod result;
 pub mod screen;
 pub mod settings;
+pub mod source;
 pub mod spec;
 pub mod tables;
 pub mod variants;

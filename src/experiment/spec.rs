@@ -91,12 +91,24 @@ fn default_migrations() -> PathBuf {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
-    /// Default scale; 1 is the seed's production size.
+    /// Default scale; 1 is the seed's production size (and the only one of a copied
+    /// database).
+    #[serde(default = "default_scale")]
     pub scale: f64,
     /// Sizes at scale 1; `{{name}}` becomes max(1, round(value × scale)).
     #[serde(default)]
     pub vars: IndexMap<String, f64>,
+    /// SQL that builds the dataset (after the migrations); or, instead, a copy of an
+    /// existing database (`from_database`, `from_url`).
+    #[serde(default)]
     pub steps: Vec<StepSpec>,
+    /// A database on the same server, copied as it is (`CREATE DATABASE ... TEMPLATE`):
+    /// real rows instead of generated ones. Its schema comes with it (no migrations).
+    #[serde(default)]
+    pub from_database: Option<String>,
+    /// A database on another server, copied with `pg_dump` / `pg_restore` (parallel jobs).
+    #[serde(default)]
+    pub from_url: Option<String>,
     /// The bulk-load path (default): the migrations' indexes and foreign keys are dropped
     /// before the steps and rebuilt after them, parallel steps stream through COPY.
     /// `false` runs the steps as written with every index in place (the same rows).
@@ -106,6 +118,29 @@ pub struct DatasetSpec {
 
 fn default_bulk() -> bool {
     true
+}
+
+fn default_scale() -> f64 {
+    1.0
+}
+
+/// Where a base's rows come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Migrations, then the dataset's steps.
+    Steps,
+    Database(String),
+    Url(String),
+}
+
+impl DatasetSpec {
+    pub fn source(&self) -> Source {
+        match (&self.from_database, &self.from_url) {
+            (Some(name), _) => Source::Database(name.clone()),
+            (None, Some(url)) => Source::Url(url.clone()),
+            (None, None) => Source::Steps,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -590,6 +625,20 @@ impl Spec {
                     "set baseline to one of: {}",
                     self.variants.keys().cloned().collect::<Vec<_>>().join(", ")
                 ),
+            ));
+        }
+        let sources = usize::from(!self.dataset.steps.is_empty())
+            + usize::from(self.dataset.from_database.is_some())
+            + usize::from(self.dataset.from_url.is_some());
+        if sources != 1 {
+            return Err(self.error_at(
+                &["dataset"],
+                if sources == 0 {
+                    "the dataset has no steps and no source database".into()
+                } else {
+                    "the dataset has more than one of steps, from_database and from_url".into()
+                },
+                "give SQL steps that build the rows, or from_database: NAME (same server), or from_url: postgresql://... (another server)",
             ));
         }
         if self.dataset.scale.is_nan() || self.dataset.scale <= 0.0 {
