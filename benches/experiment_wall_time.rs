@@ -9,7 +9,9 @@
 //! With `PGX_BENCH_BASELINE_BIN=/path/to/an/older/pgx` it also times that binary on the
 //! same experiments, alternating with this one (older first, this first, older cached,
 //! this cached), on an embedded cluster of its own and with its reports written to a
-//! temporary directory: the cost of a change measured in one run.
+//! temporary directory: the cost of a change measured in one run. It runs from
+//! `PGX_BENCH_BASELINE_ROOT` (default: this project), so that it reads experiment files
+//! of its own version.
 //!
 //! A benchmark, not a test: machines are noisy, so it records numbers and asserts none.
 
@@ -53,11 +55,18 @@ fn main() {
     let scratch = tempfile::tempdir().expect("temporary directory");
     let ours = Binary {
         path: PathBuf::from(env!("CARGO_BIN_EXE_pgx")),
+        root: None,
         data_dir: None,
         out: None,
     };
+    // The older binary reads its own experiment files (PGX_BENCH_BASELINE_ROOT, e.g. a
+    // worktree of its commit): a newer file may have keys it does not know.
+    let older_root = std::env::var("PGX_BENCH_BASELINE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.to_path_buf());
     let older = baseline.map(|path| Binary {
         path,
+        root: Some(older_root.clone()),
         data_dir: Some(root.join("target/pgx-cluster-baseline")),
         out: Some(scratch.path().to_path_buf()),
     });
@@ -104,6 +113,8 @@ fn main() {
 /// A pgx binary to time, with where its cluster and reports go.
 struct Binary {
     path: PathBuf,
+    /// Where it runs (its project root); None: this project.
+    root: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     out: Option<PathBuf>,
 }
@@ -112,7 +123,8 @@ impl Binary {
     fn run(&self, root: &Path, name: &str, rebuild: bool) -> f64 {
         let started = Instant::now();
         let mut cmd = Command::new(&self.path);
-        cmd.current_dir(root).args(["experiment", name]);
+        cmd.current_dir(self.root.as_deref().unwrap_or(root))
+            .args(["experiment", name]);
         if rebuild {
             cmd.arg("--rebuild");
         }
