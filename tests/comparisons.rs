@@ -120,6 +120,23 @@ fn identical_variants_are_not_called_different_under_bursty_load_and_a_real_effe
         "identical copies called different: {called:#?}"
     );
 
+    // A cell and its reference run blocks of the same size: every cell of a query and
+    // parameter set has as many samples as the others (all were measured in every round).
+    for c in &r.cells {
+        let peers: Vec<usize> = r
+            .cells
+            .iter()
+            .filter(|p| p.query == c.query && p.params == c.params)
+            .map(|p| p.samples.len())
+            .collect();
+        assert!(
+            peers.iter().all(|&n| n == c.samples.len()),
+            "{} {}: runs per cell {peers:?}",
+            c.query,
+            c.params
+        );
+    }
+
     // The same run still sees what the index on id does to the id-range scan.
     for params in ["p1", "p2"] {
         let c = r

@@ -647,12 +647,32 @@ impl<'a> Engine<'a> {
                 .order(salt(usize::MAX >> 1), &self.groups(cells));
             self.round(&order, None)?;
         }
-        // Each cell's block, now that the warmup showed how fast it is.
+        // The blocks, now that the warmup showed how fast the cells are: one block for all
+        // the cells of a query and parameter set (every variant, settings set, form), so
+        // a cell and its reference always run the same number of runs in a row (later
+        // runs of a block are faster than its first: blocks of different sizes would be a
+        // difference of their own). Sized from the group's median warmup time.
+        let mut groups: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
         for &c in cells {
-            let block = block_for(self.cells[c].warm_ms, self.schedule.block);
+            let key = self.matrix.cells[c];
+            groups
+                .entry((key.query.0, key.params.0))
+                .or_default()
+                .push(c);
+        }
+        for members in groups.values() {
+            let mut warm: Vec<f64> = members
+                .iter()
+                .filter_map(|&c| self.cells[c].warm_ms)
+                .collect();
+            warm.sort_by(f64::total_cmp);
+            let median = (!warm.is_empty()).then(|| crate::stats::percentile(&warm, 50.0));
+            let block = block_for(median, self.schedule.block);
             let extra = (block - self.schedule.block.min(block)) * self.schedule.rounds;
-            self.cells[c].block = block;
-            self.runs_left[c] = self.runs_left[c].saturating_add(extra as u64);
+            for &c in members {
+                self.cells[c].block = block;
+                self.runs_left[c] = self.runs_left[c].saturating_add(extra as u64);
+            }
         }
         let mut active = cells.to_vec();
         for r in 0..self.schedule.rounds {
