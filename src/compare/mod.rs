@@ -219,6 +219,12 @@ pub fn compare(
         if r.interrupted {
             untrusted_because.push(format!("the {label} run was interrupted (partial)"));
         }
+        if let Some(load) = saturated(r) {
+            untrusted_because.push(format!(
+                "the {label} run shared a saturated machine (load average {load:.2} on {} CPUs)",
+                r.environment.cpus
+            ));
+        }
     }
     let notes = notes(&old, &new);
     Ok(Comparison {
@@ -366,8 +372,29 @@ fn floor(r: &ExperimentResult, key: &Key) -> f64 {
         .map_or(0.0, |f| f.floor)
 }
 
+/// Between two runs, a change in a cell's median execution time smaller than this is
+/// below what separate runs resolve, whatever the ratio: a 5 µs lookup measured 5 µs in
+/// one run and 12 µs in the next (identical code, same plan and buffers) while its run's
+/// A/A floor was 1.5% (scheduler, CPU caches and the other tenants of the machine differ
+/// per run). Within a run, pairing in rounds removes those effects; across runs nothing
+/// can.
+pub const RESOLUTION_MS: f64 = 0.01;
+
+/// The run shared a saturated machine: its 1-minute load average, at the start or the
+/// end, was at least its CPU count (its own work adds about one).
+pub fn saturated(r: &ExperimentResult) -> Option<f64> {
+    let cpus = r.environment.cpus as f64;
+    [r.environment.load_before, r.environment.load_after]
+        .into_iter()
+        .flatten()
+        .map(|l| l[0])
+        .filter(|&l| cpus > 0.0 && l >= cpus)
+        .max_by(f64::total_cmp)
+}
+
 /// Execution time of every matched cell: the band is max(5%, both floors) around no
-/// change and around the drift its peers show; the verdict is Holm-corrected later.
+/// change and around the drift its peers show, and never narrower than
+/// [`RESOLUTION_MS`]; the verdict is Holm-corrected later.
 fn timings(old: &ExperimentResult, new: &ExperimentResult, rows: &mut [Row]) {
     // Peers: matched cells (the control included) whose plan, buffers and SQL did not
     // change: what moved them is the machine.
@@ -421,8 +448,15 @@ fn timings(old: &ExperimentResult, new: &ExperimentResult, rows: &mut [Row]) {
         let new_rounds = stats::round_medians(&n.execution_by_round());
         let threshold = NOISE.max(floor(old, &row.key)).max(floor(new, &row.key));
         let d = drift.map_or(1.0, |d| d.ratio);
-        let lower = d.min(1.0) / (1.0 + threshold);
-        let upper = d.max(1.0) * (1.0 + threshold);
+        let mut lower = d.min(1.0) / (1.0 + threshold);
+        let mut upper = d.max(1.0) * (1.0 + threshold);
+        if let Some(old_ms) = o.execution.as_ref().map(|e| e.median)
+            && old_ms > 0.0
+        {
+            let resolution = RESOLUTION_MS / old_ms;
+            upper = upper.max(1.0 + resolution);
+            lower = lower.min(1.0 / (1.0 + resolution));
+        }
         row.timing = stats::compare_unpaired(&old_rounds, &new_rounds, lower, upper, threshold)
             .map(|change| Timing {
                 change,

@@ -337,8 +337,10 @@ pub fn method(c: &Comparison) -> String {
 Timing: the two runs were not interleaved with each other, so there are no paired rounds; each cell's per-round median execution times in the old run are compared with those in the new run (Mann-Whitney U, one-sided against each edge of a no-change band; Holm across the cells, α = 0.05). \
 The change is the Hodges-Lehmann estimate of new/old (the median of all pairwise ratios) with its 95% interval. \
 The band is max({:.0}%, the old run's A/A floor, the new run's A/A floor) around 1 and around the drift between runs, the median new/old ratio of the other cells of the same query whose plan, buffers and SQL did not change (the A/A control's included; the whole run's when the query has fewer than two such cells): a machine that is slower as a whole today does not make a regression, and neither does identical code run twice. \
-A change every cell of a query shares with the same plans and buffers is indistinguishable from that drift and is not called. `~` = no change beyond the band.",
-        NOISE * 100.0
+A change every cell of a query shares with the same plans and buffers is indistinguishable from that drift and is not called. \
+Between runs, a change of less than {} ms per execution is below resolution and is not called either, and timings do not gate when either run shared a saturated machine (1-minute load average at least its CPU count). `~` = no change beyond the band.",
+        NOISE * 100.0,
+        super::RESOLUTION_MS
     )
 }
 

@@ -357,3 +357,40 @@ fn runs_of_different_experiments_or_scales_are_refused() {
     assert!(err.to_string().contains("different scales"), "{err}");
     assert!(crate::error::hint_of(&err).unwrap().contains("--scale"));
 }
+
+#[test]
+fn a_few_microseconds_between_runs_are_below_resolution() {
+    // A 5 µs lookup at 12 µs in the next run, same plan and buffers, while the other
+    // cells stay put: what separate runs of identical code showed on a loaded machine.
+    let fast = |center| {
+        let mut specs = matrix();
+        specs[4].center = center; // a/q2
+        specs
+    };
+    let c = compared(run(&fast(0.005), 1), run(&fast(0.012), 2));
+    assert!(verdicts(&c).is_empty(), "{:?}", verdicts(&c));
+    // The same ratio on a cell long enough to resolve it is called.
+    let c = compared(run(&fast(0.5), 1), run(&fast(1.2), 2));
+    assert_eq!(verdicts(&c), [("a/q2".to_string(), Verdict::Slower)]);
+}
+
+#[test]
+fn a_run_on_a_saturated_machine_does_not_gate_on_timings() {
+    let mut new = matrix();
+    new[4].center *= 1.5;
+    let mut busy = run(&new, 2);
+    busy.environment.load_before = Some([2.31, 2.67, 2.0]);
+    busy.environment.load_after = Some([2.21, 2.64, 2.0]);
+    let c = compared(run(&matrix(), 1), busy);
+    assert!(!c.timings_trusted);
+    assert!(
+        c.untrusted_because
+            .iter()
+            .any(|w| w.contains("saturated machine (load average 2.31 on 2 CPUs)")),
+        "{:?}",
+        c.untrusted_because
+    );
+    // Still shown as a verdict, not gated.
+    assert_eq!(verdicts(&c), [("a/q2".to_string(), Verdict::Slower)]);
+    assert!(c.gate(&[Gate::Regression]).is_empty());
+}
