@@ -196,3 +196,39 @@ fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference
         "the report says so"
     );
 }
+
+/// A backend's history changes its speed (a session that had run one large sequential
+/// scan answered a 16-partition lookup 2× slower ever after), so each cell's statement
+/// runs on a backend of its own: identical copies then have identical histories. Here
+/// `history` counts the traces `mark` left in its session: none, on the baseline and on
+/// the A/A control alike.
+#[test]
+fn every_statement_runs_on_a_backend_of_its_own() {
+    let server = server();
+    let target = Target::External(server.cluster().config("postgres"));
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/history.yaml");
+    let spec = spec::load(&path).unwrap();
+    let r = pgx::experiment::run(
+        &target,
+        &spec,
+        &RunOptions::default(),
+        &mut Progress::quiet(),
+    )
+    .unwrap();
+    let history: Vec<_> = r.cells.iter().filter(|c| c.query == "history").collect();
+    assert_eq!(history.len(), 2, "baseline and A/A control");
+    for c in history {
+        assert!(c.error.is_none(), "{}: {:?}", c.variant, c.error);
+        assert!(!c.samples.is_empty());
+        let plan = c.plan.as_ref().expect("a measured plan");
+        assert_eq!(
+            plan.rows, 0.0,
+            "{}: its backend had run `mark` {} times",
+            c.variant, plan.rows
+        );
+    }
+    // `mark` did run (and so would have left traces in a shared backend).
+    let mark = r.cells.iter().find(|c| c.query == "mark").unwrap();
+    assert!(mark.error.is_none() && !mark.samples.is_empty());
+}

@@ -22,6 +22,8 @@ pub struct Session {
     prepared: HashSet<String>,
     /// Server-clock time of the last configuration reload this backend has seen.
     pub seen_reload: f64,
+    /// EXPLAINs this session has run: 0 for a backend with no history yet.
+    pub explains: u64,
 }
 
 impl Session {
@@ -37,6 +39,7 @@ impl Session {
             client,
             prepared: HashSet::new(),
             seen_reload: 0.0,
+            explains: 0,
         })
     }
 }
@@ -83,6 +86,7 @@ pub(crate) fn explained_statement(statement: &Statement) -> String {
 
 /// One EXPLAIN ANALYZE of the statement; Ctrl-C cancels it.
 pub fn explain(session: &mut Session, statement: &Statement, timing: bool) -> Result<Run> {
+    session.explains = session.explains.saturating_add(1);
     if let Some(name) = statement.prepared
         && !session.prepared.contains(name)
     {

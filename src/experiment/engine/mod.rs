@@ -28,7 +28,9 @@ use postgres::Client;
 use self::build::Built;
 use self::measure::{Run, Session, Statement};
 use super::databases::{check_can_create_databases, prepare_base};
-use super::matrix::{CacheState, CellKey, Matrix, Role, Schedule, SettingsId, VariantId};
+use super::matrix::{
+    CacheState, CellKey, FormId, Matrix, QueryId, Role, Schedule, SettingsId, VariantId,
+};
 use super::progress::Progress;
 use super::result::*;
 use super::settings::{self, Classified, ServerWide};
@@ -83,6 +85,18 @@ pub fn block_for(warm_ms: Option<f64>, block: usize) -> usize {
     };
     wanted.clamp(1, MAX_BLOCK).max(block)
 }
+
+/// The backend a cell runs on: one per copy, settings set, query and form, so that a
+/// backend's history is the same statement and nothing else. A backend's history changes
+/// its speed: on index-strategies, a session that had run one 10,000-block sequential scan
+/// (id-range) answered the 16-partition lookup-by-referenced in 57 µs ever after, one that
+/// had not in 28 µs (same database, same plan, same buffers), so copies measured on
+/// sessions shared by every query differed by up to 2× between identical copies.
+type SessionKey = (VariantId, SettingsId, QueryId, FormId);
+
+/// Sessions kept open at once; past it the least recently used is closed (and warmed up
+/// again when next used). Well under PostgreSQL's default `max_connections` of 100.
+pub const MAX_SESSIONS: usize = 48;
 
 /// Rounds of a cold or prewarmed cell without a budget: each run costs an eviction (a
 /// server restart), so fewer than warm cells get, but enough for a 95% interval.
@@ -325,7 +339,11 @@ struct Engine<'a> {
     /// Per variant id.
     variants: Vec<VariantResult>,
     built: HashMap<VariantId, Built>,
-    sessions: HashMap<(VariantId, SettingsId), Session>,
+    /// One backend per statement a copy runs ([`SessionKey`]), at most [`MAX_SESSIONS`].
+    sessions: HashMap<SessionKey, Session>,
+    /// When each session was last used (a counter), to close the least recently used.
+    session_used: HashMap<SessionKey, u64>,
+    session_clock: u64,
     /// Server-clock time of the last server-wide reload pgx caused.
     last_reload: f64,
     rounds_run: Vec<RoundRun>,
@@ -401,6 +419,8 @@ impl<'a> Engine<'a> {
             variants,
             built: HashMap::new(),
             sessions: HashMap::new(),
+            session_used: HashMap::new(),
+            session_clock: 0,
             last_reload: 0.0,
             rounds_run: Vec::new(),
             equivalence,
@@ -603,7 +623,7 @@ impl<'a> Engine<'a> {
                 self.runs_left[i] = 0;
             }
         }
-        self.sessions.retain(|(variant, _), _| *variant != v);
+        self.sessions.retain(|key, _| key.0 != v);
         self.built.remove(&v);
         Ok(())
     }
@@ -956,7 +976,9 @@ impl<'a> Engine<'a> {
     }
 
     fn session(&mut self, key: &CellKey) -> Result<&mut Session> {
-        let id = (key.variant, key.settings);
+        let id: SessionKey = (key.variant, key.settings, key.query, key.form);
+        self.session_clock = self.session_clock.saturating_add(1);
+        self.session_used.insert(id, self.session_clock);
         if !self.sessions.contains_key(&id) {
             let Some(built) = self.built.get(&key.variant) else {
                 bail!(
@@ -966,7 +988,19 @@ impl<'a> Engine<'a> {
             };
             let sql =
                 settings::session_sql(self.runs.timeout_ms, &self.settings[key.settings.0].session);
-            let session = Session::open(&built.config, &sql)?;
+            let config = built.config.clone();
+            if self.sessions.len() >= MAX_SESSIONS {
+                let used = &self.session_used;
+                let oldest = self
+                    .sessions
+                    .keys()
+                    .min_by_key(|k| used.get(*k).copied().unwrap_or(0))
+                    .copied();
+                if let Some(oldest) = oldest {
+                    self.sessions.remove(&oldest);
+                }
+            }
+            let session = Session::open(&config, &sql)?;
             self.sessions.insert(id, session);
         }
         let last_reload = self.last_reload;
@@ -993,6 +1027,24 @@ impl<'a> Engine<'a> {
         self.progress.message(&message);
         let owned = self.statement_of(cell);
         let statement = owned.borrowed();
+        // A backend opened again in a measured round (closed as least recently used) has
+        // no history: its warmup first, not recorded. Not for a cold or prewarmed cell,
+        // whose run follows an eviction that also took its backend.
+        if round.is_some()
+            && self.matrix.cache(&key) == CacheState::Warm
+            && self.session(&key)?.explains == 0
+        {
+            for _ in 0..self.schedule.warmup.max(1) {
+                crate::interrupt::check()?;
+                if let Run::Failed(message) =
+                    measure::explain(self.session(&key)?, &statement, false)?
+                {
+                    self.cells[cell].error = Some(message);
+                    self.runs_left[cell] = 0;
+                    return Ok(());
+                }
+            }
+        }
         for _ in 0..runs {
             crate::interrupt::check()?;
             let started = std::time::Instant::now();
@@ -1142,7 +1194,9 @@ impl<'a> Engine<'a> {
     /// scripts commit, changing the copy for good), then VACUUM / VACUUM FULL; then its
     /// sessions and copy go.
     fn finish(&mut self, v: VariantId) -> Result<()> {
-        self.sessions.retain(|(variant, _), _| *variant != v);
+        // Every measuring backend goes, not only this copy's: the load may open as many
+        // connections as the server allows (a later stage opens, and warms, its own).
+        self.sessions.clear();
         let Some(built) = self.built.get(&v) else {
             return Ok(());
         };
