@@ -201,7 +201,8 @@ fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference
 /// scan answered a 16-partition lookup 2× slower ever after), so each cell's statement
 /// runs on a backend of its own: identical copies then have identical histories. Here
 /// `history` counts the traces `mark` left in its session: none, on the baseline and on
-/// the A/A control alike.
+/// the A/A control alike. And a backend settles into a speed of its own, so every round
+/// gets fresh ones: `runs-here` counts its runs on its backend.
 #[test]
 fn every_statement_runs_on_a_backend_of_its_own() {
     let server = server();
@@ -226,6 +227,17 @@ fn every_statement_runs_on_a_backend_of_its_own() {
             plan.rows, 0.0,
             "{}: its backend had run `mark` {} times",
             c.variant, plan.rows
+        );
+    }
+    // A fresh backend every round: the last run's backend had made only that round's runs.
+    for c in r.cells.iter().filter(|c| c.query == "runs-here") {
+        let last_round = c.samples.iter().map(|s| s.round).max().unwrap();
+        let in_last = c.samples.iter().filter(|s| s.round == last_round).count();
+        let rows = c.plan.as_ref().expect("a measured plan").rows;
+        assert_eq!(
+            rows, in_last as f64,
+            "{}: {rows} runs on its backend, {in_last} in the last round",
+            c.variant
         );
     }
     // `mark` did run (and so would have left traces in a shared backend).

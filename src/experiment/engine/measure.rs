@@ -84,31 +84,67 @@ pub(crate) fn explained_statement(statement: &Statement) -> String {
     }
 }
 
+/// `PREPARE` a prepared cell's statement once per session; the failure's message if it
+/// fails.
+fn prepare(session: &mut Session, statement: &Statement) -> Option<String> {
+    let name = statement.prepared?;
+    if session.prepared.contains(name) {
+        return None;
+    }
+    let prepare = format!("PREPARE {name} AS {}", statement.sql);
+    if let Err(e) = session.client.batch_execute(&prepare) {
+        return Some(format!(
+            "PREPARE failed: {}",
+            describe_pg_error(&e, Some(statement.sql))
+        ));
+    }
+    session.prepared.insert(name.to_string());
+    None
+}
+
+/// The protocol parameters: none for `EXECUTE`, whose arguments are in its text.
+fn bound<'a>(statement: &'a Statement) -> Vec<&'a (dyn postgres::types::ToSql + Sync)> {
+    if statement.prepared.is_some() {
+        Vec::new()
+    } else {
+        as_params(statement.params)
+    }
+}
+
+/// PostgreSQL's plan cache builds this many custom plans of a prepared statement before
+/// it considers the generic one (`plan_cache_mode = auto`).
+pub const CUSTOM_PLANS_BEFORE_GENERIC: usize = 5;
+
+/// Plan the statement without running it (plain `EXPLAIN`): fills a fresh backend's
+/// catalog caches, and counts as an execution in a prepared statement's plan cache. Some
+/// message when the statement fails (the cell then fails with it).
+pub fn prime(session: &mut Session, statement: &Statement) -> Result<Option<String>> {
+    if let Some(message) = prepare(session, statement) {
+        return Ok(Some(message));
+    }
+    let sql = format!("EXPLAIN (FORMAT JSON) {}", explained_statement(statement));
+    let params = bound(statement);
+    let client = &mut session.client;
+    let _cancel = CancelOnInterrupt::new(client);
+    match client.query(&sql, &params) {
+        Ok(_) => Ok(None),
+        Err(_) if interrupt::is_interrupted() => Err(anyhow::Error::new(Interrupted)),
+        Err(err) => Ok(Some(describe_pg_error(&err, Some(statement.sql)))),
+    }
+}
+
 /// One EXPLAIN ANALYZE of the statement; Ctrl-C cancels it.
 pub fn explain(session: &mut Session, statement: &Statement, timing: bool) -> Result<Run> {
     session.explains = session.explains.saturating_add(1);
-    if let Some(name) = statement.prepared
-        && !session.prepared.contains(name)
-    {
-        let prepare = format!("PREPARE {name} AS {}", statement.sql);
-        if let Err(e) = session.client.batch_execute(&prepare) {
-            return Ok(Run::Failed(format!(
-                "PREPARE failed: {}",
-                describe_pg_error(&e, Some(statement.sql))
-            )));
-        }
-        session.prepared.insert(name.to_string());
+    if let Some(message) = prepare(session, statement) {
+        return Ok(Run::Failed(message));
     }
     let sql = format!(
         "EXPLAIN (ANALYZE, BUFFERS, SETTINGS, TIMING {}, FORMAT JSON) {}",
         if timing { "ON" } else { "OFF" },
         explained_statement(statement)
     );
-    let params = if statement.prepared.is_some() {
-        Vec::new()
-    } else {
-        as_params(statement.params)
-    };
+    let params = bound(statement);
     let client = &mut session.client;
     let _cancel = CancelOnInterrupt::new(client);
     let rows = if statement.rollback {

@@ -94,7 +94,7 @@ pub fn block_for(warm_ms: Option<f64>, block: usize) -> usize {
 /// sessions shared by every query differed by up to 2× between identical copies.
 type SessionKey = (VariantId, SettingsId, QueryId, FormId);
 
-/// Sessions kept open at once; past it the least recently used is closed (and warmed up
+/// Sessions kept open at once; past it the least recently used is closed (and primed
 /// again when next used). Well under PostgreSQL's default `max_connections` of 100.
 pub const MAX_SESSIONS: usize = 48;
 
@@ -703,6 +703,11 @@ impl<'a> Engine<'a> {
                 phase: phase.name().to_string(),
                 cells: order.concat(),
             });
+            // Fresh backends every round: a backend settles into a speed of its own (the
+            // heap its allocator grew, the huge pages it got), so one session per cell
+            // for the whole run would pair one draw of the baseline's with one of the
+            // variant's; a session per round pairs as many draws as there are rounds.
+            self.sessions.clear();
             self.round(&order, Some(round))?;
             if let Some(budget) = self.runs.budget_ms {
                 active = self.still_measuring(&active, budget as f64 / 1000.0);
@@ -1027,18 +1032,23 @@ impl<'a> Engine<'a> {
         self.progress.message(&message);
         let owned = self.statement_of(cell);
         let statement = owned.borrowed();
-        // A backend opened again in a measured round (closed as least recently used) has
-        // no history: its warmup first, not recorded. Not for a cold or prewarmed cell,
-        // whose run follows an eviction that also took its backend.
+        // A backend opened in a measured round has no history: its catalog caches are
+        // filled first by planning the statement (plain EXPLAIN, not recorded), five
+        // times for a prepared statement, so that its plan cache has made its custom or
+        // generic choice as it would have by then. Not for a cold or prewarmed cell, whose
+        // run follows an eviction that also took its backend.
         if round.is_some()
             && self.matrix.cache(&key) == CacheState::Warm
             && self.session(&key)?.explains == 0
         {
-            for _ in 0..self.schedule.warmup.max(1) {
+            let primes = if statement.prepared.is_some() {
+                measure::CUSTOM_PLANS_BEFORE_GENERIC
+            } else {
+                1
+            };
+            for _ in 0..primes {
                 crate::interrupt::check()?;
-                if let Run::Failed(message) =
-                    measure::explain(self.session(&key)?, &statement, false)?
-                {
+                if let Some(message) = measure::prime(self.session(&key)?, &statement)? {
                     self.cells[cell].error = Some(message);
                     self.runs_left[cell] = 0;
                     return Ok(());
