@@ -22,8 +22,8 @@ pub struct Session {
     prepared: HashSet<String>,
     /// Server-clock time of the last configuration reload this backend has seen.
     pub seen_reload: f64,
-    /// EXPLAINs this session has run: 0 for a backend with no history yet.
-    pub explains: u64,
+    /// The cells (matrix positions) whose statement this backend has primed.
+    pub primed: HashSet<usize>,
 }
 
 impl Session {
@@ -39,7 +39,7 @@ impl Session {
             client,
             prepared: HashSet::new(),
             seen_reload: 0.0,
-            explains: 0,
+            primed: HashSet::new(),
         })
     }
 }
@@ -135,7 +135,6 @@ pub fn prime(session: &mut Session, statement: &Statement) -> Result<Option<Stri
 
 /// One EXPLAIN ANALYZE of the statement; Ctrl-C cancels it.
 pub fn explain(session: &mut Session, statement: &Statement, timing: bool) -> Result<Run> {
-    session.explains = session.explains.saturating_add(1);
     if let Some(message) = prepare(session, statement) {
         return Ok(Run::Failed(message));
     }

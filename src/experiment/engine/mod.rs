@@ -29,7 +29,7 @@ use self::build::Built;
 use self::measure::{Run, Session, Statement};
 use super::databases::{check_can_create_databases, prepare_base};
 use super::matrix::{
-    CacheState, CellKey, FormId, Matrix, QueryId, Role, Schedule, SettingsId, VariantId,
+    CacheState, CellKey, FormId, Matrix, ParamsId, QueryId, Role, Schedule, SettingsId, VariantId,
 };
 use super::progress::Progress;
 use super::result::*;
@@ -86,13 +86,13 @@ pub fn block_for(warm_ms: Option<f64>, block: usize) -> usize {
     wanted.clamp(1, MAX_BLOCK).max(block)
 }
 
-/// The backend a cell runs on: one per copy, settings set, query and form, so that a
-/// backend's history is the same statement and nothing else. A backend's history changes
+/// The backend a cell runs on: one per cell (copy, settings set, query, form and
+/// parameter set), so that a backend's history is that cell's statement and nothing else. A backend's history changes
 /// its speed: on index-strategies, a session that had run one 10,000-block sequential scan
 /// (id-range) answered the 16-partition lookup-by-referenced in 57 µs ever after, one that
 /// had not in 28 µs (same database, same plan, same buffers), so copies measured on
 /// sessions shared by every query differed by up to 2× between identical copies.
-type SessionKey = (VariantId, SettingsId, QueryId, FormId);
+type SessionKey = (VariantId, SettingsId, QueryId, FormId, ParamsId);
 
 /// Sessions kept open at once; past it the least recently used is closed (and primed
 /// again when next used). Well under PostgreSQL's default `max_connections` of 100.
@@ -339,7 +339,7 @@ struct Engine<'a> {
     /// Per variant id.
     variants: Vec<VariantResult>,
     built: HashMap<VariantId, Built>,
-    /// One backend per statement a copy runs ([`SessionKey`]), at most [`MAX_SESSIONS`].
+    /// One backend per cell ([`SessionKey`]), at most [`MAX_SESSIONS`].
     sessions: HashMap<SessionKey, Session>,
     /// When each session was last used (a counter), to close the least recently used.
     session_used: HashMap<SessionKey, u64>,
@@ -981,7 +981,7 @@ impl<'a> Engine<'a> {
     }
 
     fn session(&mut self, key: &CellKey) -> Result<&mut Session> {
-        let id: SessionKey = (key.variant, key.settings, key.query, key.form);
+        let id: SessionKey = (key.variant, key.settings, key.query, key.form, key.params);
         self.session_clock = self.session_clock.saturating_add(1);
         self.session_used.insert(id, self.session_clock);
         if !self.sessions.contains_key(&id) {
@@ -1032,14 +1032,14 @@ impl<'a> Engine<'a> {
         self.progress.message(&message);
         let owned = self.statement_of(cell);
         let statement = owned.borrowed();
-        // A backend opened in a measured round has no history: its catalog caches are
-        // filled first by planning the statement (plain EXPLAIN, not recorded), five
-        // times for a prepared statement, so that its plan cache has made its custom or
-        // generic choice as it would have by then. Not for a cold or prewarmed cell, whose
-        // run follows an eviction that also took its backend.
+        // A backend opened in a measured round has no history: the cell's statement is
+        // first planned on it (plain EXPLAIN, not recorded), which fills its catalog
+        // caches; five times for a prepared statement, so that its plan cache has made
+        // its custom or generic choice before any measured run. Not for a cold or prewarmed cell,
+        // whose run follows an eviction that also took its backend.
         if round.is_some()
             && self.matrix.cache(&key) == CacheState::Warm
-            && self.session(&key)?.explains == 0
+            && self.session(&key)?.primed.insert(cell)
         {
             let primes = if statement.prepared.is_some() {
                 measure::CUSTOM_PLANS_BEFORE_GENERIC
