@@ -1032,27 +1032,39 @@ impl<'a> Engine<'a> {
         self.progress.message(&message);
         let owned = self.statement_of(cell);
         let statement = owned.borrowed();
-        // A backend opened in a measured round has no history: the cell's statement is
-        // first planned on it (plain EXPLAIN, not recorded), which fills its catalog
-        // caches; five times for a prepared statement, so that its plan cache has made
-        // its custom or generic choice before any measured run. Not for a cold or prewarmed cell,
-        // whose run follows an eviction that also took its backend.
+        // A backend opened in a measured round has no history: the cell runs once first,
+        // not recorded. That fills its catalog caches and maps the shared buffers the
+        // statement touches into its page tables: a fresh backend's first touch of a
+        // buffer is a page fault, and a 9,432-buffer scan took 17-20 ms on a fresh backend
+        // against 12 ms on one that had run it (by copy: how the copy's buffers lie in
+        // shared memory decides how many faults the kernel's fault-around saves). A
+        // prepared statement is planned (plain EXPLAIN) four times before, so that with
+        // that run its plan cache has built its five custom plans and chosen.
+        // Not for a cold or prewarmed cell, whose run follows an eviction that also took
+        // its backend.
         if round.is_some()
             && self.matrix.cache(&key) == CacheState::Warm
             && self.session(&key)?.primed.insert(cell)
         {
-            let primes = if statement.prepared.is_some() {
-                measure::CUSTOM_PLANS_BEFORE_GENERIC
+            let plans = if statement.prepared.is_some() {
+                measure::CUSTOM_PLANS_BEFORE_GENERIC - 1
             } else {
-                1
+                0
             };
-            for _ in 0..primes {
+            for _ in 0..plans {
                 crate::interrupt::check()?;
                 if let Some(message) = measure::prime(self.session(&key)?, &statement)? {
                     self.cells[cell].error = Some(message);
                     self.runs_left[cell] = 0;
                     return Ok(());
                 }
+            }
+            crate::interrupt::check()?;
+            if let Run::Failed(message) = measure::explain(self.session(&key)?, &statement, false)?
+            {
+                self.cells[cell].error = Some(message);
+                self.runs_left[cell] = 0;
+                return Ok(());
             }
         }
         for _ in 0..runs {
