@@ -33,7 +33,7 @@ use squawk_syntax::ast::{self, AstNode};
 
 use super::databases::Copy;
 use super::engine::build::{Partitions, relation_sizes};
-use super::engine::measure::{Statement, explained_statement};
+use super::engine::measure::{self, Statement, explained_statement};
 use super::matrix::{Matrix, REFERENCE_SETTINGS, Role};
 use super::progress::Progress;
 use super::result::{
@@ -41,7 +41,7 @@ use super::result::{
     ScreenedVariant, Screening,
 };
 use super::settings::{self, Classified, ServerWide};
-use crate::db::{RawText, as_params, quote_ident};
+use crate::db::{RawText, quote_ident};
 use crate::error::{Interrupted, describe_pg_error};
 use crate::explain::{PlanSummary, parse_explain};
 use crate::interrupt::{self, CancelOnInterrupt};
@@ -590,27 +590,14 @@ fn explain(
     statement: &Statement,
     prepared: &mut HashSet<String>,
 ) -> Result<std::result::Result<(PlanSummary, Option<f64>), String>> {
-    if let Some(name) = statement.prepared
-        && !prepared.contains(name)
-    {
-        let prepare = format!("PREPARE {name} AS {}", statement.sql);
-        if let Err(e) = client.batch_execute(&prepare) {
-            return Ok(Err(format!(
-                "PREPARE failed: {}",
-                describe_pg_error(&e, Some(statement.sql))
-            )));
-        }
-        prepared.insert(name.to_string());
+    if let Some(message) = measure::prepare(client, prepared, statement) {
+        return Ok(Err(message));
     }
     let sql = format!(
         "EXPLAIN (SETTINGS, FORMAT JSON) {}",
         explained_statement(statement)
     );
-    let params = if statement.prepared.is_some() {
-        Vec::new()
-    } else {
-        as_params(statement.params)
-    };
+    let params = measure::bound(statement);
     let rows = {
         let _cancel = CancelOnInterrupt::new(client);
         client.query(&sql, &params)

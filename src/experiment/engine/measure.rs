@@ -24,6 +24,8 @@ pub struct Session {
     pub seen_reload: f64,
     /// The cells (matrix positions) whose statement this backend has primed.
     pub primed: HashSet<usize>,
+    /// When the engine last used it (its counter), to close the least recently used.
+    pub last_used: u64,
 }
 
 impl Session {
@@ -40,6 +42,7 @@ impl Session {
             prepared: HashSet::new(),
             seen_reload: 0.0,
             primed: HashSet::new(),
+            last_used: 0,
         })
     }
 }
@@ -84,26 +87,30 @@ pub(crate) fn explained_statement(statement: &Statement) -> String {
     }
 }
 
-/// `PREPARE` a prepared cell's statement once per session; the failure's message if it
-/// fails.
-fn prepare(session: &mut Session, statement: &Statement) -> Option<String> {
+/// `PREPARE` a prepared cell's statement once per connection (`prepared`: the names
+/// prepared on it); the failure's message if it fails.
+pub(crate) fn prepare(
+    client: &mut Client,
+    prepared: &mut HashSet<String>,
+    statement: &Statement,
+) -> Option<String> {
     let name = statement.prepared?;
-    if session.prepared.contains(name) {
+    if prepared.contains(name) {
         return None;
     }
     let prepare = format!("PREPARE {name} AS {}", statement.sql);
-    if let Err(e) = session.client.batch_execute(&prepare) {
+    if let Err(e) = client.batch_execute(&prepare) {
         return Some(format!(
             "PREPARE failed: {}",
             describe_pg_error(&e, Some(statement.sql))
         ));
     }
-    session.prepared.insert(name.to_string());
+    prepared.insert(name.to_string());
     None
 }
 
 /// The protocol parameters: none for `EXECUTE`, whose arguments are in its text.
-fn bound<'a>(statement: &'a Statement) -> Vec<&'a (dyn postgres::types::ToSql + Sync)> {
+pub(crate) fn bound<'a>(statement: &'a Statement) -> Vec<&'a (dyn postgres::types::ToSql + Sync)> {
     if statement.prepared.is_some() {
         Vec::new()
     } else {
@@ -119,7 +126,7 @@ pub const CUSTOM_PLANS_BEFORE_GENERIC: usize = 5;
 /// catalog caches, and counts as an execution in a prepared statement's plan cache. Some
 /// message when the statement fails (the cell then fails with it).
 pub fn prime(session: &mut Session, statement: &Statement) -> Result<Option<String>> {
-    if let Some(message) = prepare(session, statement) {
+    if let Some(message) = prepare(&mut session.client, &mut session.prepared, statement) {
         return Ok(Some(message));
     }
     let sql = format!("EXPLAIN (FORMAT JSON) {}", explained_statement(statement));
@@ -135,7 +142,7 @@ pub fn prime(session: &mut Session, statement: &Statement) -> Result<Option<Stri
 
 /// One EXPLAIN ANALYZE of the statement; Ctrl-C cancels it.
 pub fn explain(session: &mut Session, statement: &Statement, timing: bool) -> Result<Run> {
-    if let Some(message) = prepare(session, statement) {
+    if let Some(message) = prepare(&mut session.client, &mut session.prepared, statement) {
         return Ok(Run::Failed(message));
     }
     let sql = format!(

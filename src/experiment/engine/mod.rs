@@ -341,8 +341,7 @@ struct Engine<'a> {
     built: HashMap<VariantId, Built>,
     /// One backend per cell ([`SessionKey`]), at most [`MAX_SESSIONS`].
     sessions: HashMap<SessionKey, Session>,
-    /// When each session was last used (a counter), to close the least recently used.
-    session_used: HashMap<SessionKey, u64>,
+    /// Counts uses of sessions: each session's `last_used` is a reading of it.
     session_clock: u64,
     /// Server-clock time of the last server-wide reload pgx caused.
     last_reload: f64,
@@ -419,7 +418,6 @@ impl<'a> Engine<'a> {
             variants,
             built: HashMap::new(),
             sessions: HashMap::new(),
-            session_used: HashMap::new(),
             session_clock: 0,
             last_reload: 0.0,
             rounds_run: Vec::new(),
@@ -789,10 +787,10 @@ impl<'a> Engine<'a> {
             if self.settings[key.settings.0].server.is_empty() {
                 active.push(c);
             } else {
-                self.cells[c].error = Some(
+                self.fail(
+                    c,
                     "not measured cold: its settings apply to the whole server, and evicting the caches restarts it".into(),
                 );
-                self.runs_left[c] = 0;
             }
         }
         let salt = |round: usize| ((round as u64) << 2) | 2 | (phase == Phase::Writes) as u64;
@@ -858,8 +856,7 @@ impl<'a> Engine<'a> {
             if self.matrix.cache(&self.matrix.cells[cell]) == CacheState::Prewarmed
                 && let Err(err) = self.prewarm(cell)
             {
-                self.cells[cell].error = Some(format!("pg_prewarm failed: {err:#}"));
-                self.runs_left[cell] = 0;
+                self.fail(cell, format!("pg_prewarm failed: {err:#}"));
                 continue;
             }
             self.visit(cell, 1, Some(round))?;
@@ -983,7 +980,6 @@ impl<'a> Engine<'a> {
     fn session(&mut self, key: &CellKey) -> Result<&mut Session> {
         let id: SessionKey = (key.variant, key.settings, key.query, key.form, key.params);
         self.session_clock = self.session_clock.saturating_add(1);
-        self.session_used.insert(id, self.session_clock);
         if !self.sessions.contains_key(&id) {
             let Some(built) = self.built.get(&key.variant) else {
                 bail!(
@@ -995,12 +991,11 @@ impl<'a> Engine<'a> {
                 settings::session_sql(self.runs.timeout_ms, &self.settings[key.settings.0].session);
             let config = built.config.clone();
             if self.sessions.len() >= MAX_SESSIONS {
-                let used = &self.session_used;
                 let oldest = self
                     .sessions
-                    .keys()
-                    .min_by_key(|k| used.get(*k).copied().unwrap_or(0))
-                    .copied();
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_used)
+                    .map(|(k, _)| *k);
                 if let Some(oldest) = oldest {
                     self.sessions.remove(&oldest);
                 }
@@ -1012,6 +1007,7 @@ impl<'a> Engine<'a> {
         let Some(session) = self.sessions.get_mut(&id) else {
             bail!("internal: session vanished");
         };
+        session.last_used = self.session_clock;
         if session.seen_reload < last_reload {
             settings::wait_for_reload(&mut session.client, last_reload)?;
             session.seen_reload = last_reload;
@@ -1032,40 +1028,13 @@ impl<'a> Engine<'a> {
         self.progress.message(&message);
         let owned = self.statement_of(cell);
         let statement = owned.borrowed();
-        // A backend opened in a measured round has no history: the cell runs once first,
-        // not recorded. That fills its catalog caches and maps the shared buffers the
-        // statement touches into its page tables: a fresh backend's first touch of a
-        // buffer is a page fault, and a 9,432-buffer scan took 17-20 ms on a fresh backend
-        // against 12 ms on one that had run it (by copy: how the copy's buffers lie in
-        // shared memory decides how many faults the kernel's fault-around saves). A
-        // prepared statement is planned (plain EXPLAIN) four times before, so that with
-        // that run its plan cache has built its five custom plans and chosen.
-        // Not for a cold or prewarmed cell, whose run follows an eviction that also took
-        // its backend.
         if round.is_some()
             && self.matrix.cache(&key) == CacheState::Warm
             && self.session(&key)?.primed.insert(cell)
+            && let Some(message) = self.warm_backend(&key, &statement)?
         {
-            let plans = if statement.prepared.is_some() {
-                measure::CUSTOM_PLANS_BEFORE_GENERIC - 1
-            } else {
-                0
-            };
-            for _ in 0..plans {
-                crate::interrupt::check()?;
-                if let Some(message) = measure::prime(self.session(&key)?, &statement)? {
-                    self.cells[cell].error = Some(message);
-                    self.runs_left[cell] = 0;
-                    return Ok(());
-                }
-            }
-            crate::interrupt::check()?;
-            if let Run::Failed(message) = measure::explain(self.session(&key)?, &statement, false)?
-            {
-                self.cells[cell].error = Some(message);
-                self.runs_left[cell] = 0;
-                return Ok(());
-            }
+            self.fail(cell, message);
+            return Ok(());
         }
         for _ in 0..runs {
             crate::interrupt::check()?;
@@ -1082,13 +1051,49 @@ impl<'a> Engine<'a> {
                     None => self.cells[cell].warm_ms = Some(explained.summary.execution_ms),
                 },
                 Run::Failed(message) => {
-                    self.cells[cell].error = Some(message);
-                    self.runs_left[cell] = 0;
+                    self.fail(cell, message);
                     return Ok(());
                 }
             }
         }
         Ok(())
+    }
+
+    /// A backend opened in a measured round has no history: the cell runs once first,
+    /// not recorded. That fills its catalog caches and maps the shared buffers the
+    /// statement touches into its page tables: a fresh backend's first touch of a buffer
+    /// is a page fault, and a 9,432-buffer scan took 17-20 ms on a fresh backend against
+    /// 12 ms on one that had run it (by copy: how the copy's buffers lie in shared memory
+    /// decides how many faults the kernel's fault-around saves). A prepared statement is
+    /// planned (plain EXPLAIN) four times before, so that with that run its plan cache has
+    /// built its five custom plans and chosen. Not for a cold or prewarmed cell (the
+    /// caller's check), whose run follows an eviction that also took its backend. The
+    /// failure's message if the statement fails.
+    fn warm_backend(&mut self, key: &CellKey, statement: &Statement) -> Result<Option<String>> {
+        let plans = if statement.prepared.is_some() {
+            measure::CUSTOM_PLANS_BEFORE_GENERIC - 1
+        } else {
+            0
+        };
+        for _ in 0..plans {
+            crate::interrupt::check()?;
+            if let Some(message) = measure::prime(self.session(key)?, statement)? {
+                return Ok(Some(message));
+            }
+        }
+        crate::interrupt::check()?;
+        Ok(
+            match measure::explain(self.session(key)?, statement, false)? {
+                Run::Failed(message) => Some(message),
+                Run::Plan(_) => None,
+            },
+        )
+    }
+
+    /// The cell failed: recorded, and not visited again.
+    fn fail(&mut self, cell: usize, message: String) {
+        self.cells[cell].error = Some(message);
+        self.runs_left[cell] = 0;
     }
 
     fn record(&mut self, cell: usize, round: usize, mut summary: PlanSummary) {
