@@ -55,32 +55,7 @@ fn header(md: &mut String, r: &ExperimentResult) {
             measured.join(", ")
         );
     }
-    if !r.about.is_empty() {
-        let _ = writeln!(md, "{}\n", r.about);
-    }
-    let rows: Vec<String> = r
-        .dataset
-        .row_counts
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(t, n)| format!("`{t}` {}", fmt_count(*n)))
-        .collect();
-    let _ = writeln!(md, "| | |\n|---|---|");
-    if !r.seed.is_empty() {
-        let _ = writeln!(md, "| Seed | {} |", cell(&r.seed));
-    }
-    let _ = writeln!(
-        md,
-        "| Scale | **{}** (1 = the seed's production size) |",
-        r.scale
-    );
-    let _ = writeln!(md, "| Rows | {} |", rows.join(" · "));
-    let _ = writeln!(
-        md,
-        "| Server | {} · {} |",
-        e.postgres_version,
-        cell(&e.server)
-    );
+    about_and_dataset(md, r);
     let settings: Vec<String> = e
         .server_settings
         .iter()
@@ -471,10 +446,10 @@ fn method(md: &mut String, r: &ExperimentResult) {
 
 /// `--screen-only`: the header's facts about the dataset and server, then the screening;
 /// nothing was built or measured.
-fn render_screen_only(r: &ExperimentResult) -> String {
-    let mut md = String::new();
+/// The experiment's description, then the header table's first rows: seed, scale, the
+/// dataset's non-empty tables, the server. Shared by the full and the screening report.
+fn about_and_dataset(md: &mut String, r: &ExperimentResult) {
     let e = &r.environment;
-    let _ = writeln!(md, "# Experiment `{}`: screening only\n", r.experiment);
     if !r.about.is_empty() {
         let _ = writeln!(md, "{}\n", r.about);
     }
@@ -501,6 +476,13 @@ fn render_screen_only(r: &ExperimentResult) -> String {
         e.postgres_version,
         cell(&e.server)
     );
+}
+
+fn render_screen_only(r: &ExperimentResult) -> String {
+    let mut md = String::new();
+    let e = &r.environment;
+    let _ = writeln!(md, "# Experiment `{}`: screening only\n", r.experiment);
+    about_and_dataset(&mut md, r);
     let _ = writeln!(md, "| Baseline | `{}` |", r.baseline);
     let _ = writeln!(
         md,
