@@ -180,13 +180,14 @@ fn bounds(config: &postgres::Config, limits: &Limits) -> Result<(Duration, Durat
     Ok((round_trip_bound, connect_bound))
 }
 
-/// One client thread per 4 CPUs. A client costs PostgreSQL's backends several times the
-/// CPU it spends itself, so one thread keeps up with what 4 cores of server can answer;
-/// more threads each wake for fewer ready sockets and pay more CPU per transaction
-/// (measured on 2 CPUs with the lean client: 5.8-6.1 µs per transaction with one thread
-/// at 8 and 64 clients, 5.8-7.0 µs with two).
+/// One client thread per CPU (like `pgbench -j` set to the cores), at most one per client
+/// (the caller caps it). The kernel shares a CPU between runnable threads, not processes:
+/// with 64 backends runnable, a single client thread gets a 1/65th share of its core and
+/// the server waits for it. Measured on 2 CPUs, pgx/pgbench TPS in alternating rounds on
+/// an idle machine: 0.93 at 8 clients and 0.77 at 64 with one thread, 0.95 and 0.99 with
+/// two, at the same client CPU per transaction (5.3 µs with one, 5.2-5.6 µs with two).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(4))
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The script mixes to measure: all scripts by weight, or each on its own.

@@ -47,7 +47,7 @@ pub struct LoadSpec {
     pub rtt_mode: super::net::RttMode,
     #[serde(default)]
     pub mix: Mix,
-    /// Client threads (like pgbench -j); default: one per 4 CPUs, at most one per client.
+    /// Client threads (like pgbench -j); default: one per CPU, at most one per client.
     #[serde(default)]
     pub threads: Option<usize>,
     /// Numbers the summary judges every variant by (TPS at least, p50 / p99 at most).
