@@ -13,6 +13,10 @@
 //! `PGX_BENCH_BASELINE_ROOT` (default: this project), so that it reads experiment files
 //! of its own version.
 //!
+//! At another scale: `PGX_BENCH_SCALE=1 PGX_BENCH_ARGS="--budget 10s"` runs
+//! `pgx experiment <name> --scale 1 --budget 10s` and writes its report as
+//! `reports/<name>-scale1.md` / `.json` (the row says the scale and the arguments).
+//!
 //! A benchmark, not a test: machines are noisy, so it records numbers and asserts none.
 
 use std::path::{Path, PathBuf};
@@ -24,6 +28,13 @@ fn main() {
     let selected = std::env::var("PGX_BENCH_EXPERIMENTS").ok();
     // PGX_BENCH_CACHED_RUN=0 measures only the first run (one report per experiment).
     let cached_run = std::env::var("PGX_BENCH_CACHED_RUN").map_or(true, |v| v != "0");
+    // Another scale than the file's, with extra `pgx experiment` arguments.
+    let scale = std::env::var("PGX_BENCH_SCALE")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let extra: Vec<String> = std::env::var("PGX_BENCH_ARGS")
+        .map(|a| a.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
     let mut names: Vec<String> = match &selected {
         // In the order given, so the most wanted numbers come first.
         Some(list) => list
@@ -53,11 +64,19 @@ fn main() {
         .ok()
         .map(PathBuf::from);
     let scratch = tempfile::tempdir().expect("temporary directory");
+    // At another scale the reports go to a scratch directory first, then to
+    // reports/<name>-scale<scale>.*: the default-scale reports stay as they are.
+    let scaled_out = scale.as_ref().map(|_| scratch.path().join("scaled"));
+    let mut args = extra.clone();
+    if let Some(scale) = &scale {
+        args.splice(0..0, ["--scale".to_string(), scale.clone()]);
+    }
     let ours = Binary {
         path: PathBuf::from(env!("CARGO_BIN_EXE_pgx")),
         root: None,
         data_dir: None,
-        out: None,
+        out: scaled_out.clone(),
+        args: args.clone(),
     };
     // The older binary reads its own experiment files (PGX_BENCH_BASELINE_ROOT, e.g. a
     // worktree of its commit): a newer file may have keys it does not know.
@@ -69,6 +88,7 @@ fn main() {
         root: Some(older_root.clone()),
         data_dir: Some(root.join("target/pgx-cluster-baseline")),
         out: Some(scratch.path().to_path_buf()),
+        args: args.clone(),
     });
     let mut rows = Vec::new();
     for name in &names {
@@ -91,22 +111,30 @@ fn main() {
             load_after.map_or("?".into(), |l| format!("{:.2}", l[0]))
         );
         eprintln!("{name}: first {first:.1} s, cached {}", seconds(cached));
-        let scale = default_scale(root, name);
+        let (label, scale) = match &scale {
+            Some(scale) => {
+                if let Some(dir) = &scaled_out {
+                    keep_scaled_reports(root, dir, name, scale);
+                }
+                (format!("`{name}` {}", args.join(" ")), scale.clone())
+            }
+            None => (format!("`{name}`"), default_scale(root, name)),
+        };
         rows.push(format!(
-            "| `{name}` | {scale} | {first:.1} s | {} | {} | {loads} |",
+            "| {label} | {scale} | {first:.1} s | {} | {} | {loads} |",
             seconds(cached),
             ratio(cached, first)
         ));
         if let (Some(b), Some(older_first)) = (&older, older_first) {
             rows.push(format!(
-                "| `{name}` (older: {}) | {scale} | {older_first:.1} s | {} | {} | {loads} |",
+                "| {label} (older: {}) | {scale} | {older_first:.1} s | {} | {} | {loads} |",
                 b.path.display(),
                 seconds(older_cached),
                 ratio(older_cached, older_first)
             ));
         }
         // Written after every experiment, so an interrupted sweep keeps what it measured.
-        write_table(root, &names, &rows);
+        write_table(root, &rows);
     }
 }
 
@@ -117,6 +145,8 @@ struct Binary {
     root: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     out: Option<PathBuf>,
+    /// Extra `pgx experiment` arguments (`--scale`, `--budget`).
+    args: Vec<String>,
 }
 
 impl Binary {
@@ -124,7 +154,8 @@ impl Binary {
         let started = Instant::now();
         let mut cmd = Command::new(&self.path);
         cmd.current_dir(self.root.as_deref().unwrap_or(root))
-            .args(["experiment", name]);
+            .args(["experiment", name])
+            .args(&self.args);
         if rebuild {
             cmd.arg("--rebuild");
         }
@@ -145,7 +176,7 @@ impl Binary {
     }
 }
 
-fn write_table(root: &Path, names: &[String], rows: &[String]) {
+fn write_table(root: &Path, rows: &[String]) {
     let machine = format!(
         "{} CPUs, {}",
         std::thread::available_parallelism()
@@ -154,7 +185,7 @@ fn write_table(root: &Path, names: &[String], rows: &[String]) {
         postgres_version()
     );
     let mut md = String::from("# Experiment wall times\n\n");
-    md.push_str("Produced by `cargo bench --bench experiment_wall_time`: the release `pgx experiment <name>` at the experiment's default scale and repeat count, on the embedded PostgreSQL. *First* builds the dataset from scratch (`--rebuild`); *cached* is a second run that reuses it; *cached / first* is their ratio. Rows marked *older* time another pgx binary (`PGX_BENCH_BASELINE_BIN`) in the same run, alternating with this one, on a cluster of its own. The load average (1 min) is read before and after each experiment's runs.\n\n");
+    md.push_str("Produced by `cargo bench --bench experiment_wall_time`: the release `pgx experiment <name>` at the experiment's default scale and repeat count (or at the scale and with the arguments a row names), on the embedded PostgreSQL. *First* builds the dataset from scratch (`--rebuild`); *cached* is a second run that reuses it; *cached / first* is their ratio. Rows marked *older* time another pgx binary (`PGX_BENCH_BASELINE_BIN`) in the same run, alternating with this one, on a cluster of its own. The load average (1 min) is read before and after each experiment's runs.\n\n");
     md.push_str(&format!("Machine: {machine}. Machines are shared and noisy: compare ratios within one run, not across runs. Rows may come from different runs, each measured by this code on this machine.\n\n"));
     md.push_str("| experiment | default scale | first run | cached run | cached / first | load average |\n|---|---|---|---|---|---|\n");
     let out = root.join("reports/benchmarks");
@@ -162,11 +193,19 @@ fn write_table(root: &Path, names: &[String], rows: &[String]) {
     let path = out.join("experiment-wall-times.md");
     // Rows of experiments not measured this time are kept from the previous file.
     let previous = std::fs::read_to_string(&path).unwrap_or_default();
+    // A row is known by its first two cells (experiment and arguments, scale).
+    let key = |l: &str| {
+        l.split('|')
+            .skip(1)
+            .take(2)
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    let measured: Vec<String> = rows.iter().map(|r| key(r)).collect();
     let kept = previous
         .lines()
-        .filter(|l| {
-            l.starts_with("| `") && !names.iter().any(|n| l.starts_with(&format!("| `{n}`")))
-        })
+        .filter(|l| l.starts_with("| `") && !measured.contains(&key(l)))
         .map(str::to_string);
     let mut all: Vec<String> = rows.iter().cloned().chain(kept).collect();
     all.sort();
@@ -176,6 +215,17 @@ fn write_table(root: &Path, names: &[String], rows: &[String]) {
     }
     std::fs::write(&path, md).expect("write benchmark report");
     eprintln!("wrote {}", path.display());
+}
+
+/// Move a scaled run's reports from `dir` to reports/<name>-scale<scale>.{md,json}.
+fn keep_scaled_reports(root: &Path, dir: &Path, name: &str, scale: &str) {
+    let tag = scale.replace('.', "_");
+    for ext in ["md", "json"] {
+        let from = dir.join(format!("{name}.{ext}"));
+        let to = root.join(format!("reports/{name}-scale{tag}.{ext}"));
+        std::fs::copy(&from, &to)
+            .unwrap_or_else(|e| panic!("{} -> {}: {e}", from.display(), to.display()));
+    }
 }
 
 fn default_scale(root: &Path, name: &str) -> String {
