@@ -14,7 +14,7 @@
 //! of its own version.
 //!
 //! At another scale: `PGX_BENCH_SCALE=1 PGX_BENCH_ARGS="--budget 10s"` runs
-//! `pgx experiment <name> --scale 1 --budget 10s` and writes its report as
+//! `pgx experiment <name> --scale 1 --budget 10s`, whose report pgx itself names
 //! `reports/<name>-scale1.md` / `.json` (the row says the scale and the arguments).
 //!
 //! A benchmark, not a test: machines are noisy, so it records numbers and asserts none.
@@ -64,9 +64,6 @@ fn main() {
         .ok()
         .map(PathBuf::from);
     let scratch = tempfile::tempdir().expect("temporary directory");
-    // At another scale the reports go to a scratch directory first, then to
-    // reports/<name>-scale<scale>.*: the default-scale reports stay as they are.
-    let scaled_out = scale.as_ref().map(|_| scratch.path().join("scaled"));
     let mut args = extra.clone();
     if let Some(scale) = &scale {
         args.splice(0..0, ["--scale".to_string(), scale.clone()]);
@@ -75,7 +72,7 @@ fn main() {
         path: PathBuf::from(env!("CARGO_BIN_EXE_pgx")),
         root: None,
         data_dir: None,
-        out: scaled_out.clone(),
+        out: None,
         args: args.clone(),
     };
     // The older binary reads its own experiment files (PGX_BENCH_BASELINE_ROOT, e.g. a
@@ -112,12 +109,7 @@ fn main() {
         );
         eprintln!("{name}: first {first:.1} s, cached {}", seconds(cached));
         let (label, scale) = match &scale {
-            Some(scale) => {
-                if let Some(dir) = &scaled_out {
-                    keep_scaled_reports(root, dir, name, scale);
-                }
-                (format!("`{name}` {}", args.join(" ")), scale.clone())
-            }
+            Some(scale) => (format!("`{name}` {}", args.join(" ")), scale.clone()),
             None => (format!("`{name}`"), default_scale(root, name)),
         };
         rows.push(format!(
@@ -215,17 +207,6 @@ fn write_table(root: &Path, rows: &[String]) {
     }
     std::fs::write(&path, md).expect("write benchmark report");
     eprintln!("wrote {}", path.display());
-}
-
-/// Move a scaled run's reports from `dir` to reports/<name>-scale<scale>.{md,json}.
-fn keep_scaled_reports(root: &Path, dir: &Path, name: &str, scale: &str) {
-    let tag = scale.replace('.', "_");
-    for ext in ["md", "json"] {
-        let from = dir.join(format!("{name}.{ext}"));
-        let to = root.join(format!("reports/{name}-scale{tag}.{ext}"));
-        std::fs::copy(&from, &to)
-            .unwrap_or_else(|e| panic!("{} -> {}: {e}", from.display(), to.display()));
-    }
 }
 
 fn default_scale(root: &Path, name: &str) -> String {

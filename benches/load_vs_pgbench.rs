@@ -317,7 +317,11 @@ fn render(
             .unwrap_or_else(pgx::load::driver::default_threads),
     );
     let _ = writeln!(md, "| | |\n|---|---|");
-    let _ = writeln!(md, "| Date | {} |", utc_now());
+    let _ = writeln!(
+        md,
+        "| Date | {} |",
+        pgx::experiment::environment::utc_now_minutes()
+    );
     let _ = writeln!(md, "| Machine | {} |", machine());
     let _ = writeln!(
         md,
@@ -333,7 +337,7 @@ fn render(
         md,
         "| pgx | {} (commit {}), {} |",
         env!("CARGO_PKG_VERSION"),
-        git_commit(),
+        pgx::experiment::environment::git_commit(),
         command_line(Path::new("rustc"), "--version")
     );
     let _ = writeln!(
@@ -521,29 +525,6 @@ fn command_line(program: &Path, arg: &str) -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".into())
-}
-
-fn git_commit() -> String {
-    Command::new("git")
-        .args([
-            "-C",
-            env!("CARGO_MANIFEST_DIR"),
-            "rev-parse",
-            "--short",
-            "HEAD",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn utc_now() -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// The 1-minute load average: how busy the shared machine was.

@@ -66,6 +66,16 @@ impl std::error::Error for Interrupted {}
 /// Describe a server error the way psql does: severity, message, detail, hint and the
 /// line and column of the failing position inside `sql` (when the server gave one).
 pub fn describe_pg_error(err: &postgres::Error, sql: Option<&str>) -> String {
+    describe_at(err, |pos| sql.map(|sql| (sql, pos)))
+}
+
+/// [`describe_pg_error`] with the server's 1-based position mapped by `locate` to the text
+/// (and position in it) the user wrote: the statement itself, or the step a generated
+/// statement came from.
+pub fn describe_at<'a>(
+    err: &postgres::Error,
+    locate: impl FnOnce(usize) -> Option<(&'a str, usize)>,
+) -> String {
     let Some(db) = err.as_db_error() else {
         return err.to_string();
     };
@@ -75,10 +85,16 @@ pub fn describe_pg_error(err: &postgres::Error, sql: Option<&str>) -> String {
         db.message(),
         db.code().code()
     );
-    if let (Some(postgres::error::ErrorPosition::Original(pos)), Some(sql)) = (db.position(), sql) {
-        let (line, col) = line_col(sql, *pos as usize);
-        let text = sql.lines().nth(line - 1).unwrap_or("").trim_end();
-        out.push_str(&format!("\n  at line {line}, column {col}: {text}"));
+    if let Some(postgres::error::ErrorPosition::Original(pos)) = db.position()
+        && let Some((text, at)) = locate(*pos as usize)
+    {
+        let (line, col) = line_col(text, at);
+        let source = text
+            .lines()
+            .nth(line.saturating_sub(1))
+            .unwrap_or("")
+            .trim_end();
+        out.push_str(&format!("\n  at line {line}, column {col}: {source}"));
     }
     if let Some(detail) = db.detail() {
         out.push_str(&format!("\n  detail: {detail}"));

@@ -246,3 +246,89 @@ fn every_statement_runs_on_a_backend_of_its_own() {
     let mark = r.cells.iter().find(|c| c.query == "mark").unwrap();
     assert!(mark.error.is_none() && !mark.samples.is_empty());
 }
+
+/// More cells in a round than the engine keeps sessions open: the least recently used
+/// one is closed before a new one opens, so the copies never see more than
+/// `MAX_SESSIONS` backends of the run, and every cell is still measured on a fresh
+/// backend of its own each round.
+#[test]
+fn more_cells_than_the_session_cap_close_the_least_recently_used() {
+    use pgx::experiment::engine::MAX_SESSIONS;
+    let server = server();
+    let target = Target::External(server.cluster().config("postgres"));
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/session-cap.yaml");
+    let spec = spec::load(&path).unwrap();
+    // Watch the run's copies (pgx_run_session_cap_*) from outside, as the server sees them.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = Arc::clone(&stop);
+        let mut watch = server
+            .cluster()
+            .config("postgres")
+            .connect(postgres::NoTls)
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut peak = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                let n: i64 = watch
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE datname LIKE 'pgx\\_run\\_session\\_cap%' \
+                           AND backend_type = 'client backend'",
+                        &[],
+                    )
+                    .unwrap()
+                    .get(0);
+                peak = peak.max(n);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let r = pgx::experiment::run(
+        &target,
+        &spec,
+        &RunOptions::default(),
+        &mut Progress::quiet(),
+    )
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let peak = watcher.join().unwrap();
+    let cells: Vec<_> = r.cells.iter().filter(|c| c.query == "runs-here").collect();
+    assert_eq!(
+        cells.len(),
+        60,
+        "30 parameter sets on the baseline and the control"
+    );
+    assert!(MAX_SESSIONS < cells.len());
+    // A closed backend may still be listed for a moment while it exits: a few over the
+    // cap, never all 60 cells of a round.
+    assert!(
+        peak <= MAX_SESSIONS as i64 + 4,
+        "{peak} backends of the run at once, cap {MAX_SESSIONS}"
+    );
+    assert!(
+        peak >= MAX_SESSIONS as i64 - 8,
+        "the run never came near the cap ({peak} backends): the test does not exercise it"
+    );
+    for c in cells {
+        assert!(
+            c.error.is_none(),
+            "{} {}: {:?}",
+            c.variant,
+            c.params,
+            c.error
+        );
+        let last_round = c.samples.iter().map(|s| s.round).max().unwrap();
+        let in_last = c.samples.iter().filter(|s| s.round == last_round).count();
+        let rows = c.plan.as_ref().expect("a measured plan").rows;
+        assert_eq!(
+            rows,
+            (in_last + 1) as f64,
+            "{} {}: {rows} runs on its backend, {in_last} in the last round and its warmup",
+            c.variant,
+            c.params
+        );
+    }
+}

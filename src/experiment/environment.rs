@@ -62,8 +62,9 @@ pub fn load_average() -> Option<[f64; 3]> {
     Some([fields.next()??, fields.next()??, fields.next()??])
 }
 
-/// Short commit of the project, with "-dirty" when its code differs from the commit.
-fn git_commit() -> String {
+/// Short commit of the project, with "-dirty" when its code differs from the commit: what
+/// every report and benchmark says produced it.
+pub fn git_commit() -> String {
     let root = crate::project_root();
     let run = |args: &[&str]| {
         Command::new("git")
@@ -85,6 +86,7 @@ fn git_commit() -> String {
         "src",
         "migrations",
         "experiments",
+        "benches",
         "Cargo.toml",
         "Cargo.lock",
     ])
@@ -96,7 +98,8 @@ fn git_commit() -> String {
     }
 }
 
-fn utc_now_minutes() -> String {
+/// Now, to the minute, as reports date themselves.
+pub fn utc_now_minutes() -> String {
     let now = time::OffsetDateTime::now_utc();
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
     now.format(&format).unwrap_or_else(|_| "unknown".into())

@@ -522,11 +522,27 @@ async fn transaction(
     let mut sent = Some(started);
     match script.pattern {
         Pattern::Sequential => {
-            let mut trips = 0;
-            if wrapped {
-                trips += 1;
+            // BEGIN (when wrapped), every statement, COMMIT: one round trip each.
+            let trips = script.statements.len() + if wrapped { 2 } else { 0 };
+            for trip_no in 0..trips {
+                let statement = if wrapped {
+                    trip_no
+                        .checked_sub(1)
+                        .filter(|i| *i < script.statements.len())
+                } else {
+                    Some(trip_no)
+                };
                 wire.clear();
-                wire.put_execute(BEGIN, 0, |_, _| true);
+                match statement {
+                    Some(i) => {
+                        let sources = &script.statements[i].1;
+                        wire.put_execute(first + i, sources.len(), |j, out| {
+                            sources[j].draw_into(rng, lets, Some(out))
+                        });
+                    }
+                    None if trip_no == 0 => wire.put_execute(BEGIN, 0, |_, _| true),
+                    None => wire.put_execute(COMMIT, 0, |_, _| true),
+                }
                 wire.put_sync();
                 round_trip(
                     shared,
@@ -537,43 +553,9 @@ async fn transaction(
                     shared.round_trip_bound,
                 )
                 .await
-                .map_err(|e| e.into_failure(what(None)))?;
+                .map_err(|e| e.into_failure(what(statement)))?;
             }
-            for (i, (_, sources)) in script.statements.iter().enumerate() {
-                trips += 1;
-                wire.clear();
-                wire.put_execute(first + i, sources.len(), |j, out| {
-                    sources[j].draw_into(rng, lets, Some(out))
-                });
-                wire.put_sync();
-                round_trip(
-                    shared,
-                    wire,
-                    &mut trip,
-                    stats,
-                    sent.take(),
-                    shared.round_trip_bound,
-                )
-                .await
-                .map_err(|e| e.into_failure(what(Some(i))))?;
-            }
-            if wrapped {
-                trips += 1;
-                wire.clear();
-                wire.put_execute(COMMIT, 0, |_, _| true);
-                wire.put_sync();
-                round_trip(
-                    shared,
-                    wire,
-                    &mut trip,
-                    stats,
-                    sent.take(),
-                    shared.round_trip_bound,
-                )
-                .await
-                .map_err(|e| e.into_failure(what(None)))?;
-            }
-            Ok(trips)
+            Ok(trips as u64)
         }
         Pattern::Pipelined => {
             // BEGIN, every statement and COMMIT in one buffer, one write and one Sync: the

@@ -648,8 +648,8 @@ fn assemble(
         plan,
         base,
         server_version,
-        git_commit: git_commit(),
-        date: utc_now(),
+        git_commit: crate::experiment::environment::git_commit(),
+        date: crate::experiment::environment::utc_now_minutes(),
         script_mix,
         migrations,
         phases,
@@ -703,21 +703,4 @@ fn timeline(
         start += width;
     }
     buckets
-}
-
-fn git_commit() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn utc_now() -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_else(|_| "unknown".into())
 }

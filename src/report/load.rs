@@ -235,15 +235,7 @@ pub fn hangs(p: &LoadPoint) -> bool {
 pub fn summary(results: &[(String, LoadResult)]) -> Summary {
     let mut rows = Vec::new();
     for mix in script_mixes(results) {
-        let mut clients: Vec<usize> = results
-            .iter()
-            .flat_map(|(_, r)| &r.points)
-            .filter(|p| p.script_mix == mix)
-            .map(|p| p.clients)
-            .collect();
-        clients.sort_unstable();
-        clients.dedup();
-        for c in clients {
+        for c in client_counts(results, &mix) {
             let mut entries: Vec<(Entry, bool)> = results
                 .iter()
                 .filter_map(|(variant, r)| {
@@ -713,14 +705,8 @@ fn script_mixes(results: &[(String, LoadResult)]) -> Vec<String> {
     mixes
 }
 
-/// A line chart of `value` against clients for one script mix, a line per variant.
-fn chart(
-    md: &mut String,
-    results: &[(String, LoadResult)],
-    mix: &str,
-    what: &str,
-    value: fn(&LoadPoint) -> f64,
-) {
+/// The client counts measured for one script mix, ascending.
+fn client_counts(results: &[(String, LoadResult)], mix: &str) -> Vec<usize> {
     let mut clients: Vec<usize> = results
         .iter()
         .flat_map(|(_, r)| &r.points)
@@ -729,6 +715,18 @@ fn chart(
         .collect();
     clients.sort_unstable();
     clients.dedup();
+    clients
+}
+
+/// A line chart of `value` against clients for one script mix, a line per variant.
+fn chart(
+    md: &mut String,
+    results: &[(String, LoadResult)],
+    mix: &str,
+    what: &str,
+    value: fn(&LoadPoint) -> f64,
+) {
+    let clients = client_counts(results, mix);
     if clients.is_empty() {
         return;
     }

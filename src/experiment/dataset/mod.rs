@@ -796,34 +796,5 @@ pub fn server_error(e: &postgres::Error, what: &str, sql: Option<&str>) -> anyho
 
 /// Describe a generator's error with its position placed in the step's own SQL.
 pub fn describe_mapped(e: &postgres::Error, step_sql: &str, map: &parallel::PositionMap) -> String {
-    let Some(db) = e.as_db_error() else {
-        return e.to_string();
-    };
-    let mut out = format!(
-        "{}: {} (SQLSTATE {})",
-        db.severity(),
-        db.message(),
-        db.code().code()
-    );
-    if let Some(postgres::error::ErrorPosition::Original(pos)) = db.position()
-        && let Some(at) = map.to_step(*pos as usize)
-    {
-        let (line, col) = crate::error::line_col(step_sql, at);
-        let text = step_sql
-            .lines()
-            .nth(line.saturating_sub(1))
-            .unwrap_or("")
-            .trim_end();
-        out.push_str(&format!("\n  at line {line}, column {col}: {text}"));
-    }
-    if let Some(detail) = db.detail() {
-        out.push_str(&format!("\n  detail: {detail}"));
-    }
-    if let Some(hint) = db.hint() {
-        out.push_str(&format!("\n  server hint: {hint}"));
-    }
-    if let Some(ctx) = db.where_() {
-        out.push_str(&format!("\n  context: {ctx}"));
-    }
-    out
+    crate::error::describe_at(e, |pos| map.to_step(pos).map(|at| (step_sql, at)))
 }
