@@ -179,7 +179,7 @@ fn write_table(root: &Path, rows: &[String]) {
     let mut md = String::from("# Experiment wall times\n\n");
     md.push_str("Produced by `cargo bench --bench experiment_wall_time`: the release `pgx experiment <name>` at the experiment's default scale and repeat count (or at the scale and with the arguments a row names), on the embedded PostgreSQL. *First* builds the dataset from scratch (`--rebuild`); *cached* is a second run that reuses it; *cached / first* is their ratio. Rows marked *older* time another pgx binary (`PGX_BENCH_BASELINE_BIN`) in the same run, alternating with this one, on a cluster of its own. The load average (1 min) is read before and after each experiment's runs.\n\n");
     md.push_str(&format!("Machine: {machine}. Machines are shared and noisy: compare ratios within one run, not across runs. Rows may come from different runs, each measured by this code on this machine.\n\n"));
-    md.push_str("| experiment | default scale | first run | cached run | cached / first | load average |\n|---|---|---|---|---|---|\n");
+    md.push_str("| experiment | scale | first run | cached run | cached / first | load average |\n|---|---|---|---|---|---|\n");
     let out = root.join("reports/benchmarks");
     std::fs::create_dir_all(&out).expect("reports/benchmarks");
     let path = out.join("experiment-wall-times.md");
