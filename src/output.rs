@@ -29,6 +29,16 @@ pub fn text(text: impl Display) -> Result<(), StdoutError> {
     Ok(())
 }
 
+/// [`text`] for output followed by an exit code that matters (lint's findings, compare's
+/// gate): a closed pipe (`pgx lint | head`) is not an error, and the command goes on to
+/// its verdict.
+pub fn text_ignoring_closed_pipe(text: impl Display) -> Result<(), StdoutError> {
+    match self::text(text) {
+        Err(e) if e.0.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// True when stdout's reader went away (`| head`): nothing failed, pgx just stops.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {

@@ -160,21 +160,31 @@ fn wait_for_sleep_in_copy_of(admin: &mut postgres::Client, child: &mut std::proc
     }
 }
 
-#[test]
-fn a_run_with_a_failed_variant_writes_its_report_and_exits_1() {
-    let server = server();
+/// A project directory with the faults fixture renamed `name` (so its copies are its
+/// own), the experiment file's path, and a DATABASE_URL for the test cluster.
+fn faults_project(
+    server: &pgx::cluster::ClusterUse,
+    name: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, String) {
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(project.path().join("tests/fixtures/no-migrations")).unwrap();
     let yaml = std::fs::read_to_string(fixture("faults.yaml"))
         .unwrap()
-        .replace("name: faults", "name: faults-exit");
-    let path = project.path().join("faults-exit.yaml");
+        .replace("name: faults", &format!("name: {name}"));
+    let path = project.path().join(format!("{name}.yaml"));
     std::fs::write(&path, yaml).unwrap();
     let url = format!(
         "host={} port={} user=postgres dbname=postgres",
         server.cluster().socket_dir().display(),
         pgx::cluster::PORT
     );
+    (project, path, url)
+}
+
+#[test]
+fn a_run_with_a_failed_variant_writes_its_report_and_exits_1() {
+    let server = server();
+    let (project, path, url) = faults_project(&server, "faults-exit");
     let out = pgx_command(project.path())
         .env("DATABASE_URL", &url)
         .args(["experiment", path.to_str().unwrap(), "--out"])
@@ -199,18 +209,7 @@ fn a_run_with_a_failed_variant_writes_its_report_and_exits_1() {
 #[test]
 fn a_disk_without_room_for_the_copies_is_a_clear_error_and_leaves_nothing_behind() {
     let server = server();
-    let project = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(project.path().join("tests/fixtures/no-migrations")).unwrap();
-    let yaml = std::fs::read_to_string(fixture("faults.yaml"))
-        .unwrap()
-        .replace("name: faults", "name: faults-disk");
-    let path = project.path().join("faults-disk.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let url = format!(
-        "host={} port={} user=postgres dbname=postgres",
-        server.cluster().socket_dir().display(),
-        pgx::cluster::PORT
-    );
+    let (project, path, url) = faults_project(&server, "faults-disk");
     // 1 MiB free: not even the baseline's copy fits (the base is several MiB).
     let out = pgx_command(project.path())
         .env("DATABASE_URL", &url)

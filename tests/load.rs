@@ -419,21 +419,32 @@ fn hot_generator_puts_80_percent_of_draws_on_20_percent_of_keys() {
     );
 }
 
-/// (e) Five lookups with a 20 ms client-side delay (`rtt_mode: client`, the precise
-/// timer): sequentially 7 round trips (BEGIN, 5, COMMIT), pipelined one.
-#[test]
-fn pipelined_statements_take_one_round_trip() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let db = TestDb::new("load_pipeline");
+/// A database with a 100-row `feature` table (id 1..100) for lookup scripts.
+fn feature_db(name: &str) -> TestDb {
+    let db = TestDb::new(name);
     db.client()
         .batch_execute(
             "CREATE TABLE feature (id int PRIMARY KEY, f real);
              INSERT INTO feature SELECT g, g FROM generate_series(1, 100) g;",
         )
         .unwrap();
-    let lookups = "
+    db
+}
+
+/// `n` lookups of a drawn key `k` as a script's statement list (YAML).
+fn lookups(n: usize) -> String {
+    "
       - { sql: 'SELECT f FROM feature WHERE id = $1', params: [{ref: k}] }"
-        .repeat(5);
+        .repeat(n)
+}
+
+/// (e) Five lookups with a 20 ms client-side delay (`rtt_mode: client`, the precise
+/// timer): sequentially 7 round trips (BEGIN, 5, COMMIT), pipelined one.
+#[test]
+fn pipelined_statements_take_one_round_trip() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = feature_db("load_pipeline");
+    let lookups = lookups(5);
     let spec = spec(&format!(
         "clients: [2]
 duration: 1s
@@ -627,16 +638,8 @@ scripts:
 #[test]
 fn pipelining_30_statements_costs_one_round_trip_and_sequential_32() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let db = TestDb::new("load_pipe30");
-    db.client()
-        .batch_execute(
-            "CREATE TABLE feature (id int PRIMARY KEY, f real);
-             INSERT INTO feature SELECT g, g FROM generate_series(1, 100) g;",
-        )
-        .unwrap();
-    let lookups = "
-      - { sql: 'SELECT f FROM feature WHERE id = $1', params: [{ref: k}] }"
-        .repeat(30);
+    let db = feature_db("load_pipe30");
+    let lookups = lookups(30);
     let rtt = 10.0;
     let spec = spec(&format!(
         "clients: [1]

@@ -1,7 +1,6 @@
 //! The `pgx compare` command: read two JSON reports, print the comparison, write the
 //! Markdown, and exit 1 when a gate asked for with `--fail-on` fails.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
@@ -45,7 +44,7 @@ pub fn run(args: &CompareArgs) -> Result<u8> {
     if let Some(path) = &args.markdown {
         let md = super::render::markdown(&comparison);
         if path.as_os_str() == "-" {
-            print(&md)?;
+            crate::output::text_ignoring_closed_pipe(&md)?;
         } else {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -61,11 +60,11 @@ pub fn run(args: &CompareArgs) -> Result<u8> {
                     "give --markdown a path in a writable directory",
                 )
             })?;
-            print(&text)?;
-            print(&format!("wrote {}\n", path.display()))?;
+            crate::output::text_ignoring_closed_pipe(&text)?;
+            crate::output::text_ignoring_closed_pipe(format!("wrote {}\n", path.display()))?;
         }
     } else {
-        print(&text)?;
+        crate::output::text_ignoring_closed_pipe(&text)?;
     }
     let gates: Vec<Gate> = args.fail_on.clone();
     let failed = comparison.gate(&gates);
@@ -89,16 +88,4 @@ pub fn run(args: &CompareArgs) -> Result<u8> {
             .join(",")
     );
     Ok(EXIT_GATE_FAILED)
-}
-
-/// Print; a closed pipe (`pgx compare a b | head`) is not an error.
-fn print(text: &str) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
 }

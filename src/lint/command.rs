@@ -82,7 +82,7 @@ pub fn lint(args: &LintArgs) -> Result<u8> {
                 if on { "on" } else { "off" }
             ));
         }
-        write_stdout(&out)?;
+        crate::output::text_ignoring_closed_pipe(&out)?;
         return Ok(0);
     }
     let paths = super::collect_paths(&args.paths)?;
@@ -109,19 +109,6 @@ pub fn lint(args: &LintArgs) -> Result<u8> {
         "{findings} finding(s) in {files_with} of {} file(s)\n",
         paths.len()
     ));
-    write_stdout(&out)?;
+    crate::output::text_ignoring_closed_pipe(&out)?;
     Ok(if findings > 0 { 1 } else { 0 })
-}
-
-/// Print; a closed pipe (`pgx lint | head`) is not an error.
-fn write_stdout(text: &str) -> Result<()> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
 }
