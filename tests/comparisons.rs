@@ -332,3 +332,52 @@ fn more_cells_than_the_session_cap_close_the_least_recently_used() {
         );
     }
 }
+
+/// The control's copy built differently from the baseline's (more rows for the same SQL):
+/// the control differs in time *and* in blocks, and pgx says the builds differ rather
+/// than calling the machine noisy; still no winner on timing.
+#[test]
+fn a_control_that_built_differently_is_named_a_build_difference_not_noise() {
+    let server = server();
+    let target = Target::External(server.cluster().config("postgres"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/experiments/build-variance.yaml");
+    let spec = spec::load(&path).unwrap();
+    let mut admin = server
+        .cluster()
+        .config("postgres")
+        .connect(postgres::NoTls)
+        .unwrap();
+    admin
+        .batch_execute("DROP ROLE IF EXISTS pgx_test_second_build")
+        .unwrap();
+    let options = RunOptions {
+        rebuild: true,
+        ..RunOptions::default()
+    };
+    let r = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
+    admin
+        .batch_execute("DROP ROLE IF EXISTS pgx_test_second_build")
+        .unwrap();
+    let count: Vec<_> = r.cells.iter().filter(|c| c.query == "count").collect();
+    let (baseline, control) = (
+        count.iter().find(|c| c.variant == "plain").unwrap(),
+        count
+            .iter()
+            .find(|c| Some(&c.variant) == r.control.as_ref())
+            .unwrap(),
+    );
+    // What the database says: the control's table really is bigger.
+    assert!(
+        control.blocks().unwrap() > baseline.blocks().unwrap(),
+        "{:?} vs {:?}",
+        control.blocks(),
+        baseline.blocks()
+    );
+    let why = r.analysis.noisy.as_deref().expect("the control differed");
+    assert!(r.analysis.noisy_builds, "{why}");
+    assert!(why.contains("blocks against the baseline's"), "{why}");
+    let md = pgx::report::markdown::render(&r);
+    assert!(md.contains("Builds differ:"), "{md}");
+    assert!(!md.contains("Noisy run:"), "{md}");
+}

@@ -46,13 +46,28 @@ pub fn analyze(r: &mut ExperimentResult) {
     let mut changes: Vec<Option<Change>> = control_changes.iter().map(|(_, c)| *c).collect();
     stats::holm_correct(&mut changes);
     let mut noisy = Vec::new();
+    // Flagged cells whose plan or blocks differ too: the control's build is not the
+    // baseline's (a GiST build breaks ties at random), which timing noise cannot explain.
+    let mut built_differently = 0;
     for ((i, _), change) in control_changes.iter().zip(changes) {
+        let evidence = reference_of(&r.cells, &r.cells[*i])
+            .and_then(|reference| evidence_of(&r.cells[*i], reference))
+            .filter(differs);
         let cell = &mut r.cells[*i];
         if let Some(c) = change
             && c.verdict != Verdict::NoChange
         {
+            let blocks = evidence.as_ref().map_or(String::new(), |e| {
+                built_differently += 1;
+                format!(
+                    "; {} blocks against the baseline's {}{}",
+                    e.blocks,
+                    e.reference_blocks,
+                    if e.same_plan { "" } else { ", another plan" }
+                )
+            });
             noisy.push(format!(
-                "{} {} ({:+.1}%)",
+                "{} {} ({:+.1}%{blocks})",
                 cell.query,
                 cell.params,
                 c.ratio * 100.0
@@ -60,6 +75,7 @@ pub fn analyze(r: &mut ExperimentResult) {
         }
         cell.change = change;
     }
+    let noisy_builds = !noisy.is_empty() && built_differently == noisy.len();
 
     // Every other cell against its reference.
     let threshold = |cell: &Cell, planning: bool| {
@@ -101,16 +117,27 @@ pub fn analyze(r: &mut ExperimentResult) {
     }
 
     let noisy = (!noisy.is_empty()).then(|| {
-        format!(
-            "the A/A control, an identical copy of the baseline, differed from it beyond the 5% noise band on {}",
-            noisy.join(", ")
-        )
+        if noisy_builds {
+            format!(
+                "the A/A control, a second build of the baseline's statements, differed from it \
+                 beyond the 5% noise band on {}: its plan or blocks differ as well, so the same \
+                 SQL built a different copy (GiST builds, for one, break ties at random), and a \
+                 variant's difference of that size may be its build rather than its design",
+                noisy.join(", ")
+            )
+        } else {
+            format!(
+                "the A/A control, an identical copy of the baseline, differed from it beyond the 5% noise band on {}",
+                noisy.join(", ")
+            )
+        }
     });
     r.analysis = Analysis {
         floors: floors_of(r, &floors),
         drift: drift_of(r),
         findings: findings_of(r, noisy.is_some()),
         noisy,
+        noisy_builds,
     };
 }
 

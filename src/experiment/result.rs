@@ -90,6 +90,10 @@ pub struct Analysis {
     /// Why the run is noisy (the control differed from the baseline beyond noise); a
     /// noisy run names no winners on timing.
     pub noisy: Option<String>,
+    /// The control differed in plan or blocks too, wherever it differed in time: its
+    /// build is not the baseline's (not the machine's noise).
+    #[serde(default)]
+    pub noisy_builds: bool,
     /// The reference cells' median in every round, to see whether the machine was steady.
     pub drift: Vec<Drift>,
     /// The summary: one row per query and parameter set.

@@ -489,6 +489,9 @@ pub fn noise_sentence(r: &ExperimentResult) -> String {
     sorted.sort_by(f64::total_cmp);
     let median = crate::stats::percentile(&sorted, 50.0);
     let steady = match &r.analysis.noisy {
+        Some(why) if r.analysis.noisy_builds => format!(
+            "Builds differ: {why}. No winner is named on timing; plans and buffers still hold. A quieter machine would not change this: compare such variants by their plans and blocks, or by changes well beyond the control's."
+        ),
         Some(why) => format!(
             "Noisy run: {why}. No winner is named on timing; plans and buffers still hold. Run again on a quieter machine, or with more rounds (`--rounds`)."
         ),
