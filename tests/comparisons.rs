@@ -205,18 +205,7 @@ fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference
 /// gets fresh ones: `runs-here` counts its runs on its backend.
 #[test]
 fn every_statement_runs_on_a_backend_of_its_own() {
-    let server = server();
-    let target = Target::External(server.cluster().config("postgres"));
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/history.yaml");
-    let spec = spec::load(&path).unwrap();
-    let r = pgx::experiment::run(
-        &target,
-        &spec,
-        &RunOptions::default(),
-        &mut Progress::quiet(),
-    )
-    .unwrap();
+    let r = run_fixture(&server(), "history.yaml", &RunOptions::default());
     let history: Vec<_> = r.cells.iter().filter(|c| c.query == "history").collect();
     assert_eq!(history.len(), 2, "baseline and A/A control");
     for c in history {
@@ -229,19 +218,7 @@ fn every_statement_runs_on_a_backend_of_its_own() {
             c.variant, plan.rows
         );
     }
-    // A fresh backend every round: the last run's backend had made only that round's runs
-    // and the one unrecorded run that warms a fresh backend.
-    for c in r.cells.iter().filter(|c| c.query == "runs-here") {
-        let last_round = c.samples.iter().map(|s| s.round).max().unwrap();
-        let in_last = c.samples.iter().filter(|s| s.round == last_round).count();
-        let rows = c.plan.as_ref().expect("a measured plan").rows;
-        assert_eq!(
-            rows,
-            (in_last + 1) as f64,
-            "{}: {rows} runs on its backend, {in_last} in the last round and its warmup",
-            c.variant
-        );
-    }
+    assert_fresh_backend_every_round(r.cells.iter().filter(|c| c.query == "runs-here"));
     // `mark` did run (and so would have left traces in a shared backend).
     let mark = r.cells.iter().find(|c| c.query == "mark").unwrap();
     assert!(mark.error.is_none() && !mark.samples.is_empty());
@@ -255,10 +232,6 @@ fn every_statement_runs_on_a_backend_of_its_own() {
 fn more_cells_than_the_session_cap_close_the_least_recently_used() {
     use pgx::experiment::engine::MAX_SESSIONS;
     let server = server();
-    let target = Target::External(server.cluster().config("postgres"));
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/session-cap.yaml");
-    let spec = spec::load(&path).unwrap();
     // Watch the run's copies (pgx_run_session_cap_*) from outside, as the server sees them.
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -286,13 +259,7 @@ fn more_cells_than_the_session_cap_close_the_least_recently_used() {
             peak
         })
     };
-    let r = pgx::experiment::run(
-        &target,
-        &spec,
-        &RunOptions::default(),
-        &mut Progress::quiet(),
-    )
-    .unwrap();
+    let r = run_fixture(&server, "session-cap.yaml", &RunOptions::default());
     stop.store(true, Ordering::Relaxed);
     let peak = watcher.join().unwrap();
     let cells: Vec<_> = r.cells.iter().filter(|c| c.query == "runs-here").collect();
@@ -312,7 +279,7 @@ fn more_cells_than_the_session_cap_close_the_least_recently_used() {
         peak >= MAX_SESSIONS as i64 - 8,
         "the run never came near the cap ({peak} backends): the test does not exercise it"
     );
-    for c in cells {
+    for c in &cells {
         assert!(
             c.error.is_none(),
             "{} {}: {:?}",
@@ -320,17 +287,8 @@ fn more_cells_than_the_session_cap_close_the_least_recently_used() {
             c.params,
             c.error
         );
-        let last_round = c.samples.iter().map(|s| s.round).max().unwrap();
-        let in_last = c.samples.iter().filter(|s| s.round == last_round).count();
-        let rows = c.plan.as_ref().expect("a measured plan").rows;
-        assert_eq!(
-            rows,
-            (in_last + 1) as f64,
-            "{} {}: {rows} runs on its backend, {in_last} in the last round and its warmup",
-            c.variant,
-            c.params
-        );
     }
+    assert_fresh_backend_every_round(cells);
 }
 
 /// The control's copy built differently from the baseline's (more rows for the same SQL):
@@ -339,10 +297,6 @@ fn more_cells_than_the_session_cap_close_the_least_recently_used() {
 #[test]
 fn a_control_that_built_differently_is_named_a_build_difference_not_noise() {
     let server = server();
-    let target = Target::External(server.cluster().config("postgres"));
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/experiments/build-variance.yaml");
-    let spec = spec::load(&path).unwrap();
     let mut admin = server
         .cluster()
         .config("postgres")
@@ -355,7 +309,7 @@ fn a_control_that_built_differently_is_named_a_build_difference_not_noise() {
         rebuild: true,
         ..RunOptions::default()
     };
-    let r = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
+    let r = run_fixture(&server, "build-variance.yaml", &options);
     admin
         .batch_execute("DROP ROLE IF EXISTS pgx_test_second_build")
         .unwrap();
@@ -380,4 +334,24 @@ fn a_control_that_built_differently_is_named_a_build_difference_not_noise() {
     let md = pgx::report::markdown::render(&r);
     assert!(md.contains("Builds differ:"), "{md}");
     assert!(!md.contains("Noisy run:"), "{md}");
+}
+
+/// Each cell's backend ran only its last round's runs and the one unrecorded run that
+/// warms a fresh backend (`runs-here` returns one row per run its backend made): a fresh
+/// backend every round, one per cell.
+fn assert_fresh_backend_every_round<'a>(
+    cells: impl IntoIterator<Item = &'a pgx::experiment::result::Cell>,
+) {
+    for c in cells {
+        let last_round = c.samples.iter().map(|s| s.round).max().unwrap();
+        let in_last = c.samples.iter().filter(|s| s.round == last_round).count();
+        let rows = c.plan.as_ref().expect("a measured plan").rows;
+        assert_eq!(
+            rows,
+            (in_last + 1) as f64,
+            "{} {}: {rows} runs on its backend, {in_last} in the last round and its warmup",
+            c.variant,
+            c.params
+        );
+    }
 }

@@ -10,12 +10,6 @@ use common::*;
 use pgx::experiment::{RunOptions, progress::Progress, spec};
 use pgx::target::Target;
 
-fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/experiments")
-        .join(name)
-}
-
 /// Copy databases of one experiment still present (tests run in parallel, so only ours).
 fn leftover_copies(server: &pgx::cluster::ClusterUse, pattern: &str) -> i64 {
     let mut admin = pgx::target::connect(&server.cluster().config("postgres")).unwrap();
@@ -31,16 +25,8 @@ fn leftover_copies(server: &pgx::cluster::ClusterUse, pattern: &str) -> i64 {
 #[test]
 fn failing_variant_and_hanging_query_are_reported_and_the_rest_is_measured() {
     let server = server();
-    let target = Target::External(server.cluster().config("postgres"));
-    let spec = spec::load(&fixture("faults.yaml")).unwrap();
     let started = Instant::now();
-    let r = pgx::experiment::run(
-        &target,
-        &spec,
-        &RunOptions::default(),
-        &mut Progress::quiet(),
-    )
-    .unwrap();
+    let r = run_fixture(&server, "faults.yaml", &RunOptions::default());
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "a 30 s sleep must not be waited for"
@@ -94,7 +80,7 @@ fn failing_variant_and_hanging_query_are_reported_and_the_rest_is_measured() {
 fn hanging_project(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(project.path().join("tests/fixtures/no-migrations")).unwrap();
-    let yaml = std::fs::read_to_string(fixture("faults.yaml"))
+    let yaml = std::fs::read_to_string(experiment_fixture("faults.yaml"))
         .unwrap()
         .replace("timeout: 300ms", "timeout: 60s")
         .replace("name: faults", &format!("name: {name}"))
@@ -168,7 +154,7 @@ fn faults_project(
 ) -> (tempfile::TempDir, std::path::PathBuf, String) {
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(project.path().join("tests/fixtures/no-migrations")).unwrap();
-    let yaml = std::fs::read_to_string(fixture("faults.yaml"))
+    let yaml = std::fs::read_to_string(experiment_fixture("faults.yaml"))
         .unwrap()
         .replace("name: faults", &format!("name: {name}"));
     let path = project.path().join(format!("{name}.yaml"));
@@ -391,7 +377,7 @@ fn rebuilding_at_one_scale_keeps_the_base_of_another_scale_and_bases_in_use() {
     let target = Target::External(server.cluster().config("postgres"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cache-scales.yaml");
-    let yaml = std::fs::read_to_string(fixture("faults.yaml"))
+    let yaml = std::fs::read_to_string(experiment_fixture("faults.yaml"))
         .unwrap()
         .replace("name: faults", "name: cache-scales")
         .replace("rows: 1000", "rows: 1234");

@@ -27,6 +27,30 @@ pub fn server() -> Arc<ClusterUse> {
     usage
 }
 
+/// An experiment fixture's file: tests/fixtures/experiments/`name`.
+pub fn experiment_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/experiments")
+        .join(name)
+}
+
+/// Run the experiment fixture `name` on the shared server (as a server pgx did not start).
+pub fn run_fixture(
+    server: &ClusterUse,
+    name: &str,
+    options: &pgx::experiment::RunOptions,
+) -> pgx::experiment::ExperimentResult {
+    let target = pgx::target::Target::External(server.cluster().config("postgres"));
+    let spec = pgx::experiment::spec::load(&experiment_fixture(name)).unwrap();
+    pgx::experiment::run(
+        &target,
+        &spec,
+        options,
+        &mut pgx::experiment::progress::Progress::quiet(),
+    )
+    .unwrap()
+}
+
 /// A database of its own for one test, dropped at the end.
 pub struct TestDb {
     pub name: String,
