@@ -32,9 +32,17 @@ fn main() {
     let scale = std::env::var("PGX_BENCH_SCALE")
         .ok()
         .filter(|s| !s.is_empty());
-    let extra: Vec<String> = std::env::var("PGX_BENCH_ARGS")
-        .map(|a| a.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default();
+    // `--scale S` first, then PGX_BENCH_ARGS: what each timed `pgx experiment` gets.
+    let mut args: Vec<String> = scale
+        .iter()
+        .flat_map(|s| ["--scale".to_string(), s.clone()])
+        .collect();
+    args.extend(
+        std::env::var("PGX_BENCH_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string),
+    );
     let mut names: Vec<String> = match &selected {
         // In the order given, so the most wanted numbers come first.
         Some(list) => list
@@ -64,10 +72,6 @@ fn main() {
         .ok()
         .map(PathBuf::from);
     let scratch = tempfile::tempdir().expect("temporary directory");
-    let mut args = extra.clone();
-    if let Some(scale) = &scale {
-        args.splice(0..0, ["--scale".to_string(), scale.clone()]);
-    }
     let ours = Binary {
         path: PathBuf::from(env!("CARGO_BIN_EXE_pgx")),
         root: None,
@@ -171,9 +175,7 @@ impl Binary {
 fn write_table(root: &Path, rows: &[String]) {
     let machine = format!(
         "{} CPUs, {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        pgx::experiment::dataset::cores(),
         postgres_version()
     );
     let mut md = String::from("# Experiment wall times\n\n");

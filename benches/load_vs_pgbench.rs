@@ -403,10 +403,7 @@ fn render(
          transaction (user + system time of the pgbench process, or of pgx's client threads, \
          over the transactions it ran) shows that overhead directly.\n"
     );
-    md.push_str(&remaining(
-        &verdicts,
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-    ));
+    md.push_str(&remaining(&verdicts, pgx::experiment::dataset::cores()));
     Ok(md)
 }
 
@@ -543,7 +540,7 @@ fn machine() -> String {
         .and_then(|l| l.split(':').nth(1))
         .map(|m| m.trim().to_string())
         .unwrap_or_else(|| "unknown CPU".into());
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = pgx::experiment::dataset::cores();
     let memory_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|t| {

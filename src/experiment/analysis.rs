@@ -57,15 +57,18 @@ pub fn analyze(r: &mut ExperimentResult) {
         if let Some(c) = change
             && c.verdict != Verdict::NoChange
         {
-            let blocks = evidence.as_ref().map_or(String::new(), |e| {
-                built_differently += 1;
-                format!(
-                    "; {} blocks against the baseline's {}{}",
-                    e.blocks,
-                    e.reference_blocks,
-                    if e.same_plan { "" } else { ", another plan" }
-                )
-            });
+            let blocks = match &evidence {
+                Some(e) => {
+                    built_differently += 1;
+                    format!(
+                        "; {} blocks against the baseline's {}{}",
+                        e.blocks,
+                        e.reference_blocks,
+                        if e.same_plan { "" } else { ", another plan" }
+                    )
+                }
+                None => String::new(),
+            };
             noisy.push(format!(
                 "{} {} ({:+.1}%{blocks})",
                 cell.query,

@@ -45,9 +45,7 @@ pub fn collect(target: &Target, client: &mut Client) -> Result<Environment> {
         } else {
             target.describe()
         },
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        cpus: super::dataset::cores(),
         memory_gib: memory_gib(),
         server_settings,
         load_before: None,

@@ -68,6 +68,7 @@ impl Phases<'_> {
     }
 }
 
+/// The CPUs this process may use (1 when that cannot be read).
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
