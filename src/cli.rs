@@ -229,8 +229,10 @@ pub struct ExperimentArgs {
     /// Seed of the rounds' order, to reproduce a run (the report states the one used)
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Time a cell may spend on measured runs (e.g. 30s): past it, or once its median
-    /// is tight to ±2%, it leaves the remaining rounds (overrides runs.budget)
+    /// Time a cell may spend in its rounds, each fresh backend's unrecorded first run
+    /// included (e.g. 30s): past it, or once its median is tight to ±2%, it leaves the
+    /// remaining rounds, but not before the fewest rounds that can call a change
+    /// (overrides runs.budget)
     #[arg(long)]
     pub budget: Option<String>,
     /// Only these cache states of the experiment's cache: axis (comma-separated: warm,

@@ -247,6 +247,23 @@ pub struct Change {
     /// The side the ratios lean to (`NoChange` when they do not lean).
     pub direction: Verdict,
     pub verdict: Verdict,
+    /// Set by [`mark_too_few_rounds`] when `rounds` are too few for any call: even if every
+    /// round lay on one side, the corrected p-value could not fall below [`ALPHA`]. The
+    /// rounds a call would need, over the matrix's comparisons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds_needed: Option<usize>,
+}
+
+/// The fewest paired rounds in which the sign test can call a change at all among `m`
+/// comparisons Holm-corrected at [`ALPHA`]: with every round on one side the p-value is
+/// 2·2⁻ⁿ, and Holm multiplies the smallest by `m`. 6 for one comparison, 12 for 56.
+pub fn rounds_to_call(m: usize) -> usize {
+    let m = m.max(1) as f64;
+    let mut n: i32 = 1;
+    while 2.0 * 0.5f64.powi(n) * m >= ALPHA && n < 64 {
+        n += 1;
+    }
+    n as usize
 }
 
 /// Per-round ratios of a cell's medians to its reference's: samples are (round, value);
@@ -331,6 +348,7 @@ pub fn compare_ratios(ratios: &[f64], threshold: f64) -> Option<Change> {
         p_adjusted: p_value,
         direction,
         verdict: verdict(direction, p_value, ALPHA),
+        rounds_needed: None,
     })
 }
 
@@ -369,6 +387,16 @@ pub fn holm_correct(changes: &mut [Option<Change>]) {
     for (c, p) in changes.iter_mut().flatten().zip(holm_adjust(&raw)) {
         c.p_adjusted = p;
         c.verdict = verdict(c.direction, p, ALPHA);
+    }
+}
+
+/// Sign-test changes Holm-corrected together: mark those whose rounds are too few for
+/// any call ([`rounds_to_call`] over all of them), so a report does not read their `~`
+/// as "no change".
+pub fn mark_too_few_rounds(changes: &mut [Option<Change>]) {
+    let needed = rounds_to_call(changes.iter().flatten().count());
+    for c in changes.iter_mut().flatten() {
+        c.rounds_needed = (c.rounds < needed).then_some(needed);
     }
 }
 
@@ -611,7 +639,33 @@ mod tests {
             p_adjusted: p,
             direction,
             verdict: verdict(direction, p, ALPHA),
+            rounds_needed: None,
         }
+    }
+
+    #[test]
+    fn a_comparison_with_too_few_rounds_for_any_call_is_marked_as_such() {
+        // One comparison: 2·2⁻⁵ = 0.0625 cannot be called, 2·2⁻⁶ = 0.031 can.
+        assert_eq!(rounds_to_call(1), 6);
+        // index-strategies: 56 comparisons; 56·2·2⁻¹¹ = 0.055, 56·2·2⁻¹² = 0.027.
+        assert_eq!(rounds_to_call(56), 12);
+        // 3 rounds, every one 150× slower: unanimous, and still no call among 56.
+        let slow = compare_ratios(&[150.0, 148.0, 151.0], NOISE).expect("ratios");
+        let mut changes = vec![Some(slow); 56];
+        changes[0] = compare_ratios(&[0.5; 20], NOISE);
+        holm_correct(&mut changes);
+        mark_too_few_rounds(&mut changes);
+        let (few, enough) = (changes[1].expect("some"), changes[0].expect("some"));
+        assert_eq!(few.verdict, Verdict::NoChange);
+        assert_eq!(few.rounds_needed, Some(12));
+        assert_eq!(
+            crate::report::fmt_change(Some(&few)),
+            "~ (+14900.0%; 3 rounds, too few to call: 12 needed)"
+        );
+        assert_eq!(
+            (enough.verdict, enough.rounds_needed),
+            (Verdict::Faster, None)
+        );
     }
 
     #[test]

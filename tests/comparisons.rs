@@ -172,11 +172,55 @@ fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference
         .iter()
         .find(|c| c.variant == "id-index" && c.query == "group")
         .unwrap();
-    let n = group.samples.len();
+    // The least a budget leaves a cell with is the fewest rounds in which the sign test
+    // can call a change over this matrix's comparisons: with fewer, nothing could be.
+    let compared = r
+        .cells
+        .iter()
+        .filter(|c| c.change.is_some() && Some(&c.variant) != r.control.as_ref())
+        .count();
+    assert!(compared > 1, "{compared}");
+    assert_eq!(r.runs.min, pgx::stats::rounds_to_call(compared));
+    assert!(r.runs.min_in_rounds);
+    let rounds = |c: &pgx::experiment::result::Cell| {
+        c.samples
+            .iter()
+            .map(|s| s.round)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    let n = rounds(group);
     assert!(
-        (r.runs.min..r.runs.repeat).contains(&n),
-        "the budget stopped it after at least min runs: n = {n}"
+        (r.runs.min..r.schedule.rounds).contains(&n),
+        "the budget stopped it after at least min rounds: {n} of {}",
+        r.schedule.rounds
     );
+    for c in r.cells.iter().filter(|c| c.change.is_some()) {
+        assert!(rounds(c) >= r.runs.min, "{} {}", c.variant, c.query);
+        assert_eq!(
+            c.change.unwrap().rounds_needed,
+            None,
+            "{} {}",
+            c.variant,
+            c.query
+        );
+    }
+    // Where the time went: the recorded runs took at least their execution times, and
+    // the parts add up to no more than the whole.
+    let wall = r.wall.as_ref().expect("the run records its wall time");
+    let executed: f64 = r
+        .cells
+        .iter()
+        .flat_map(|c| &c.samples)
+        .map(|s| s.execution_ms / 1000.0)
+        .sum();
+    assert!(wall.measured >= executed, "{} < {executed}", wall.measured);
+    assert!(
+        wall.warm > 0.0 && wall.connect > 0.0 && wall.builds > 0.0,
+        "{wall:?}"
+    );
+    let parts = wall.dataset + wall.builds + wall.measured + wall.warm + wall.connect + wall.plans;
+    assert!(parts <= wall.total, "{parts} > {}", wall.total);
     // Every measured run of a compared cell has its reference's run in the same round.
     for c in r.cells.iter().filter(|c| c.reference.is_some()) {
         let reference = &r.cells[c.reference.unwrap()];
@@ -192,9 +236,13 @@ fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference
     }
     let md = pgx::report::markdown::render(&r);
     assert!(
-        md.contains("budget 30.0 ms per cell (at least 6 runs"),
+        md.contains(&format!(
+            "budget 30.0 ms per cell, its fresh backends' unrecorded first runs included (at least {} rounds",
+            r.runs.min
+        )),
         "the report says so"
     );
+    assert!(md.contains("| Wall time | "), "and where the time went");
 }
 
 /// A backend's history changes its speed (a session that had run one large sequential

@@ -103,6 +103,7 @@ pub fn compare_unpaired(
         p_adjusted: p_value,
         direction,
         verdict: stats::verdict(direction, p_value, ALPHA),
+        rounds_needed: None,
     })
 }
 

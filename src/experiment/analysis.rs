@@ -105,8 +105,10 @@ pub fn analyze(r: &mut ExperimentResult) {
         planning_changes.push(stats::compare_ratios(&planning, threshold(cell, true)));
         evidence.push(evidence_of(cell, reference));
     }
-    stats::holm_correct(&mut execution_changes);
-    stats::holm_correct(&mut planning_changes);
+    for changes in [&mut execution_changes, &mut planning_changes] {
+        stats::holm_correct(changes);
+        stats::mark_too_few_rounds(changes);
+    }
     for (((i, execution), planning), evidence) in compared
         .into_iter()
         .zip(execution_changes)

@@ -233,6 +233,20 @@ impl Matrix {
             .map(VariantId)
     }
 
+    /// How many comparisons a report makes (and Holm corrects together): every cell
+    /// but the control's that has a reference cell.
+    pub fn comparisons(&self) -> usize {
+        self.cells
+            .iter()
+            .filter(|k| self.variant(k.variant).role != Role::Control)
+            .filter(|k| {
+                self.reference_of(k)
+                    .and_then(|r| self.position(&r))
+                    .is_some()
+            })
+            .count()
+    }
+
     /// The cell `key` is compared with, if it is not a reference itself and that cell
     /// exists: the baseline variant under the reference settings in the first form,
     /// same query, parameters and cache state (a cold cell is compared with a cold one).

@@ -41,6 +41,50 @@ pub struct ExperimentResult {
     /// estimated plans, costs and index sizes of hypothetical indexes.
     #[serde(default)]
     pub screening: Option<Screening>,
+    /// Where the run's wall time went (absent in reports made before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall: Option<WallTimes>,
+}
+
+/// Where a run's wall time went, in seconds: what bounds a long run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WallTimes {
+    pub total: f64,
+    /// Building the dataset, or finding it in the cache.
+    pub dataset: f64,
+    pub screening: f64,
+    /// Every variant's copy (from the base or its cache entry; a first build copies
+    /// twice, into the cache entry and from it), its statements, ANALYZE, workload and
+    /// catalog reads.
+    pub builds: f64,
+    /// Of `builds`: the variant statements run in this run (not taken from the cache).
+    pub statements: f64,
+    /// The recorded runs.
+    pub measured: f64,
+    /// Unrecorded runs: the warmup rounds and every fresh backend's first run.
+    pub warm: f64,
+    /// Opening the fresh backends (one per cell and round).
+    pub connect: f64,
+    /// The per-node (TIMING ON) plans and the checks that forms return the same rows.
+    pub plans: f64,
+    /// Loads, maintenance, and dropping the copies.
+    pub finish: f64,
+}
+
+impl WallTimes {
+    /// What the parts above leave: evictions and restarts of cold cells, server-wide
+    /// settings, the disk check, reading the environment.
+    pub fn other(&self) -> f64 {
+        let parts = self.dataset
+            + self.screening
+            + self.builds
+            + self.measured
+            + self.warm
+            + self.connect
+            + self.plans
+            + self.finish;
+        (self.total - parts).max(0.0)
+    }
 }
 
 impl ExperimentResult {
@@ -167,9 +211,12 @@ pub struct RunsUsed {
     /// Time a cell may spend on measured runs before it leaves the remaining rounds.
     #[serde(default)]
     pub budget_ms: Option<u64>,
-    /// With a budget: the measured runs every cell gets regardless.
+    /// With a budget: what every cell gets regardless, in rounds (`min_in_rounds`; in
+    /// measured runs in reports made before it).
     #[serde(default)]
     pub min: usize,
+    #[serde(default)]
+    pub min_in_rounds: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

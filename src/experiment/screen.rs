@@ -949,6 +949,7 @@ mod tests {
             p_adjusted: 0.5,
             direction: verdict,
             verdict,
+            rounds_needed: None,
         }
     }
 

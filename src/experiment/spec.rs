@@ -414,13 +414,15 @@ pub struct RunsSpec {
     /// baseline is the run's noise floor (default true).
     #[serde(default = "default_control")]
     pub control: bool,
-    /// Time a cell may spend on measured runs, e.g. "30s": past it (and past `min`
-    /// runs), or once the 95% interval of its median is within ±2% of it, the cell is
-    /// left out of the remaining rounds. Absent: every cell runs `repeat` times.
+    /// Time a cell may spend in its rounds, e.g. "30s", each fresh backend's unrecorded
+    /// first run included: past it (and past `min` rounds), or once the 95% interval of
+    /// the median of its round medians is within ±2% of it, the cell is left out of the
+    /// remaining rounds. Absent: every cell runs `repeat` times.
     #[serde(default)]
     pub budget: Option<String>,
-    /// With a budget: measured runs every cell gets regardless (default 6, the fewest
-    /// with a 95% interval of the median).
+    /// With a budget: the rounds every cell gets regardless (default: the fewest in
+    /// which the sign test can call a change over the matrix's comparisons, after Holm;
+    /// at least 6, the fewest with a 95% interval of the median).
     #[serde(default)]
     pub min: Option<usize>,
 }

@@ -73,11 +73,19 @@ fn header(md: &mut String, r: &ExperimentResult) {
         .runs
         .budget_ms
         .map(|b| {
-            format!(
-                "; budget {} per cell (at least {} runs; a cell leaves the rounds once spent, or once its median is tight to ±2%)",
-                fmt_ms(b as f64),
-                r.runs.min
-            )
+            if r.runs.min_in_rounds {
+                format!(
+                    "; budget {} per cell, its fresh backends' unrecorded first runs included (at least {} rounds, the fewest in which the sign test can call a change over this matrix; a cell leaves the rounds once spent, or once the median of its round medians is tight to ±2%)",
+                    fmt_ms(b as f64),
+                    r.runs.min
+                )
+            } else {
+                format!(
+                    "; budget {} per cell (at least {} runs; a cell leaves the rounds once spent, or once its median is tight to ±2%)",
+                    fmt_ms(b as f64),
+                    r.runs.min
+                )
+            }
         })
         .unwrap_or_default();
     let _ = writeln!(
@@ -106,6 +114,9 @@ fn header(md: &mut String, r: &ExperimentResult) {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(wall) = view::wall_line(r) {
+        let _ = writeln!(md, "| Wall time | {} |", cell(&wall));
+    }
     let _ = writeln!(md, "| Baseline | `{}` |", r.baseline);
     let _ = writeln!(
         md,

@@ -98,7 +98,8 @@ fn pct(x: f64) -> String {
 }
 
 /// "-42.1% [-44.0, -40.2]" when called; "~ (+2.1% [-3.0, +6.2])" when not: the
-/// measured change and its interval, which stays inside the noise band or is too wide.
+/// measured change and its interval, which stays inside the noise band or is too wide;
+/// "~ (+80.0%; 3 rounds, too few to call: 12 needed)" when no call was possible.
 pub fn fmt_change(change: Option<&Change>) -> String {
     let Some(c) = change else {
         return String::new();
@@ -106,8 +107,14 @@ pub fn fmt_change(change: Option<&Change>) -> String {
     let interval =
         c.ci.map(|(lo, hi)| format!(" [{}, {}]", pct(lo), pct(hi)))
             .unwrap_or_default();
-    match c.verdict {
-        Verdict::NoChange => format!("~ ({}{interval})", pct(c.ratio)),
+    match (c.verdict, c.rounds_needed) {
+        (Verdict::NoChange, Some(needed)) => format!(
+            "~ ({}{interval}; {} round{}, too few to call: {needed} needed)",
+            pct(c.ratio),
+            c.rounds,
+            if c.rounds == 1 { "" } else { "s" }
+        ),
+        (Verdict::NoChange, None) => format!("~ ({}{interval})", pct(c.ratio)),
         _ => format!("{}{interval}", pct(c.ratio)),
     }
 }

@@ -450,6 +450,38 @@ pub fn maintenance_table(r: &ExperimentResult) -> Table {
     t
 }
 
+/// Where the run's wall time went, when the run recorded it: "880.0 s: dataset 42.5 s,
+/// builds 150.1 s (statements 61.0 s), recorded runs 203.0 s, …".
+pub fn wall_line(r: &ExperimentResult) -> Option<String> {
+    let w = r.wall.as_ref().filter(|w| w.total > 0.0)?;
+    let parts = [
+        ("dataset", w.dataset),
+        ("screening", w.screening),
+        ("builds", w.builds),
+        ("recorded runs", w.measured),
+        (
+            "unrecorded runs (warmup rounds, each fresh backend's first run)",
+            w.warm,
+        ),
+        ("opening fresh backends", w.connect),
+        ("per-node plans and form checks", w.plans),
+        ("loads, maintenance, dropping copies", w.finish),
+        ("other", w.other()),
+    ];
+    let text: Vec<String> = parts
+        .iter()
+        .filter(|(_, seconds)| *seconds >= 0.05)
+        .map(|(label, seconds)| match *label {
+            "builds" => format!(
+                "builds {seconds:.1} s (statements {:.1} s; the rest copies, ANALYZE, catalog reads)",
+                w.statements
+            ),
+            _ => format!("{label} {seconds:.1} s"),
+        })
+        .collect();
+    Some(format!("{:.1} s: {}", w.total, text.join(", ")))
+}
+
 /// The header's short form of [`noise_sentence`]: "3.1% median, 8.0% highest; steady".
 pub fn floor_line(r: &ExperimentResult) -> String {
     if r.queries.is_empty() {

@@ -99,7 +99,8 @@ type SessionKey = (VariantId, SettingsId, QueryId, FormId, ParamsId);
 pub const MAX_SESSIONS: usize = 48;
 
 /// Rounds of a cold or prewarmed cell without a budget: each run costs an eviction (a
-/// server restart), so fewer than warm cells get, but enough for a 95% interval.
+/// server restart), so fewer than warm cells get, but enough for a 95% interval, and no
+/// fewer than the sign test needs to call a change over the matrix (`runs.min`).
 pub const COLD_ROUNDS: usize = 6;
 
 pub fn run(
@@ -109,8 +110,9 @@ pub fn run(
     progress: &mut Progress,
 ) -> Result<ExperimentResult> {
     let load_before = super::environment::load_average();
+    let run_started = std::time::Instant::now();
     let scale = options.scale.unwrap_or(spec.dataset.scale);
-    let runs = RunsUsed {
+    let mut runs = RunsUsed {
         warmup: options.warmup.unwrap_or(spec.runs.warmup),
         repeat: options.repeat.unwrap_or(spec.runs.repeat).max(1),
         timeout_ms: u64::try_from(spec.timeout()?.as_millis()).unwrap_or(u64::MAX),
@@ -118,7 +120,8 @@ pub fn run(
             .budget
             .or(spec.budget()?)
             .map(|b| u64::try_from(b.as_millis()).unwrap_or(u64::MAX)),
-        min: spec.runs.min.unwrap_or(6).max(1),
+        min: 0,
+        min_in_rounds: true,
     };
     let schedule = Schedule::new(
         options
@@ -134,6 +137,7 @@ pub fn run(
     );
     let mut admin = connect(&target.admin_config())?;
     let base = dataset(&mut admin, target, spec, options, progress)?;
+    let dataset_seconds = run_started.elapsed().as_secs_f64();
     let vars = scaled_vars(spec, scale);
     let control = options.control.unwrap_or(spec.runs.control);
     let matrix = plan::matrix(
@@ -145,6 +149,13 @@ pub fn run(
         &base.info.database,
         &vars,
     )?;
+    // The fewest rounds a budget leaves a cell with: enough that the sign test can call a
+    // change over this matrix's comparisons, unless the file says otherwise.
+    runs.min = spec
+        .runs
+        .min
+        .unwrap_or_else(|| crate::stats::rounds_to_call(matrix.comparisons()))
+        .clamp(1, schedule.rounds.max(1));
     let classified = {
         let mut client = connect(&target.config_for(&base.info.database))?;
         matrix
@@ -153,6 +164,7 @@ pub fn run(
             .map(|s| settings::classify(&mut client, &s.values, target.is_embedded()))
             .collect::<Result<Vec<_>>>()?
     };
+    let screening_started = std::time::Instant::now();
     let screening = if options.screen || options.screen_only || spec.screen {
         let reference = classified.first().cloned().unwrap_or_default();
         let inputs = super::screen::Inputs {
@@ -167,6 +179,7 @@ pub fn run(
     } else {
         None
     };
+    let screening_seconds = screening_started.elapsed().as_secs_f64();
     if options.screen_only {
         let engine = Engine::new(
             target, spec, matrix, schedule, runs, vars, base, classified, admin, progress,
@@ -175,6 +188,7 @@ pub fn run(
         result.cells.clear();
         result.scale = scale;
         result.screening = screening.map(|s| Screening { only: true, ..s });
+        result.wall = None;
         result.environment.load_before = load_before;
         result.environment.load_after = super::environment::load_average();
         return Ok(result);
@@ -216,6 +230,11 @@ pub fn run(
     }
     result.environment.load_before = load_before;
     result.environment.load_after = super::environment::load_average();
+    if let Some(wall) = &mut result.wall {
+        wall.dataset = dataset_seconds;
+        wall.screening = screening_seconds;
+        wall.total = run_started.elapsed().as_secs_f64();
+    }
     super::analysis::analyze(&mut result);
     Ok(result)
 }
@@ -358,6 +377,8 @@ struct Engine<'a> {
     builds_left: usize,
     build_seconds: Vec<f64>,
     checked: HashSet<FormsOf>,
+    /// Where the run's time went, for the report.
+    wall: WallTimes,
 }
 
 /// The cells whose forms are checked against each other: variant, settings, query, params.
@@ -429,6 +450,7 @@ impl<'a> Engine<'a> {
             spent: vec![0.0; cell_count],
             builds_left: variant_count,
             build_seconds: Vec::new(),
+            wall: WallTimes::default(),
         }
     }
 
@@ -562,16 +584,20 @@ impl<'a> Engine<'a> {
                 }
                 if warm {
                     self.measure(&cells, phase, round_offset)?;
+                    let started = std::time::Instant::now();
                     self.timed_plans(&cells)?;
                     self.equivalence(&cells)?;
+                    self.wall.plans += started.elapsed().as_secs_f64();
                 } else {
                     self.measure_cold(&cells, phase, round_offset)?;
                 }
             }
         }
+        let started = std::time::Instant::now();
         for &v in leaving {
             self.finish(v)?;
         }
+        self.wall.finish += started.elapsed().as_secs_f64();
         Ok(())
     }
 
@@ -593,6 +619,12 @@ impl<'a> Engine<'a> {
         );
         self.builds_left = self.builds_left.saturating_sub(1);
         self.build_seconds.push(started.elapsed().as_secs_f64());
+        self.wall.builds += started.elapsed().as_secs_f64();
+        if let Ok(built) = &built
+            && !built.cached
+        {
+            self.wall.statements += built.statements.iter().map(|t| t.seconds).sum::<f64>();
+        }
         let built = match built {
             Ok(built) => built,
             Err(err) => return self.variant_failed(v, err),
@@ -602,7 +634,10 @@ impl<'a> Engine<'a> {
         self.variants[v.0].relations = built.relations.clone();
         let config = built.config.clone();
         self.built.insert(v, built);
-        if let Err(err) = self.workload(v, &config) {
+        let started = std::time::Instant::now();
+        let workload = self.workload(v, &config);
+        self.wall.builds += started.elapsed().as_secs_f64();
+        if let Err(err) = workload {
             return self.variant_failed(v, err);
         }
         Ok(())
@@ -718,9 +753,10 @@ impl<'a> Engine<'a> {
     }
 
     /// With a budget: the cells that go on to the next round. A cell is done once it has
-    /// `min` runs and either spent its budget or has a median tight to ±2%; but a cell
-    /// stays while any cell compared with it goes on, so every run of a cell has its
-    /// reference's run in the same round.
+    /// run in `min` rounds and either spent its budget or has a median tight to ±2% (over
+    /// its rounds' medians, the unit the comparison pairs); but a cell stays while any
+    /// cell compared with it goes on, so every run of a cell has its reference's run in
+    /// the same round.
     fn still_measuring(&mut self, active: &[usize], budget: f64) -> Vec<usize> {
         let min = self.runs.min;
         let done = |c: usize| {
@@ -728,10 +764,23 @@ impl<'a> Engine<'a> {
             if state.error.is_some() {
                 return true;
             }
-            if state.samples.len() < min {
+            let mut by_round: HashMap<usize, Vec<f64>> = HashMap::new();
+            for sample in &state.samples {
+                by_round
+                    .entry(sample.round)
+                    .or_default()
+                    .push(sample.execution_ms);
+            }
+            if by_round.len() < min {
                 return false;
             }
-            let mut times: Vec<f64> = state.samples.iter().map(|s| s.execution_ms).collect();
+            let mut times: Vec<f64> = by_round
+                .into_values()
+                .map(|mut block| {
+                    block.sort_by(f64::total_cmp);
+                    crate::stats::percentile(&block, 50.0)
+                })
+                .collect();
             times.sort_by(f64::total_cmp);
             let median = crate::stats::percentile(&times, 50.0);
             let tight = crate::stats::median_ci(&times, 0.95)
@@ -770,7 +819,8 @@ impl<'a> Engine<'a> {
         if self.runs.budget_ms.is_some() {
             self.schedule.rounds
         } else {
-            self.schedule.rounds.min(COLD_ROUNDS)
+            // No fewer than a call needs: with fewer, a cold cell could never be called.
+            self.schedule.rounds.min(COLD_ROUNDS.max(self.runs.min))
         }
     }
 
@@ -1000,7 +1050,9 @@ impl<'a> Engine<'a> {
                     self.sessions.remove(&oldest);
                 }
             }
+            let started = std::time::Instant::now();
             let session = Session::open(&config, &sql)?;
+            self.wall.connect += started.elapsed().as_secs_f64();
             self.sessions.insert(id, session);
         }
         let last_reload = self.last_reload;
@@ -1031,13 +1083,23 @@ impl<'a> Engine<'a> {
         if round.is_some()
             && self.matrix.cache(&key) == CacheState::Warm
             && self.session(&key)?.primed.insert(cell)
-            && let Some(message) = self.warm_backend(&key, &statement)?
         {
-            self.fail(cell, message);
-            return Ok(());
+            // The fresh backend's unrecorded first run is part of what the round costs
+            // the cell: it counts against the budget.
+            let started = std::time::Instant::now();
+            let failed = self.warm_backend(&key, &statement)?;
+            let seconds = started.elapsed().as_secs_f64();
+            self.spent[cell] += seconds;
+            self.wall.warm += seconds;
+            if let Some(message) = failed {
+                self.fail(cell, message);
+                return Ok(());
+            }
         }
         for _ in 0..runs {
             crate::interrupt::check()?;
+            // Opened (and caught up with a reload) before the clock starts.
+            self.session(&key)?;
             let started = std::time::Instant::now();
             let run = measure::explain(self.session(&key)?, &statement, false)?;
             let seconds = started.elapsed().as_secs_f64();
@@ -1046,9 +1108,13 @@ impl<'a> Engine<'a> {
                 Run::Plan(explained) => match round {
                     Some(round) => {
                         self.spent[cell] += seconds;
+                        self.wall.measured += seconds;
                         self.record(cell, round, explained.summary);
                     }
-                    None => self.cells[cell].warm_ms = Some(explained.summary.execution_ms),
+                    None => {
+                        self.wall.warm += seconds;
+                        self.cells[cell].warm_ms = Some(explained.summary.execution_ms);
+                    }
                 },
                 Run::Failed(message) => {
                     self.fail(cell, message);
@@ -1268,8 +1334,10 @@ impl<'a> Engine<'a> {
         interrupted: bool,
     ) -> Result<ExperimentResult> {
         // Dropping the copies before reading the environment: nothing left behind.
+        let started = std::time::Instant::now();
         self.sessions.clear();
         self.built.clear();
+        self.wall.finish += started.elapsed().as_secs_f64();
         let m = &self.matrix;
         let failed: HashSet<usize> = self
             .variants
@@ -1420,6 +1488,7 @@ impl<'a> Engine<'a> {
             analysis: Analysis::default(),
             interrupted,
             screening: None,
+            wall: Some(self.wall.clone()),
         })
     }
 }
