@@ -524,11 +524,12 @@ fn write_report(
          [min–max] over the rounds.\n\n",
     );
     md.push_str(&format!(
-        "Machine: {} CPUs, {}, {}. Scale {scale}, {rounds} rounds. Load average (1, 5, 15 min) \
-         before: {load_before}; after: {}.\n\n",
+        "Machine: {} CPUs, {}, {}. pgx commit {}. Scale {scale}, {rounds} rounds. Load average \
+         (1, 5, 15 min) before: {load_before}; after: {}.\n\n",
         cores(),
         server_version(target),
         target.describe(),
+        pgx::experiment::environment::git_commit(),
         load_average()
     ));
     md.push_str("| experiment | rows | pgx | limit, one session | pgx / limit | limit, N connections | pgx / that |\n|---|---|---|---|---|---|---|\n");
