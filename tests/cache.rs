@@ -81,6 +81,11 @@ fn cold_cells_read_their_blocks_warm_ones_do_not_and_prewarmed_match_warm() {
         "prewarmed touches what warm touches"
     );
     assert_eq!(cold.samples.len(), 6, "n of a cold cell");
+    let wall = r.wall.as_ref().expect("the run records its wall time");
+    assert!(
+        wall.evictions > 0.0 && wall.other() < wall.total,
+        "the restarts are named in the wall time: {wall:?}"
+    );
     // The cold cell is compared with the baseline's cold cell... here the baseline is
     // the only variant, so its cold cell is a reference, and the control is compared
     // with it: the control's cold cell exists and references the baseline's.

@@ -69,11 +69,14 @@ pub struct WallTimes {
     pub plans: f64,
     /// Loads, maintenance, and dropping the copies.
     pub finish: f64,
+    /// Cold and prewarmed cells: emptying the caches (a server restart) and `pg_prewarm`.
+    #[serde(default)]
+    pub evictions: f64,
 }
 
 impl WallTimes {
-    /// What the parts above leave: evictions and restarts of cold cells, server-wide
-    /// settings, the disk check, reading the environment.
+    /// What the parts above leave: server-wide settings and their reloads, the disk
+    /// check, the sizes, reading the environment.
     pub fn other(&self) -> f64 {
         let parts = self.dataset
             + self.screening
@@ -82,7 +85,8 @@ impl WallTimes {
             + self.warm
             + self.connect
             + self.plans
-            + self.finish;
+            + self.finish
+            + self.evictions;
         (self.total - parts).max(0.0)
     }
 }

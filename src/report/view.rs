@@ -466,6 +466,10 @@ pub fn wall_line(r: &ExperimentResult) -> Option<String> {
         ("opening fresh backends", w.connect),
         ("per-node plans and form checks", w.plans),
         ("loads, maintenance, dropping copies", w.finish),
+        (
+            "emptying the caches for cold cells (server restarts, pg_prewarm)",
+            w.evictions,
+        ),
         ("other", w.other()),
     ];
     let text: Vec<String> = parts

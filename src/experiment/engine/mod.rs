@@ -896,16 +896,24 @@ impl<'a> Engine<'a> {
         self.progress
             .message("evicting the caches (restarting the server)");
         self.sessions.clear();
+        let started = std::time::Instant::now();
         let evicted = evict::evict(self.target, &mut self.admin, &databases)?;
         if evicted.shared_buffers {
             self.after_restart()?;
         }
+        self.wall.evictions += started.elapsed().as_secs_f64();
         let shortfall = evicted.shortfall();
         for &cell in batch {
             self.cells[cell].eviction = shortfall.clone();
-            if self.matrix.cache(&self.matrix.cells[cell]) == CacheState::Prewarmed
-                && let Err(err) = self.prewarm(cell)
+            let started = std::time::Instant::now();
+            let prewarmed = if self.matrix.cache(&self.matrix.cells[cell]) == CacheState::Prewarmed
             {
+                self.prewarm(cell)
+            } else {
+                Ok(())
+            };
+            self.wall.evictions += started.elapsed().as_secs_f64();
+            if let Err(err) = prewarmed {
                 self.fail(cell, format!("pg_prewarm failed: {err:#}"));
                 continue;
             }
