@@ -266,6 +266,24 @@ pub fn rounds_to_call(m: usize) -> usize {
     n as usize
 }
 
+/// The median of every round's samples (round, value), in round order; values that are
+/// not finite and positive are left out.
+pub fn round_medians(samples: &[(usize, f64)]) -> Vec<f64> {
+    let mut rounds: std::collections::BTreeMap<usize, Vec<f64>> = Default::default();
+    for &(round, value) in samples {
+        if value.is_finite() && value > 0.0 {
+            rounds.entry(round).or_default().push(value);
+        }
+    }
+    rounds
+        .into_values()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            percentile(&v, 50.0)
+        })
+        .collect()
+}
+
 /// Per-round ratios of a cell's medians to its reference's: samples are (round, value);
 /// rounds where either side has no sample, or the reference's median is not positive,
 /// are left out. In round order.
@@ -568,6 +586,13 @@ mod tests {
         assert_eq!(binomial_upper_tail(5, 0), 1.0);
         assert_eq!(binomial_upper_tail(5, 6), 0.0);
         assert!(binomial_upper_tail(2000, 1500) < 1e-100);
+    }
+
+    #[test]
+    fn round_medians_take_each_rounds_median_in_round_order() {
+        let samples = [(2, 5.0), (0, 1.0), (0, 3.0), (1, 9.0), (2, f64::NAN)];
+        assert_eq!(round_medians(&samples), vec![2.0, 9.0, 5.0]);
+        assert!(round_medians(&[]).is_empty());
     }
 
     #[test]

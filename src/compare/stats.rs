@@ -19,22 +19,7 @@
 
 use crate::stats::{self, ALPHA, Change, Verdict};
 
-/// Median execution time of every round a cell was measured in, in round order.
-pub fn round_medians(samples: &[(usize, f64)]) -> Vec<f64> {
-    let mut rounds: std::collections::BTreeMap<usize, Vec<f64>> = Default::default();
-    for &(round, value) in samples {
-        if value.is_finite() && value > 0.0 {
-            rounds.entry(round).or_default().push(value);
-        }
-    }
-    rounds
-        .into_values()
-        .map(|mut v| {
-            v.sort_by(f64::total_cmp);
-            stats::percentile(&v, 50.0)
-        })
-        .collect()
-}
+pub use crate::stats::round_medians;
 
 /// Hodges-Lehmann estimate of `new / old` (the median of every pairwise ratio) and the
 /// 95% interval from the order statistics of those ratios at the Mann-Whitney critical
@@ -116,13 +101,6 @@ mod tests {
         (0..n)
             .map(|i| center * (width * ((i as f64 + 0.5) / n as f64 - 0.5)).exp())
             .collect()
-    }
-
-    #[test]
-    fn round_medians_take_each_rounds_median_in_round_order() {
-        let samples = [(2, 5.0), (0, 1.0), (0, 3.0), (1, 9.0), (2, f64::NAN)];
-        assert_eq!(round_medians(&samples), vec![2.0, 9.0, 5.0]);
-        assert!(round_medians(&[]).is_empty());
     }
 
     #[test]

@@ -75,7 +75,7 @@ fn header(md: &mut String, r: &ExperimentResult) {
         .map(|b| {
             if r.runs.min_in_rounds {
                 format!(
-                    "; budget {} per cell, its fresh backends' unrecorded first runs included (at least {} rounds, the fewest in which the sign test can call a change over this matrix; a cell leaves the rounds once spent, or once the median of its round medians is tight to ±2%)",
+                    "; budget {} per cell, its fresh backends' unrecorded first runs included (at least {} rounds, by default the fewest in which the sign test can call a change over this matrix; a cell leaves the rounds once spent, or once the median of its round medians is tight to ±2%)",
                     fmt_ms(b as f64),
                     r.runs.min
                 )

@@ -618,8 +618,9 @@ impl<'a> Engine<'a> {
             self.rebuild,
         );
         self.builds_left = self.builds_left.saturating_sub(1);
-        self.build_seconds.push(started.elapsed().as_secs_f64());
-        self.wall.builds += started.elapsed().as_secs_f64();
+        let seconds = started.elapsed().as_secs_f64();
+        self.build_seconds.push(seconds);
+        self.wall.builds += seconds;
         if let Ok(built) = &built
             && !built.cached
         {
@@ -764,23 +765,15 @@ impl<'a> Engine<'a> {
             if state.error.is_some() {
                 return true;
             }
-            let mut by_round: HashMap<usize, Vec<f64>> = HashMap::new();
-            for sample in &state.samples {
-                by_round
-                    .entry(sample.round)
-                    .or_default()
-                    .push(sample.execution_ms);
-            }
-            if by_round.len() < min {
+            let samples: Vec<(usize, f64)> = state
+                .samples
+                .iter()
+                .map(|s| (s.round, s.execution_ms))
+                .collect();
+            let mut times = crate::stats::round_medians(&samples);
+            if times.len() < min {
                 return false;
             }
-            let mut times: Vec<f64> = by_round
-                .into_values()
-                .map(|mut block| {
-                    block.sort_by(f64::total_cmp);
-                    crate::stats::percentile(&block, 50.0)
-                })
-                .collect();
             times.sort_by(f64::total_cmp);
             let median = crate::stats::percentile(&times, 50.0);
             let tight = crate::stats::median_ci(&times, 0.95)
