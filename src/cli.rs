@@ -222,17 +222,17 @@ pub struct ExperimentArgs {
     /// Warmup runs per cell, discarded (overrides runs.warmup)
     #[arg(long)]
     pub warmup: Option<usize>,
-    /// Rounds the measured runs are spread over, each visiting every cell in a random
-    /// order (overrides runs.rounds; default 20)
+    /// The most rounds a timed cell gets, each visiting every cell still needed in a
+    /// random order; comparisons stop as soon as they are decided (overrides
+    /// runs.rounds; default 20)
     #[arg(long)]
     pub rounds: Option<usize>,
     /// Seed of the rounds' order, to reproduce a run (the report states the one used)
     #[arg(long)]
     pub seed: Option<u64>,
     /// Time a cell may spend in its rounds, each fresh backend's unrecorded first run
-    /// included (e.g. 30s): past it, or once its median is tight to ±2%, it leaves the
-    /// remaining rounds, but not before the fewest rounds that can call a change
-    /// (overrides runs.budget)
+    /// included (e.g. 30s): past it, its comparisons stop, decided or not, but not
+    /// before runs.min rounds (default 3) (overrides runs.budget)
     #[arg(long)]
     pub budget: Option<String>,
     /// Only these cache states of the experiment's cache: axis (comma-separated: warm,
@@ -265,6 +265,15 @@ pub struct ExperimentArgs {
     /// Screen with HypoPG and stop: a report of estimates only, no variant built or measured
     #[arg(long, conflicts_with = "dataset_only")]
     pub screen_only: bool,
+    /// Give every variant a copy of its own, also those that only add indexes (which
+    /// otherwise share one copy, each measured with the others' indexes hidden; also
+    /// `runs.share: false`)
+    #[arg(long)]
+    pub separate_copies: bool,
+    /// Time cells whose plan, blocks and rows equal their reference's too (otherwise
+    /// reported as not timed: they do the same work; also `runs.time_identical: true`)
+    #[arg(long)]
+    pub time_identical: bool,
 }
 
 #[derive(Debug, Args)]

@@ -155,6 +155,57 @@ pub struct PlanSummary {
     /// Non-default planner settings (`"Settings"`), sorted by name, so that
     /// runs under different GUCs are never silently compared.
     pub settings: Vec<(String, String)>,
+    /// Calls of triggers (foreign-key checks and cascades among them), summed over the
+    /// top-level `"Triggers"`: work EXPLAIN reports no plan or buffers for.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub trigger_calls: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Blocks (and other counters) that differ by more than this share, and by more than
+/// one, differ for real: a catalog lookup can add a block or two.
+pub const COUNT_TOLERANCE: f64 = 0.01;
+
+/// Do two counts differ beyond [`COUNT_TOLERANCE`]?
+pub fn counts_differ(a: u64, b: u64) -> bool {
+    let gap = a.abs_diff(b);
+    gap > 1 && gap as f64 > COUNT_TOLERANCE * a.max(b) as f64
+}
+
+impl PlanSummary {
+    /// Shared blocks touched (hit + read).
+    pub fn blocks(&self) -> u64 {
+        self.buffers.shared_hit + self.buffers.shared_read
+    }
+
+    /// Does this run do exactly the work `other` does, by everything EXPLAIN counts:
+    /// the same plan, rows, blocks, heap fetches, temporary blocks, exact and lossy
+    /// bitmap blocks, rows removed and partitions scanned? False when EXPLAIN cannot
+    /// see all of the work: a run that called triggers (foreign-key checks, cascades)
+    /// or scanned no table at all (a function call, whose statements EXPLAIN hides).
+    pub fn same_work(&self, other: &PlanSummary) -> bool {
+        let temp = |p: &PlanSummary| p.buffers.temp_read + p.buffers.temp_written;
+        let opaque = |p: &PlanSummary| p.trigger_calls > 0 || p.access == Access::None;
+        !opaque(self)
+            && !opaque(other)
+            && self.signature == other.signature
+            && self.rows == other.rows
+            && self.partitions_scanned == other.partitions_scanned
+            && [
+                (self.blocks(), other.blocks()),
+                (self.heap_fetches, other.heap_fetches),
+                (temp(self), temp(other)),
+                (self.exact_heap_blocks, other.exact_heap_blocks),
+                (self.lossy_heap_blocks, other.lossy_heap_blocks),
+                (self.rows_removed_by_filter, other.rows_removed_by_filter),
+                (self.rows_removed_by_recheck, other.rows_removed_by_recheck),
+            ]
+            .iter()
+            .all(|(a, b)| !counts_differ(*a, *b))
+    }
 }
 
 /// One plan node as data (the reporters draw it): what EXPLAIN's text format shows
@@ -268,6 +319,16 @@ pub fn parse_explain(json: &str) -> Result<Explained> {
         workers_launched: walk.workers_launched,
         jit: root.get("JIT").is_some(),
         settings,
+        trigger_calls: root
+            .get("Triggers")
+            .and_then(Value::as_array)
+            .map(|triggers| {
+                triggers
+                    .iter()
+                    .map(|t| num(t, "Calls").unwrap_or(0.0) as u64)
+                    .sum()
+            })
+            .unwrap_or(0),
     };
     Ok(Explained { summary, tree })
 }

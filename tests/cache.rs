@@ -80,7 +80,11 @@ fn cold_cells_read_their_blocks_warm_ones_do_not_and_prewarmed_match_warm() {
         hit(warm),
         "prewarmed touches what warm touches"
     );
-    assert_eq!(cold.samples.len(), 6, "n of a cold cell");
+    assert!(
+        (3..=6).contains(&cold.samples.len()),
+        "a cold cell runs from the first look to the schedule's rounds: {}",
+        cold.samples.len()
+    );
     let wall = r.wall.as_ref().expect("the run records its wall time");
     assert!(
         wall.evictions > 0.0 && wall.other() < wall.total,

@@ -172,7 +172,7 @@ fn bad_input_is_a_clear_error_not_a_panic() {
     value["schema_version"] = 1.into();
     let old_version = dir.join("v1.json");
     std::fs::write(&old_version, value.to_string()).unwrap();
-    value["schema_version"] = 2.into();
+    value["schema_version"] = 3.into();
     value["experiment"] = "another".into();
     let other = dir.join("other.json");
     std::fs::write(&other, value.to_string()).unwrap();

@@ -1,6 +1,7 @@
 //! The A/A test of pgx's comparison method: variants identical to the baseline must come
 //! out "no change" even while the machine's load swings, and a real effect must still be
-//! found in the same run.
+//! found in the same run; identical work is not timed at all; a large effect is decided
+//! in a few rounds; shared copies give the verdicts separate copies give.
 
 mod common;
 
@@ -20,6 +21,19 @@ use pgx::target::Target;
 struct Bursts {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+}
+
+/// The tests that spin every core, and the one that needs the cores to itself (how many
+/// rounds a large effect takes when the rounds agree), run alone: `exclusive`; every
+/// other test of this file takes `shared`, and runs beside its like.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Bursts {
@@ -74,15 +88,18 @@ fn identical_variants_are_not_called_different_under_bursty_load_and_a_real_effe
     )
     .unwrap();
 
+    // Identical cells are timed too (by default their evidence spares them the
+    // stopwatch): this is the test of the statistics themselves.
+    let options = RunOptions {
+        time_identical: true,
+        ..RunOptions::default()
+    };
+    let spinning = exclusive();
     let bursts = Bursts::start(Duration::from_secs(2), Duration::from_secs(2));
-    let r = pgx::experiment::run(
-        &target,
-        &spec,
-        &RunOptions::default(),
-        &mut Progress::quiet(),
-    )
-    .unwrap();
+    let r = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
     drop(bursts);
+    drop(spinning);
+    assert!(r.analysis.method.is_some(), "the sequential method decided");
 
     let mut called = Vec::new();
     for c in r.cells.iter().filter(|c| c.variant.starts_with("same-")) {
@@ -120,21 +137,22 @@ fn identical_variants_are_not_called_different_under_bursty_load_and_a_real_effe
         "identical copies called different: {called:#?}"
     );
 
-    // A cell and its reference run blocks of the same size: every cell of a query and
-    // parameter set has as many samples as the others (all were measured in every round).
-    for c in &r.cells {
-        let peers: Vec<usize> = r
-            .cells
-            .iter()
-            .filter(|p| p.query == c.query && p.params == c.params)
-            .map(|p| p.samples.len())
-            .collect();
-        assert!(
-            peers.iter().all(|&n| n == c.samples.len()),
-            "{} {}: runs per cell {peers:?}",
-            c.query,
-            c.params
-        );
+    // A cell and its reference run blocks of the same size in every round they share.
+    for c in r.cells.iter().filter(|c| c.reference.is_some()) {
+        let reference = &r.cells[c.reference.unwrap()];
+        for round in c.samples.iter().map(|s| s.round) {
+            let count = |cell: &pgx::experiment::result::Cell| {
+                cell.samples.iter().filter(|s| s.round == round).count()
+            };
+            assert_eq!(
+                count(c),
+                count(reference),
+                "{} {} {} round {round}",
+                c.variant,
+                c.query,
+                c.params
+            );
+        }
     }
 
     // The same run still sees what the index on id does to the id-range scan.
@@ -155,6 +173,7 @@ fn identical_variants_are_not_called_different_under_bursty_load_and_a_real_effe
 
 #[test]
 fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference() {
+    let _machine = shared();
     let server = server();
     let target = Target::External(server.cluster().config("postgres"));
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/aa.yaml");
@@ -163,6 +182,7 @@ fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference
         // The whole-table aggregate takes milliseconds per run: 30 ms is a few runs.
         budget: Some(Duration::from_millis(30)),
         only: vec!["id-index".into()],
+        time_identical: true,
         ..Default::default()
     };
     let r = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
@@ -172,15 +192,9 @@ fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference
         .iter()
         .find(|c| c.variant == "id-index" && c.query == "group")
         .unwrap();
-    // The least a budget leaves a cell with is the fewest rounds in which the sign test
-    // can call a change over this matrix's comparisons: with fewer, nothing could be.
-    let compared = r
-        .cells
-        .iter()
-        .filter(|c| c.change.is_some() && Some(&c.variant) != r.control.as_ref())
-        .count();
-    assert!(compared > 1, "{compared}");
-    assert_eq!(r.runs.min, pgx::stats::rounds_to_call(compared));
+    // The least a budget leaves a cell with is the first look, the fewest rounds after
+    // which a comparison can be decided.
+    assert_eq!(r.runs.min, pgx::stats::sequential::LOOKS[0]);
     assert!(r.runs.min_in_rounds);
     let rounds = |c: &pgx::experiment::result::Cell| {
         c.samples
@@ -192,18 +206,11 @@ fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference
     let n = rounds(group);
     assert!(
         (r.runs.min..r.schedule.rounds).contains(&n),
-        "the budget stopped it after at least min rounds: {n} of {}",
+        "the budget (or a decision) stopped it after at least min rounds: {n} of {}",
         r.schedule.rounds
     );
     for c in r.cells.iter().filter(|c| c.change.is_some()) {
         assert!(rounds(c) >= r.runs.min, "{} {}", c.variant, c.query);
-        assert_eq!(
-            c.change.unwrap().rounds_needed,
-            None,
-            "{} {}",
-            c.variant,
-            c.query
-        );
     }
     // Where the time went: the recorded runs took at least their execution times, and
     // the parts add up to no more than the whole.
@@ -237,12 +244,237 @@ fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference
     let md = pgx::report::markdown::render(&r);
     assert!(
         md.contains(&format!(
-            "budget 30.0 ms per cell, its fresh backends' unrecorded first runs included (at least {} rounds",
+            "budget 30.0 ms per cell, its fresh backends' unrecorded first runs included (past it a comparison stops, decided or not, after at least {} rounds)",
             r.runs.min
         )),
         "the report says so"
     );
     assert!(md.contains("| Wall time | "), "and where the time went");
+}
+
+/// Evidence first: a cell whose plan, blocks and rows equal its reference's does the
+/// same work and is not timed; it says so in the tables and the JSON. Only the id-range
+/// cells of the variant with an index on id differ, so only they, their reference and the
+/// A/A control's cells of those rows are timed.
+#[test]
+fn cells_doing_their_references_work_are_reported_and_not_timed() {
+    let _machine = shared();
+    let r = run_fixture(&server(), "aa.yaml", &RunOptions::default());
+    let timed: Vec<String> = r
+        .cells
+        .iter()
+        .filter(|c| !c.samples.is_empty())
+        .map(|c| format!("{} {} {}", c.variant, c.query, c.params))
+        .collect();
+    assert_eq!(
+        timed,
+        [
+            "plain range p1",
+            "plain range p2",
+            "id-index range p1",
+            "id-index range p2",
+            "A/A control range p1",
+            "A/A control range p2"
+        ],
+        "only what can differ is timed"
+    );
+    for c in r.cells.iter().filter(|c| c.samples.is_empty()) {
+        let why = c.untimed.as_deref().unwrap_or_else(|| {
+            panic!("{} {} {}: untimed, no reason", c.variant, c.query, c.params)
+        });
+        assert!(why.contains("not timed"), "{why}");
+        assert!(
+            c.change.is_none(),
+            "{} {}: no timing, no verdict",
+            c.variant,
+            c.query
+        );
+        assert!(
+            c.plan.is_some() && c.timed_plan.is_some(),
+            "its evidence is kept"
+        );
+    }
+    let same = r
+        .cells
+        .iter()
+        .find(|c| c.variant == "same-1" && c.query == "range" && c.params == "p1")
+        .unwrap();
+    assert_eq!(
+        same.untimed.as_deref(),
+        Some("same plan, same blocks, same rows: not timed")
+    );
+    let evidence = same.evidence.expect("evidence against the reference");
+    assert!(
+        evidence.same_plan && evidence.same_buffers(),
+        "{evidence:?}"
+    );
+    for params in ["p1", "p2"] {
+        let c = r
+            .cells
+            .iter()
+            .find(|c| c.variant == "id-index" && c.query == "range" && c.params == params)
+            .unwrap();
+        assert_eq!(
+            c.change.map(|ch| ch.verdict),
+            Some(Verdict::Faster),
+            "{params}"
+        );
+    }
+    // The tables and the JSON say it.
+    let md = pgx::report::markdown::render(&r);
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| same-1 | Seq Scan | not timed |"))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(row.contains("same plan, same buffers"), "{row}");
+    assert!(md.contains("**not timed**"), "How to read this explains it");
+    let json = pgx::report::json::render(&r).unwrap();
+    assert!(
+        json.contains("\"untimed\": \"same plan, same blocks, same rows: not timed\""),
+        "the JSON keeps why"
+    );
+    let terminal = pgx::report::terminal::render(&r);
+    assert!(terminal.contains("not timed"), "{terminal}");
+}
+
+/// Ten variants identical to the baseline: nothing called, whether their identical
+/// evidence spares them the stopwatch (the default) or they are timed anyway, under a
+/// bursty load.
+#[test]
+fn an_experiment_with_ten_identical_variants_gets_no_call() {
+    let server = server();
+    let machine = shared();
+    let r = run_fixture(&server, "ten-identical.yaml", &RunOptions::default());
+    let same: Vec<_> = r
+        .cells
+        .iter()
+        .filter(|c| c.variant.starts_with("same-"))
+        .collect();
+    assert_eq!(same.len(), 20, "ten variants × two cells");
+    assert!(
+        same.iter()
+            .all(|c| c.untimed.is_some() && c.change.is_none())
+    );
+    let target = Target::External(server.cluster().config("postgres"));
+    let spec = spec::load(&experiment_fixture("ten-identical.yaml")).unwrap();
+    let options = RunOptions {
+        time_identical: true,
+        ..RunOptions::default()
+    };
+    drop(machine);
+    let spinning = exclusive();
+    let bursts = Bursts::start(Duration::from_secs(2), Duration::from_secs(2));
+    let r = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
+    drop(bursts);
+    drop(spinning);
+    let mut judged = 0;
+    let mut called = Vec::new();
+    for c in r.cells.iter().filter(|c| c.variant.starts_with("same-")) {
+        let change = c
+            .change
+            .unwrap_or_else(|| panic!("{} {} not judged", c.variant, c.query));
+        judged += 1;
+        if change.verdict != Verdict::NoChange {
+            called.push(format!(
+                "{} {}: {:+.1}%",
+                c.variant,
+                c.query,
+                change.ratio * 100.0
+            ));
+        }
+    }
+    assert_eq!(judged, 20);
+    assert!(
+        called.is_empty(),
+        "identical variants called different: {called:#?}"
+    );
+}
+
+/// A variant that doubles the table makes its full scan twice as slow: with rounds that
+/// agree, the sequential test calls it after at most five rounds, and stops.
+#[test]
+fn a_two_fold_effect_is_called_within_five_rounds() {
+    // Rounds that agree: no other test runs meanwhile.
+    let quiet = exclusive();
+    let r = run_fixture(&server(), "two-fold.yaml", &RunOptions::default());
+    drop(quiet);
+    let c = r
+        .cells
+        .iter()
+        .find(|c| c.variant == "doubled" && c.query == "scan")
+        .unwrap();
+    let change = c.change.expect("timed: its blocks differ");
+    assert_eq!(change.verdict, Verdict::Slower, "{change:?}");
+    assert!(change.ratio > 0.5, "{change:?}");
+    assert!(
+        change.rounds <= 5,
+        "decided after {} rounds: {change:?}",
+        change.rounds
+    );
+    let rounds: std::collections::HashSet<usize> = c.samples.iter().map(|s| s.round).collect();
+    assert!(
+        rounds.len() <= 5,
+        "and measured no longer: {} rounds",
+        rounds.len()
+    );
+}
+
+/// Variants that only add indexes share one copy, each measured with the others'
+/// indexes hidden: the same verdicts as on copies of their own, and the variant's
+/// report shows only its own indexes.
+#[test]
+fn index_variants_share_a_copy_and_give_the_verdicts_of_separate_copies() {
+    let _machine = shared();
+    let server = server();
+    let shared = run_fixture(&server, "aa.yaml", &RunOptions::default());
+    let separate = run_fixture(
+        &server,
+        "aa.yaml",
+        &RunOptions {
+            separate_copies: true,
+            ..RunOptions::default()
+        },
+    );
+    let placement = |r: &pgx::experiment::ExperimentResult, name: &str| {
+        r.variants
+            .iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.placement.clone())
+    };
+    assert_eq!(placement(&shared, "id-index").as_deref(), Some("shared"));
+    assert_eq!(placement(&shared, "plain").as_deref(), Some("shared"));
+    assert_eq!(placement(&separate, "id-index").as_deref(), Some("own"));
+    let verdicts = |r: &pgx::experiment::ExperimentResult| -> Vec<String> {
+        r.compared_cells()
+            .map(|c| {
+                format!(
+                    "{} {} {}: {:?} {}",
+                    c.variant,
+                    c.query,
+                    c.params,
+                    c.change.map(|ch| ch.verdict),
+                    c.plan.as_ref().map(|p| p.signature.as_str()).unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    assert_eq!(verdicts(&shared), verdicts(&separate));
+    // On the shared copy the baseline does not see the variant's index, nor is it in
+    // the baseline's sizes; the variant sees it.
+    let indexes = |name: &str| -> Vec<String> {
+        shared
+            .variants
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap()
+            .relations
+            .iter()
+            .filter(|r| r.kind == pgx::experiment::result::RelationKind::Index)
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    assert_eq!(indexes("plain"), ["public.t_k"]);
+    assert_eq!(indexes("id-index"), ["public.t_id", "public.t_k"]);
 }
 
 /// A backend's history changes its speed (a session that had run one large sequential
@@ -253,6 +485,7 @@ fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference
 /// gets fresh ones: `runs-here` counts its runs on its backend.
 #[test]
 fn every_statement_runs_on_a_backend_of_its_own() {
+    let _machine = shared();
     let r = run_fixture(&server(), "history.yaml", &RunOptions::default());
     let history: Vec<_> = r.cells.iter().filter(|c| c.query == "history").collect();
     assert_eq!(history.len(), 2, "baseline and A/A control");
@@ -278,7 +511,8 @@ fn every_statement_runs_on_a_backend_of_its_own() {
 /// backend of its own each round.
 #[test]
 fn more_cells_than_the_session_cap_close_the_least_recently_used() {
-    use pgx::experiment::engine::MAX_SESSIONS;
+    let _machine = shared();
+    use pgx::experiment::engine::sessions::MAX_SESSIONS;
     let server = server();
     // Watch the run's copies (pgx_run_session_cap_*) from outside, as the server sees them.
     let stop = Arc::new(AtomicBool::new(false));
@@ -344,6 +578,7 @@ fn more_cells_than_the_session_cap_close_the_least_recently_used() {
 /// than calling the machine noisy; still no winner on timing.
 #[test]
 fn a_control_that_built_differently_is_named_a_build_difference_not_noise() {
+    let _machine = shared();
     let server = server();
     let mut admin = server
         .cluster()

@@ -196,6 +196,7 @@ fn rolled_back_delete_leaves_the_rows_and_every_run_deletes_the_same_rows() {
         sql: "DELETE FROM t WHERE k = $1",
         params: &params,
         rollback: true,
+        hide: "",
         prepared: None,
     };
     let mut session = Session::open(&db.config(), "SET jit = off").unwrap();

@@ -81,7 +81,13 @@ fn hot_percentage_equals_pg_stat_user_tables() {
     let before = pgx::experiment::tables::snapshot(&mut client, &tables, false).unwrap();
     let workload: pgx::experiment::spec::WorkloadSpec =
         serde_yaml::from_str("batches: 4\nsql: UPDATE t SET v = v || 'y' WHERE id % 7 = 0; UPDATE t SET id = id + 100000 WHERE id % 97 = 0").unwrap();
-    pgx::experiment::tables::run_workload(&mut client, &workload, &workload.sql).unwrap();
+    pgx::experiment::tables::run_workload(
+        &mut client,
+        workload.batches,
+        workload.seed,
+        &workload.sql,
+    )
+    .unwrap();
     let after = pgx::experiment::tables::snapshot(&mut client, &tables, false).unwrap();
     let change = pgx::experiment::result::TableStatsChange {
         table: "t".into(),

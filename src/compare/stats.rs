@@ -89,6 +89,7 @@ pub fn compare_unpaired(
         direction,
         verdict: stats::verdict(direction, p_value, ALPHA),
         rounds_needed: None,
+        within: false,
     })
 }
 

@@ -87,7 +87,7 @@ fn run(specs: &[Spec], seed: u64) -> ExperimentResult {
         "analysis": {"floors": [], "noisy": null, "drift": [], "findings": []}
     });
     let mut r: ExperimentResult = serde_json::from_value(value).expect("a valid synthetic run");
-    crate::experiment::analysis::analyze(&mut r);
+    crate::experiment::analysis::summarize_cells(&mut r);
     r
 }
 
@@ -309,7 +309,7 @@ fn a_cold_cell_is_its_own_cell() {
         s.execution_ms *= 10.0; // read from disk
     }
     old.cells.push(cold);
-    crate::experiment::analysis::analyze(&mut old);
+    crate::experiment::analysis::summarize_cells(&mut old);
     let c = compared(old.clone(), old);
     assert_eq!(c.matched().count(), 10, "warm and cold matched apart");
     assert!(verdicts(&c).is_empty());

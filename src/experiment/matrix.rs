@@ -2,12 +2,18 @@
 //! sets, each cell a [`CellKey`] of typed ids. The reference every cell is compared with
 //! is defined here, once ([`Matrix::reference_of`]); the engine's schedule, the progress
 //! total, the statistics and every report derive from this one enumeration.
+//! [`resolve`] builds it from a plan once the dataset exists (`params_from` draws its
+//! parameter sets from it).
 
 use std::collections::HashMap;
 
+use anyhow::Result;
+use postgres::{Client, SimpleQueryMessage};
 use serde::{Deserialize, Serialize};
 
+use super::plan::{ParamSource, Plan};
 use crate::db::TextParam;
+use crate::error::{describe_pg_error, fail};
 
 macro_rules! id {
     ($name:ident, $what:literal) => {
@@ -288,6 +294,84 @@ impl Matrix {
             .filter(move |(_, k)| k.query == query && k.params == params)
             .map(|(i, _)| i)
     }
+}
+
+/// The plan's matrix, with every query's parameter sets: literal ones as they are,
+/// `params_from` ones drawn from the dataset through `client` (connected to the base).
+pub fn resolve(plan: &Plan, client: &mut Client) -> Result<Matrix> {
+    let mut queries = Vec::new();
+    for planned in &plan.queries {
+        let name = &planned.query.name;
+        let sets = match &planned.params {
+            ParamSource::Literal(sets) => sets.clone(),
+            ParamSource::From(sql) => rows_of(client, sql).map_err(|e| {
+                fail(
+                    format!(
+                        "{}: params_from of query {name} failed: {}",
+                        plan.path.display(),
+                        describe_pg_error(&e, Some(sql))
+                    ),
+                    "params_from must be a SELECT that runs on the dataset",
+                )
+            })?,
+        };
+        if sets.is_empty() {
+            return Err(fail(
+                format!(
+                    "{}: params_from of query {name} returned no rows",
+                    plan.path.display()
+                ),
+                "the dataset has no rows matching it; check the query or the scale",
+            ));
+        }
+        if sets.len() > plan.limits.max_params {
+            let cells = sets.len() * planned.query.forms.len() * plan.variants.len();
+            return Err(fail(
+                format!(
+                    "{}: params_from of query {name} returned {} parameter sets, more than runs.max_params ({}): each set is a cell of every variant and form ({cells} cells), measured in every round",
+                    plan.path.display(),
+                    sets.len(),
+                    plan.limits.max_params
+                ),
+                "draw a sample (ORDER BY ... LIMIT n in params_from), or raise runs.max_params if you mean it",
+            ));
+        }
+        let mut query = planned.query.clone();
+        query.params = sets
+            .into_iter()
+            .enumerate()
+            .map(|(i, values)| Params {
+                label: planned
+                    .labels
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("p{}", i + 1)),
+                values,
+            })
+            .collect();
+        queries.push(query);
+    }
+    Ok(Matrix::new(
+        plan.variants.clone(),
+        plan.settings.clone(),
+        plan.caches.clone(),
+        queries,
+    ))
+}
+
+fn rows_of(client: &mut Client, sql: &str) -> Result<Vec<Vec<TextParam>>, postgres::Error> {
+    Ok(client
+        .simple_query(sql)?
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| TextParam(row.get(i).map(str::to_string)))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
 }
 
 /// When the cells are measured: `rounds` rounds, each visiting every cell once in a

@@ -1,10 +1,14 @@
-//! `pgx experiment`: build a dataset once, measure every variant on its own copy, report.
+//! `pgx experiment`: build a dataset once, measure every variant on a copy that holds
+//! what it changes, report.
 //!
-//! The data flows: `spec` (the YAML file) → `matrix` (typed cells, the reference of
-//! each, the schedule) → `engine` (phases: dataset, build, workload, measure in
-//! interleaved rounds, equivalence, load, maintenance) → `analysis` (statistics, noise
-//! floor, winners) → `result`, the one type every reporter in `crate::report` reads.
-//! `databases` builds and caches the base and makes the per-variant copies.
+//! The data flows one way: `spec` (the YAML file) → `plan` (the file and the command
+//! line resolved: variants and how each is built, the axes, the schedule and limits) →
+//! `engine` (copies and builds, the evidence pass, interleaved rounds that stop when the
+//! answer is known, equivalence, load, maintenance; it returns `measured`
+//! measurements) → `analysis` (statistics, noise floor, verdicts, winners: every
+//! conclusion computed once) → `result`, the one type every reporter in
+//! `crate::report` reads. `databases` builds and caches the base; `sharing` decides
+//! which variants share a copy; `variants` caches builds.
 
 pub mod analysis;
 pub mod databases;
@@ -13,10 +17,13 @@ pub mod engine;
 pub mod environment;
 pub mod gc;
 pub mod matrix;
+pub mod measured;
+pub mod plan;
 pub mod progress;
 pub mod result;
 pub mod screen;
 pub mod settings;
+pub mod sharing;
 pub mod source;
 pub mod spec;
 pub mod tables;
@@ -27,8 +34,88 @@ use anyhow::Result;
 use crate::cli::ExperimentArgs;
 use crate::target::{Target, TargetOptions};
 
-pub use engine::{RunOptions, prepare_dataset, run};
+pub use plan::RunOptions;
 pub use result::ExperimentResult;
+
+use self::progress::Progress;
+
+/// Run an experiment: its plan resolved, the dataset prepared (or found in the cache),
+/// the plan measured, the measurements analysed; afterwards the variant cache is kept
+/// within its disk budget.
+pub fn run(
+    target: &Target,
+    spec: &spec::Spec,
+    options: &RunOptions,
+    progress: &mut Progress,
+) -> Result<ExperimentResult> {
+    let load_before = environment::load_average();
+    let started = std::time::Instant::now();
+    let plan = plan::resolve(spec, options)?;
+    let base = dataset(target, spec, options, progress)?;
+    let dataset_seconds = started.elapsed().as_secs_f64();
+    let measured = engine::run(target, &plan, base, dataset_seconds, progress)?;
+    let mut result = analysis::analyze(measured);
+    // The run's in-use locks went with its databases: keep the variant cache in budget.
+    let mut admin = crate::target::connect(&target.admin_config())?;
+    let free = databases::free_disk(&mut admin);
+    let budget = variants::budget(&mut admin, free)?;
+    for name in variants::evict(&mut admin, budget)? {
+        progress.line(&format!(
+            "dropped {name} from the variant cache (disk budget)"
+        ));
+    }
+    result.environment.load_before = load_before;
+    result.environment.load_after = environment::load_average();
+    Ok(result)
+}
+
+/// The experiment's base: reused from the cache or built (migrations, steps, VACUUM ANALYZE).
+pub fn prepare_dataset(
+    target: &Target,
+    spec: &spec::Spec,
+    options: &RunOptions,
+    progress: &mut Progress,
+) -> Result<result::DatasetInfo> {
+    Ok(dataset(target, spec, options, progress)?.info)
+}
+
+fn dataset(
+    target: &Target,
+    spec: &spec::Spec,
+    options: &RunOptions,
+    progress: &mut Progress,
+) -> Result<databases::Base> {
+    let mut admin = crate::target::connect(&target.admin_config())?;
+    databases::check_can_create_databases(&mut admin)?;
+    for name in gc::drop_orphans(&mut admin)? {
+        progress.line(&format!(
+            "dropped {name}, left behind by a pgx that is gone"
+        ));
+    }
+    let scale = options.scale.unwrap_or(spec.dataset.scale);
+    progress.set_total(spec.dataset.steps.len() as u64 + 2);
+    let base = databases::prepare_base(
+        target,
+        &mut admin,
+        spec,
+        scale,
+        options.rebuild,
+        &mut |step, done| match done {
+            None => progress.message(&format!("dataset: {step}")),
+            Some(seconds) => {
+                progress.tick(1);
+                progress.line(&format!("dataset step {step}: {seconds:.1}s"));
+            }
+        },
+    )?;
+    if base.info.reused {
+        progress.line(&format!(
+            "dataset: reusing cached base {} (built in {:.1}s for {})",
+            base.info.database, base.info.build_seconds, base.info.built_for
+        ));
+    }
+    Ok(base)
+}
 
 /// Exit code of a run that completed but in which a variant, or a cell, failed: the
 /// report is written, and CI can gate on it.
@@ -86,6 +173,8 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
         cache,
         screen: args.screen,
         screen_only: args.screen_only,
+        separate_copies: args.separate_copies,
+        time_identical: args.time_identical,
     };
     if args.dataset_only {
         let info = prepare_dataset(&target, &spec, &run_options, &mut progress);

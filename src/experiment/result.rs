@@ -9,8 +9,9 @@ use crate::explain::{Buffers, PlanNode, PlanSummary};
 use crate::stats::{Change, Summary};
 
 /// Version of the JSON layout. 2: interleaved rounds, paired comparisons on execution
-/// time, the A/A control and the run's analysis.
-pub const SCHEMA_VERSION: u32 = 2;
+/// time, the A/A control and the run's analysis. 3: evidence first (cells not timed),
+/// sequential decisions (`analysis.method`).
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExperimentResult {
@@ -146,6 +147,18 @@ pub struct Analysis {
     pub drift: Vec<Drift>,
     /// The summary: one row per query and parameter set.
     pub findings: Vec<Finding>,
+    /// How timed comparisons were decided (absent in reports of the sign test, before
+    /// evidence came first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
+}
+
+/// The statistical method of a run that timed only what could differ and stopped each
+/// comparison when it was decided (`crate::stats::sequential`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Method {
+    /// The groups of comparisons timed together, with their designs and rounds.
+    pub groups: Vec<crate::experiment::measured::TimedGroup>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -329,6 +342,11 @@ pub struct VariantResult {
     /// Throughput and latency under concurrent load, when the experiment has a `load:`.
     #[serde(default)]
     pub load: Option<crate::load::LoadResult>,
+    /// Which database its cells ran on: "shared" (the shared copy, what it lacks hidden
+    /// in every run), "own" (a build of its own), "apart" (the A/A control on another
+    /// copy of the base); absent in reports made before copies were shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -451,6 +469,10 @@ pub struct Cell {
     pub planning_change: Option<Change>,
     /// Plan and buffers against the reference cell's: exact, not noisy.
     pub evidence: Option<Evidence>,
+    /// Why the cell was not timed: its plan, blocks and rows equal its reference's (or,
+    /// for a reference, nothing compared with it differs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untimed: Option<String>,
 }
 
 fn warm() -> String {
@@ -477,13 +499,17 @@ impl Cell {
             .collect()
     }
 
-    /// Median of shared hit + read blocks over the measured runs.
+    /// Median of shared hit + read blocks over the measured runs (the evidence run's
+    /// for a cell not timed).
     pub fn blocks(&self) -> Option<u64> {
         let mut blocks: Vec<u64> = self
             .samples
             .iter()
             .map(|s| s.buffers.shared_hit + s.buffers.shared_read)
             .collect();
+        if blocks.is_empty() {
+            return self.plan.as_ref().map(|p| p.blocks());
+        }
         blocks.sort_unstable();
         blocks.get(blocks.len() / 2).copied()
     }

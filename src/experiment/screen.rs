@@ -402,6 +402,7 @@ fn screen(
                 sql: &m.form(&key).sql,
                 params: &m.params(&key).values,
                 rollback: query.rollback,
+                hide: "",
                 prepared: query.prepared.then_some(name.as_str()),
             };
             let (plan, cost, error) = match &reference.not_applicable {
@@ -950,6 +951,7 @@ mod tests {
             direction: verdict,
             verdict,
             rounds_needed: None,
+            within: false,
         }
     }
 

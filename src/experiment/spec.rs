@@ -420,11 +420,24 @@ pub struct RunsSpec {
     /// remaining rounds. Absent: every cell runs `repeat` times.
     #[serde(default)]
     pub budget: Option<String>,
-    /// With a budget: the rounds every cell gets regardless (default: the fewest in
-    /// which the sign test can call a change over the matrix's comparisons, after Holm;
-    /// at least 6, the fewest with a 95% interval of the median).
+    /// With a budget: the rounds every timed cell gets regardless (default: the first
+    /// round after which a comparison can be decided, 3).
     #[serde(default)]
     pub min: Option<usize>,
+    /// Time cells whose plan, blocks and rows equal their reference's too (default
+    /// false: such a cell does the same work as its reference, and is reported as
+    /// *same plan, same blocks, same rows: not timed*).
+    #[serde(default)]
+    pub time_identical: bool,
+    /// Variants that only add indexes (or statistics) and drop existing ones share one
+    /// copy, each measured with the others' objects hidden (default true; false gives
+    /// every variant a copy of its own, as `--separate-copies` does).
+    #[serde(default = "default_share")]
+    pub share: bool,
+    /// The most parameter sets a `params_from` may return (default 100): each is a cell
+    /// of every variant, measured in every round.
+    #[serde(default)]
+    pub max_params: Option<usize>,
 }
 
 impl Default for RunsSpec {
@@ -438,11 +451,18 @@ impl Default for RunsSpec {
             control: default_control(),
             budget: None,
             min: None,
+            time_identical: false,
+            share: default_share(),
+            max_params: None,
         }
     }
 }
 
 fn default_control() -> bool {
+    true
+}
+
+fn default_share() -> bool {
     true
 }
 

@@ -8,7 +8,6 @@ use anyhow::Result;
 use postgres::Client;
 
 use super::result::{Maintenance, TableStats, WorkloadResult};
-use super::spec::WorkloadSpec;
 use crate::error::describe_pg_error;
 
 /// Leaf partitions of table `$1`, or the table itself when it is not partitioned
@@ -82,16 +81,14 @@ pub fn snapshot(
 /// Run the workload's batches, each in its own transaction, with seeded random().
 pub fn run_workload(
     client: &mut Client,
-    workload: &WorkloadSpec,
+    batches: usize,
+    seed: f64,
     sql: &str,
 ) -> Result<WorkloadResult> {
-    client.batch_execute(&format!(
-        "SELECT setseed({})",
-        workload.seed.clamp(-1.0, 1.0)
-    ))?;
+    client.batch_execute(&format!("SELECT setseed({})", seed.clamp(-1.0, 1.0)))?;
     let started = Instant::now();
-    let mut batch_ms = Vec::with_capacity(workload.batches);
-    for batch in 0..workload.batches {
+    let mut batch_ms = Vec::with_capacity(batches);
+    for batch in 0..batches {
         crate::interrupt::check()?;
         let t = Instant::now();
         let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
@@ -107,7 +104,7 @@ pub fn run_workload(
         batch_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     Ok(WorkloadResult {
-        batches: workload.batches,
+        batches,
         seconds: started.elapsed().as_secs_f64(),
         batch_ms: crate::stats::summarize(&batch_ms),
     })

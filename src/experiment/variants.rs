@@ -27,6 +27,9 @@ pub struct Entry {
     pub statements: Vec<Timing>,
     /// Unix seconds of the last run that used it (least recently used goes first).
     pub used_at: i64,
+    /// The shared copy's entry: each variant built on it and the objects it added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<crate::experiment::engine::build::Member>,
 }
 
 /// Where a variant's copy is made from.
@@ -40,6 +43,16 @@ pub struct Prepared {
     pub locks: Option<databases::LockSession>,
 }
 
+/// The cache entry of a variant's build. The A/A control's is a build of its own, a
+/// second build of the baseline's statements: two builds of one SQL can differ (a GiST
+/// build breaks ties at random), and that is what the control is there to show.
+pub fn entry_name(base: &str, variant: &Variant) -> String {
+    match variant.role {
+        super::matrix::Role::Control => name_of(base, &format!("aa-control\0{}", variant.sql)),
+        _ => name_of(base, &variant.sql),
+    }
+}
+
 pub fn name_of(base: &str, sql: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(b"pgx-variant-v1\0");
@@ -51,13 +64,13 @@ pub fn name_of(base: &str, sql: &str) -> String {
     format!("pgx_variant_{hex}")
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
-fn entry_of(admin: &mut Client, name: &str) -> Result<Option<Entry>> {
+pub(crate) fn entry_of(admin: &mut Client, name: &str) -> Result<Option<Entry>> {
     let comment: Option<Option<String>> = admin
         .query_opt(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
@@ -70,7 +83,7 @@ fn entry_of(admin: &mut Client, name: &str) -> Result<Option<Entry>> {
         .and_then(|json| serde_json::from_str(&json).ok()))
 }
 
-fn mark(admin: &mut Client, name: &str, entry: &Entry) -> Result<()> {
+pub(crate) fn mark(admin: &mut Client, name: &str, entry: &Entry) -> Result<()> {
     let comment = format!("{COMPLETE}{}", serde_json::to_string(entry)?);
     admin.batch_execute(&format!(
         "COMMENT ON DATABASE {} IS {}",
@@ -113,7 +126,7 @@ pub fn prepare(
             locks: None,
         });
     }
-    let name = name_of(base, &variant.sql);
+    let name = entry_name(base, variant);
     // The same server-wide lock session as the bases' (advisory locks are per database).
     let mut locks = databases::LockSession::open(request.target)?;
     let build_lock = format!("build:{name}");
@@ -134,7 +147,7 @@ pub fn prepare(
 
 /// Earlier builds of the same variant of the same experiment on the same base, with
 /// other SQL, are out of date: reclaim their space unless a running pgx uses one.
-fn drop_stale(
+pub(crate) fn drop_stale(
     admin: &mut Client,
     base: &str,
     experiment: &str,
@@ -186,9 +199,8 @@ fn reuse_or_build(
         variant,
         rebuild,
     } = *request;
-    if !rebuild && let Some(mut entry) = entry_of(admin, name)? {
-        entry.used_at = now();
-        mark(admin, name, &entry)?;
+    if !rebuild && let Some(entry) = entry_of(admin, name)? {
+        let entry = touch(admin, name, entry)?;
         return Ok(Prepared {
             template: name.to_string(),
             statements: entry.statements,
@@ -217,6 +229,7 @@ fn reuse_or_build(
         variant: variant.name.clone(),
         statements: statements.clone(),
         used_at: now(),
+        shared: Vec::new(),
     };
     mark(admin, name, &entry)?;
     Ok(Prepared {
@@ -225,6 +238,33 @@ fn reuse_or_build(
         cached: false,
         locks: None,
     })
+}
+
+/// Every complete cache entry: its database name and what its comment records.
+pub(crate) fn entries(admin: &mut Client) -> Result<Vec<(String, Entry)>> {
+    let rows = admin.query(
+        "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database \
+         WHERE starts_with(coalesce(shobj_description(oid, 'pg_database'), ''), $1) ORDER BY 1",
+        &[&COMPLETE],
+    )?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let (name, comment): (String, Option<String>) = (row.get(0), row.get(1));
+            let entry = comment
+                .as_deref()
+                .and_then(|c| c.strip_prefix(COMPLETE))
+                .and_then(|json| serde_json::from_str::<Entry>(json).ok())?;
+            Some((name, entry))
+        })
+        .collect())
+}
+
+/// Mark an entry as used now (the least recently used leaves the cache first).
+pub(crate) fn touch(admin: &mut Client, name: &str, mut entry: Entry) -> Result<Entry> {
+    entry.used_at = now();
+    mark(admin, name, &entry)?;
+    Ok(entry)
 }
 
 /// After a run: drop entries whose base is gone, then, least recently used first, the

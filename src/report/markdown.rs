@@ -69,29 +69,10 @@ fn header(md: &mut String, r: &ExperimentResult) {
         super::terminal::load_average_text(r).trim_start_matches("load average ")
     );
     let sched = &r.schedule;
-    let budget = r
-        .runs
-        .budget_ms
-        .map(|b| {
-            if r.runs.min_in_rounds {
-                format!(
-                    "; budget {} per cell, its fresh backends' unrecorded first runs included (at least {} rounds, by default the fewest in which the sign test can call a change over this matrix; a cell leaves the rounds once spent, or once the median of its round medians is tight to ±2%)",
-                    fmt_ms(b as f64),
-                    r.runs.min
-                )
-            } else {
-                format!(
-                    "; budget {} per cell (at least {} runs; a cell leaves the rounds once spent, or once its median is tight to ±2%)",
-                    fmt_ms(b as f64),
-                    r.runs.min
-                )
-            }
-        })
-        .unwrap_or_default();
     let _ = writeln!(
         md,
-        "| Schedule | {} warmup, then {} rounds × {} run(s) per cell (cells under 1 ms: a block of up to 10, compared by the block's median), every round in its own random order (seed {}){budget}; timeout {} ms |",
-        sched.warmup, sched.rounds, sched.block, sched.seed, r.runs.timeout_ms
+        "| Schedule | {} |",
+        cell(&super::method::schedule_row(r))
     );
     if sched.stages.len() > 1 {
         let stages: Vec<String> = sched.stages.iter().map(|s| s.join(", ")).collect();
@@ -147,10 +128,7 @@ fn summary(md: &mut String, r: &ExperimentResult) {
         let _ = writeln!(md, "{}", draw(&evidence));
     }
     let _ = writeln!(md, "### Timings (execution time, paired rounds)\n");
-    let _ = writeln!(
-        md,
-        "The fastest cell per query that is called faster than the reference: its per-round ratios lie beyond the threshold (max of 5% and the query's A/A floor) in a sign test, Holm-corrected across the matrix. `~` otherwise; the measured change and its 95% interval are shown either way.\n"
-    );
+    let _ = writeln!(md, "{}\n", super::method::timings_intro(r));
     let _ = writeln!(md, "{}", draw(&view::timing_table(r)));
     failed_variants(md, r);
 }
@@ -354,10 +332,7 @@ fn load(md: &mut String, r: &ExperimentResult) {
 
 fn plans(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "## Plans\n");
-    let _ = writeln!(
-        md,
-        "One `EXPLAIN (ANALYZE, BUFFERS, TIMING ON)` run per cell, after the measured runs.\n"
-    );
+    let _ = writeln!(md, "{}\n", super::method::plans_intro(r));
     for c in r.compared_cells() {
         let Some(tree) = &c.timed_plan else { continue };
         let _ = writeln!(
@@ -431,28 +406,8 @@ fn stability(md: &mut String, r: &ExperimentResult) {
 }
 
 fn method(md: &mut String, r: &ExperimentResult) {
-    let s = &r.schedule;
     let _ = writeln!(md, "## How to read this\n");
-    let _ = writeln!(
-        md,
-        "- **execution** is the server's execution time from `EXPLAIN (ANALYZE, BUFFERS, TIMING OFF)`: median of every measured run, with the 95% confidence interval of the median (order statistics) and the fastest and slowest run. **planning** is reported beside it and compared on its own.\n\
-         - **Schedule**: every variant's copy was built first; then {warmup} warmup run(s) per cell, then {rounds} rounds, each visiting every cell once ({block} run(s); a cell under 1 ms runs a block of up to 10, whose median stands for the round) in its own seeded random order, on a connection per variant and settings set kept open all along. Reads were measured in rounds on every copy before any rolled-back DML (which clears visibility-map bits).\n\
-         - **vs reference** compares a cell with its reference (variant `{baseline}`, settings `{settings}`, first query form, same parameters) round by round: in every round the ratio of the two medians, so drift between rounds cancels. The change is the median ratio, with its 95% interval. It is called (faster or slower) only when a sign test finds the ratios beyond the threshold, max(5%, the query's A/A floor), more often than chance, at α = 0.05 after Holm correction across the matrix; `~` otherwise.\n\
-         - **A/A control**: a second copy of the baseline, built and measured exactly like a variant. The far end of the 95% interval of its median ratio to the baseline is the query's noise floor. When the control itself differs beyond 5%, the run is *noisy* and names no winner on timing.\n\
-         - **evidence**, **shared hit / read**, **heap fetches**, **rows removed** (filters and index rechecks) and **rows** are exact counts (buffers: median of the runs; others: the last run). *Same plan, same buffers* beside a timing change means the plan does not explain it.\n\
-         - Each variant ran in its own copy of the dataset (`CREATE DATABASE ... TEMPLATE`), built by its statements and then `ANALYZE`d (a variant without statements keeps the base's statistics); JIT off.\n\
-         - Raw samples, with the round of each, and every round's order: `{experiment}.json` next to this file.",
-        warmup = s.warmup,
-        rounds = s.rounds,
-        block = s.block,
-        baseline = r.baseline,
-        settings = r
-            .settings
-            .first()
-            .map(|s| s.name.as_str())
-            .unwrap_or("default"),
-        experiment = r.experiment
-    );
+    let _ = writeln!(md, "{}", super::method::how_to_read(r));
 }
 
 /// `--screen-only`: the header's facts about the dataset and server, then the screening;

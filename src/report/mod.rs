@@ -4,6 +4,7 @@
 pub mod json;
 pub mod load;
 pub mod markdown;
+pub mod method;
 pub mod plan;
 pub mod terminal;
 pub mod view;
@@ -73,6 +74,9 @@ pub fn fmt_time(cell: &Cell) -> String {
     {
         return format!("error: {}", err.lines().next().unwrap_or(""));
     }
+    if cell.untimed.is_some() && cell.execution.is_none() {
+        return "not timed".into();
+    }
     fmt_summary(cell.execution.as_ref())
 }
 
@@ -113,6 +117,11 @@ pub fn fmt_change(change: Option<&Change>) -> String {
             pct(c.ratio),
             c.rounds,
             if c.rounds == 1 { "" } else { "s" }
+        ),
+        (Verdict::NoChange, None) if c.within => format!(
+            "~ ({}{interval}; within ±{:.1}%)",
+            pct(c.ratio),
+            c.threshold * 100.0
         ),
         (Verdict::NoChange, None) => format!("~ ({}{interval})", pct(c.ratio)),
         _ => format!("{}{interval}", pct(c.ratio)),

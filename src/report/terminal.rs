@@ -97,7 +97,8 @@ pub fn render(result: &ExperimentResult) -> String {
     if let Some(wall) = view::wall_line(result) {
         out.push_str(&format!("wall time {wall}\n"));
     }
-    out.push_str("~ = no change beyond noise (paired rounds, sign test against max(5%, A/A floor), Holm, α=0.05)\n");
+    out.push_str(super::method::legend(result));
+    out.push('\n');
     out
 }
 

@@ -524,7 +524,14 @@ pub fn noise_sentence(r: &ExperimentResult) -> String {
     let mut sorted = floors.clone();
     sorted.sort_by(f64::total_cmp);
     let median = crate::stats::percentile(&sorted, 50.0);
+    let new_method = r.analysis.method.is_some();
     let steady = match &r.analysis.noisy {
+        Some(why) if new_method && r.analysis.noisy_builds => format!(
+            "Builds differ: {why}. Those queries name no winner on timing unless its plan or blocks differ too; plans and buffers still hold. A quieter machine would not change this: compare such variants by their plans and blocks, or by changes well beyond the control's."
+        ),
+        Some(why) if new_method => format!(
+            "Noisy queries: {why}. Those queries name no winner on timing unless its plan or blocks differ too; plans and buffers still hold. Run again on a quieter machine, or with more rounds (`--rounds`)."
+        ),
         Some(why) if r.analysis.noisy_builds => format!(
             "Builds differ: {why}. No winner is named on timing; plans and buffers still hold. A quieter machine would not change this: compare such variants by their plans and blocks, or by changes well beyond the control's."
         ),

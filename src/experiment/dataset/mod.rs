@@ -725,7 +725,7 @@ fn reads_any(client: &mut Client, sql: &str, relations: &[(String, String)]) -> 
 
 /// Can the step run inside `BEGIN ... COMMIT`? No when it holds (or may hold, even in a
 /// DO block) anything PostgreSQL refuses in a transaction block, or transaction control.
-fn transaction_safe(sql: &str) -> bool {
+pub(crate) fn transaction_safe(sql: &str) -> bool {
     let upper = sql.to_ascii_uppercase();
     let words: Vec<&str> = upper
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))

@@ -1,140 +1,107 @@
-//! The build phase: a variant's own copy of the base, its statements timed one by one
-//! (index build times), statistics, and what the catalog says about the result (sizes,
-//! which partitions belong to which table).
+//! Building variants: the statements of a variant of its own, into its cache entry
+//! (`crate::experiment::variants`), and the shared copy every index-only variant is built
+//! on together (`crate::experiment::sharing`); each statement timed (index build times),
+//! and what the catalog says about the result (sizes, which partitions belong to which
+//! table).
+//!
+//! Statements run near the bulk-load limit: consecutive statements that may run in a
+//! transaction block run in one, so with `wal_level = minimal` (the embedded cluster's)
+//! rows written into a table created in it skip WAL — a layout variant's re-load of 20M
+//! rows into its new table, and the indexes built on it. `VACUUM`, `CONCURRENTLY` and
+//! the like run on their own, as PostgreSQL requires.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use anyhow::Result;
-use postgres::Client;
+use postgres::{Client, GenericClient};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Interrupted, describe_pg_error};
-use crate::experiment::databases::Copy;
-use crate::experiment::matrix::Variant;
+use crate::experiment::databases::{self, LockSession};
 use crate::experiment::result::{RelationKind, RelationSize, Timing};
-use crate::experiment::variants;
+use crate::experiment::variants::{self, Entry};
 use crate::explain::PlanSummary;
 use crate::sqlsplit;
 use crate::target::{Target, connect};
 
-/// A built variant: its copy (dropped with this value), what its statements took, and
-/// the catalog facts the measurement needs.
-pub struct Built {
-    pub copy: Copy,
-    pub config: postgres::Config,
-    pub statements: Vec<Timing>,
-    /// The statements ran in an earlier run (the variant cache); their times are from then.
-    pub cached: bool,
-    /// The variant-cache entry the copy was made from (None: made from the base).
-    pub template: Option<String>,
-    /// Holds the entry's in-use lock while the variant is measured.
-    pub _locks: Option<crate::experiment::databases::LockSession>,
-    pub relations: Vec<RelationSize>,
-    pub partitions: Partitions,
-}
-
-/// Partition (or partition index) name -> its root: plans name the pieces, people think
-/// in the tables and indexes they created.
-#[derive(Default)]
-pub struct Partitions {
-    tables: HashMap<String, String>,
-    indexes: HashMap<String, String>,
-}
-
-pub fn variant(
-    target: &Target,
-    admin: &mut Client,
-    base: &str,
-    experiment: &str,
-    variant: &Variant,
-    rebuild: bool,
-) -> Result<Built> {
-    let request = variants::Request {
-        target,
-        base,
-        experiment,
-        variant,
-        rebuild,
-    };
-    let prepared = variants::prepare(admin, &request, &mut |client| {
-        run_statements(client, &variant.sql)
-    })?;
-    let copy = Copy::create(
-        target,
-        admin,
-        &prepared.template,
-        experiment,
-        &copy_tag(variant),
-    )?;
-    let config = target.config_for(&copy.name);
-    let mut client = connect(&config)?;
-    let statements = prepared.statements;
-    let relations = relation_sizes(&mut client)?;
-    let partitions = Partitions {
-        tables: partition_parents(&mut client, 'r')?,
-        indexes: partition_parents(&mut client, 'i')?,
-    };
-    Ok(Built {
-        copy,
-        config,
-        statements,
-        cached: prepared.cached,
-        template: (prepared.template != base).then(|| prepared.template.clone()),
-        _locks: prepared.locks,
-        relations,
-        partitions,
-    })
-}
-
-/// What names a variant's copy database: its name, or `aa_control` for the control.
-fn copy_tag(variant: &Variant) -> String {
-    variant
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// Each statement timed on its own, then ANALYZE so the variant is planned on fresh
-/// statistics. A variant without SQL keeps the base's statistics as they are, so the
-/// baseline and its A/A control are planned on exactly the same ones (ANALYZE samples
-/// rows at random).
-fn run_statements(client: &mut Client, sql: &str) -> Result<Vec<Timing>> {
+/// Run a variant's statements, each timed; consecutive ones that may run in a
+/// transaction block in one transaction. ANALYZE afterwards when `analyze` (so the
+/// variant is planned on fresh statistics); a variant without statements keeps the
+/// base's statistics as they are, so the baseline and its A/A control are planned on
+/// exactly the same ones (ANALYZE samples rows at random).
+pub fn run_statements(client: &mut Client, sql: &str, analyze: bool) -> Result<Vec<Timing>> {
     client.batch_execute("SET jit = off")?;
-    let mut timings = Vec::new();
     let statements = sqlsplit::split(sql);
-    for statement in &statements {
-        crate::interrupt::check()?;
-        let started = Instant::now();
-        let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
-        client.batch_execute(&statement.sql).map_err(|e| {
-            if crate::interrupt::is_interrupted() {
-                return anyhow::Error::new(Interrupted);
+    let mut timings = Vec::new();
+    let mut i = 0;
+    while i < statements.len() {
+        // The longest run of transaction-safe statements from here (at least one).
+        let mut end = i + 1;
+        if crate::experiment::dataset::transaction_safe(&statements[i].sql) {
+            while end < statements.len()
+                && crate::experiment::dataset::transaction_safe(&statements[end].sql)
+            {
+                end += 1;
             }
-            anyhow::anyhow!(
-                "statement at line {} of its SQL: {}",
-                statement.line,
-                describe_pg_error(&e, Some(&statement.sql))
-            )
-        })?;
-        timings.push(Timing {
-            label: one_line(&statement.sql),
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        }
+        let group = &statements[i..end];
+        let in_transaction = group.len() > 1;
+        if in_transaction {
+            client.batch_execute("BEGIN")?;
+        }
+        for statement in group {
+            let ran = timed(client, &statement.sql);
+            match ran {
+                Ok(seconds) => timings.push(Timing {
+                    label: one_line(&statement.sql),
+                    seconds,
+                }),
+                Err(err) => {
+                    if in_transaction {
+                        let _ = client.batch_execute("ROLLBACK");
+                    }
+                    if err.downcast_ref::<Interrupted>().is_some() {
+                        return Err(err);
+                    }
+                    return Err(anyhow::anyhow!(
+                        "statement at line {} of its SQL: {err:#}",
+                        statement.line
+                    ));
+                }
+            }
+        }
+        if in_transaction {
+            let started = Instant::now();
+            client.batch_execute("COMMIT")?;
+            // The commit flushes what skipped WAL: the last statement's cost.
+            if let Some(last) = timings.last_mut() {
+                last.seconds += started.elapsed().as_secs_f64();
+            }
+        }
+        i = end;
     }
-    if !statements.is_empty() {
+    if analyze && !timings.is_empty() {
         client.batch_execute("ANALYZE")?;
     }
     Ok(timings)
 }
 
-fn one_line(sql: &str) -> String {
+/// One statement, timed; Ctrl-C cancels it.
+fn timed(client: &mut Client, sql: &str) -> Result<f64> {
+    crate::interrupt::check()?;
+    let started = Instant::now();
+    let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
+    client.batch_execute(sql).map_err(|e| {
+        if crate::interrupt::is_interrupted() {
+            return anyhow::Error::new(Interrupted);
+        }
+        anyhow::anyhow!("{}", describe_pg_error(&e, Some(sql)))
+    })?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+pub fn one_line(sql: &str) -> String {
     let text: Vec<&str> = sql
         .lines()
         .map(str::trim)
@@ -143,10 +110,256 @@ fn one_line(sql: &str) -> String {
     text.join(" ")
 }
 
+/// An object a shared variant added: hidden from every other variant's cells.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Object {
+    /// "index" or "statistics".
+    pub kind: String,
+    /// Schema-qualified and quoted, as `DROP INDEX` / `DROP STATISTICS` take it.
+    pub name: String,
+}
+
+/// A variant built on the shared copy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Member {
+    pub variant: String,
+    /// Its statements as run (what a later run's member must match to reuse the copy).
+    #[serde(default)]
+    pub sql: Vec<String>,
+    pub statements: Vec<Timing>,
+    pub objects: Vec<Object>,
+    pub error: Option<String>,
+}
+
+/// The shared copy's cache entry: the base with every member's objects.
+pub struct Shared {
+    pub template: String,
+    pub members: Vec<Member>,
+    pub cached: bool,
+    /// Holds the entry's in-use lock while the run uses it.
+    pub locks: LockSession,
+}
+
+/// Build (or find in the cache) the shared copy of `base` with every member's
+/// statements (`creates`: name and statements, in order). A member whose statement
+/// fails is recorded as failed (its objects dropped again); the others stand.
+#[allow(clippy::too_many_arguments)]
+pub fn shared(
+    target: &Target,
+    admin: &mut Client,
+    base: &str,
+    experiment: &str,
+    name: &str,
+    creates: &[(String, Vec<(usize, String)>)],
+    rebuild: bool,
+    on_member: &mut dyn FnMut(&str),
+) -> Result<Shared> {
+    // A shared copy built earlier for more of this experiment's variants serves a run of
+    // fewer (`--only`): the others' objects are hidden from every cell too.
+    if !rebuild && let Some(found) = superset(admin, base, creates)? {
+        let mut locks = LockSession::open(target)?;
+        locks.lock_shared(&databases::in_use_lock(&found))?;
+        // Still there, now that it cannot be evicted under us?
+        if let Some(entry) = variants::entry_of(admin, &found)? {
+            let entry = variants::touch(admin, &found, entry)?;
+            return Ok(Shared {
+                template: found,
+                members: entry.shared,
+                cached: true,
+                locks,
+            });
+        }
+    }
+    let name = name.to_string();
+    let mut locks = LockSession::open(target)?;
+    let build_lock = format!("build:{name}");
+    locks.lock(&build_lock)?;
+    let built = (|| -> Result<(Vec<Member>, bool)> {
+        databases::drop_owned_database(admin, &name)?;
+        databases::check_room(admin, base, "the shared copy's build")?;
+        databases::create_marked(admin, &name, Some(base), variants::BUILDING)?;
+        let members = (|| -> Result<Vec<Member>> {
+            let mut client = connect(&target.config_for(&name))?;
+            client.batch_execute("SET jit = off")?;
+            let mut members = Vec::new();
+            for (variant, statements) in creates {
+                on_member(variant);
+                members.push(member(&mut client, variant, statements)?);
+            }
+            analyze_for_new_statistics(&mut client)?;
+            Ok(members)
+        })();
+        let members = match members {
+            Ok(members) => members,
+            Err(err) => {
+                let _ = databases::drop_owned_database(admin, &name);
+                return Err(err);
+            }
+        };
+        let entry = Entry {
+            base: base.to_string(),
+            experiment: experiment.to_string(),
+            variant: "shared copy".into(),
+            statements: members.iter().flat_map(|m| m.statements.clone()).collect(),
+            used_at: variants::now(),
+            shared: members.clone(),
+        };
+        variants::mark(admin, &name, &entry)?;
+        Ok((members, false))
+    })();
+    let in_use = match &built {
+        Ok(_) => locks.lock_shared(&databases::in_use_lock(&name)),
+        Err(_) => Ok(()),
+    };
+    let unlocked = locks.unlock(&build_lock);
+    let (members, cached) = built?;
+    in_use?;
+    unlocked?;
+    // An earlier shared copy of this experiment on this base, of other variants or SQL.
+    variants::drop_stale(admin, base, experiment, "shared copy", &name)?;
+    Ok(Shared {
+        template: name,
+        members,
+        cached,
+        locks,
+    })
+}
+
+/// A complete shared copy of `base` whose members include every one of `creates` with
+/// the same statements.
+fn superset(
+    admin: &mut Client,
+    base: &str,
+    creates: &[(String, Vec<(usize, String)>)],
+) -> Result<Option<String>> {
+    for (name, entry) in variants::entries(admin)? {
+        if entry.base != base || entry.shared.is_empty() {
+            continue;
+        }
+        let covers = creates.iter().all(|(variant, sql)| {
+            entry.shared.iter().any(|m| {
+                &m.variant == variant
+                    && m.sql.len() == sql.len()
+                    && m.sql.iter().zip(sql).all(|(a, (_, b))| a == b)
+            })
+        });
+        if covers {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
+/// One member's statements on the shared copy, and the objects they added.
+fn member(client: &mut Client, variant: &str, statements: &[(usize, String)]) -> Result<Member> {
+    let before = objects(client)?;
+    let mut out = Member {
+        variant: variant.to_string(),
+        sql: statements.iter().map(|(_, s)| s.clone()).collect(),
+        ..Member::default()
+    };
+    for (line, statement) in statements {
+        match timed(client, statement) {
+            Ok(seconds) => out.statements.push(Timing {
+                label: one_line(statement),
+                seconds,
+            }),
+            Err(err) if err.downcast_ref::<Interrupted>().is_some() => return Err(err),
+            Err(err) => {
+                out.error = Some(format!("statement at line {line} of its SQL: {err:#}"));
+                break;
+            }
+        }
+    }
+    let before: HashSet<Object> = before.into_iter().collect();
+    out.objects = objects(client)?
+        .into_iter()
+        .filter(|o| !before.contains(o))
+        .collect();
+    if out.error.is_some() {
+        // What it did create goes again: a failed variant hides nothing from the others.
+        client.batch_execute(&drop_sql(&out.objects))?;
+        out.objects.clear();
+    }
+    Ok(out)
+}
+
+/// The user's indexes (not the ones a partitioned index made on each partition) and
+/// extended statistics objects, in a stable order.
+fn objects(client: &mut impl GenericClient) -> Result<Vec<Object>> {
+    let rows = client.query(
+        "SELECT 'index', format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+           JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('i', 'I') AND NOT c.relispartition \
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+         UNION ALL \
+         SELECT 'statistics', format('%I.%I', n.nspname, s.stxname) FROM pg_statistic_ext s \
+           JOIN pg_namespace n ON n.oid = s.stxnamespace \
+         ORDER BY 1, 2",
+        &[],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| Object {
+            kind: r.get(0),
+            name: r.get(1),
+        })
+        .collect())
+}
+
+/// New expression indexes and statistics objects need ANALYZE of their table; plain
+/// column indexes do not (the planner reads the table's column statistics), and
+/// analyzing would re-sample the shared copy away from the base the control keeps.
+fn analyze_for_new_statistics(client: &mut Client) -> Result<()> {
+    let tables: Vec<String> = client
+        .query(
+            "SELECT DISTINCT format('%I.%I', n.nspname, t.relname) FROM pg_class t \
+               JOIN pg_namespace n ON n.oid = t.relnamespace \
+             WHERE t.oid IN (SELECT indrelid FROM pg_index WHERE indexprs IS NOT NULL \
+                             UNION SELECT stxrelid FROM pg_statistic_ext) \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for table in tables {
+        client.batch_execute(&format!("ANALYZE {table}"))?;
+    }
+    Ok(())
+}
+
+/// `DROP INDEX ...; DROP STATISTICS ...;` of `objects` (empty for none).
+pub fn drop_sql(objects: &[Object]) -> String {
+    let names = |kind: &str| -> Vec<&str> {
+        objects
+            .iter()
+            .filter(|o| o.kind == kind)
+            .map(|o| o.name.as_str())
+            .collect()
+    };
+    let mut sql = String::new();
+    for (kind, statement) in [("index", "DROP INDEX"), ("statistics", "DROP STATISTICS")] {
+        let list = names(kind);
+        if !list.is_empty() {
+            sql.push_str(&format!("{statement} {};", list.join(", ")));
+        }
+    }
+    sql
+}
+
+/// Partition (or partition index) name -> its root: plans name the pieces, people think
+/// in the tables and indexes they created.
+#[derive(Default, Clone)]
+pub struct Partitions {
+    tables: HashMap<String, String>,
+    indexes: HashMap<String, String>,
+}
+
 impl Partitions {
     /// Which partitions (and partition indexes) of the connected database belong to
     /// which root.
-    pub fn read(client: &mut Client) -> Result<Partitions> {
+    pub fn read(client: &mut impl GenericClient) -> Result<Partitions> {
         Ok(Partitions {
             tables: partition_parents(client, 'r')?,
             indexes: partition_parents(client, 'i')?,
@@ -179,7 +392,10 @@ impl Partitions {
     }
 }
 
-fn partition_parents(client: &mut Client, kind: char) -> Result<HashMap<String, String>> {
+fn partition_parents(
+    client: &mut impl GenericClient,
+    kind: char,
+) -> Result<HashMap<String, String>> {
     let rows = client.query(
         "SELECT c.relname::text, r.relname::text FROM pg_class c JOIN pg_class r ON r.oid = pg_partition_root(c.oid) \
          WHERE c.relkind = $1 AND c.relispartition",
@@ -199,7 +415,7 @@ fn rename(names: &[String], parents: &HashMap<String, String>) -> Vec<String> {
 }
 
 /// Size of every user table and index, summed over partitions.
-pub fn relation_sizes(client: &mut Client) -> Result<Vec<RelationSize>> {
+pub fn relation_sizes(client: &mut impl GenericClient) -> Result<Vec<RelationSize>> {
     let rows = client.query(
         "WITH rels AS ( \
            SELECT c.oid, c.relkind, format('%I.%I', n.nspname, c.relname) AS name, \
@@ -235,4 +451,32 @@ pub fn relation_sizes(client: &mut Client) -> Result<Vec<RelationSize>> {
             partitions: r.get(5),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hiding_drops_indexes_and_statistics_in_two_statements() {
+        let objects = [
+            Object {
+                kind: "index".into(),
+                name: "public.a".into(),
+            },
+            Object {
+                kind: "statistics".into(),
+                name: "public.s".into(),
+            },
+            Object {
+                kind: "index".into(),
+                name: "\"X\".\"b c\"".into(),
+            },
+        ];
+        assert_eq!(
+            drop_sql(&objects),
+            "DROP INDEX public.a, \"X\".\"b c\";DROP STATISTICS public.s;"
+        );
+        assert_eq!(drop_sql(&[]), "");
+    }
 }

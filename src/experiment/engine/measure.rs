@@ -1,7 +1,8 @@
 //! One run of one cell: `EXPLAIN (ANALYZE, BUFFERS, SETTINGS, TIMING OFF)` on the
-//! session of its variant and settings (per-node timing inflates the headline numbers;
-//! one TIMING ON run per cell gives the per-node plan). DML runs inside a transaction
-//! that is rolled back.
+//! cell's own backend (per-node timing inflates the headline numbers; one TIMING ON run
+//! per cell gives the per-node plan). DML runs inside a transaction that is rolled back;
+//! so does every run of a variant on a shared copy, after the statements that hide what
+//! the variant lacks (see `crate::experiment::sharing`).
 
 use std::collections::HashSet;
 
@@ -14,9 +15,8 @@ use crate::explain::{Explained, parse_explain};
 use crate::interrupt::{self, CancelOnInterrupt};
 use crate::target::connect;
 
-/// A connection to one variant's copy under one settings set, kept for the whole
-/// measurement, so switching cells between runs costs nothing: settings are set once,
-/// prepared statements stay prepared.
+/// A connection to one variant's database under one settings set: settings are set
+/// once, prepared statements stay prepared for as long as it lives.
 pub struct Session {
     pub client: Client,
     prepared: HashSet<String>,
@@ -52,6 +52,9 @@ pub struct Statement<'a> {
     pub sql: &'a str,
     pub params: &'a [TextParam],
     pub rollback: bool,
+    /// Run first in the statement's transaction (dropping what the variant lacks on a
+    /// shared copy); empty for none.
+    pub hide: &'a str,
     /// Run as this prepared statement (`PREPARE` once per session, `EXPLAIN EXECUTE`), so
     /// `plan_cache_mode` decides between custom and generic plans, each cell with its own
     /// plan cache history.
@@ -133,7 +136,15 @@ pub fn prime(session: &mut Session, statement: &Statement) -> Result<Option<Stri
     let params = bound(statement);
     let client = &mut session.client;
     let _cancel = CancelOnInterrupt::new(client);
-    match client.query(&sql, &params) {
+    let planned = if statement.hide.is_empty() {
+        client.query(&sql, &params)
+    } else {
+        client.transaction().and_then(|mut tx| {
+            tx.batch_execute(statement.hide)?;
+            tx.query(&sql, &params)
+        })
+    };
+    match planned {
         Ok(_) => Ok(None),
         Err(_) if interrupt::is_interrupted() => Err(anyhow::Error::new(Interrupted)),
         Err(err) => Ok(Some(describe_pg_error(&err, Some(statement.sql)))),
@@ -153,9 +164,12 @@ pub fn explain(session: &mut Session, statement: &Statement, timing: bool) -> Re
     let params = bound(statement);
     let client = &mut session.client;
     let _cancel = CancelOnInterrupt::new(client);
-    let rows = if statement.rollback {
+    let rows = if statement.rollback || !statement.hide.is_empty() {
         let mut tx = client.transaction()?;
-        let rows = tx.query(&sql, &params);
+        let rows = match tx.batch_execute(statement.hide) {
+            Ok(()) => tx.query(&sql, &params),
+            Err(e) => Err(e),
+        };
         drop(tx); // rolls back
         rows
     } else {
@@ -192,6 +206,7 @@ pub fn explain(session: &mut Session, statement: &Statement, timing: bool) -> Re
 /// `verify` query's rows afterwards. Runs inside a transaction that is rolled back.
 pub fn fingerprint(
     client: &mut Client,
+    hide: &str,
     sql: &str,
     params: &[TextParam],
     verify: Option<&str>,
@@ -199,6 +214,7 @@ pub fn fingerprint(
     let params = as_params(params);
     let _cancel = CancelOnInterrupt::new(client);
     let mut tx = client.transaction()?;
+    tx.batch_execute(hide)?;
     let returns_rows = !tx.prepare(sql)?.columns().is_empty();
     let wrapped = format!(
         "SELECT count(*)::text || ' rows, md5 ' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '-') FROM ({sql}) t"

@@ -7,6 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod sequential;
+pub mod student;
+
 /// Significance level used by [`compare_ratios`] and [`holm_correct`].
 pub const ALPHA: f64 = 0.05;
 /// Smallest relative change worth calling; the A/A floor can only widen it.
@@ -252,6 +255,14 @@ pub struct Change {
     /// rounds a call would need, over the matrix's comparisons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rounds_needed: Option<usize>,
+    /// Decided as no change: the whole interval lies inside ±`threshold` (see
+    /// [`sequential::judge`]; the sign test of earlier reports never set it).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub within: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The fewest paired rounds in which the sign test can call a change at all among `m`
@@ -367,6 +378,7 @@ pub fn compare_ratios(ratios: &[f64], threshold: f64) -> Option<Change> {
         direction,
         verdict: verdict(direction, p_value, ALPHA),
         rounds_needed: None,
+        within: false,
     })
 }
 
@@ -665,6 +677,7 @@ mod tests {
             direction,
             verdict: verdict(direction, p, ALPHA),
             rounds_needed: None,
+            within: false,
         }
     }
 
