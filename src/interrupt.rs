@@ -49,6 +49,33 @@ pub fn check() -> anyhow::Result<()> {
     }
 }
 
+/// Run work that has no safe point of its own (squawk parsing a 50 MB migration takes
+/// seconds) on a thread of its own, and stop waiting for it as soon as Ctrl-C or SIGTERM
+/// arrives: `Err(Interrupted)` at once, the thread abandoned. Only for work that changes
+/// nothing outside itself, so that abandoning it leaves nothing half done.
+pub fn abandon_on_interrupt<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    check()?;
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(format!("pgx {what}"))
+        .spawn(move || {
+            let _ = done.send(work());
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start a thread for {what}: {e}"))?;
+    loop {
+        match result.recv_timeout(std::time::Duration::from_millis(25)) {
+            Ok(value) => return Ok(value),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => check()?,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("{what} failed unexpectedly (a bug in pgx; its message is above)")
+            }
+        }
+    }
+}
+
 /// While the guard lives, Ctrl-C or SIGTERM cancels the query running on that connection.
 pub struct CancelOnInterrupt;
 

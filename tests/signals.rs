@@ -153,3 +153,75 @@ fn sigterm_during_an_experiment_drops_its_copy_and_stops_the_on_demand_server() 
         assert_eq!(copies, 0, "the variant's copy is dropped on SIGTERM");
     }
 }
+
+/// A data migration of about `bytes` bytes: one INSERT a line.
+fn data_migration(bytes: usize) -> String {
+    let mut sql = String::from("CREATE TABLE big (id bigint PRIMARY KEY, note text);\n");
+    let mut n = 0;
+    while sql.len() < bytes {
+        n += 1;
+        sql.push_str(&format!(
+            "INSERT INTO big (id, note) VALUES ({n}, 'row {n}; it''s text');\n"
+        ));
+    }
+    sql
+}
+
+/// Issue 23: a huge migration is split and linted before anything runs; Ctrl-C during
+/// that must stop pgx at once (it used to go on linting, then print "would apply").
+#[test]
+fn ctrl_c_while_a_huge_migration_is_read_stops_pgx_at_once() {
+    let db = TestDb::new("sig_huge_file");
+    // Squawk parses this for many seconds in a debug build (about 15 s here).
+    let project = migrations(&[("V1__big.sql", &data_migration(4 << 20))]);
+    let mut child = pgx_command(project.path())
+        .env("DATABASE_URL", db.url())
+        .args(["apply", "--dry-run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // pgx has read the history (to know what is pending) and is linting.
+    let mut admin = db.client();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let reading: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                 AND query LIKE '%to_regclass%' AND state = 'idle' AND pid <> pg_backend_pid()",
+                &[&db.name],
+            )
+            .unwrap()
+            .get(0);
+        if reading > 0 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "pgx ended before it read the history"
+        );
+        assert!(Instant::now() < deadline, "pgx never read the history");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still linting when interrupted"
+    );
+    signal(&child, libc::SIGINT);
+    let interrupted = Instant::now();
+    let deadline = interrupted + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pgx was still running 10 s after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("would apply"), "{}", stdout(&out));
+}

@@ -98,6 +98,7 @@ fn apply_locked(
         }
     }
     if options.dry_run {
+        crate::interrupt::check()?;
         outcome.applied = versioned
             .iter()
             .chain(repeatable.iter())
