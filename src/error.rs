@@ -28,15 +28,30 @@ pub fn fail(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Erro
     })
 }
 
-/// The first hint found in an error chain, if any (a [`Hint`] or a typed migration error).
+/// The first hint found in an error chain, if any (a [`Hint`] or a typed migration error);
+/// else, for a server's "permission denied" (SQLSTATE 42501), advice about privileges.
 pub fn hint_of(err: &anyhow::Error) -> Option<String> {
-    err.chain().find_map(|e| {
-        e.downcast_ref::<Hint>()
-            .map(|h| h.hint.clone())
-            .or_else(|| {
-                e.downcast_ref::<crate::migrate::MigrateError>()
-                    .map(|m| m.hint())
+    err.chain()
+        .find_map(|e| {
+            e.downcast_ref::<Hint>()
+                .map(|h| h.hint.clone())
+                .or_else(|| {
+                    e.downcast_ref::<crate::migrate::MigrateError>()
+                        .map(|m| m.hint())
+                })
+        })
+        .or_else(|| {
+            (sqlstate_of(err) == Some(postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)).then(|| {
+                "the role pgx connected as lacks a privilege (SQLSTATE 42501): GRANT it what the message names, or connect as a role that has it, such as the object's owner".to_string()
             })
+        })
+}
+
+/// The SQLSTATE of the first server error in the chain.
+pub fn sqlstate_of(err: &anyhow::Error) -> Option<postgres::error::SqlState> {
+    err.chain().find_map(|e| {
+        e.downcast_ref::<postgres::Error>()
+            .and_then(|pg| pg.code().cloned())
     })
 }
 
