@@ -232,3 +232,76 @@ fn experiment_reports_go_to_the_project_roots_reports_by_default_and_to_out_as_t
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(sub.join("here/tiny.md").is_file(), "{}", stdout(&out));
 }
+
+/// Issue 23: `--scale inf` and `--scale 1e300` became generate_series(1,
+/// 9223372036854775807) and filled the disk. Scales that are not finite, or whose row
+/// counts do not fit a bigint, are refused with the numbers before anything is built: the
+/// embedded cluster's directory is not even created.
+#[test]
+fn infinite_and_overflowing_scales_are_refused_before_anything_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "name: t\nbaseline: a\ndataset:\n  scale: 1\n  vars: { rows: 1000 }\n  steps:\n    - name: s\n      sql: SELECT * FROM generate_series(1, {{rows}})\n\
+         variants:\n  a: {}\nqueries:\n  q:\n    sql: SELECT 1\n";
+    std::fs::write(dir.path().join("t.yaml"), yaml).unwrap();
+    let data_dir = dir.path().join("cluster");
+    let cases = [
+        ("inf", "--scale inf is not a finite number"),
+        ("1e300", "dataset.vars.rows 1000 × 1e300 = 1e303"),
+        // 1000 × 1e16 = 1e19 rows: more than 9223372036854775807.
+        ("1e16", "dataset.vars.rows 1000 × 1e16 = 1e19"),
+        ("NaN", "--scale NaN is not a finite number"),
+        ("0", "--scale 0 must be above 0"),
+    ];
+    for (scale, says) in cases {
+        for command in ["experiment", "rehearse"] {
+            let out = pgx_command(dir.path())
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args([command, "t.yaml", "--scale", scale])
+                .output()
+                .unwrap();
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{command} {scale}: {err}");
+            if command == "rehearse" {
+                // No load: section; the scale is checked after that, also before building.
+                continue;
+            }
+            assert!(err.contains(says), "{scale}: {err}");
+            if scale.starts_with("1e") {
+                assert!(
+                    err.contains("more than a bigint holds (9223372036854775807)")
+                        && err.contains("nothing was built")
+                        && err.contains(
+                            "the largest scale this experiment allows is below 9.223372036854776e15"
+                        ),
+                    "{scale}: {err}"
+                );
+            }
+            assert!(!err.contains("panicked"), "{scale}: {err}");
+        }
+    }
+    assert!(
+        !data_dir.exists(),
+        "no cluster was started for a refused scale"
+    );
+
+    // The same rule for the file's own dataset.scale, pointing at its line.
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        yaml.replace("scale: 1\n", "scale: .inf\n"),
+    )
+    .unwrap();
+    let out = pgx_command(dir.path())
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["experiment", "t.yaml"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("t.yaml:4:3: dataset.scale inf is not a finite number"),
+        "{err}"
+    );
+    assert!(!data_dir.exists());
+}
