@@ -694,3 +694,52 @@ fn an_old_style_step_on_an_object_the_bulk_path_dropped_says_so_through_the_bina
         }
     }
 }
+
+/// Issue 23: the disk-full hint names the data directory in use (`--data-dir`), not the
+/// default target/pgx-cluster.
+#[test]
+fn the_disk_full_hint_names_the_data_dir_in_use() {
+    let own = OwnCluster::new("disk-full-hint");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join("migrations")).unwrap();
+    // What PostgreSQL raises when a file cannot grow (SQLSTATE 53100), from a step.
+    let yaml = [
+        "name: disk-full-hint",
+        "dataset:",
+        "  steps:",
+        "    - name: fill",
+        "      sql: |",
+        "        DO $$ BEGIN",
+        "          RAISE EXCEPTION 'could not extend file \"base/1/2\": No space left on device'",
+        "            USING ERRCODE = 'disk_full';",
+        "        END $$;",
+        "baseline: plain",
+        "variants:",
+        "  plain: {}",
+        "queries:",
+        "  q:",
+        "    sql: SELECT 1",
+        "",
+    ]
+    .join("\n");
+    let path = project.path().join("disk-full-hint.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = pgx_command(project.path())
+        .arg("--data-dir")
+        .arg(&own.0)
+        .args(["experiment", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ran out of disk space"), "{err}");
+    let cluster = pgx::cluster::Cluster::new(&own.0).unwrap();
+    assert!(
+        err.contains(&format!(
+            "hint: free disk space on the file system of {} (the embedded cluster's data directory, --data-dir",
+            cluster.root.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("target/pgx-cluster"), "{err}");
+}

@@ -837,13 +837,23 @@ fn memory_bytes() -> u64 {
         .unwrap_or(4 << 30)
 }
 
-/// The server ran out of disk space: say so, and what to do.
+/// The server ran out of disk space: say so, where (the embedded cluster in use, by its
+/// `--data-dir`), and what to do.
 pub fn with_disk_full_hint(e: &postgres::Error, err: anyhow::Error) -> anyhow::Error {
     if e.code() == Some(&SqlState::DISK_FULL) {
+        let hint = match crate::cluster::in_use().first() {
+            Some(cluster) => format!(
+                "free disk space on the file system of {} (the embedded cluster's data directory, --data-dir / PGX_DATA_DIR), \
+                 drop bases you no longer need (`pgx gc --bases`; `pgx cluster destroy` deletes them all), or build a smaller dataset with --scale",
+                cluster.root.display()
+            ),
+            None => "free disk space on the server, where its data_directory is (SHOW data_directory), \
+                     drop bases you no longer need (`pgx gc --bases`), or build a smaller dataset with --scale"
+                .to_string(),
+        };
         return fail(
             format!("the server ran out of disk space while building the dataset:\n  {err:#}"),
-            "free disk space where the server keeps its data (the embedded cluster: target/pgx-cluster), \
-             drop bases you no longer need (`pgx cluster destroy` deletes them all), or build a smaller dataset with --scale",
+            hint,
         );
     }
     err
