@@ -4,9 +4,9 @@
 demo:
     cargo run --release -- experiment index-strategies
 
-# the test suite (real PostgreSQL, started by the tests)
+# the test suite (real PostgreSQL, started by the tests), after installing what is missing
 test:
-    cargo test
+    scripts/test
 
 # formatting and lints as CI expects them
 lint:

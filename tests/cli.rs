@@ -305,3 +305,86 @@ fn infinite_and_overflowing_scales_are_refused_before_anything_is_built() {
     );
     assert!(!data_dir.exists());
 }
+
+/// Issue 23, item 6: the README's test command does the set-up it needs. It is
+/// `scripts/test` (also what `.ci/run` and `just test` run), which installs HypoPG for the
+/// server's major version when it is missing: checked here with `--check` against a fake
+/// server without it (nothing is installed from a test).
+#[test]
+fn the_readmes_test_command_installs_what_is_missing_and_ci_runs_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let commands: Vec<&str> = block
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "cargo run --release -- experiment index-strategies",
+            "scripts/test"
+        ],
+        "the README's first two commands: pgx's main job, then the tests"
+    );
+    let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|l| l.trim() == "scripts/test"),
+        ".ci/run runs the README's test command"
+    );
+    let justfile = std::fs::read_to_string(root.join("justfile")).unwrap();
+    assert!(justfile.contains("test:\n    scripts/test\n"), "{justfile}");
+
+    // A server of major version 15 whose share directory has contrib but no HypoPG.
+    let fake = tempfile::tempdir().unwrap();
+    let bin = fake.path().join("bin");
+    let share = fake.path().join("share");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(share.join("extension")).unwrap();
+    for ext in ["pg_trgm", "pgstattuple"] {
+        std::fs::write(share.join(format!("extension/{ext}.control")), "").unwrap();
+    }
+    let script = |name: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script("postgres", "echo 'postgres (PostgreSQL) 15.99'");
+    script("initdb", "exit 0");
+    script("pg_config", &format!("echo '{}'", share.display()));
+    let check = || {
+        std::process::Command::new(root.join("scripts/test"))
+            .arg("--check")
+            .env("PGX_PG_BINDIR", &bin)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("PostgreSQL 15 at {}", bin.display())),
+        "{said}"
+    );
+    assert!(
+        said.contains("would run: ")
+            && said.contains("apt-get install -y -qq postgresql-15-hypopg")
+            || said.contains("missing: postgresql-15-hypopg; install them"),
+        "installs HypoPG for the server's major version, or says how: {said}"
+    );
+
+    std::fs::write(share.join("extension/hypopg.control"), "").unwrap();
+    let out = check();
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("HypoPG for PostgreSQL 15: present")
+            && !said.contains("install")
+            && said.contains("would run: cargo test"),
+        "{said}"
+    );
+}
