@@ -4,9 +4,9 @@
 demo:
     cargo run --release -- experiment index-strategies
 
-# the test suite (real PostgreSQL, started by the tests)
+# the test suite (real PostgreSQL, started by the tests), after installing what is missing
 test:
-    cargo test
+    scripts/test
 
 # formatting and lints as CI expects them
 lint:
@@ -29,3 +29,7 @@ bench:
 # pgx's load driver vs pgbench -S, written to reports/benchmarks/load-vs-pgbench.md (~5 min)
 bench-load:
     cargo bench --bench load_vs_pgbench
+
+# statement splitting of generated 1-8 MB migrations (seconds; no server)
+bench-split:
+    cargo bench --bench sql_split

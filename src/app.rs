@@ -282,7 +282,18 @@ fn render_report(json: &std::path::Path) -> Result<u8> {
         )
     })?;
     let md = json.with_extension("md");
-    std::fs::write(&md, crate::report::markdown::render(&result))?;
+    std::fs::write(&md, crate::report::markdown::render(&result)).map_err(|e| {
+        crate::error::fail(
+            format!("cannot write {}: {e}", md.display()),
+            format!(
+                "the Markdown goes beside its JSON: make {} writable, or copy the JSON to a directory you can write and render it there",
+                md.parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."))
+                    .display()
+            ),
+        )
+    })?;
     say!("wrote {}", md.display())?;
     Ok(exit::OK)
 }

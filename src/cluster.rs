@@ -9,6 +9,13 @@
 //! Several pgx processes may share one cluster. Each holds a shared lock on
 //! `users.lock` while it uses the server; a server started on demand is stopped by the
 //! last user to leave, while one started with `pgx cluster start` keeps running.
+//!
+//! `postmaster.pid` is believed only when its pid is a `postgres` process whose working
+//! directory is this data directory (the postmaster runs in it): a stale file naming some
+//! other live process is neither taken for a running server nor signalled.
+//!
+//! The clusters this process uses are registered ([`in_use`]): errors name the one that
+//! stopped under pgx, and a second Ctrl-C still stops a server pgx started on demand.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -17,6 +24,7 @@ use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -121,14 +129,13 @@ impl Cluster {
         }
     }
 
-    /// The postmaster's pid, if `postmaster.pid` names a live postgres process.
-    /// A pid file left by a crash (or whose pid now belongs to another program) is stale.
+    /// The postmaster's pid, if `postmaster.pid` names a live `postgres` process running
+    /// in this data directory. A pid file left by a crash (its pid now another program's,
+    /// or another cluster's postgres) is stale.
     fn server_pid(&self) -> Option<i32> {
         let text = fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
         let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        (cmdline.contains("postgres") || cmdline.contains("postmaster")).then_some(pid)
+        is_postmaster_of(pid, &self.data_dir()).then_some(pid)
     }
 
     /// Run initdb (once) and write pgx's settings.
@@ -237,6 +244,11 @@ impl Cluster {
         if self.server_pid().is_none() {
             let pid_file = self.data_dir().join("postmaster.pid");
             if pid_file.exists() {
+                eprintln!(
+                    "pgx: the embedded PostgreSQL at {} was not shut down cleanly (it crashed or was killed; {} says why); it recovers as it starts",
+                    self.root.display(),
+                    self.log_file().display()
+                );
                 fs::remove_file(&pid_file)?;
             }
             for name in [format!(".s.PGSQL.{PORT}"), format!(".s.PGSQL.{PORT}.lock")] {
@@ -252,6 +264,9 @@ impl Cluster {
     /// Restart the running server (fast shutdown, start again): its shared buffers come
     /// back empty. Every connection is cut; who started it and who uses it are unchanged.
     pub fn restart(&self) -> Result<()> {
+        if self.server_pid().is_none() {
+            return Err(self.stopped_unexpectedly());
+        }
         let out = self
             .server_command("pg_ctl")
             .arg("-D")
@@ -265,6 +280,8 @@ impl Cluster {
         check_output("pg_ctl restart", &out)
     }
 
+    /// Stop the server, if this data directory's postmaster is running (pg_ctl signals
+    /// the pid in `postmaster.pid`: it is checked first, see [`Cluster::state`]).
     pub fn stop(&self) -> Result<()> {
         if self.state()? != State::Running {
             return Ok(());
@@ -309,10 +326,48 @@ impl Cluster {
             fs::write(self.root.join(ON_DEMAND_MARKER), b"")?;
         }
         drop(start_lock);
+        register(self, users.as_raw_fd());
         Ok(ClusterUse {
             cluster: self.clone(),
             users: Some(users),
         })
+    }
+
+    /// The error for a server that is gone while pgx used it (killed, crashed, out of
+    /// memory): where it was and where its log is.
+    pub fn stopped_unexpectedly(&self) -> anyhow::Error {
+        crate::error::server_gone(
+            format!(
+                "the embedded PostgreSQL at {} stopped unexpectedly; see {}",
+                self.root.display(),
+                self.log_file().display()
+            ),
+            format!(
+                "its last lines say why ({}); pgx starts it again on the next command, and `pgx gc` drops what the interrupted run left",
+                self.log_file().display()
+            ),
+        )
+    }
+
+    /// Stop a server that pgx started on demand and no other pgx uses, at once and
+    /// without unwinding (the second Ctrl-C). `ours` is this process's lock on
+    /// `users.lock`, released first.
+    fn stop_if_last_user(&self, ours: i32) {
+        // SAFETY: flock(2) on a descriptor this process holds open (the ClusterUse's).
+        unsafe { libc::flock(ours, libc::LOCK_UN) };
+        let last = lock_file(&self.root.join("users.lock"), libc::LOCK_EX | libc::LOCK_NB).is_ok();
+        if last && self.root.join(ON_DEMAND_MARKER).exists() {
+            match self.stop() {
+                Ok(()) => eprintln!(
+                    "pgx: stopped the embedded PostgreSQL at {}",
+                    self.root.display()
+                ),
+                Err(err) => eprintln!(
+                    "pgx: could not stop the embedded PostgreSQL at {}: {err:#}",
+                    self.root.display()
+                ),
+            }
+        }
     }
 
     /// Mark the running server as started by the user: it outlives pgx commands.
@@ -361,6 +416,9 @@ impl ClusterUse {
 
 impl Drop for ClusterUse {
     fn drop(&mut self) {
+        if let Some(users) = &self.users {
+            unregister(users.as_raw_fd());
+        }
         drop(self.users.take());
         // The last user out stops a server that was started on demand.
         let path = self.cluster.root.join("users.lock");
@@ -371,6 +429,86 @@ impl Drop for ClusterUse {
             eprintln!("pgx: could not stop the embedded PostgreSQL: {err:#}");
         }
     }
+}
+
+/// A cluster this process uses, and its descriptor of `users.lock`.
+struct InUse {
+    cluster: Cluster,
+    users_fd: i32,
+}
+
+static IN_USE: Mutex<Vec<InUse>> = Mutex::new(Vec::new());
+
+fn register(cluster: &Cluster, users_fd: i32) {
+    if let Ok(mut list) = IN_USE.lock() {
+        list.push(InUse {
+            cluster: cluster.clone(),
+            users_fd,
+        });
+    }
+}
+
+fn unregister(users_fd: i32) {
+    if let Ok(mut list) = IN_USE.lock() {
+        list.retain(|u| u.users_fd != users_fd);
+    }
+}
+
+/// The embedded clusters this process uses right now (attached, not yet released).
+pub fn in_use() -> Vec<Cluster> {
+    IN_USE
+        .lock()
+        .map(|list| list.iter().map(|u| u.cluster.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The cluster in use whose socket directory is `dir` (a connection's Unix host).
+pub fn in_use_at_socket(dir: &Path) -> Option<Cluster> {
+    in_use().into_iter().find(|c| c.socket_dir() == dir)
+}
+
+/// For the second Ctrl-C: stop every server this process started on demand that no
+/// other pgx uses, without waiting for the code that holds them to unwind.
+pub fn stop_on_demand_servers_now() {
+    // try_lock: the signal may arrive while this thread's own code holds the list.
+    let list: Vec<(Cluster, i32)> = match IN_USE.try_lock() {
+        Ok(list) => list
+            .iter()
+            .map(|u| (u.cluster.clone(), u.users_fd))
+            .collect(),
+        Err(_) => return,
+    };
+    for (cluster, fd) in list {
+        cluster.stop_if_last_user(fd);
+    }
+}
+
+/// Is `pid` a `postgres` process whose working directory is `data_dir`? (The postmaster
+/// changes into its data directory; any other process, or another cluster's server, is
+/// not this cluster's.)
+fn is_postmaster_of(pid: i32, data_dir: &Path) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let Ok(exe) = fs::read_link(format!("/proc/{pid}/exe")) else {
+        return false;
+    };
+    let name = exe
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .trim_end_matches(" (deleted)")
+                .to_string()
+        })
+        .unwrap_or_default();
+    if name != "postgres" && name != "postmaster" {
+        return false;
+    }
+    let Ok(cwd) = fs::read_link(format!("/proc/{pid}/cwd")) else {
+        return false;
+    };
+    let ours = fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    cwd == ours
 }
 
 fn lock_file(path: &Path, operation: i32) -> Result<File> {

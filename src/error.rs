@@ -10,6 +10,11 @@ use std::fmt;
 pub struct Hint {
     pub message: String,
     pub hint: String,
+    /// The server's SQLSTATE, when the message says in words what a server error meant
+    /// (a failed connection): [`sqlstate_of`] and [`server_terminated`] still see it.
+    pub sqlstate: Option<postgres::error::SqlState>,
+    /// The server went away under pgx (the embedded postmaster died).
+    pub server_gone: bool,
 }
 
 impl fmt::Display for Hint {
@@ -25,19 +30,117 @@ pub fn fail(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Erro
     anyhow::Error::new(Hint {
         message: message.into(),
         hint: hint.into(),
+        sqlstate: None,
+        server_gone: false,
     })
 }
 
-/// The first hint found in an error chain, if any (a [`Hint`] or a typed migration error).
-pub fn hint_of(err: &anyhow::Error) -> Option<String> {
-    err.chain().find_map(|e| {
-        e.downcast_ref::<Hint>()
-            .map(|h| h.hint.clone())
-            .or_else(|| {
-                e.downcast_ref::<crate::migrate::MigrateError>()
-                    .map(|m| m.hint())
-            })
+/// [`fail`] for a server error said in words, keeping its SQLSTATE.
+pub fn fail_with_sqlstate(
+    message: impl Into<String>,
+    hint: impl Into<String>,
+    sqlstate: Option<postgres::error::SqlState>,
+) -> anyhow::Error {
+    anyhow::Error::new(Hint {
+        message: message.into(),
+        hint: hint.into(),
+        sqlstate,
+        server_gone: false,
     })
+}
+
+/// [`fail`] for a server that is gone (the embedded postmaster died under pgx).
+pub fn server_gone(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Hint {
+        message: message.into(),
+        hint: hint.into(),
+        sqlstate: None,
+        server_gone: true,
+    })
+}
+
+/// The first hint found in an error chain, if any (a [`Hint`] or a typed migration error);
+/// else, for a server's "permission denied" (SQLSTATE 42501), advice about privileges.
+pub fn hint_of(err: &anyhow::Error) -> Option<String> {
+    err.chain()
+        .find_map(|e| {
+            e.downcast_ref::<Hint>()
+                .map(|h| h.hint.clone())
+                .or_else(|| {
+                    e.downcast_ref::<crate::migrate::MigrateError>()
+                        .map(|m| m.hint())
+                })
+        })
+        .or_else(|| {
+            (sqlstate_of(err) == Some(postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)).then(|| {
+                "the role pgx connected as lacks a privilege (SQLSTATE 42501): GRANT it what the message names, or connect as a role that has it, such as the object's owner".to_string()
+            })
+        })
+}
+
+/// The SQLSTATE of the first server error in the chain (also one said in words).
+pub fn sqlstate_of(err: &anyhow::Error) -> Option<postgres::error::SqlState> {
+    err.chain().find_map(|e| {
+        e.downcast_ref::<postgres::Error>()
+            .and_then(|pg| pg.code().cloned())
+            .or_else(|| e.downcast_ref::<Hint>().and_then(|h| h.sqlstate.clone()))
+    })
+}
+
+/// Did the server terminate pgx's sessions, or go away? True when a backend was killed
+/// (kill -9, the OOM killer) and PostgreSQL restarted every backend (SQLSTATE 57P02, then
+/// 57P03 "the database system is in recovery mode" / "is starting up" while it recovers),
+/// when an administrator or a shutdown terminated them (57P01), when a connection closed
+/// or was reset under a query, and when the embedded postmaster died. What was measured
+/// before is still worth a partial report; the run itself cannot go on.
+pub fn server_terminated(err: &anyhow::Error) -> bool {
+    use postgres::error::SqlState;
+    let code = sqlstate_of(err);
+    let terminated = [
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CRASH_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+    ];
+    if code.is_some_and(|c| terminated.contains(&c)) {
+        return true;
+    }
+    err.chain().any(|e| {
+        e.downcast_ref::<Hint>().is_some_and(|h| h.server_gone)
+            || e.downcast_ref::<postgres::Error>()
+                .is_some_and(connection_lost)
+    })
+}
+
+/// Is the server recovering from a crash and about to accept connections again (SQLSTATE
+/// 57P03, or sessions just terminated for the restart)? Worth waiting for, unlike a server
+/// that is gone.
+pub fn server_recovering(err: &anyhow::Error) -> bool {
+    use postgres::error::SqlState;
+    let gone = err
+        .chain()
+        .any(|e| e.downcast_ref::<Hint>().is_some_and(|h| h.server_gone));
+    !gone
+        && (matches!(
+            sqlstate_of(err),
+            Some(c) if c == SqlState::CANNOT_CONNECT_NOW || c == SqlState::CRASH_SHUTDOWN
+        ) || err.chain().any(|e| {
+            e.downcast_ref::<postgres::Error>()
+                .is_some_and(connection_lost)
+        }))
+}
+
+/// The driver's error for a connection that closed or was reset under it.
+fn connection_lost(pg: &postgres::Error) -> bool {
+    use std::io::ErrorKind;
+    pg.is_closed()
+        || std::error::Error::source(pg)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe
+                )
+            })
 }
 
 /// True when the error is (or was caused by) Ctrl-C or SIGTERM.
@@ -137,6 +240,24 @@ mod tests {
         assert_eq!(line_col(sql, 13), (2, 1));
         assert_eq!(line_col(sql, 1), (1, 1));
         assert_eq!(line_col(sql, 8), (1, 8));
+    }
+
+    #[test]
+    fn terminated_sessions_and_a_gone_server_are_told_from_other_errors() {
+        use postgres::error::SqlState;
+        let recovering = fail_with_sqlstate("x", "y", Some(SqlState::CANNOT_CONNECT_NOW))
+            .context("dropping a copy");
+        assert!(server_terminated(&recovering) && server_recovering(&recovering));
+        let gone = server_gone("the embedded PostgreSQL at d stopped unexpectedly", "h");
+        assert!(server_terminated(&gone) && !server_recovering(&gone));
+        let refused = fail_with_sqlstate("x", "y", Some(SqlState::INSUFFICIENT_PRIVILEGE));
+        assert!(!server_terminated(&refused) && !server_recovering(&refused));
+        assert!(!server_terminated(&fail("boom", "do this")));
+        assert_eq!(
+            hint_of(&refused).as_deref(),
+            Some("y"),
+            "the error's own hint comes first"
+        );
     }
 
     #[test]

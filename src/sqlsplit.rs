@@ -68,7 +68,15 @@ impl Tracker {
 }
 
 pub fn split(script: &str) -> Vec<Statement> {
+    split_counting(script, &mut 0)
+}
+
+/// [`split`], adding to `work` the bytes its passes read (for the linearity test).
+fn split_counting(script: &str, work: &mut usize) -> Vec<Statement> {
     let bytes = script.as_bytes();
+    *work += bytes.len();
+    let lines = LineIndex::new(script);
+    *work += bytes.len();
     let mut out = Vec::new();
     let mut start = 0;
     let mut i = 0;
@@ -104,7 +112,7 @@ pub fn split(script: &str) -> Vec<Statement> {
                     i = next;
                     data
                 });
-                push(script, start, sql_end, copy, &mut out);
+                push(script, &lines, (start, sql_end), copy, &mut out, work);
                 start = i;
                 state = Tracker::default();
             }
@@ -119,7 +127,7 @@ pub fn split(script: &str) -> Vec<Statement> {
             _ => i += 1,
         }
     }
-    push(script, start, bytes.len(), None, &mut out);
+    push(script, &lines, (start, bytes.len()), None, &mut out, work);
     out
 }
 
@@ -181,12 +189,14 @@ fn is_ident(bytes: &[u8], i: usize) -> bool {
 
 fn push(
     script: &str,
-    start: usize,
-    end: usize,
+    lines: &LineIndex,
+    (start, end): (usize, usize),
     copy_data: Option<String>,
     out: &mut Vec<Statement>,
+    work: &mut usize,
 ) {
     let piece = &script[start..end];
+    *work += 2 * piece.len();
     if !has_code(piece) {
         return;
     }
@@ -195,9 +205,41 @@ fn push(
     out.push(Statement {
         sql: piece.trim().to_string(),
         offset,
-        line: script[..offset].matches('\n').count() + 1,
+        line: lines.line_of(offset),
         copy_data,
     });
+}
+
+/// Where the lines of a text start, found in one pass: the line of any byte offset is then
+/// a binary search, so numbering every statement of a 50 MB migration stays linear.
+pub struct LineIndex {
+    /// Byte offset of the first character of every line after the first.
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> LineIndex {
+        let starts = text
+            .bytes()
+            .enumerate()
+            .filter(|&(_, b)| b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
+        LineIndex { starts }
+    }
+
+    /// 1-based line of the character at byte `offset`.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&start| start <= offset) + 1
+    }
+
+    /// Byte offset where the line of `offset` starts.
+    pub fn line_start(&self, offset: usize) -> usize {
+        match self.line_of(offset) {
+            1 => 0,
+            line => self.starts[line - 2],
+        }
+    }
 }
 
 /// True when a piece has something besides whitespace and comments.
@@ -352,6 +394,43 @@ mod tests {
         assert!(!is_copy_from_stdin("COPY t FROM '/tmp/x'"));
     }
 
+    /// A data migration of about `bytes` bytes: one INSERT a line.
+    fn data_migration(bytes: usize) -> String {
+        let mut sql = String::new();
+        let mut n = 0;
+        while sql.len() < bytes {
+            n += 1;
+            sql.push_str(&format!("INSERT INTO t VALUES ({n}, 'row; {n}');\n"));
+        }
+        sql
+    }
+
+    #[test]
+    fn splitting_is_linear_in_the_size_of_the_script() {
+        // Counted, not timed: the bytes the splitter's passes read. A quadratic splitter
+        // (each statement's line counted from the start of the script) reads about
+        // n²/2 bytes for n statements.
+        let work_of = |sql: &str| {
+            let mut work = 0;
+            let statements = split_counting(sql, &mut work);
+            (statements, work)
+        };
+        let small = data_migration(256 << 10);
+        let large = data_migration(4 << 20);
+        let (small_statements, small_work) = work_of(&small);
+        let (large_statements, large_work) = work_of(&large);
+        assert!(large_statements.len() > 15 * small_statements.len());
+        for (sql, work) in [(&small, small_work), (&large, large_work)] {
+            assert!(
+                work <= 4 * sql.len(),
+                "{work} bytes read to split {} bytes",
+                sql.len()
+            );
+        }
+        let last = large_statements.last().map(|s| s.line);
+        assert_eq!(last, Some(large.lines().count()), "lines are still right");
+    }
+
     #[test]
     fn escape_strings_and_doubled_quotes() {
         assert_eq!(sqls(r"SELECT E'it\'s;'; SELECT 'it''s;'").len(), 2);
@@ -365,5 +444,19 @@ mod tests {
         let stmts = split("SELECT 1;\n\nSELECT 2;");
         assert_eq!(stmts[1].line, 3);
         assert_eq!(&"SELECT 1;\n\nSELECT 2;"[stmts[1].offset..], "SELECT 2;");
+    }
+
+    #[test]
+    fn line_index_numbers_lines_and_finds_their_starts() {
+        let text = "a\nbc\n\nd";
+        let lines = LineIndex::new(text);
+        let got: Vec<(usize, usize)> = (0..text.len())
+            .map(|i| (lines.line_of(i), lines.line_start(i)))
+            .collect();
+        assert_eq!(
+            got,
+            [(1, 0), (1, 0), (2, 2), (2, 2), (2, 2), (3, 5), (4, 6)]
+        );
+        assert_eq!(LineIndex::new("").line_of(0), 1);
     }
 }

@@ -154,19 +154,30 @@ fn connect_error(config: &postgres::Config, err: &postgres::Error) -> anyhow::Er
     );
     let generic_hint = "check DATABASE_URL / PGHOST / PGPORT / PGUSER / PGPASSWORD (as for psql), or unset them to use pgx's embedded PostgreSQL";
     if let Some(db) = err.as_db_error() {
+        let recovering = match embedded_cluster_of(config) {
+            Some(cluster) => format!(
+                "the embedded PostgreSQL is recovering from a crashed or killed backend (it restarts every session); {} says which; it accepts connections again in a moment",
+                cluster.log_file().display()
+            ),
+            None => "the server is recovering from a crashed or killed backend (it restarts every session; its log says which); it accepts connections again in a moment".to_string(),
+        };
         let hint = match db.code().code() {
             "28P01" | "28000" => {
-                "check the password (URL, PGPASSWORD, or a ~/.pgpass / PGPASSFILE line) and pg_hba.conf on the server"
+                "check the password (URL, PGPASSWORD, or a ~/.pgpass / PGPASSFILE line) and pg_hba.conf on the server".to_string()
             }
-            "3D000" => "create the database, or name an existing one in the URL or PGDATABASE",
-            _ => generic_hint,
+            "3D000" => {
+                "create the database, or name an existing one in the URL or PGDATABASE".to_string()
+            }
+            "57P03" => recovering,
+            _ => generic_hint.to_string(),
         };
-        return fail(
+        return crate::error::fail_with_sqlstate(
             format!(
                 "cannot connect to {tried} as {who}: the server said {}",
                 crate::error::describe_pg_error(err, None)
             ),
             hint,
+            Some(db.code().clone()),
         );
     }
     let mut causes = Vec::new();
@@ -181,6 +192,15 @@ fn connect_error(config: &postgres::Config, err: &postgres::Error) -> anyhow::Er
     }
     let detail = causes.join(": ");
     let lower = detail.to_lowercase();
+    // pgx's own server, gone while this process uses it: DATABASE_URL was never the
+    // matter.
+    let gone = matches!(
+        io_kind,
+        Some(std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound)
+    );
+    if gone && let Some(cluster) = embedded_cluster_of(config) {
+        return cluster.stopped_unexpectedly();
+    }
     let (what, hint) = if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
         (
             format!("connection refused: no server is listening at {tried}"),
@@ -229,6 +249,14 @@ fn connect_error(config: &postgres::Config, err: &postgres::Error) -> anyhow::Er
         )
     };
     fail(format!("cannot connect to {tried} as {who}: {what}"), hint)
+}
+
+/// The embedded cluster this process uses that `config` points at (by its socket).
+pub fn embedded_cluster_of(config: &postgres::Config) -> Option<Cluster> {
+    config.get_hosts().iter().find_map(|host| match host {
+        postgres::config::Host::Unix(dir) => cluster::in_use_at_socket(dir),
+        postgres::config::Host::Tcp(_) => None,
+    })
 }
 
 pub fn embedded_cluster(options: &TargetOptions) -> Result<Cluster> {

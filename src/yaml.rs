@@ -14,6 +14,9 @@ use serde_saphyr::{Location, Spanned};
 pub fn from_str<T: DeserializeOwned>(path: &Path, source: &str) -> Result<T, String> {
     serde_saphyr::from_str::<T>(source).map_err(|err| {
         let plain = err.without_snippet();
+        if let Some(message) = budget_message(plain) {
+            return format!("{}: {message}", path.display());
+        }
         let message = message_of(plain);
         match plain.location().filter(|l| l.line() > 0) {
             Some(at) => {
@@ -39,6 +42,53 @@ pub fn from_str<T: DeserializeOwned>(path: &Path, source: &str) -> Result<T, Str
     })
 }
 
+/// A parsing limit the file breached (a YAML alias bomb: a few lines of anchors and
+/// aliases that expand to billions of nodes), said in words with the line, instead of the
+/// parser's debug struct.
+fn budget_message(err: &serde_saphyr::Error) -> Option<String> {
+    use serde_saphyr::budget::BudgetBreach;
+    // The breach is wrapped in the alias (and snippet) errors of where it was expanded.
+    let mut err = err;
+    while let serde_saphyr::Error::AliasError { error, .. }
+    | serde_saphyr::Error::WithSnippet { error, .. } = err
+    {
+        err = error;
+    }
+    let serde_saphyr::Error::Budget { breach, location } = err else {
+        return None;
+    };
+    let limits = serde_saphyr::Budget::default();
+    let what = match breach {
+        BudgetBreach::Nodes { .. } => format!(
+            "the file expands to more than {} nodes (YAML aliases)",
+            limits.max_nodes
+        ),
+        BudgetBreach::Events { .. } => format!(
+            "the file expands to more than {} parser events (YAML aliases)",
+            limits.max_events
+        ),
+        BudgetBreach::Aliases { .. } => {
+            format!("the file has more than {} aliases", limits.max_aliases)
+        }
+        BudgetBreach::Anchors { .. } => {
+            format!("the file has more than {} anchors", limits.max_anchors)
+        }
+        BudgetBreach::Depth { .. } => {
+            format!("the file nests deeper than {} levels", limits.max_depth)
+        }
+        BudgetBreach::ScalarBytes { .. } => format!(
+            "the file's values add up to more than {} MiB of text",
+            limits.max_total_scalar_bytes >> 20
+        ),
+        _ => "the file is larger or expands further than a YAML file pgx reads may".to_string(),
+    };
+    Some(if location.line() > 0 {
+        format!("{what}; at line {}", location.line())
+    } else {
+        what
+    })
+}
+
 /// The error's text without the location the parser appends (pgx puts it in front).
 fn message_of(err: &serde_saphyr::Error) -> String {
     let text = err.to_string();
@@ -57,8 +107,12 @@ pub struct Locator {
 
 impl Locator {
     pub fn new(source: &str) -> Locator {
+        // `.inf` and `.nan` are values like any other here (an error about one must find
+        // its key).
+        let mut options = serde_saphyr::Options::default();
+        options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::PassThrough;
         Locator {
-            root: serde_saphyr::from_str::<Spanned<Tree>>(source).ok(),
+            root: serde_saphyr::from_str_with_options::<Spanned<Tree>>(source, options).ok(),
         }
     }
 
@@ -283,6 +337,29 @@ mod tests {
             at.describe_at(8, 19),
             Some(("queries.q.variants.1".to_string(), Some("zz".to_string())))
         );
+    }
+
+    #[test]
+    fn an_alias_bomb_is_said_in_words_with_its_line() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            doc.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = from_str::<serde_json::Value>(Path::new("bomb.yaml"), &doc).unwrap_err();
+        assert!(
+            err.starts_with(
+                "bomb.yaml: the file expands to more than 250000 nodes (YAML aliases); at line "
+            ),
+            "{err}"
+        );
+        assert!(!err.contains('{') && !err.contains("Nodes"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_values_are_located() {
+        let at = Locator::new("dataset:\n  scale: .inf\n");
+        assert_eq!(at.find(&["dataset", "scale"]), Some((2, 3)));
     }
 
     #[test]

@@ -232,3 +232,159 @@ fn experiment_reports_go_to_the_project_roots_reports_by_default_and_to_out_as_t
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(sub.join("here/tiny.md").is_file(), "{}", stdout(&out));
 }
+
+/// Issue 23: `--scale inf` and `--scale 1e300` became generate_series(1,
+/// 9223372036854775807) and filled the disk. Scales that are not finite, or whose row
+/// counts do not fit a bigint, are refused with the numbers before anything is built: the
+/// embedded cluster's directory is not even created.
+#[test]
+fn infinite_and_overflowing_scales_are_refused_before_anything_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "name: t\nbaseline: a\ndataset:\n  scale: 1\n  vars: { rows: 1000 }\n  steps:\n    - name: s\n      sql: SELECT * FROM generate_series(1, {{rows}})\n\
+         variants:\n  a: {}\nqueries:\n  q:\n    sql: SELECT 1\n";
+    std::fs::write(dir.path().join("t.yaml"), yaml).unwrap();
+    let data_dir = dir.path().join("cluster");
+    let cases = [
+        ("inf", "--scale inf is not a finite number"),
+        ("1e300", "dataset.vars.rows 1000 × 1e300 = 1e303"),
+        // 1000 × 1e16 = 1e19 rows: more than 9223372036854775807.
+        ("1e16", "dataset.vars.rows 1000 × 1e16 = 1e19"),
+        ("NaN", "--scale NaN is not a finite number"),
+        ("0", "--scale 0 must be above 0"),
+    ];
+    for (scale, says) in cases {
+        for command in ["experiment", "rehearse"] {
+            let out = pgx_command(dir.path())
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .args([command, "t.yaml", "--scale", scale])
+                .output()
+                .unwrap();
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{command} {scale}: {err}");
+            if command == "rehearse" {
+                // No load: section; the scale is checked after that, also before building.
+                continue;
+            }
+            assert!(err.contains(says), "{scale}: {err}");
+            if scale.starts_with("1e") {
+                assert!(
+                    err.contains("more than a bigint holds (9223372036854775807)")
+                        && err.contains("nothing was built")
+                        && err.contains(
+                            "the largest scale this experiment allows is below 9.223372036854776e15"
+                        ),
+                    "{scale}: {err}"
+                );
+            }
+            assert!(!err.contains("panicked"), "{scale}: {err}");
+        }
+    }
+    assert!(
+        !data_dir.exists(),
+        "no cluster was started for a refused scale"
+    );
+
+    // The same rule for the file's own dataset.scale, pointing at its line.
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        yaml.replace("scale: 1\n", "scale: .inf\n"),
+    )
+    .unwrap();
+    let out = pgx_command(dir.path())
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["experiment", "t.yaml"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("t.yaml:4:3: dataset.scale inf is not a finite number"),
+        "{err}"
+    );
+    assert!(!data_dir.exists());
+}
+
+/// Issue 23, item 6: the README's test command does the set-up it needs. It is
+/// `scripts/test` (also what `.ci/run` and `just test` run), which installs HypoPG for the
+/// server's major version when it is missing: checked here with `--check` against a fake
+/// server without it (nothing is installed from a test).
+#[test]
+fn the_readmes_test_command_installs_what_is_missing_and_ci_runs_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let commands: Vec<&str> = block
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "cargo run --release -- experiment index-strategies",
+            "scripts/test"
+        ],
+        "the README's first two commands: pgx's main job, then the tests"
+    );
+    let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|l| l.trim() == "scripts/test"),
+        ".ci/run runs the README's test command"
+    );
+    let justfile = std::fs::read_to_string(root.join("justfile")).unwrap();
+    assert!(justfile.contains("test:\n    scripts/test\n"), "{justfile}");
+
+    // A server of major version 15 whose share directory has contrib but no HypoPG.
+    let fake = tempfile::tempdir().unwrap();
+    let bin = fake.path().join("bin");
+    let share = fake.path().join("share");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(share.join("extension")).unwrap();
+    for ext in ["pg_trgm", "pgstattuple"] {
+        std::fs::write(share.join(format!("extension/{ext}.control")), "").unwrap();
+    }
+    let script = |name: &str, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script("postgres", "echo 'postgres (PostgreSQL) 15.99'");
+    script("initdb", "exit 0");
+    script("pg_config", &format!("echo '{}'", share.display()));
+    let check = || {
+        std::process::Command::new(root.join("scripts/test"))
+            .arg("--check")
+            .env("PGX_PG_BINDIR", &bin)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("PostgreSQL 15 at {}", bin.display())),
+        "{said}"
+    );
+    assert!(
+        said.contains("would run: ")
+            && said.contains("apt-get install -y -qq postgresql-15-hypopg")
+            || said.contains("missing: postgresql-15-hypopg; install them"),
+        "installs HypoPG for the server's major version, or says how: {said}"
+    );
+
+    std::fs::write(share.join("extension/hypopg.control"), "").unwrap();
+    let out = check();
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("HypoPG for PostgreSQL 15: present")
+            && !said.contains("install")
+            && said.contains("would run: cargo test"),
+        "{said}"
+    );
+}

@@ -191,3 +191,106 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// Issue 23: sample times no measurement gives (negative, zero, 1e308) are refused when a
+/// report is read, naming the file and the sample, by `pgx compare` and `pgx report`; every
+/// committed report still reads.
+#[test]
+fn impossible_sample_times_are_refused_on_read_naming_the_file() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(repo.join("reports")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if let Err(err) = pgx::report::json::load(&text) {
+                panic!("{} no longer reads: {err:#}", path.display());
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.json");
+    std::fs::copy(repo.join("reports/trigram-load.json"), &good).unwrap();
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
+    let cell = value["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| !c["samples"].as_array().unwrap().is_empty())
+        .unwrap();
+    let cases = [
+        ("execution_ms", serde_json::json!(-1.0), "is -1,"),
+        ("execution_ms", serde_json::json!(0.0), "is 0,"),
+        ("execution_ms", serde_json::json!(1e308), "is 100000000000"),
+        ("planning_ms", serde_json::json!(-0.5), "is -0.5,"),
+    ];
+    for (field, bad, says) in cases {
+        let mut value = value.clone();
+        value["cells"][cell]["samples"][0][field] = bad;
+        let path = dir.path().join("bad.json");
+        std::fs::write(&path, value.to_string()).unwrap();
+        for args in [
+            vec!["compare", good.to_str().unwrap(), path.to_str().unwrap()],
+            vec!["report", path.to_str().unwrap()],
+        ] {
+            let out = pgx_command(dir.path()).args(&args).output().unwrap();
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{args:?} {field}: {err}");
+            assert!(
+                err.contains(&format!(
+                    "{} is not a pgx experiment result",
+                    path.display()
+                )) && err.contains(&format!("cells[{cell}]"))
+                    && err.contains(&format!("samples[0].{field} {says}"))
+                    && err.contains("which no measurement gives"),
+                "{args:?} {field}: {err}"
+            );
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+}
+
+/// Issue 23: `pgx report` that cannot write its Markdown names the path (it said only
+/// "Permission denied (os error 13)").
+#[test]
+fn report_into_a_place_it_cannot_write_names_the_path() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("trigram-load.json");
+    std::fs::copy(repo.join("reports/trigram-load.json"), &json).unwrap();
+    // Where the Markdown goes is a directory: unwritable as a file even for root.
+    let md = dir.path().join("trigram-load.md");
+    std::fs::create_dir(&md).unwrap();
+    let out = pgx_command(dir.path())
+        .args(["report", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("error: cannot write {}: ", md.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("make {} writable", dir.path().display())),
+        "{err}"
+    );
+    // And a directory without write permission, where that binds (not for root).
+    // SAFETY: geteuid only reads.
+    if unsafe { libc::geteuid() } != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::remove_dir(&md).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+        let out = pgx_command(dir.path())
+            .args(["report", json.to_str().unwrap()])
+            .output()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("cannot write {}: ", md.display())),
+            "{err}"
+        );
+    }
+}

@@ -609,3 +609,137 @@ fn parallel_step_mistakes_are_reported_with_file_line_and_column() {
         assert!(pgx::error::hint_of(&err).is_some(), "with a hint: {text}");
     }
 }
+
+/// Issue 23: experiment files written before the bulk-load path drop (or drop and re-add)
+/// a foreign key in a step. On the bulk path the key is already gone, and the referenced
+/// primary key too: the error says that the bulk path dropped them, names the key, and
+/// what to do; with `dataset.bulk: false` the same steps build.
+#[test]
+fn an_old_style_step_on_an_object_the_bulk_path_dropped_says_so_through_the_binary() {
+    let db = TestDb::new("old_style_steps");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join("migrations")).unwrap();
+    std::fs::write(
+        project.path().join("migrations/V1__app.sql"),
+        "CREATE SCHEMA app;\n\
+         CREATE TABLE app.document (id bigint PRIMARY KEY, title text NOT NULL);\n\
+         CREATE TABLE app.alias (id bigint PRIMARY KEY, document_id bigint NOT NULL,\n\
+           CONSTRAINT fk_alias_document FOREIGN KEY (document_id) REFERENCES app.document (id));\n\
+         CREATE INDEX alias_document ON app.alias (document_id);\n",
+    )
+    .unwrap();
+    let load = [
+        "    - name: documents",
+        "      sql: INSERT INTO app.document SELECT g, 't' || g FROM generate_series(1, 100) g;",
+        "    - name: aliases",
+        "      sql: INSERT INTO app.alias SELECT g, g FROM generate_series(1, 100) g;\n",
+    ]
+    .join("\n");
+    let cases = [
+        (
+            "old-drop",
+            "    - name: drop-fk\n      sql: ALTER TABLE app.alias DROP CONSTRAINT fk_alias_document;\n"
+                .to_string(),
+            "does not exist",
+        ),
+        (
+            "old-readd",
+            "    - name: readd-fk\n      sql: |\n        ALTER TABLE app.alias DROP CONSTRAINT IF EXISTS fk_alias_document;\n        ALTER TABLE app.alias ADD CONSTRAINT fk_alias_document FOREIGN KEY (document_id) REFERENCES app.document (id);\n"
+                .to_string(),
+            "no unique constraint matching given keys",
+        ),
+    ];
+    for (name, old_step, server_says) in &cases {
+        for bulk in [true, false] {
+            let yaml = format!(
+                "name: {name}\ndataset:\n  scale: 1\n  bulk: {bulk}\n  steps:\n{load}{old_step}\
+                 baseline: plain\nvariants:\n  plain: {{}}\n\
+                 queries:\n  q:\n    sql: SELECT count(*) FROM app.alias\n\
+                 runs: {{ warmup: 0, repeat: 1, rounds: 1, control: false }}\n"
+            );
+            let path = project.path().join(format!("{name}.yaml"));
+            std::fs::write(&path, yaml).unwrap();
+            let out = db.pgx(
+                project.path(),
+                &[
+                    "experiment",
+                    path.to_str().unwrap(),
+                    "--out",
+                    project.path().to_str().unwrap(),
+                ],
+            );
+            let err = stderr(&out);
+            if !bulk {
+                assert_eq!(
+                    out.status.code(),
+                    Some(0),
+                    "{name} with bulk: false builds: {err}"
+                );
+                continue;
+            }
+            assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+            assert!(err.contains(server_says), "{name}: {err}");
+            assert!(
+                err.contains(
+                    "the bulk-load path (dataset.bulk, default true) dropped the migrations' indexes, keys and foreign keys before the steps"
+                ) && err.contains("— fk_alias_document")
+                    && err.contains("among them — and rebuilds them after"),
+                "{name}: {err}"
+            );
+            assert!(
+                err.contains("remove the steps") && err.contains("`dataset.bulk: false`"),
+                "{name}: {err}"
+            );
+            assert!(!err.contains("fix the step's SQL"), "{name}: {err}");
+        }
+    }
+}
+
+/// Issue 23: the disk-full hint names the data directory in use (`--data-dir`), not the
+/// default target/pgx-cluster.
+#[test]
+fn the_disk_full_hint_names_the_data_dir_in_use() {
+    let own = OwnCluster::new("disk-full-hint");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join("migrations")).unwrap();
+    // What PostgreSQL raises when a file cannot grow (SQLSTATE 53100), from a step.
+    let yaml = [
+        "name: disk-full-hint",
+        "dataset:",
+        "  steps:",
+        "    - name: fill",
+        "      sql: |",
+        "        DO $$ BEGIN",
+        "          RAISE EXCEPTION 'could not extend file \"base/1/2\": No space left on device'",
+        "            USING ERRCODE = 'disk_full';",
+        "        END $$;",
+        "baseline: plain",
+        "variants:",
+        "  plain: {}",
+        "queries:",
+        "  q:",
+        "    sql: SELECT 1",
+        "",
+    ]
+    .join("\n");
+    let path = project.path().join("disk-full-hint.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = pgx_command(project.path())
+        .arg("--data-dir")
+        .arg(&own.0)
+        .args(["experiment", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("ran out of disk space"), "{err}");
+    let cluster = pgx::cluster::Cluster::new(&own.0).unwrap();
+    assert!(
+        err.contains(&format!(
+            "hint: free disk space on the file system of {} (the embedded cluster's data directory, --data-dir",
+            cluster.root.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("target/pgx-cluster"), "{err}");
+}

@@ -114,3 +114,88 @@ fn bad_database_url_is_a_clear_error() {
     assert!(err.contains("cannot connect"), "{err}");
     assert!(err.contains("hint:"), "{err}");
 }
+
+/// A process that looks like a postmaster to a careless check: its command line says
+/// `postgres`. Run as the account the server runs as, so that signalling it would work.
+fn fake_postgres() -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args(["-c", "exec -a postgres sleep 600"]);
+    // SAFETY: geteuid and getpwnam only read; the record is read at once.
+    if unsafe { libc::geteuid() } == 0 {
+        let pw = unsafe { libc::getpwnam(c"postgres".as_ptr()) };
+        if !pw.is_null() {
+            let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+            cmd.uid(uid).gid(gid);
+        }
+    }
+    cmd.spawn().unwrap()
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Issue 23: a stale `postmaster.pid` naming another live process (one whose command
+/// line says postgres, or another cluster's postmaster) is not taken for a running
+/// cluster, and `pgx cluster stop` never signals it.
+#[test]
+fn a_stale_pid_file_naming_another_live_process_is_neither_believed_nor_signalled() {
+    let own = OwnCluster::new("stale-pid");
+    let dir = tempfile::tempdir().unwrap();
+    let pgx = |args: &[&str]| {
+        pgx_command(dir.path())
+            .arg("--data-dir")
+            .arg(&own.0)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = pgx(&["cluster", "start"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = pgx(&["cluster", "stop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cluster = pgx::cluster::Cluster::new(&own.0).unwrap();
+
+    // The shared test server's postmaster: a real postgres, of another data directory.
+    let shared = server();
+    let shared_pid: i32 =
+        std::fs::read_to_string(shared.cluster().data_dir().join("postmaster.pid"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+    let mut fake = fake_postgres();
+    let fake_pid = fake.id() as i32;
+    for pid in [fake_pid, shared_pid] {
+        std::fs::write(
+            cluster.data_dir().join("postmaster.pid"),
+            format!("{pid}\n{}\n", cluster.data_dir().display()),
+        )
+        .unwrap();
+        // The socket a crash leaves behind, so only the pid decides.
+        std::fs::write(cluster.socket_dir().join(".s.PGSQL.5432"), "").unwrap();
+        let out = pgx(&["cluster", "status"]);
+        assert_eq!(out.status.code(), Some(3), "pid {pid}: {}", stdout(&out));
+        assert!(stdout(&out).contains("state: stopped"), "{}", stdout(&out));
+        let out = pgx(&["cluster", "stop"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(alive(pid), "pid {pid} was signalled by `pgx cluster stop`");
+        assert!(alive(fake_pid) && alive(shared_pid));
+    }
+    // Starting over the stale file works, and stopping stops only the real server.
+    let out = pgx(&["cluster", "start"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(cluster.state().unwrap(), pgx::cluster::State::Running);
+    let out = pgx(&["cluster", "stop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(cluster.state().unwrap(), pgx::cluster::State::Stopped);
+    assert!(alive(fake_pid) && alive(shared_pid));
+    let _ = fake.kill();
+    let _ = fake.wait();
+}

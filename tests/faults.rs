@@ -352,6 +352,35 @@ fn bad_experiment_files_are_clear_errors_with_locations() {
     );
     assert!(err.contains("hint:") && !err.contains("panicked"), "{err}");
 
+    // A YAML alias bomb (issue 23): ten lines that expand to 10^9 values. Said in words
+    // with its line, not as the parser's debug struct cut off at "(used".
+    let mut bomb = String::from(
+        "name: bomb\nbaseline: a\ndataset:\n  steps:\n    - name: s\n      sql: SELECT 1\n\
+         variants:\n  a: {}\nqueries:\n  q:\n    sql: SELECT $1\n    params:\n\
+         \x20   - &a0 [x, x, x, x, x, x, x, x, x, x]\n",
+    );
+    for i in 1..9 {
+        let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+        bomb.push_str(&format!("    - &a{i} [{refs}]\n"));
+    }
+    std::fs::write(&bad, bomb).unwrap();
+    let out = pgx_command(dir.path())
+        .args(["experiment", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "bad.yaml: the file expands to more than 250000 nodes (YAML aliases); at line 13"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Nodes {") && !err.contains("budget breached"),
+        "{err}"
+    );
+
     let out = pgx_command(Path::new(env!("CARGO_MANIFEST_DIR")))
         .args(["experiment", "no-such-experiment"])
         .output()

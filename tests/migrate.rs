@@ -408,3 +408,141 @@ fn copy_from_stdin_in_a_migration_is_refused_with_what_to_do() {
     let mut client = db.client();
     assert!(!table_exists(&mut client, "account"), "nothing applied");
 }
+
+/// A login role of this test's own on the shared server (roles are cluster-wide), with no
+/// privileges beyond connecting; dropped with everything it owns when the test ends.
+struct LowRole {
+    name: String,
+    db: String,
+    server: std::sync::Arc<pgx::cluster::ClusterUse>,
+}
+
+impl LowRole {
+    fn new(db: &TestDb, tag: &str) -> LowRole {
+        let name = format!("r_{tag}_{}", std::process::id());
+        let mut admin = db.client();
+        admin
+            .batch_execute(&format!(
+                "DROP ROLE IF EXISTS {name}; CREATE ROLE {name} LOGIN; \
+                 REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+            ))
+            .unwrap();
+        LowRole {
+            name,
+            db: db.name.clone(),
+            server: db.server.clone(),
+        }
+    }
+
+    /// DATABASE_URL for the test database as this role.
+    fn url(&self) -> String {
+        format!(
+            "host={} port={} user={} dbname={}",
+            self.server.cluster().socket_dir().display(),
+            pgx::cluster::PORT,
+            self.name,
+            self.db
+        )
+    }
+}
+
+impl Drop for LowRole {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = pgx::target::connect(&self.server.cluster().config(&self.db)) {
+            let _ = admin.batch_execute(&format!(
+                "DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}",
+                self.name
+            ));
+        }
+    }
+}
+
+/// Issue 23: a role without CREATE on schema public applies `SELECT 1;`. The statement
+/// that fails is refinery's `CREATE TABLE IF NOT EXISTS refinery_schema_history`: pgx must
+/// say so with the GRANT that is missing, not "fix the SQL" at a position inside its own
+/// statement. A privilege error in the user's own migration gets a privilege hint too.
+#[test]
+fn a_role_without_create_on_public_is_told_what_to_grant_not_to_fix_the_sql() {
+    let db = TestDb::new("low_privilege");
+    let role = LowRole::new(&db, "lowpriv");
+    let project = migrations(&[("V1__noop.sql", "SELECT 1;\n")]);
+    let apply = |project: &std::path::Path| {
+        pgx_command(project)
+            .env("DATABASE_URL", role.url())
+            .arg("apply")
+            .output()
+            .unwrap()
+    };
+    let out = apply(project.path());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot create the history table refinery_schema_history in schema public: ")
+            && err.contains("permission denied"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "hint: GRANT CREATE ON SCHEMA public TO {}, or run as its owner",
+            role.name
+        )),
+        "{err}"
+    );
+    assert!(err.contains("V1__noop.sql was not run"), "{err}");
+    assert!(!err.contains("fix the SQL"), "{err}");
+    assert!(
+        !err.contains("at line"),
+        "no position inside pgx's statement: {err}"
+    );
+
+    // pgx's own table (dotted versions), and a no-transaction migration: refused before
+    // any of its statements runs.
+    let dotted = migrations(&[
+        ("V1.1__dotted.sql", "SELECT 1;\n"),
+        ("V2__nt.sql", "-- pgx:no-transaction\nSELECT 1;\n"),
+    ]);
+    let out = apply(dotted.path());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot create the history table pgx_schema_history in schema public")
+            && err.contains(&format!("GRANT CREATE ON SCHEMA public TO {}", role.name)),
+        "{err}"
+    );
+    let no_tx = migrations(&[("V2__nt.sql", "-- pgx:no-transaction\nSELECT 1;\n")]);
+    let out = apply(no_tx.path());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot create the history table refinery_schema_history")
+            && err.contains("V2__nt.sql was not run"),
+        "{err}"
+    );
+
+    // With CREATE granted the history table is created; a migration reading a table the
+    // role may not read fails with a hint about privileges.
+    let mut admin = db.client();
+    admin
+        .batch_execute(&format!(
+            "GRANT CREATE ON SCHEMA public TO {0}; CREATE TABLE secret (id int);",
+            role.name
+        ))
+        .unwrap();
+    let project = migrations(&[
+        ("V1__noop.sql", "SELECT 1;\n"),
+        ("V2__read_secret.sql", "SELECT 1;\nSELECT * FROM secret;\n"),
+    ]);
+    let out = apply(project.path());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("V2__read_secret.sql failed")
+            && err.contains("permission denied for table secret"),
+        "{err}"
+    );
+    assert!(
+        err.contains("lacks a privilege it needs (SQLSTATE 42501)")
+            && err.contains(&format!("TO {}", role.name)),
+        "{err}"
+    );
+    assert!(!err.contains("fix the SQL"), "{err}");
+    assert_eq!(history_versions(&mut admin), vec![1]);
+}

@@ -78,7 +78,7 @@ fn screened() -> &'static ExperimentResult {
             .is_some();
         assert!(
             available,
-            "these tests need HypoPG on the test server: apt-get install postgresql-<major>-hypopg (.ci/run installs it)"
+            "these tests need HypoPG on the test server: apt-get install postgresql-<major>-hypopg (scripts/test, the README's test command, installs it)"
         );
         run_locked(RunOptions {
             repeat: Some(6),

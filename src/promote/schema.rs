@@ -5,7 +5,7 @@
 use anyhow::Result;
 use postgres::Client;
 
-use crate::db::{quote_ident, quote_literal};
+use crate::db::quote_ident;
 use crate::error::{describe_pg_error, fail};
 use crate::experiment::databases::drop_owned_database;
 use crate::target::{Target, connect};
@@ -37,11 +37,7 @@ impl Scratch {
                     describe_pg_error(&e, None)
                 )
             })?;
-        admin.batch_execute(&format!(
-            "COMMENT ON DATABASE {} IS {}",
-            quote_ident(&name),
-            quote_literal(MARK)
-        ))?;
+        crate::experiment::databases::mark_database(&mut admin, &name, MARK)?;
         Ok(Scratch {
             config: target.config_for(&name),
             admin: target.admin_config(),
@@ -56,8 +52,11 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let dropped =
-            connect(&self.admin).and_then(|mut admin| drop_owned_database(&mut admin, &self.name));
+        let dropped = crate::experiment::databases::when_server_is_up(
+            &self.admin,
+            &format!("drop {}", self.name),
+            |admin| drop_owned_database(admin, &self.name),
+        );
         if let Err(err) = dropped {
             eprintln!(
                 "pgx: could not drop the scratch database {}: {err:#}",

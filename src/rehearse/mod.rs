@@ -155,13 +155,8 @@ pub fn run_command(options: &TargetOptions, args: &RehearseArgs) -> Result<u8> {
             "50ms to 100ms sees every wait that matters without loading the server",
         ));
     }
-    if let Some(scale) = args.scale
-        && (scale.is_nan() || scale <= 0.0)
-    {
-        return Err(fail(
-            format!("--scale {scale} must be above 0"),
-            "1 is the seed's production size",
-        ));
+    if let Some(scale) = args.scale {
+        spec::check_scale(&spec, scale, "--scale")?;
     }
     let limits = load.limits()?;
     let files = migrate::load_dir(&crate::project_root().join(&spec.schema.migrations))?;

@@ -25,5 +25,46 @@ pub fn load(text: &str) -> Result<ExperimentResult> {
             "it has schema_version {version}, and this pgx reads {OLDEST_READ} to {SCHEMA_VERSION}: run the experiment again to get a report of this version"
         );
     }
-    Ok(serde_json::from_value(value)?)
+    let result: ExperimentResult = serde_json::from_value(value)?;
+    check_samples(&result)?;
+    Ok(result)
+}
+
+/// The longest time a sample may claim: about 11.6 days. An EXPLAIN that ran longer is
+/// not a measurement pgx made; 1e308 ms is a corrupt or hand-edited file.
+pub const MAX_SAMPLE_MS: f64 = 1e9;
+
+/// Refuse samples no measurement gives: an execution time that is not above 0, a planning
+/// time below 0 (a cached plan's can be 0), anything not finite or above [`MAX_SAMPLE_MS`].
+/// Statistics and percentages computed from them would be meaningless (a 300-digit change).
+fn check_samples(result: &ExperimentResult) -> Result<()> {
+    for (i, cell) in result.cells.iter().enumerate() {
+        for (j, sample) in cell.samples.iter().enumerate() {
+            let checks = [
+                (
+                    "execution_ms",
+                    sample.execution_ms,
+                    sample.execution_ms > 0.0,
+                ),
+                ("planning_ms", sample.planning_ms, sample.planning_ms >= 0.0),
+            ];
+            for (field, value, sign_ok) in checks {
+                if !(sign_ok && value.is_finite() && value <= MAX_SAMPLE_MS) {
+                    bail!(
+                        "cells[{i}] ({} · {} · {} · {}) samples[{j}].{field} is {value}, which no measurement gives (a time must be {} and at most {MAX_SAMPLE_MS:e} ms); the file is damaged or was edited",
+                        cell.query,
+                        cell.form,
+                        cell.params,
+                        cell.variant,
+                        if field == "execution_ms" {
+                            "above 0"
+                        } else {
+                            "0 or more"
+                        },
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }

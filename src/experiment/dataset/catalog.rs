@@ -32,6 +32,8 @@ pub struct Table {
     pub oid: u32,
     /// `schema.name`, quoted.
     pub name: String,
+    /// The table's own name, unquoted (as server messages name it).
+    pub relname: String,
     pub partitioned: bool,
     /// The partitioned table at the top of this table's tree (itself when it has none).
     pub root: u32,
@@ -90,7 +92,7 @@ impl Snapshot {
     pub fn read(client: &mut Client, skip: &str) -> Result<Snapshot> {
         let rows = client.query(
             "SELECT c.oid, format('%I.%I', n.nspname, c.relname), c.relkind = 'p', \
-                    (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid) \
+                    (SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid), c.relname::text \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' \
                AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
@@ -116,6 +118,7 @@ impl Snapshot {
             .map(|r| Table {
                 oid: r.get(0),
                 name: r.get(1),
+                relname: r.get(4),
                 partitioned: r.get(2),
                 root: root_of(r.get(0)),
             })
@@ -242,6 +245,62 @@ impl Snapshot {
 
     pub fn foreign_key_count(&self) -> usize {
         self.foreign_keys.len()
+    }
+
+    /// What the bulk path dropped that a failed step may have expected: the foreign keys,
+    /// key constraints and indexes `sql` or the server's `message` name (as whole words,
+    /// in any case), and when `keys_of_named_tables` (the server found no key to refer
+    /// to) the keys of the tables `message` names. Unquoted names, in catalog order.
+    pub fn dropped_named(
+        &self,
+        sql: &str,
+        message: &str,
+        keys_of_named_tables: bool,
+    ) -> Vec<String> {
+        let sql = sql.to_lowercase();
+        let message = message.to_lowercase();
+        let named = |name: &str| {
+            let name = unquote(name).to_lowercase();
+            names_word(&sql, &name) || names_word(&message, &name)
+        };
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |name: &str| {
+            let name = unquote(name);
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        };
+        for fk in &self.foreign_keys {
+            if named(&fk.name) {
+                add(&fk.name);
+            }
+        }
+        fn walk<'a>(node: &'a IndexNode, all: &mut Vec<&'a IndexNode>) {
+            all.push(node);
+            for child in &node.children {
+                walk(child, all);
+            }
+        }
+        let mut nodes = Vec::new();
+        for node in &self.indexes {
+            walk(node, &mut nodes);
+        }
+        for node in nodes {
+            let name = node
+                .constraint
+                .as_ref()
+                .map_or(node.bare_name.as_str(), |c| c.name.as_str());
+            let key_of_named_table = keys_of_named_tables
+                && node.constraint.as_ref().is_some_and(|c| c.kind != 'x')
+                && self.tables.iter().any(|t| {
+                    t.oid == node.table
+                        && message.contains(&format!("\"{}\"", t.relname.to_lowercase()))
+                });
+            if named(name) || key_of_named_table {
+                add(name);
+            }
+        }
+        out
     }
 
     fn table(&self, oid: u32) -> Result<&Table> {
@@ -589,4 +648,25 @@ pub fn describe(tables: &[Table], oid: u32) -> String {
         .iter()
         .find(|t| t.oid == oid)
         .map_or_else(|| oid.to_string(), |t| t.name.clone())
+}
+
+/// A name as `quote_ident` gave it, without the quotes.
+fn unquote(name: &str) -> String {
+    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => name.to_string(),
+    }
+}
+
+/// Does `text` have `word` as a whole word (not inside a longer identifier)?
+fn names_word(text: &str, word: &str) -> bool {
+    if word.is_empty() {
+        return false;
+    }
+    let ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
 }

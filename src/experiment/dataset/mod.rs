@@ -216,18 +216,72 @@ impl Loader<'_> {
         )
     }
 
-    /// Run SQL in the loading session, cancelled by Ctrl-C, with the step's error.
-    fn execute(&self, client: &mut Client, step: &StepSpec, what: &str, sql: &str) -> Result<()> {
+    /// Run SQL in the loading session, cancelled by Ctrl-C, with the step's error. On the
+    /// bulk path (`snapshot`), a step that fails on an object the bulk path dropped is told
+    /// so (it was written for the plain path).
+    fn execute(
+        &self,
+        client: &mut Client,
+        step: &StepSpec,
+        what: &str,
+        sql: &str,
+        snapshot: Option<&Snapshot>,
+    ) -> Result<()> {
         let _cancel = crate::interrupt::CancelOnInterrupt::new(client);
         client.batch_execute(sql).map_err(|e| {
             if crate::interrupt::is_interrupted() {
                 return anyhow::Error::new(Interrupted);
             }
-            with_disk_full_hint(
-                &e,
-                self.step_failed(step, what, crate::error::describe_pg_error(&e, Some(sql))),
-            )
+            let described = crate::error::describe_pg_error(&e, Some(sql));
+            if let Some(err) =
+                snapshot.and_then(|s| self.dropped_by_bulk(s, step, sql, &e, &described))
+            {
+                return err;
+            }
+            with_disk_full_hint(&e, self.step_failed(step, what, described))
         })
+    }
+
+    /// The step failed on an index, key or foreign key the bulk path dropped before the
+    /// steps (a step written for the plain path: it drops a foreign key itself, or re-adds
+    /// one whose referenced key is not there yet): say so, naming them.
+    fn dropped_by_bulk(
+        &self,
+        snapshot: &Snapshot,
+        step: &StepSpec,
+        sql: &str,
+        e: &postgres::Error,
+        described: &str,
+    ) -> Option<anyhow::Error> {
+        let db = e.as_db_error()?;
+        let code = db.code();
+        let missing_object = *code == SqlState::UNDEFINED_OBJECT
+            || *code == SqlState::UNDEFINED_TABLE
+            || *code == SqlState::INVALID_FOREIGN_KEY;
+        if !missing_object {
+            return None;
+        }
+        let names =
+            snapshot.dropped_named(sql, db.message(), *code == SqlState::INVALID_FOREIGN_KEY);
+        let first = names.first()?;
+        let among = if names.len() == 1 {
+            format!("{first} among them")
+        } else {
+            format!("{} among them", names.join(", "))
+        };
+        Some(fail(
+            format!(
+                "{}: dataset step {:?} failed:\n  {described}\n  the bulk-load path (dataset.bulk, default true) dropped the migrations' indexes, keys and foreign keys before the steps ({}, {}) — {among} — and rebuilds them after",
+                self.spec.path.display(),
+                step.name,
+                plural(snapshot.index_count(), "index", "indexes"),
+                plural(snapshot.foreign_key_count(), "foreign key", "foreign keys"),
+            ),
+            format!(
+                "remove the steps that drop or re-add them (pgx does both now), or set `dataset.bulk: false` in {} to run the steps with the migrations' indexes and keys in place",
+                self.spec.path.display()
+            ),
+        ))
     }
 
     /// A plain step. On the bulk path, inside a transaction that first truncates the
@@ -248,7 +302,7 @@ impl Loader<'_> {
         )?;
         let Some(snapshot) = snapshot.filter(|_| transaction_safe(&sql)) else {
             frozen.clear();
-            return self.execute(client, step, "", &sql);
+            return self.execute(client, step, "", &sql, snapshot);
         };
         let leaves: Vec<u32> = snapshot.leaves().map(|t| t.oid).collect();
         let empty: Vec<String> = client
@@ -283,7 +337,7 @@ impl Loader<'_> {
                     .collect())
             };
             let before = writes(client)?;
-            self.execute(client, step, "", &sql)?;
+            self.execute(client, step, "", &sql, Some(snapshot))?;
             for (table, after) in writes(client)? {
                 if before.get(&table) != Some(&after) {
                     frozen.remove(&table);
@@ -309,7 +363,13 @@ impl Loader<'_> {
                 self.vars.iter().cloned().chain(chunk.vars()).collect();
             let sql = substitute(&step.sql, &vars, &format!("dataset step {}", step.name))?;
             client.execute("SELECT setseed($1)", &[&chunk.seed])?;
-            self.execute(client, step, &format!(" ({})", chunk.describe()), &sql)?;
+            self.execute(
+                client,
+                step,
+                &format!(" ({})", chunk.describe()),
+                &sql,
+                None,
+            )?;
         }
         Ok(())
     }
@@ -761,6 +821,11 @@ pub(crate) fn transaction_safe(sql: &str) -> bool {
     })
 }
 
+/// `1 index`, `3 indexes`.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn memory_bytes() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -772,13 +837,23 @@ fn memory_bytes() -> u64 {
         .unwrap_or(4 << 30)
 }
 
-/// The server ran out of disk space: say so, and what to do.
+/// The server ran out of disk space: say so, where (the embedded cluster in use, by its
+/// `--data-dir`), and what to do.
 pub fn with_disk_full_hint(e: &postgres::Error, err: anyhow::Error) -> anyhow::Error {
     if e.code() == Some(&SqlState::DISK_FULL) {
+        let hint = match crate::cluster::in_use().first() {
+            Some(cluster) => format!(
+                "free disk space on the file system of {} (the embedded cluster's data directory, --data-dir / PGX_DATA_DIR), \
+                 drop bases you no longer need (`pgx gc --bases`; `pgx cluster destroy` deletes them all), or build a smaller dataset with --scale",
+                cluster.root.display()
+            ),
+            None => "free disk space on the server, where its data_directory is (SHOW data_directory), \
+                     drop bases you no longer need (`pgx gc --bases`), or build a smaller dataset with --scale"
+                .to_string(),
+        };
         return fail(
             format!("the server ran out of disk space while building the dataset:\n  {err:#}"),
-            "free disk space where the server keeps its data (the embedded cluster: target/pgx-cluster), \
-             drop bases you no longer need (`pgx cluster destroy` deletes them all), or build a smaller dataset with --scale",
+            hint,
         );
     }
     err
