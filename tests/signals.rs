@@ -304,7 +304,7 @@ fn kill9(pid: i32) {
 #[test]
 fn a_killed_backend_leaves_no_copies_behind() {
     let own = OwnCluster::new("killed-backend");
-    let (_project, child, cluster) = sleeping_experiment(&own, "killed-backend", 30);
+    let (project, child, cluster) = sleeping_experiment(&own, "killed-backend", 30);
     let mut admin = connect_when_up(&cluster);
     wait_for_statement(&mut admin, "pgx_run_killed_backend_%", "%pg_sleep%");
     let pid: i32 = admin
@@ -334,6 +334,14 @@ fn a_killed_backend_leaves_no_copies_behind() {
         0,
         "no copy is left behind: {err}"
     );
+    // What was measured is kept, marked partial, as after Ctrl-C, naming why.
+    let md = std::fs::read_to_string(project.path().join("killed-backend.md"))
+        .unwrap_or_else(|e| panic!("a partial report: {e}; {err}"));
+    assert!(
+        md.contains("**Partial run:** stopped before it finished"),
+        "{md}"
+    );
+    assert!(md.contains("server.log"), "where to read why: {md}");
 }
 
 /// Issue 23, item 1: when the embedded postmaster itself dies, pgx says so and where its

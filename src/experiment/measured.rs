@@ -31,6 +31,8 @@ pub struct Measurements {
     /// The groups of comparisons timed together, each with its statistical design.
     pub groups: Vec<TimedGroup>,
     pub interrupted: bool,
+    /// Why the run stopped early when it was not Ctrl-C.
+    pub stopped_by: Option<String>,
     pub screening: Option<Screening>,
     pub wall: Option<WallTimes>,
 }

@@ -50,6 +50,9 @@ pub fn run(
 ) -> Result<ExperimentResult> {
     let load_before = environment::load_average();
     let started = std::time::Instant::now();
+    if let Some(scale) = options.scale {
+        spec::check_scale(spec, scale, "--scale")?;
+    }
     let plan = plan::resolve(spec, options)?;
     let base = dataset(target, spec, options, progress)?;
     let dataset_seconds = started.elapsed().as_secs_f64();
@@ -218,6 +221,10 @@ pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8>
         .and_then(|s| s.unavailable.as_deref())
     {
         eprintln!("pgx: warning: screening skipped: {why}");
+    }
+    if let Some(why) = &result.stopped_by {
+        eprintln!("pgx: {why}; the report holds only what was measured before");
+        return Ok(EXIT_FAILED_PARTS);
     }
     if result.interrupted {
         eprintln!("pgx: interrupted; the report holds only what was measured before");

@@ -35,9 +35,13 @@ pub struct ExperimentResult {
     pub cells: Vec<Cell>,
     /// Noise floor, drift and the summary's findings, computed once from the cells.
     pub analysis: Analysis,
-    /// The run was interrupted (Ctrl-C): what was measured until then, nothing more.
+    /// The run was interrupted (Ctrl-C, or see `stopped_by`): what was measured until
+    /// then, nothing more.
     #[serde(default)]
     pub interrupted: bool,
+    /// Why it stopped when it was not Ctrl-C (the server ended every session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
     /// What-if screening with HypoPG before the build (`--screen`, `screen: true`):
     /// estimated plans, costs and index sizes of hypothetical indexes.
     #[serde(default)]

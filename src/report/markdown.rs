@@ -49,9 +49,13 @@ fn header(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "# Experiment `{}`\n", r.experiment);
     if r.interrupted {
         let measured: Vec<String> = r.variants.iter().map(|v| format!("`{}`", v.name)).collect();
+        let why = match &r.stopped_by {
+            Some(why) => format!("stopped before it finished: {}", cell(why)),
+            None => "interrupted before it finished".to_string(),
+        };
         let _ = writeln!(
             md,
-            "> **Partial run:** interrupted before it finished; measured: {} (the last one possibly incomplete).\n",
+            "> **Partial run:** {why}; measured: {} (the last one possibly incomplete).\n",
             measured.join(", ")
         );
     }

@@ -222,6 +222,7 @@ pub fn analyze(m: Measurements) -> ExperimentResult {
         cells,
         analysis: Analysis::default(),
         interrupted: m.interrupted,
+        stopped_by: m.stopped_by,
         screening: m.screening,
         wall: m.wall,
     };

@@ -183,6 +183,7 @@ impl Engine<'_> {
             cells,
             groups,
             interrupted,
+            stopped_by: self.lost.take(),
             screening: self.screening.take(),
             wall: (!screen_only).then_some(wall),
         })

@@ -119,6 +119,24 @@ pub fn run(
     let interrupted = match engine.run_stages() {
         Ok(()) => false,
         Err(err) if err.downcast_ref::<Interrupted>().is_some() => true,
+        // A backend crashed or was killed, and the server ended every session: what was
+        // measured until then is kept, as after Ctrl-C, once the server is back.
+        Err(err) if crate::error::server_terminated(&err) => {
+            let log = crate::target::embedded_cluster_of(&target.admin_config())
+                .map(|c| format!("; see {}", c.log_file().display()))
+                .unwrap_or_default();
+            engine.lost = Some(format!(
+                "the server terminated every backend mid-run ({err:#}){log}"
+            ));
+            engine.sessions.clear();
+            super::databases::when_server_is_up(
+                &target.admin_config(),
+                "write the partial report",
+                |_| Ok(()),
+            )?;
+            engine.admin = connect(&target.admin_config())?;
+            true
+        }
         Err(err) => return Err(err),
     };
     engine.assemble(interrupted, started, false)
@@ -198,6 +216,8 @@ struct Engine<'a> {
     /// Measure the base and the builds as they are, not on copies (nothing writes and
     /// copies do not fit the disk).
     in_place: bool,
+    /// Why the run stopped early other than by Ctrl-C (the server ended every session).
+    lost: Option<String>,
     clock: Clock,
 }
 
@@ -259,6 +279,7 @@ impl<'a> Engine<'a> {
             screening: None,
             stages: Vec::new(),
             in_place: false,
+            lost: None,
             clock,
         }
     }
