@@ -88,13 +88,18 @@ fn covering_index_gives_an_index_only_scan_and_the_baseline_does_not() {
         baseline.plan.as_ref().unwrap().access,
         Access::IndexOnlyScan
     );
-    // Six rounds (repeat 6), each with the cell's block: more than one run for a cell
-    // this fast, the same number in every round.
+    // At most six rounds (repeat 6; fewer once its comparison is decided), each with the
+    // cell's block: more than one run for a cell this fast, the same number every round.
     let rounds: std::collections::BTreeSet<usize> =
         covering.samples.iter().map(|s| s.round).collect();
-    assert_eq!(rounds.len(), 6, "repeat honoured as rounds");
     assert!(
-        covering.samples.len() > 6 && covering.samples.len().is_multiple_of(6),
+        (3..=6).contains(&rounds.len()),
+        "repeat honoured as rounds: {}",
+        rounds.len()
+    );
+    assert!(
+        covering.samples.len() > rounds.len()
+            && covering.samples.len().is_multiple_of(rounds.len()),
         "{}",
         covering.samples.len()
     );

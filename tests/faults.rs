@@ -196,6 +196,13 @@ fn a_run_with_a_failed_variant_writes_its_report_and_exits_1() {
 fn a_disk_without_room_for_the_copies_is_a_clear_error_and_leaves_nothing_behind() {
     let server = server();
     let (project, path, url) = faults_project(&server, "faults-disk");
+    // A cell that writes: every database is measured on a copy (a run that writes
+    // nothing could measure its cached builds in place, needing no disk at all).
+    let yaml = std::fs::read_to_string(&path).unwrap().replace(
+        "queries:\n",
+        "queries:\n  touch:\n    sql: DELETE FROM t WHERE id = $1\n    params: [[1]]\n    rollback: true\n",
+    );
+    std::fs::write(&path, yaml).unwrap();
     // 1 MiB free: not even the baseline's copy fits (the base is several MiB).
     let out = pgx_command(project.path())
         .env("DATABASE_URL", &url)
@@ -208,6 +215,11 @@ fn a_disk_without_room_for_the_copies_is_a_clear_error_and_leaves_nothing_behind
     let err = stderr(&out);
     assert!(
         err.contains("not enough free disk") && err.contains("hint:"),
+        "{err}"
+    );
+    // It says what it needs, and how much is free, before creating anything.
+    assert!(
+        err.contains("it needs") && err.contains("are free"),
         "{err}"
     );
     assert_eq!(leftover_copies(&server, "^pgx_run_faults_disk_"), 0);

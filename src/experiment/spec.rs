@@ -467,7 +467,7 @@ fn default_share() -> bool {
 }
 
 fn default_warmup() -> usize {
-    2
+    1
 }
 fn default_repeat() -> usize {
     20
@@ -1030,7 +1030,7 @@ mod tests {
     fn minimal_file_parses_with_defaults() {
         let spec = parse(Path::new("t.yaml"), MINIMAL).unwrap();
         assert_eq!(spec.runs.repeat, 20);
-        assert_eq!(spec.runs.warmup, 2);
+        assert_eq!(spec.runs.warmup, 1);
         assert_eq!(spec.settings_axis()[0].0, "default");
         let vars = scaled_vars(&spec, 0.5);
         assert_eq!(

@@ -58,12 +58,19 @@ use crate::target::{Target, connect};
 pub const FAST_CELL_MS: f64 = 1.0;
 /// The largest block a fast cell gets.
 pub const MAX_BLOCK: usize = 10;
+/// A cell at least this slow runs one run per round; faster ones at least two: the
+/// round's fresh backend costs one unrecorded run whatever the block, so two recorded
+/// runs make the recorded time at least two thirds of a round's, and their median
+/// halves the run-to-run jitter a round's ratio carries.
+pub const SLOW_CELL_MS: f64 = 1000.0;
 
 /// Runs per round of a cell whose warmup execution took `warm_ms`: enough to add up to
-/// about [`FAST_CELL_MS`], at least the schedule's block, at most [`MAX_BLOCK`].
+/// about [`FAST_CELL_MS`], two up to [`SLOW_CELL_MS`], one beyond; at least the
+/// schedule's block, at most [`MAX_BLOCK`].
 pub fn block_for(warm_ms: Option<f64>, block: usize) -> usize {
     let wanted = match warm_ms {
         Some(ms) if ms > 0.0 && ms < FAST_CELL_MS => (FAST_CELL_MS / ms).ceil() as usize,
+        Some(ms) if ms > 0.0 && ms < SLOW_CELL_MS => 2,
         _ => 1,
     };
     wanted.clamp(1, MAX_BLOCK).max(block)
@@ -301,8 +308,11 @@ impl<'a> Engine<'a> {
             )
         };
         let on_copies = need(self, true)?;
-        self.stages = match copies::stages(&on_copies, free) {
+        let copied = copies::stages(&on_copies, free);
+        self.stages = match copied {
             Ok(stages) if stages.len() == 1 || self.plan.writes() => stages,
+            // Some cell writes: copies or nothing.
+            Err(err) if self.plan.writes() => return Err(err),
             // Copies do not fit at once, and nothing writes: measure in place instead.
             copied => {
                 let in_place = need(self, false)?;
@@ -447,8 +457,9 @@ mod tests {
         assert_eq!(block_for(Some(0.02), 1), MAX_BLOCK, "20 µs: capped at 10");
         assert_eq!(block_for(Some(0.25), 1), 4);
         assert_eq!(block_for(Some(0.9), 1), 2);
-        assert_eq!(block_for(Some(1.0), 1), 1);
-        assert_eq!(block_for(Some(150.0), 1), 1);
+        assert_eq!(block_for(Some(1.0), 1), 2, "a millisecond: two runs");
+        assert_eq!(block_for(Some(150.0), 1), 2);
+        assert_eq!(block_for(Some(1000.0), 1), 1, "a second: one run");
         assert_eq!(block_for(None, 1), 1, "no warmup, no guess");
         assert_eq!(
             block_for(Some(150.0), 3),
