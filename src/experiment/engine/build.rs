@@ -137,7 +137,7 @@ pub struct Shared {
     pub members: Vec<Member>,
     pub cached: bool,
     /// Holds the entry's in-use lock while the run uses it.
-    pub locks: LockSession,
+    pub locks: Option<LockSession>,
 }
 
 /// Build (or find in the cache) the shared copy of `base` with every member's
@@ -166,7 +166,7 @@ pub fn shared(
                 template: found,
                 members: entry.shared,
                 cached: true,
-                locks,
+                locks: Some(locks),
             });
         }
     }
@@ -221,7 +221,7 @@ pub fn shared(
         template: name,
         members,
         cached,
-        locks,
+        locks: Some(locks),
     })
 }
 

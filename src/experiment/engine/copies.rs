@@ -92,7 +92,7 @@ pub struct Place {
 }
 
 /// A database measured on, held for as long as variants run on it.
-enum Held {
+pub enum Held {
     /// A throw-away copy: dropped with this value.
     Copy(Box<Copy>),
     /// Measured as it is (a cache entry, the base): the lock session that keeps it in use.
@@ -349,28 +349,28 @@ pub struct Opening<'a> {
     pub copy: bool,
 }
 
+/// `template` opened for measuring: a copy of it (named after `tag`), or (`copy`
+/// false) the database itself. The name measured on, and what holds it.
+pub fn open(
+    how: &mut Opening,
+    template: &str,
+    tag: &str,
+    locks: Option<LockSession>,
+) -> Result<(String, Held)> {
+    if how.copy {
+        let copy = Copy::create(how.target, how.admin, template, how.experiment, tag)?;
+        // The template's in-use lock is needed only while copying; the copy is ours.
+        drop(locks);
+        Ok((copy.name.clone(), Held::Copy(Box::new(copy))))
+    } else {
+        Ok((template.to_string(), Held::Direct(locks.map(Box::new))))
+    }
+}
+
 impl Databases {
-    /// Hold `template` for measuring: a copy of it (named after `tag`) when cells
-    /// write, else the database itself. Returns the name measured on.
-    pub fn open(
-        &mut self,
-        how: &mut Opening,
-        template: &str,
-        tag: &str,
-        locks: Option<LockSession>,
-    ) -> Result<String> {
-        if how.copy {
-            let copy = Copy::create(how.target, how.admin, template, how.experiment, tag)?;
-            let name = copy.name.clone();
-            // The template's in-use lock is needed only while copying; the copy is ours.
-            drop(locks);
-            self.held.insert(name.clone(), Held::Copy(Box::new(copy)));
-            Ok(name)
-        } else {
-            self.held
-                .insert(template.to_string(), Held::Direct(locks.map(Box::new)));
-            Ok(template.to_string())
-        }
+    /// Keep `database` (and what holds it) for as long as variants run on it.
+    pub fn hold(&mut self, database: &str, held: Held) {
+        self.held.insert(database.to_string(), held);
     }
 
     /// Put variant `v` on `database`, behind `hide`: checked once (every hidden object

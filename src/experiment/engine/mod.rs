@@ -87,8 +87,9 @@ pub fn run(
     let started = std::time::Instant::now();
     let mut admin = connect(&target.admin_config())?;
     let (matrix, classified) = {
-        let mut client = connect(&target.config_for(&base.info.database))?;
-        let matrix = super::matrix::resolve(plan, &mut client)?;
+        let config = target.config_for(&base.info.database);
+        let matrix = super::matrix::resolve(plan, &config)?;
+        let mut client = connect(&config)?;
         let classified = matrix
             .settings
             .iter()
@@ -330,10 +331,10 @@ impl<'a> Engine<'a> {
             }
         };
         self.share_alpha();
-        self.build_shared(entry.as_deref(), &creates)?;
+        self.prepare_first(entry.as_deref(), &creates)?;
         for s in 0..self.stages.len() {
-            for v in self.stages[s].clone() {
-                self.build_own(v)?;
+            if s > 0 {
+                self.prepare_stage(s)?;
             }
             let last = s + 1 == self.stages.len();
             let in_play: Vec<VariantId> = (0..self.matrix.variants.len())

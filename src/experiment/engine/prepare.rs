@@ -1,19 +1,21 @@
 //! Preparing the databases a run measures on (see `copies` for which goes where): the
+//! cache entries built (or found) at once, as many as the machine has cores; then the
 //! shared group on the shared copy, the A/A control apart when it must be, each variant
 //! of its own on its build; then the workload and table statistics around each.
 
+use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
 use anyhow::Result;
 
 use super::Engine;
 use super::build;
-use super::copies::{self, Group, Opening};
-use crate::experiment::matrix::{Role, VariantId};
+use super::copies::{self, Group, Held, Opening};
+use crate::experiment::matrix::{Role, Variant, VariantId};
 use crate::experiment::result::TableStatsChange;
 use crate::experiment::sharing::Sharing;
 use crate::experiment::{tables, variants};
-use crate::target::connect;
+use crate::target::{Target, connect};
 
 /// What names a variant's copy database: its name, or `aa_control` for the control.
 fn copy_tag(name: &str) -> String {
@@ -28,50 +30,289 @@ fn copy_tag(name: &str) -> String {
         .collect()
 }
 
+/// A database to prepare on a thread of its own: a cache entry built (or found) and
+/// opened for measuring, or the base opened for the A/A control apart.
+enum Job {
+    Shared {
+        name: String,
+        list: Vec<(String, Vec<(usize, String)>)>,
+    },
+    Own(Variant),
+    /// Another copy of the base (the A/A control beside candidates of their own).
+    Base,
+}
+
+/// What a job built, and the database opened on it.
+struct Prepared {
+    entry: Entry,
+    database: String,
+    held: Held,
+}
+
+enum Entry {
+    Shared(build::Shared),
+    Own(variants::Prepared),
+    Base,
+}
+
+/// What every preparing thread needs, borrowed from the engine.
+struct Builder<'b> {
+    target: &'b Target,
+    base: &'b str,
+    experiment: &'b str,
+    rebuild: bool,
+    /// Measure on copies (else in place).
+    copy: bool,
+}
+
+impl Builder<'_> {
+    /// One job on a connection of its own, its copy made as soon as its entry is built
+    /// (copying one entry overlaps another's build); `say` reports progress.
+    fn run(&self, job: &Job, say: &dyn Fn(String)) -> Result<Prepared> {
+        let mut admin = connect(&self.target.admin_config())?;
+        let (entry, template, tag, locks, copy) = match job {
+            Job::Shared { name, list } => {
+                let mut shared = build::shared(
+                    self.target,
+                    &mut admin,
+                    self.base,
+                    self.experiment,
+                    name,
+                    list,
+                    self.rebuild,
+                    &mut |v| say(format!("shared copy: building {v}")),
+                )?;
+                let template = shared.template.clone();
+                let locks = shared.locks.take();
+                (
+                    Entry::Shared(shared),
+                    template,
+                    "shared".to_string(),
+                    locks,
+                    self.copy,
+                )
+            }
+            Job::Own(variant) => {
+                say(format!("{}: building its copy", variant.name));
+                let request = variants::Request {
+                    target: self.target,
+                    base: self.base,
+                    experiment: self.experiment,
+                    variant,
+                    rebuild: self.rebuild,
+                };
+                let mut prepared = variants::prepare(&mut admin, &request, &mut |client| {
+                    build::run_statements(client, &variant.sql, true)
+                })?;
+                let template = prepared.template.clone();
+                let locks = prepared.locks.take();
+                (
+                    Entry::Own(prepared),
+                    template,
+                    copy_tag(&variant.name),
+                    locks,
+                    self.copy,
+                )
+            }
+            // The base itself serves the control when nothing is copied and the shared
+            // group is on a build of its own; otherwise a copy of it.
+            Job::Base => (
+                Entry::Base,
+                self.base.to_string(),
+                "aa_control".to_string(),
+                None,
+                true,
+            ),
+        };
+        say(format!("copying {template}"));
+        let mut opening = Opening {
+            target: self.target,
+            admin: &mut admin,
+            experiment: self.experiment,
+            copy,
+        };
+        let (database, held) = copies::open(&mut opening, &template, &tag, locks)?;
+        Ok(Prepared {
+            entry,
+            database,
+            held,
+        })
+    }
+}
+
 impl Engine<'_> {
-    /// The shared group's database (the shared copy, or the base when no member adds
-    /// anything), every member settled on it behind what it must hide; and the control
-    /// apart when candidates of their own need it.
-    pub(super) fn build_shared(
+    /// Prepare every job's database, as many at once as the machine has cores:
+    /// independent builds overlap (an index build's sort beside another variant's
+    /// re-load, a copy beside a build). In the jobs' order.
+    fn prepare_all(&mut self, jobs: Vec<Job>, copy: bool) -> Vec<Result<Prepared>> {
+        let workers = crate::experiment::dataset::cores().clamp(1, jobs.len().max(1));
+        let builder = Builder {
+            target: self.target,
+            base: &self.base.info.database,
+            experiment: &self.plan.name,
+            rebuild: self.plan.rebuild,
+            copy,
+        };
+        let next = Mutex::new(0usize);
+        let results: Mutex<Vec<Option<Result<Prepared>>>> =
+            Mutex::new(jobs.iter().map(|_| None).collect());
+        let (tx, rx) = mpsc::channel::<String>();
+        let progress = &mut *self.progress;
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let tx = tx.clone();
+                let (jobs, next, results, builder) = (&jobs, &next, &results, &builder);
+                scope.spawn(move || {
+                    loop {
+                        let i = {
+                            let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+                            let i = *n;
+                            *n += 1;
+                            i
+                        };
+                        let Some(job) = jobs.get(i) else { break };
+                        let say = |m: String| {
+                            let _ = tx.send(m);
+                        };
+                        let outcome = builder.run(job, &say);
+                        let failed = outcome.is_err();
+                        results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
+                        // An interruption stops the other builds too (each checks it).
+                        if failed && crate::interrupt::is_interrupted() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for message in rx {
+                progress.message(&message);
+            }
+        });
+        results
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(anyhow::Error::new(crate::error::Interrupted))))
+            .collect()
+    }
+
+    /// The databases of the whole run (the shared group's, the control apart, a
+    /// rewriting baseline's and its control's) and of the first stage's candidates of
+    /// their own, prepared at once.
+    pub(super) fn prepare_first(
         &mut self,
         entry: Option<&str>,
         creates: &[copies::Creates],
     ) -> Result<()> {
-        let plan = self.plan;
-        let base = self.base.info.database.clone();
         self.clock.builds_left = self.groups_of.len();
         self.update_progress();
         let started = Instant::now();
-        let (template, members, cached, locks) = match entry {
-            Some(name) => {
-                self.progress.message(&format!(
-                    "shared copy: {} variant{} on one copy of the base",
-                    creates.len(),
-                    if creates.len() == 1 { "" } else { "s" }
-                ));
-                let list: Vec<(String, Vec<(usize, String)>)> = creates
+        let copy = !self.in_place;
+        let shared_job = match entry {
+            Some(name) => Job::Shared {
+                name: name.to_string(),
+                list: creates
                     .iter()
                     .map(|c| (c.name.clone(), c.statements.clone()))
-                    .collect();
-                let progress = &mut *self.progress;
-                let shared = build::shared(
+                    .collect(),
+            },
+            // No member adds anything: the shared group runs on the base (a copy of it).
+            None => Job::Base,
+        };
+        let apart = (0..self.groups_of.len()).find(|&i| self.groups_of[i] == Group::Apart);
+        let first_own: Vec<VariantId> = (0..self.groups_of.len())
+            .filter(|&v| {
+                self.groups_of[v] == Group::Alone
+                    || self
+                        .stages
+                        .first()
+                        .is_some_and(|s| s.contains(&VariantId(v)))
+            })
+            .map(VariantId)
+            .collect();
+        let mut jobs = vec![shared_job];
+        // The control apart needs another physical copy of the base than the baseline's:
+        // the base itself when nothing is copied and the baseline is on the shared copy.
+        let control_in_place = !copy && entry.is_some();
+        if apart.is_some() && !control_in_place {
+            jobs.push(Job::Base);
+        }
+        jobs.extend(
+            first_own
+                .iter()
+                .map(|&v| Job::Own(self.matrix.variant(v).clone())),
+        );
+        let mut prepared = self.prepare_all(jobs, copy).into_iter();
+        let elapsed = started.elapsed().as_secs_f64();
+        self.clock.wall.builds += elapsed;
+        self.clock.built(0.0);
+        let shared = prepared
+            .next()
+            .unwrap_or_else(|| Err(anyhow::Error::new(crate::error::Interrupted)))?;
+        self.place_shared(shared)?;
+        if let Some(c) = apart {
+            let control = if control_in_place {
+                let base = self.base.info.database.clone();
+                Ok(Prepared {
+                    entry: Entry::Base,
+                    held: Held::Direct(None),
+                    database: base,
+                })
+            } else {
+                prepared
+                    .next()
+                    .unwrap_or_else(|| Err(anyhow::Error::new(crate::error::Interrupted)))
+            };
+            let settled = control.and_then(|p| {
+                self.dbs.hold(&p.database, p.held);
+                self.dbs.settle(
                     self.target,
-                    &mut self.admin,
-                    &base,
-                    &plan.name,
-                    name,
-                    &list,
-                    plan.rebuild,
-                    &mut |v| progress.message(&format!("shared copy: building {v}")),
-                )?;
-                (
-                    shared.template,
-                    shared.members,
-                    shared.cached,
-                    Some(shared.locks),
+                    VariantId(c),
+                    &p.database,
+                    String::new(),
+                    Vec::new(),
+                    false,
                 )
+            });
+            self.settled(VariantId(c), settled)?;
+        }
+        for (v, outcome) in first_own.into_iter().zip(prepared) {
+            self.place_own(v, outcome)?;
+        }
+        for v in 0..self.groups_of.len() {
+            if matches!(self.groups_of[v], Group::Shared | Group::Apart)
+                && self.dbs.has(VariantId(v))
+            {
+                self.workload(VariantId(v))?;
             }
-            None => (base.clone(), Vec::new(), false, None),
+        }
+        Ok(())
+    }
+
+    /// A later stage's candidates of their own, prepared at once.
+    pub(super) fn prepare_stage(&mut self, stage: usize) -> Result<()> {
+        let own = self.stages[stage].clone();
+        let started = Instant::now();
+        let jobs = own
+            .iter()
+            .map(|&v| Job::Own(self.matrix.variant(v).clone()))
+            .collect();
+        let prepared = self.prepare_all(jobs, !self.in_place);
+        self.clock.wall.builds += started.elapsed().as_secs_f64();
+        for (v, outcome) in own.into_iter().zip(prepared) {
+            self.place_own(v, outcome)?;
+        }
+        Ok(())
+    }
+
+    /// The shared group on its database, every member settled behind what it must
+    /// hide.
+    fn place_shared(&mut self, prepared: Prepared) -> Result<()> {
+        let plan = self.plan;
+        let (members, cached) = match &prepared.entry {
+            Entry::Shared(shared) => (shared.members.clone(), shared.cached),
+            _ => (Vec::new(), false),
         };
         if !cached {
             self.clock.wall.statements += members
@@ -80,13 +321,10 @@ impl Engine<'_> {
                 .map(|t| t.seconds)
                 .sum::<f64>();
         }
-        let mut opening = Opening {
-            target: self.target,
-            admin: &mut self.admin,
-            experiment: &plan.name,
-            copy: !self.in_place,
-        };
-        let database = self.dbs.open(&mut opening, &template, "shared", locks)?;
+        let database = prepared.database.clone();
+        self.dbs.hold(&database, prepared.held);
+        // The shared entry's in-use lock (when measured in place, the hold has it).
+        drop(prepared.entry);
         let shared: Vec<VariantId> = (0..self.groups_of.len())
             .filter(|&i| self.groups_of[i] == Group::Shared)
             .map(VariantId)
@@ -115,88 +353,30 @@ impl Engine<'_> {
                 .settle(self.target, v, &database, hide, statements, cached);
             self.settled(v, settled)?;
         }
-        if let Some(c) = (0..self.groups_of.len()).find(|&i| self.groups_of[i] == Group::Apart) {
-            let v = VariantId(c);
-            self.progress
-                .message("A/A control: a copy of the base of its own");
-            // Another physical copy of the base than the baseline's: the base itself when
-            // nothing writes and the baseline is on the shared copy, else a copy.
-            let mut opening = Opening {
-                target: self.target,
-                admin: &mut self.admin,
-                experiment: &plan.name,
-                copy: !self.in_place || database == base,
-            };
-            let opened = self.dbs.open(&mut opening, &base, "aa_control", None);
-            let settled = opened.and_then(|db| {
-                self.dbs
-                    .settle(self.target, v, &db, String::new(), Vec::new(), false)
-            });
-            self.settled(v, settled)?;
-        }
-        self.clock.built(started.elapsed().as_secs_f64());
-        // A baseline that rewrites tables, and its control: builds of their own.
-        for v in 0..self.groups_of.len() {
-            if self.groups_of[v] == Group::Alone {
-                self.build_own(VariantId(v))?;
-            }
-        }
-        for v in 0..self.groups_of.len() {
-            if matches!(self.groups_of[v], Group::Shared | Group::Apart)
-                && self.dbs.has(VariantId(v))
-            {
-                self.workload(VariantId(v))?;
-            }
-        }
         Ok(())
     }
 
-    /// A variant of its own: its build (from the cache, or its statements now), measured
-    /// as it is or on a copy.
-    pub(super) fn build_own(&mut self, v: VariantId) -> Result<()> {
-        let plan = self.plan;
-        let variant = self.matrix.variant(v).clone();
-        self.update_progress();
-        self.progress
-            .message(&format!("{}: building its copy", variant.name));
-        let started = Instant::now();
-        let request = variants::Request {
-            target: self.target,
-            base: &self.base.info.database,
-            experiment: &plan.name,
-            variant: &variant,
-            rebuild: plan.rebuild,
-        };
-        let prepared = variants::prepare(&mut self.admin, &request, &mut |client| {
-            build::run_statements(client, &variant.sql, true)
-        });
-        let outcome = prepared.and_then(|prepared| {
-            if !prepared.cached {
-                self.clock.wall.statements +=
-                    prepared.statements.iter().map(|t| t.seconds).sum::<f64>();
-            }
-            let mut opening = Opening {
-                target: self.target,
-                admin: &mut self.admin,
-                experiment: &plan.name,
-                copy: !self.in_place,
+    /// A variant of its own on its build (from the cache, or its statements now),
+    /// measured as it is or on a copy; its workload.
+    fn place_own(&mut self, v: VariantId, prepared: Result<Prepared>) -> Result<()> {
+        let outcome = prepared.and_then(|p| {
+            let Entry::Own(built) = p.entry else {
+                anyhow::bail!("internal: not a variant's own build");
             };
-            let db = self.dbs.open(
-                &mut opening,
-                &prepared.template,
-                &copy_tag(&variant.name),
-                prepared.locks,
-            )?;
+            if !built.cached {
+                self.clock.wall.statements +=
+                    built.statements.iter().map(|t| t.seconds).sum::<f64>();
+            }
+            self.dbs.hold(&p.database, p.held);
             self.dbs.settle(
                 self.target,
                 v,
-                &db,
+                &p.database,
                 String::new(),
-                prepared.statements,
-                prepared.cached,
+                built.statements,
+                built.cached,
             )
         });
-        self.clock.built(started.elapsed().as_secs_f64());
         self.settled(v, outcome)?;
         if self.dbs.has(v) {
             self.workload(v)?;
