@@ -106,7 +106,7 @@ pub enum ParamSource {
 /// How much measuring a cell gets.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Unrecorded runs per cell in the first round (the last of them, per-node timed, is
+    /// Unrecorded runs per cell in the first round (the last of them is
     /// the cell's evidence); at least one.
     pub warmup: usize,
     /// Measured runs per cell, at most (spread over the rounds).

@@ -67,7 +67,7 @@ pub fn schedule_row(r: &ExperimentResult) -> String {
         })
         .unwrap_or_default();
     format!(
-        "{} warmup run(s) per cell on a fresh backend, the last per-node timed (the cell's evidence); then the cells whose plan, blocks or rows differ from their reference's, with their references and the A/A control, in rounds of {} run(s) per cell (cells under 1 ms: a block of up to 10, compared by the block's median), each cell on a fresh backend warmed by one unrecorded run, every round in its own random order (seed {}); every open comparison judged after {looks} rounds, and stopped once decided{budget}; timeout {} ms",
+        "{} warmup run(s) per cell on a fresh backend, the last the cell's evidence; then the cells whose plan, blocks or rows differ from their reference's, with their references and the A/A control, in rounds of {} run(s) per cell (cells under 1 ms: a block of up to 10, compared by the block's median), each cell on a fresh backend warmed by one unrecorded run, every round in its own random order (seed {}); every open comparison judged after {looks} rounds, and stopped once decided{budget}; timeout {} ms",
         sched.warmup.max(1),
         sched.block,
         sched.seed,
@@ -88,7 +88,7 @@ pub fn plans_intro(r: &ExperimentResult) -> &'static str {
     if r.analysis.method.is_none() {
         return "One `EXPLAIN (ANALYZE, BUFFERS, TIMING ON)` run per cell, after the measured runs.";
     }
-    "Each cell's evidence run: its last warmup run, `EXPLAIN (ANALYZE, BUFFERS, TIMING ON)` on a fresh backend."
+    "A timed cell's plan with per-node times: one `EXPLAIN (ANALYZE, BUFFERS, TIMING ON)` run after its rounds; a cell not timed shows its evidence run (`TIMING OFF`: rows and buffers per node, no times)."
 }
 
 /// The terminal's last line.
@@ -161,7 +161,7 @@ pub fn how_to_read(r: &ExperimentResult) -> String {
     );
     let _ = writeln!(
         text,
-        "- **Evidence first**: every cell ran {warmup} warmup run(s) on a fresh backend, the last per-node timed; that run's plan, blocks (hit + read), rows, heap fetches, temporary and bitmap blocks, rows removed and partitions scanned are the cell's *evidence*, exact counts whatever the machine's noise. A cell whose evidence equals its reference's (counts within 1% or one block) does the same work and was **not timed**. Cells under other settings than their reference's, and cells whose runs call triggers or scan no table (work EXPLAIN does not count), are always timed; `runs.time_identical: true` (`--time-identical`) times every cell.",
+        "- **Evidence first**: every cell ran {warmup} warmup run(s) on a fresh backend; the last one's plan, blocks (hit + read), rows, heap fetches, temporary and bitmap blocks, rows removed and partitions scanned are the cell's *evidence*, exact counts whatever the machine's noise. A cell whose evidence equals its reference's (counts within 1% or one block) does the same work and was **not timed**. Cells under other settings than their reference's, and cells whose runs call triggers or scan no table (work EXPLAIN does not count), are always timed; `runs.time_identical: true` (`--time-identical`) times every cell.",
         warmup = s.warmup.max(1)
     );
     let _ = writeln!(

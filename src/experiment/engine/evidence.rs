@@ -1,6 +1,5 @@
-//! Deterministic evidence first. Every cell runs on a fresh backend for its warmup, the
-//! last warmup run per-node timed: that run's plan, blocks and rows are the cell's
-//! evidence (EXPLAIN counts them exactly, whatever the machine's noise). A cell whose
+//! Deterministic evidence first. Every cell runs on a fresh backend for its warmup: the
+//! last warmup run's plan, blocks and rows are the cell's evidence (EXPLAIN counts them exactly, whatever the machine's noise). A cell whose
 //! evidence equals its reference's (`PlanSummary::same_work`) does the same work and
 //! needs no stopwatch; only the cells that can differ enter the timed rounds, with their
 //! references and the A/A control. Also the forms' equivalence (the same rows and
@@ -54,7 +53,7 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// `runs` unrecorded runs of one cell on a fresh backend, the last per-node timed.
+    /// `runs` unrecorded runs of one cell on a fresh backend, the last its evidence.
     fn evidence_of(&mut self, cell: usize, runs: usize) -> Result<()> {
         if self.cells[cell].error.is_some() {
             return Ok(());
@@ -86,9 +85,12 @@ impl Engine<'_> {
         }
         for i in 0..runs {
             crate::interrupt::check()?;
-            let timing = i + 1 == runs;
+            let last = i + 1 == runs;
             let started = std::time::Instant::now();
-            let run = measure::explain(self.session(cell)?, statement, timing)?;
+            // TIMING OFF, as the recorded runs: per-node timing can double a scan of
+            // millions of rows (one clock read per row and node), and the evidence needs
+            // only the counts. Timed cells get a per-node timed run after their rounds.
+            let run = measure::explain(self.session(cell)?, statement, false)?;
             self.clock.ran(cell, started.elapsed().as_secs_f64());
             match run {
                 Run::Failed(message) => {
@@ -97,13 +99,8 @@ impl Engine<'_> {
                 }
                 Run::Plan(explained) => {
                     let mut summary = explained.summary;
-                    let state = &self.cells[cell];
-                    if !timing || state.warm_ms.is_none() {
-                        // Per-node timing inflates the time: size blocks on an untimed
-                        // run when there is one.
-                        self.cells[cell].warm_ms = Some(summary.execution_ms);
-                    }
-                    if timing {
+                    self.cells[cell].warm_ms = Some(summary.execution_ms);
+                    if last {
                         if let Some(place) = self.dbs.place(key.variant) {
                             let total = place.partitions.attribute(&mut summary, &place.relations);
                             self.cells[cell].partitions_total = total;

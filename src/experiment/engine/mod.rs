@@ -8,7 +8,7 @@
 //!    base) and each variant of its own (`build`), stage by stage when the disk is short;
 //! 3. per stage and phase (reads first: a rolled-back DELETE still clears
 //!    visibility-map bits), an **evidence** pass (`evidence`): every cell on a fresh
-//!    backend, its last warmup run per-node timed, gives its plan, blocks and rows; a
+//!    backend, its last warmup run gives its plan, blocks and rows; a
 //!    cell whose evidence equals its reference's does the same work and is not timed;
 //! 4. **rounds** (`rounds`, `cold`) of the cells left, in a seeded random order, each
 //!    cell on a fresh backend warmed by one unrecorded run; after the rounds of the
@@ -173,7 +173,7 @@ struct CellState {
     signatures: Vec<String>,
     /// The last recorded run's plan facts (the evidence run's until one is recorded).
     plan: Option<PlanSummary>,
-    /// The evidence: the warmup's last run, per-node timed.
+    /// The evidence: the warmup's last run.
     evidence: Option<PlanSummary>,
     timed_plan: Option<PlanNode>,
     error: Option<String>,

@@ -78,10 +78,43 @@ impl Engine<'_> {
                 break;
             }
         }
+        self.sessions.clear();
+        let started = std::time::Instant::now();
+        self.per_node_plans(cells)?;
+        self.clock.wall.plans += started.elapsed().as_secs_f64();
         for &c in cells {
             self.clock.forget(c);
         }
         self.sessions.clear();
+        Ok(())
+    }
+
+    /// One TIMING ON run of each timed cell after its rounds, on a fresh backend warmed
+    /// by one run, for the per-node times the report draws (the evidence run's tree has
+    /// rows and buffers only).
+    fn per_node_plans(&mut self, cells: &[usize]) -> Result<()> {
+        for &cell in cells {
+            if self.cells[cell].error.is_some() {
+                continue;
+            }
+            let key = self.key(cell);
+            let guard = self.server_settings(key.settings)?;
+            self.update_progress();
+            let label = format!("per-node plan of {}", self.cell_label(&key));
+            self.progress.message(&label);
+            let owned = self.statement_of(cell);
+            let statement = owned.borrowed();
+            let run = match self.warm_backend(cell, &statement)? {
+                Some(_) => None,
+                None => Some(measure::explain(self.session(cell)?, &statement, true)?),
+            };
+            if let Some(guard) = guard {
+                self.sessions.last_reload = guard.undo()?;
+            }
+            if let Some(Run::Plan(explained)) = run {
+                self.cells[cell].timed_plan = Some(explained.tree);
+            }
+        }
         Ok(())
     }
 
