@@ -42,14 +42,12 @@ pub struct Prepared {
     pub locks: Option<databases::LockSession>,
 }
 
-/// The cache entry of a variant's build. The A/A control's is a build of its own, a
-/// second build of the baseline's statements: two builds of one SQL can differ (a GiST
-/// build breaks ties at random), and that is what the control is there to show.
+/// The cache entry of a variant's build, named after its base and SQL: the A/A control
+/// of a baseline with statements of its own copies the baseline's build (with
+/// `--rebuild`, it is built a second time: two builds of one SQL can differ, as GiST
+/// builds do, and the control then shows it).
 pub fn entry_name(base: &str, variant: &Variant) -> String {
-    match variant.role {
-        super::matrix::Role::Control => name_of(base, &format!("aa-control\0{}", variant.sql)),
-        _ => name_of(base, &variant.sql),
-    }
+    name_of(base, &variant.sql)
 }
 
 pub fn name_of(base: &str, sql: &str) -> String {
