@@ -125,8 +125,14 @@ fn describe(c: &Cell) -> String {
         return why.clone();
     }
     match &c.change {
+        Some(ch) if ch.verdict == Verdict::NoChange => format!(
+            "{}, {} rounds, threshold {:.1}%",
+            pgx::report::fmt_change(Some(ch)),
+            ch.rounds,
+            ch.threshold * 100.0
+        ),
         Some(ch) => format!(
-            "{} ({}, {} rounds, threshold {:.1}%)",
+            "{} {}, {} rounds, threshold {:.1}%",
             verdict(ch.verdict),
             pgx::report::fmt_change(Some(ch)),
             ch.rounds,

@@ -116,6 +116,10 @@ pub struct PlanSummary {
     pub index_ordered: bool,
     /// Top node `Actual Rows * Actual Loops`.
     pub rows: f64,
+    /// For DML (a top `ModifyTable`): the rows it was fed, i.e. inserted, updated or
+    /// deleted (its own row count is 0 without RETURNING). None for a query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_affected: Option<f64>,
     /// Sum over nodes; PG reports a total over loops.
     pub heap_fetches: u64,
     /// Sum over nodes of the per-loop value times loops.
@@ -193,6 +197,7 @@ impl PlanSummary {
             && !opaque(other)
             && self.signature == other.signature
             && self.rows == other.rows
+            && self.rows_affected == other.rows_affected
             && self.partitions_scanned == other.partitions_scanned
             && [
                 (self.blocks(), other.blocks()),
@@ -299,6 +304,18 @@ pub fn parse_explain(json: &str) -> Result<Explained> {
         relations: walk.relations.into_iter().collect(),
         index_ordered: walk.index_ordered,
         rows: num(plan, "Actual Rows").unwrap_or(0.0) * num(plan, "Actual Loops").unwrap_or(0.0),
+        rows_affected: (plan.get("Node Type").and_then(Value::as_str) == Some("ModifyTable")).then(
+            || {
+                plan.get("Plans")
+                    .and_then(Value::as_array)
+                    .and_then(|children| children.first())
+                    .map(|child| {
+                        num(child, "Actual Rows").unwrap_or(0.0)
+                            * num(child, "Actual Loops").unwrap_or(0.0)
+                    })
+                    .unwrap_or(0.0)
+            },
+        ),
         heap_fetches: walk.heap_fetches,
         rows_removed_by_filter: walk.removed_by_filter,
         rows_removed_by_recheck: walk.removed_by_recheck,
@@ -785,6 +802,7 @@ mod tests {
             "ModifyTable(Delete) > Append > (Bitmap Heap Scan > Bitmap Index Scan[*_referenced_id_idx]) x4"
         );
         assert_eq!(p.rows, 0.0); // no RETURNING
+        assert_eq!(p.rows_affected, Some(42.0), "the rows the Append fed it");
         assert_eq!(p.partitions_scanned, 4);
         assert_eq!(p.exact_heap_blocks, 42);
         // ModifyTable's own counter (137) includes the Append's 53.
@@ -810,6 +828,7 @@ mod tests {
         assert_eq!(p.index_names, ["ix_item_name_trgm"]);
         assert_eq!(p.signature, "Limit > Index Scan[ix_item_name_trgm]");
         assert_eq!(p.rows, 5.0);
+        assert_eq!(p.rows_affected, None, "a query affects no rows");
         Ok(())
     }
 
