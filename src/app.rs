@@ -282,7 +282,12 @@ fn render_report(json: &std::path::Path) -> Result<u8> {
         )
     })?;
     let md = json.with_extension("md");
-    std::fs::write(&md, crate::report::markdown::render(&result)).map_err(|e| {
+    let dir = json
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let others = crate::report::other_scales(dir, &result);
+    std::fs::write(&md, crate::report::markdown::render_with(&result, &others)).map_err(|e| {
         crate::error::fail(
             format!("cannot write {}: {e}", md.display()),
             format!(

@@ -130,6 +130,8 @@ pub struct Query {
     pub variants: Vec<String>,
     /// Cache states this query is measured in (a subset of the matrix's axis).
     pub caches: Vec<CacheState>,
+    /// Execution must stay under this (ms), at the seed's scale.
+    pub target_ms: Option<f64>,
 }
 
 impl Query {
@@ -510,6 +512,7 @@ mod tests {
             verify: None,
             variants: Vec::new(),
             caches: vec![CacheState::Warm],
+            target_ms: None,
         }
     }
 

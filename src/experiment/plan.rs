@@ -396,6 +396,11 @@ fn queries(spec: &Spec, vars: &[(String, String)]) -> Result<Vec<PlannedQuery>> 
                     .transpose()?,
                 variants: q.variants.clone(),
                 caches: spec.cache_of(q),
+                target_ms: q
+                    .target
+                    .as_deref()
+                    .and_then(super::spec::parse_duration)
+                    .map(|d| d.as_secs_f64() * 1000.0),
             },
             params,
             labels: q.labels.clone(),

@@ -155,6 +155,9 @@ pub struct Analysis {
     /// evidence came first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<Method>,
+    /// The answer, row by row (absent in reports made before it was decided).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<super::analysis::answer::Answer>,
 }
 
 /// The statistical method of a run that timed only what could differ and stopped each
@@ -175,6 +178,18 @@ pub struct NoiseFloor {
     pub floor: f64,
     /// The control against the baseline in the reference settings and form.
     pub control: Option<Change>,
+    /// One timer quantum (1 µs) relative to the baseline's median: a floor not much
+    /// above it measures the timer, not noise. Absent in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<f64>,
+}
+
+impl NoiseFloor {
+    /// The floor is within two timer quanta: it says how coarse the timer is for this
+    /// query, not how noisy the machine was.
+    pub fn at_resolution(&self) -> bool {
+        self.resolution.is_some_and(|q| self.floor <= 2.0 * q)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -303,6 +318,9 @@ pub struct QueryInfo {
     pub rollback: bool,
     /// Per (variant, settings, params): did every form return the same result?
     pub equivalence: Vec<Equivalence>,
+    /// The seed's target: execution under this (ms) at scale 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -230,6 +230,11 @@ pub struct QuerySpec {
     /// Cache states this query is measured in (default: the experiment's `cache:` axis).
     #[serde(default)]
     pub cache: Option<Vec<String>>,
+    /// The seed's target for this query: execution under this duration ("3s"), judged at
+    /// the seed's production scale (1); the report's answer says met, not met, or not
+    /// evaluated at this scale.
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -696,6 +701,15 @@ impl Spec {
             }
         }
         for (name, query) in &self.queries {
+            if let Some(target) = &query.target
+                && parse_duration(target).is_none_or(|d| d.is_zero())
+            {
+                return Err(self.error_at(
+                    &["queries", name, "target"],
+                    format!("query {name}: target {target:?} is not a duration above zero"),
+                    "write it like 3s or 500ms: the execution time the query must stay under",
+                ));
+            }
             if query.params.is_some() && query.params_from.is_some() {
                 return Err(self.error_at(
                     &["queries", name, "params_from"],

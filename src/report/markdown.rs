@@ -9,12 +9,22 @@ use super::*;
 use crate::experiment::result::ExperimentResult;
 
 pub fn render(r: &ExperimentResult) -> String {
+    render_with(r, &[])
+}
+
+/// The report, naming where the experiment's reports at `others` scales (file stem and
+/// result) differ from this one.
+pub fn render_with(r: &ExperimentResult, others: &[(String, ExperimentResult)]) -> String {
     if r.screening.as_ref().is_some_and(|s| s.only) {
         return render_screen_only(r);
     }
     let mut md = String::new();
     header(&mut md, r);
+    answer(&mut md, r, others);
     summary(&mut md, r);
+    if r.analysis.method.is_some() {
+        other_scales(&mut md, r, others);
+    }
     screening(&mut md, r);
     settings(&mut md, r);
     queries(&mut md, r);
@@ -22,6 +32,7 @@ pub fn render(r: &ExperimentResult) -> String {
     table_stats(&mut md, r);
     load(&mut md, r);
     stability(&mut md, r);
+    appendix(&mut md, r);
     plans(&mut md, r);
     method(&mut md, r);
     md
@@ -67,17 +78,33 @@ fn header(md: &mut String, r: &ExperimentResult) {
         .collect();
     let _ = writeln!(md, "| Server settings | {} |", settings.join(", "));
     let _ = writeln!(md, "| Machine | {} CPUs, {} GiB |", e.cpus, e.memory_gib);
+    let busy = r
+        .environment
+        .load_before
+        .iter()
+        .chain(r.environment.load_after.iter())
+        .any(|l| l[0] > e.cpus as f64);
     let _ = writeln!(
         md,
-        "| Load average | {} |",
-        super::terminal::load_average_text(r).trim_start_matches("load average ")
+        "| Load average | {}{} |",
+        super::terminal::load_average_text(r).trim_start_matches("load average "),
+        if busy && r.analysis.method.is_some() {
+            format!(
+                " — **above the machine's {} CPUs: the run shared them, and its timings show it**",
+                e.cpus
+            )
+        } else {
+            String::new()
+        }
     );
     let sched = &r.schedule;
-    let _ = writeln!(
-        md,
-        "| Schedule | {} |",
-        cell(&super::method::schedule_row(r))
-    );
+    if !(r.queries.is_empty() && r.analysis.method.is_some()) {
+        let _ = writeln!(
+            md,
+            "| Schedule | {} |",
+            cell(&super::method::schedule_row(r))
+        );
+    }
     if sched.stages.len() > 1 {
         let stages: Vec<String> = sched.stages.iter().map(|s| s.join(", ")).collect();
         let _ = writeln!(
@@ -123,7 +150,13 @@ fn summary(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "{}\n", view::noise_sentence(r));
     let _ = writeln!(md, "### Plans and buffers (exact, not noise)\n");
     let evidence = view::evidence_table(r);
-    if evidence.is_empty() {
+    if evidence.rows.len() > APPENDIX_ROWS && r.analysis.method.is_some() {
+        let _ = writeln!(
+            md,
+            "{} cells differ from their reference in plan or blocks (exact counts): the table is in the appendix, *Plans and buffers that differ*, after the timings.\n",
+            evidence.rows.len()
+        );
+    } else if evidence.is_empty() {
         let _ = writeln!(
             md,
             "No variant changed a plan or the blocks a query touched: any timing difference below is not explained by the plan.\n"
@@ -134,7 +167,121 @@ fn summary(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "### Timings (execution time, paired rounds)\n");
     let _ = writeln!(md, "{}\n", super::method::timings_intro(r));
     let _ = writeln!(md, "{}", draw(&view::timing_table(r)));
+    if !r.analysis.answers.is_empty() {
+        let regressions = super::answer::regressions_table(r);
+        let _ = writeln!(md, "### Regressions (every cell called slower)\n");
+        if regressions.is_empty() {
+            let _ = writeln!(md, "No cell is called slower than its reference.\n");
+        } else {
+            let _ = writeln!(md, "{}", draw(&regressions));
+        }
+        let _ = writeln!(md, "### Costs\n");
+        let _ = writeln!(md, "{}", draw(&super::answer::costs_table(r)));
+    }
     failed_variants(md, r);
+}
+
+/// An evidence table longer than this goes to the appendix.
+const APPENDIX_ROWS: usize = 30;
+
+/// The long evidence table, after the timings.
+fn appendix(md: &mut String, r: &ExperimentResult) {
+    let evidence = view::evidence_table(r);
+    if evidence.rows.len() > APPENDIX_ROWS && r.analysis.method.is_some() {
+        let _ = writeln!(md, "## Appendix: plans and buffers that differ\n");
+        let _ = writeln!(md, "{}", draw(&evidence));
+    }
+}
+
+/// "## Answer": the decision per row, then per variant (runs that decided it), then
+/// what scale the answer holds at.
+fn answer(md: &mut String, r: &ExperimentResult, others: &[(String, ExperimentResult)]) {
+    let load = view::load_results(r);
+    if r.analysis.answers.is_empty() && !load.is_empty() && r.analysis.method.is_some() {
+        load_answer(md, r, &load);
+        return;
+    }
+    if r.analysis.answers.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Answer\n");
+    for line in super::answer::lines(r) {
+        let _ = writeln!(md, "- {}", cell(&line));
+    }
+    md.push('\n');
+    let variants = super::answer::variant_lines(r);
+    if !variants.is_empty() {
+        let _ = writeln!(md, "By variant:\n");
+        for line in variants {
+            let _ = writeln!(md, "- {}", cell(&line));
+        }
+        md.push('\n');
+    }
+    if let Some(line) = super::answer::scale_line(r, others) {
+        let _ = writeln!(md, "{line}\n");
+    }
+}
+
+/// A load experiment's answer: its targets, met or not, and whether the machine is what
+/// bounds them.
+fn load_answer(md: &mut String, r: &ExperimentResult, load: &[(String, crate::load::LoadResult)]) {
+    let _ = writeln!(md, "## Answer\n");
+    let lines = super::load::target_lines(load);
+    if lines.is_empty() {
+        let _ = writeln!(
+            md,
+            "The file names no target: the summary below ranks the variants by TPS per client count.\n"
+        );
+    }
+    for line in &lines {
+        let _ = writeln!(md, "- {}", cell(line));
+    }
+    let cpus = r.environment.cpus;
+    let busiest = r
+        .environment
+        .load_before
+        .iter()
+        .chain(r.environment.load_after.iter())
+        .map(|l| l[0])
+        .fold(0.0, f64::max);
+    if !lines.is_empty() && !super::load::targets_met(load) {
+        let bound = if busiest > cpus as f64 {
+            format!(
+                "What bounds it here is the machine: the load average reached {busiest:.1} on {cpus} CPUs, so clients and server shared them; the same variants on a server with the seed's cores are what the target is about."
+            )
+        } else {
+            format!(
+                "The machine's {cpus} CPUs were not saturated (load average up to {busiest:.1}): what bounds it is the workload on this server."
+            )
+        };
+        let _ = writeln!(md, "\n{bound}");
+    }
+    md.push('\n');
+}
+
+/// "## At other scales": the cells whose plan or verdict differs in the experiment's
+/// reports at other scales.
+fn other_scales(md: &mut String, r: &ExperimentResult, others: &[(String, ExperimentResult)]) {
+    for (stem, other) in others {
+        let table = super::answer::scale_differences(r, other);
+        let _ = writeln!(md, "## At scale {} (`{stem}.md`)\n", other.scale);
+        if table.is_empty() {
+            let _ = writeln!(
+                md,
+                "Every cell both reports measured has the same plan and the same verdict there.\n"
+            );
+            continue;
+        }
+        let _ = writeln!(
+            md,
+            "{} cell(s) whose plan or verdict differs between scale {} (here) and scale {} (made {}):\n",
+            table.rows.len(),
+            r.scale,
+            other.scale,
+            other.environment.date
+        );
+        let _ = writeln!(md, "{}", draw(&table));
+    }
 }
 
 fn failed_variants(md: &mut String, r: &ExperimentResult) {
@@ -149,6 +296,10 @@ fn failed_variants(md: &mut String, r: &ExperimentResult) {
 }
 
 fn queries(md: &mut String, r: &ExperimentResult) {
+    // A load experiment has no EXPLAIN queries: no empty section.
+    if r.queries.is_empty() && r.analysis.method.is_some() {
+        return;
+    }
     let _ = writeln!(md, "## Queries\n");
     for q in &r.queries {
         let _ = writeln!(md, "### `{}`\n", q.name);
@@ -207,12 +358,25 @@ fn queries(md: &mut String, r: &ExperimentResult) {
                 .iter()
                 .find(|f| f.query == q.name && f.params == p.label)
             {
-                let _ = writeln!(
-                    md,
-                    "A/A floor {:.1}%: changes are called beyond {:.1}%.\n",
-                    f.floor * 100.0,
-                    crate::stats::NOISE.max(f.floor) * 100.0
-                );
+                if f.at_resolution() {
+                    let _ = writeln!(
+                        md,
+                        "A/A floor {:.1}%, at the timer's resolution (1 µs is {:.1}% of this query): changes are called beyond {:.1}%.\n",
+                        f.floor * 100.0,
+                        f.resolution.unwrap_or(0.0) * 100.0,
+                        f.resolution
+                            .unwrap_or(0.0)
+                            .max(crate::stats::NOISE.max(f.floor))
+                            * 100.0
+                    );
+                } else {
+                    let _ = writeln!(
+                        md,
+                        "A/A floor {:.1}%: changes are called beyond {:.1}%.\n",
+                        f.floor * 100.0,
+                        crate::stats::NOISE.max(f.floor) * 100.0
+                    );
+                }
             }
             let _ = write!(md, "{}", draw(&view::query_table(r, &q.name, &p.label)));
             for note in view::eviction_notes(r, &q.name, &p.label) {
@@ -328,13 +492,22 @@ fn table_stats(md: &mut String, r: &ExperimentResult) {
 
 fn load(md: &mut String, r: &ExperimentResult) {
     let results = view::load_results(r);
-    if !results.is_empty() {
+    if results.is_empty() {
+        return;
+    }
+    if r.analysis.method.is_some() {
+        // The summary already shows the load summary: every run here, once.
+        let _ = writeln!(md, "## Load\n\n{}", super::load::body_with(&results, false));
+    } else {
         // The load renderer writes its own "## Load" heading.
         let _ = writeln!(md, "{}", super::load::markdown(&results));
     }
 }
 
 fn plans(md: &mut String, r: &ExperimentResult) {
+    if r.analysis.method.is_some() && r.compared_cells().all(|c| c.timed_plan.is_none()) {
+        return;
+    }
     let _ = writeln!(md, "## Plans\n");
     let _ = writeln!(md, "{}\n", super::method::plans_intro(r));
     for c in r.compared_cells() {

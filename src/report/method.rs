@@ -155,6 +155,15 @@ pub fn how_to_read(r: &ExperimentResult) -> String {
         );
     };
     let mut text = String::new();
+    if r.queries.is_empty() {
+        let _ = write!(
+            text,
+            "- **Load**: each variant's database under the experiment's `load:` section: for every client count, `repeat` runs of the measured window after a warmup, each client on a connection of its own. TPS counts the transactions committed per second of the window; latencies are those of every transaction (p50 / p95 / p99). The summary sets each variant beside the baseline and judges the targets the file names.\n\
+             - A load average above the machine's CPUs means the clients and the server shared them: what bounds a high client count may be the machine, not the index.\n\
+             - Raw results of every run: `{experiment}.json` next to this file."
+        );
+        return text;
+    }
     let _ = writeln!(
         text,
         "- **execution** is the server's execution time from `EXPLAIN (ANALYZE, BUFFERS, TIMING OFF)`: median of every recorded run, with the 95% confidence interval of the median (order statistics) and the fastest and slowest run. **planning** is reported beside it and compared on its own."

@@ -1,6 +1,7 @@
 //! Reporters: each renders the same `ExperimentResult` (terminal, Markdown, JSON). The
 //! tables both the terminal and the Markdown report show are built once, in `view`.
 
+pub mod answer;
 pub mod json;
 pub mod load;
 pub mod markdown;
@@ -17,16 +18,43 @@ use crate::experiment::result::{Cell, ExperimentResult};
 use crate::explain::Access;
 use crate::stats::{Change, Verdict};
 
-/// Write `<out>/<stem>.md` and `<out>/<stem>.json`; returns their paths.
+/// Write `<out>/<stem>.md` and `<out>/<stem>.json`; returns their paths. The Markdown
+/// names where the experiment's reports at other scales in `out` differ from this one.
 pub fn write_reports(result: &ExperimentResult, out: &Path, stem: &str) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let md = out.join(format!("{stem}.md"));
     let json = out.join(format!("{stem}.json"));
-    std::fs::write(&md, markdown::render(result))
+    let others = other_scales(out, result);
+    std::fs::write(&md, markdown::render_with(result, &others))
         .with_context(|| format!("cannot write {}", md.display()))?;
     std::fs::write(&json, json::render(result)?)
         .with_context(|| format!("cannot write {}", json.display()))?;
     Ok(vec![md, json])
+}
+
+/// The same experiment's reports at other scales in `dir` (file stem and result), in
+/// file name order; unreadable files are passed over.
+pub fn other_scales(dir: &Path, result: &ExperimentResult) -> Vec<(String, ExperimentResult)> {
+    let mut found: Vec<(String, ExperimentResult)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            let stem = path.file_stem()?.to_str()?.to_string();
+            if path.extension()? != "json"
+                || !(stem == result.experiment
+                    || stem.starts_with(&format!("{}-scale", result.experiment)))
+            {
+                return None;
+            }
+            let other = json::load(&std::fs::read_to_string(&path).ok()?).ok()?;
+            (other.experiment == result.experiment && other.scale != result.scale)
+                .then_some((stem, other))
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
 }
 
 pub fn fmt_ms(ms: f64) -> String {
@@ -142,6 +170,12 @@ pub fn fmt_evidence(cell: &Cell) -> String {
     let Some(e) = &cell.evidence else {
         return String::new();
     };
+    // A function call's plan is a bare Result: its statements' plans and most of their
+    // work are out of EXPLAIN's sight, so there is no exact evidence to show.
+    if cell.plan.as_ref().is_some_and(|p| p.access == Access::None) {
+        return "no table scan in the plan (a function's statements are out of EXPLAIN's sight)"
+            .into();
+    }
     let plan = if e.same_plan {
         "same plan"
     } else {

@@ -97,6 +97,9 @@ pub fn render(result: &ExperimentResult) -> String {
     if let Some(wall) = view::wall_line(result) {
         out.push_str(&format!("wall time {wall}\n"));
     }
+    for line in super::answer::lines(result) {
+        out.push_str(&format!("answer: {}\n", line.replace(['`', '*'], "")));
+    }
     out.push_str(super::method::legend(result));
     out.push('\n');
     out

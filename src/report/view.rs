@@ -16,7 +16,7 @@ pub struct Table {
 }
 
 impl Table {
-    fn new(header: &[&str]) -> Table {
+    pub fn new(header: &[&str]) -> Table {
         Table {
             header: header.iter().map(|h| h.to_string()).collect(),
             rows: Vec::new(),
@@ -160,7 +160,18 @@ pub fn timing_table(r: &ExperimentResult) -> Table {
     ]);
     for f in &r.analysis.findings {
         let reference = f.reference.and_then(|i| r.cells.get(i));
-        let best = f.best.and_then(|i| r.cells.get(i));
+        // With an answer decided, the cell it adopts (never one doing other work, or
+        // gaining less than anyone would notice).
+        let best = match r
+            .analysis
+            .answers
+            .iter()
+            .find(|a| a.query == f.query && a.params == f.params && a.cache == f.cache)
+        {
+            Some(a) => a.adopt,
+            None => f.best,
+        }
+        .and_then(|i| r.cells.get(i));
         let (label, shown) = match (best, reference) {
             (Some(b), _) => (row_label(r, b), Some(b)),
             (None, Some(_)) if r.analysis.noisy.is_some() => {
@@ -218,15 +229,48 @@ pub fn floor_table(r: &ExperimentResult) -> Table {
         "threshold",
     ]);
     for f in &r.analysis.floors {
+        let floor = if f.at_resolution() {
+            format!(
+                "{:.1}% (timer resolution: 1 µs is {:.1}%)",
+                f.floor * 100.0,
+                f.resolution.unwrap_or(0.0) * 100.0
+            )
+        } else {
+            format!("{:.1}%", f.floor * 100.0)
+        };
+        let threshold = f
+            .resolution
+            .unwrap_or(0.0)
+            .max(crate::stats::NOISE.max(f.floor));
         t.rows.push(vec![
             f.query.clone(),
             params_label(&f.params, &f.cache),
             fmt_change(f.control.as_ref()),
-            format!("{:.1}%", f.floor * 100.0),
-            format!("{:.1}%", crate::stats::NOISE.max(f.floor) * 100.0),
+            floor,
+            format!("{:.1}%", threshold * 100.0),
         ]);
     }
     t
+}
+
+/// The floors that measure the machine (not the timer), and how many are at the timer's
+/// resolution; for reports that record the resolution.
+fn measurable_floors(r: &ExperimentResult) -> (Vec<f64>, usize) {
+    let mut floors: Vec<f64> = r
+        .analysis
+        .floors
+        .iter()
+        .filter(|f| !f.at_resolution())
+        .map(|f| f.floor)
+        .collect();
+    floors.sort_by(f64::total_cmp);
+    let at_resolution = r
+        .analysis
+        .floors
+        .iter()
+        .filter(|f| f.at_resolution())
+        .count();
+    (floors, at_resolution)
 }
 
 /// The reference cells' per-round medians, relative to their overall median: a steady
@@ -494,20 +538,35 @@ pub fn floor_line(r: &ExperimentResult) -> String {
     if r.control.is_none() {
         return "no A/A control measured: the 5% default only".into();
     }
-    let mut floors: Vec<f64> = r.analysis.floors.iter().map(|f| f.floor).collect();
-    floors.sort_by(f64::total_cmp);
+    let (floors, at_resolution) = if r.analysis.method.is_some() {
+        measurable_floors(r)
+    } else {
+        let mut floors: Vec<f64> = r.analysis.floors.iter().map(|f| f.floor).collect();
+        floors.sort_by(f64::total_cmp);
+        (floors, 0)
+    };
+    let resolution_note = match at_resolution {
+        0 => String::new(),
+        n => format!(
+            "; {n} quer{} at the timer's resolution (1 µs is most of their time), not counted",
+            if n == 1 { "y" } else { "ies" }
+        ),
+    };
     let (Some(highest), false) = (floors.last().copied(), floors.is_empty()) else {
+        if at_resolution > 0 {
+            return format!("no measurable floor{resolution_note}");
+        }
         return "A/A control measured no cell".into();
     };
+    let verdict = match (&r.analysis.noisy, r.analysis.method.is_some()) {
+        (Some(_), false) => "**noisy run** (see the summary)",
+        (Some(_), true) => "**noisy queries** (see the summary)",
+        (None, _) => "steady (the control did not differ from the baseline)",
+    };
     format!(
-        "{:.1}% median, {:.1}% highest over the queries; {}",
+        "{:.1}% median, {:.1}% highest over the queries{resolution_note}; {verdict}",
         crate::stats::percentile(&floors, 50.0) * 100.0,
         highest * 100.0,
-        if r.analysis.noisy.is_some() {
-            "**noisy run** (see the summary)"
-        } else {
-            "steady (the control did not differ from the baseline)"
-        }
     )
 }
 

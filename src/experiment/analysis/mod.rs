@@ -12,6 +12,7 @@
 //!   max(5%, the floor);
 //! - the reference cells' per-round medians (drift), and the summary's findings.
 
+pub mod answer;
 pub mod judge;
 
 use std::collections::{HashMap, HashSet};
@@ -233,7 +234,9 @@ pub fn analyze(m: Measurements) -> ExperimentResult {
         noisy: noisy_text,
         noisy_builds,
         method: Some(Method { groups: m.groups }),
+        answers: Vec::new(),
     };
+    r.analysis.answers = answer::answers(&r, &|c| noisy_rows.contains(&cell_row(c)));
     r
 }
 
@@ -315,6 +318,7 @@ fn floors_of(r: &ExperimentResult) -> Vec<NoiseFloor> {
     };
     let mut floors: HashMap<Row, f64> = HashMap::new();
     let mut headline: HashMap<Row, Change> = HashMap::new();
+    let mut quantum: HashMap<Row, f64> = HashMap::new();
     for cell in r.cells.iter().filter(|c| &c.variant == control) {
         let Some(baseline) = cell.reference.and_then(|i| r.cells.get(i)) else {
             continue;
@@ -329,6 +333,14 @@ fn floors_of(r: &ExperimentResult) -> Vec<NoiseFloor> {
         let floor = judge::floor(&[pair], None);
         let entry = floors.entry(cell_row(cell)).or_insert(0.0);
         *entry = entry.max(floor);
+        if let Some(ms) = baseline
+            .execution
+            .as_ref()
+            .map(|s| s.median)
+            .filter(|m| *m > 0.0)
+        {
+            quantum.insert(cell_row(cell), judge::TIMER_RESOLUTION_MS / ms);
+        }
         // The control in the reference settings and form is the headline one.
         if baseline.reference.is_none()
             && let Some(change) = cell.change
@@ -341,6 +353,7 @@ fn floors_of(r: &ExperimentResult) -> Vec<NoiseFloor> {
         .filter_map(|row| {
             let floor = floors.get(&row).copied()?;
             let control = headline.get(&row).copied();
+            let resolution = quantum.get(&row).copied();
             let (query, params, cache) = row;
             Some(NoiseFloor {
                 query,
@@ -348,6 +361,7 @@ fn floors_of(r: &ExperimentResult) -> Vec<NoiseFloor> {
                 cache,
                 floor,
                 control,
+                resolution,
             })
         })
         .collect()

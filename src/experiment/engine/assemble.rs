@@ -130,6 +130,7 @@ impl Engine<'_> {
                     .collect(),
                 rollback: q.rollback,
                 equivalence,
+                target_ms: q.target_ms,
             })
             .collect();
         let settings = m
