@@ -406,10 +406,20 @@ fn a_two_fold_effect_is_called_within_five_rounds() {
     let change = c.change.expect("timed: its blocks differ");
     assert_eq!(change.verdict, Verdict::Slower, "{change:?}");
     assert!(change.ratio > 0.5, "{change:?}");
+    let runs = |variant: &str| -> Vec<f64> {
+        r.cells
+            .iter()
+            .find(|c| c.variant == variant && c.query == "scan")
+            .map(|c| c.samples.iter().map(|s| s.execution_ms).collect())
+            .unwrap_or_default()
+    };
     assert!(
         change.rounds <= 5,
-        "decided after {} rounds: {change:?}",
-        change.rounds
+        "decided after {} rounds: {change:?}; runs: plain {:?}, doubled {:?}, control {:?}",
+        change.rounds,
+        runs("plain"),
+        runs("doubled"),
+        runs(pgx::experiment::matrix::CONTROL)
     );
     let rounds: std::collections::HashSet<usize> = c.samples.iter().map(|s| s.round).collect();
     assert!(
@@ -597,6 +607,15 @@ fn a_control_that_built_differently_is_named_a_build_difference_not_noise() {
         .batch_execute("DROP ROLE IF EXISTS pgx_test_second_build")
         .unwrap();
     let count: Vec<_> = r.cells.iter().filter(|c| c.query == "count").collect();
+    assert_eq!(
+        count.len(),
+        2,
+        "{:?}",
+        r.variants
+            .iter()
+            .map(|v| (&v.name, &v.error))
+            .collect::<Vec<_>>()
+    );
     let (baseline, control) = (
         count.iter().find(|c| c.variant == "plain").unwrap(),
         count

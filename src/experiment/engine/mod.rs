@@ -332,9 +332,11 @@ impl<'a> Engine<'a> {
         };
         self.share_alpha();
         self.prepare_first(entry.as_deref(), &creates)?;
+        self.settle_server();
         for s in 0..self.stages.len() {
             if s > 0 {
                 self.prepare_stage(s)?;
+                self.settle_server();
             }
             let last = s + 1 == self.stages.len();
             let in_play: Vec<VariantId> = (0..self.matrix.variants.len())
