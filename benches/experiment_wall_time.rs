@@ -116,14 +116,20 @@ fn main() {
             Some(scale) => (format!("`{name}` {}", args.join(" ")), scale.clone()),
             None => (format!("`{name}`"), default_scale(root, name)),
         };
+        // The first run's report (the cached run, when there is one, wrote over it).
+        let stem = match args.iter().position(|a| a == "--scale") {
+            Some(i) => format!("{name}-scale{}", args.get(i + 1).map_or("", String::as_str)),
+            None => name.clone(),
+        };
+        let measuring = recorded_share(&root.join("reports").join(format!("{stem}.json")));
         rows.push(format!(
-            "| {label} | {scale} | {first:.1} s | {} | {} | {loads} |",
+            "| {label} | {scale} | {first:.1} s | {} | {} | {measuring} | {loads} |",
             seconds(cached),
             ratio(cached, first)
         ));
         if let (Some(b), Some(older_first)) = (&older, older_first) {
             rows.push(format!(
-                "| {label} (older: {}) | {scale} | {older_first:.1} s | {} | {} | {loads} |",
+                "| {label} (older: {}) | {scale} | {older_first:.1} s | {} | {} | - | {loads} |",
                 b.path.display(),
                 seconds(older_cached),
                 ratio(older_cached, older_first)
@@ -181,7 +187,8 @@ fn write_table(root: &Path, rows: &[String]) {
     let mut md = String::from("# Experiment wall times\n\n");
     md.push_str("Produced by `cargo bench --bench experiment_wall_time`: the release `pgx experiment <name>` at the experiment's default scale and repeat count (or at the scale and with the arguments a row names), on the embedded PostgreSQL. *First* builds the dataset from scratch (`--rebuild`); *cached* is a second run that reuses it; *cached / first* is their ratio. Rows marked *older* time another pgx binary (`PGX_BENCH_BASELINE_BIN`) in the same run, alternating with this one, on a cluster of its own. The load average (1 min) is read before and after each experiment's runs.\n\n");
     md.push_str(&format!("Machine: {machine}. Machines are shared and noisy: compare ratios within one run, not across runs. Rows may come from different runs, each measured by this code on this machine.\n\n"));
-    md.push_str("| experiment | scale | first run | cached run | cached / first | load average |\n|---|---|---|---|---|---|\n");
+    md.push_str("*Recorded / measuring* is the share of the measuring time (recorded runs, unrecorded runs — the evidence pass and each fresh backend's first run —, opening backends) spent in recorded runs, with the three parts, from the run's report.\n\n");
+    md.push_str("| experiment | scale | first run | cached run | cached / first | recorded / measuring | load average |\n|---|---|---|---|---|---|---|\n");
     let out = root.join("reports/benchmarks");
     std::fs::create_dir_all(&out).expect("reports/benchmarks");
     let path = out.join("experiment-wall-times.md");
@@ -197,9 +204,12 @@ fn write_table(root: &Path, rows: &[String]) {
             .join("|")
     };
     let measured: Vec<String> = rows.iter().map(|r| key(r)).collect();
+    // Rows of this table's layout only (seven columns).
     let kept = previous
         .lines()
-        .filter(|l| l.starts_with("| `") && !measured.contains(&key(l)))
+        .filter(|l| {
+            l.starts_with("| `") && l.matches(" | ").count() == 6 && !measured.contains(&key(l))
+        })
         .map(str::to_string);
     let mut all: Vec<String> = rows.iter().cloned().chain(kept).collect();
     all.sort();
@@ -209,6 +219,29 @@ fn write_table(root: &Path, rows: &[String]) {
     }
     std::fs::write(&path, md).expect("write benchmark report");
     eprintln!("wrote {}", path.display());
+}
+
+/// "57% (19.1 s of 33.4 s: 12.6 s unrecorded, 1.7 s opening)" from a run's report.
+fn recorded_share(json: &Path) -> String {
+    let Some(wall) = std::fs::read_to_string(json)
+        .ok()
+        .and_then(|text| pgx::report::json::load(&text).ok())
+        .and_then(|r| r.wall)
+    else {
+        return "-".into();
+    };
+    let measuring = wall.measured + wall.warm + wall.connect;
+    if measuring <= 0.0 {
+        return "- (nothing timed)".into();
+    }
+    format!(
+        "{:.0}% ({:.1} s of {:.1} s: {:.1} s unrecorded, {:.1} s opening)",
+        100.0 * wall.measured / measuring,
+        wall.measured,
+        measuring,
+        wall.warm,
+        wall.connect
+    )
 }
 
 fn default_scale(root: &Path, name: &str) -> String {

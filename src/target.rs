@@ -201,6 +201,30 @@ fn connect_error(config: &postgres::Config, err: &postgres::Error) -> anyhow::Er
     if gone && let Some(cluster) = embedded_cluster_of(config) {
         return cluster.stopped_unexpectedly();
     }
+    // A connection reset while it opens: the server is ending every session (a backend
+    // crashed or was killed) and about to recover. Said so, and marked as such, so the
+    // caller waits for it rather than blaming the connection settings.
+    if matches!(
+        io_kind,
+        Some(
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::UnexpectedEof
+        )
+    ) {
+        let log = embedded_cluster_of(config)
+            .map(|c| format!("; {} says why", c.log_file().display()))
+            .unwrap_or_default();
+        return crate::error::fail_with_sqlstate(
+            format!(
+                "cannot connect to {tried} as {who}: the server closed the connection ({detail})"
+            ),
+            format!(
+                "the server is ending every session after a crashed or killed backend{log}, and accepts connections again once it has recovered"
+            ),
+            Some(postgres::error::SqlState::CRASH_SHUTDOWN),
+        );
+    }
     let (what, hint) = if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
         (
             format!("connection refused: no server is listening at {tried}"),

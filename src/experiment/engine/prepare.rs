@@ -38,8 +38,13 @@ enum Job {
         list: Vec<(String, Vec<(usize, String)>)>,
     },
     Own(Variant),
-    /// Another copy of the base (the A/A control beside candidates of their own).
-    Base,
+    /// A copy of the base: the shared group's when no member adds anything, or the A/A
+    /// control's beside candidates of their own (named after `tag`); measured on a copy
+    /// unless `copy` is false (in place, when nothing writes and copies do not fit).
+    Base {
+        tag: &'static str,
+        copy: bool,
+    },
 }
 
 /// What a job built, and the database opened on it.
@@ -116,12 +121,12 @@ impl Builder<'_> {
             }
             // The base itself serves the control when nothing is copied and the shared
             // group is on a build of its own; otherwise a copy of it.
-            Job::Base => (
+            Job::Base { tag, copy } => (
                 Entry::Base,
                 self.base.to_string(),
-                "aa_control".to_string(),
+                tag.to_string(),
                 None,
-                true,
+                *copy,
             ),
         };
         say(format!("copying {template}"));
@@ -218,7 +223,10 @@ impl Engine<'_> {
                     .collect(),
             },
             // No member adds anything: the shared group runs on the base (a copy of it).
-            None => Job::Base,
+            None => Job::Base {
+                tag: "shared",
+                copy,
+            },
         };
         let apart = (0..self.groups_of.len()).find(|&i| self.groups_of[i] == Group::Apart);
         // A rewriting baseline's control copies the baseline's build (or, with
@@ -247,7 +255,11 @@ impl Engine<'_> {
         // the base itself when nothing is copied and the baseline is on the shared copy.
         let control_in_place = !copy && entry.is_some();
         if apart.is_some() && !control_in_place {
-            jobs.push(Job::Base);
+            // Always a copy: in place, the base is the shared group's already.
+            jobs.push(Job::Base {
+                tag: "aa_control",
+                copy: true,
+            });
         }
         jobs.extend(
             first_own
