@@ -30,9 +30,10 @@ use std::time::Instant;
 
 use pgx::experiment::databases::prepare_base_with;
 use pgx::experiment::dataset::catalog::Snapshot;
-use pgx::experiment::dataset::{LoadOptions, Loader, cores};
+use pgx::experiment::dataset::{LoadOptions, Loader};
 use pgx::experiment::result::Timing;
 use pgx::experiment::spec::{self, Spec};
+use pgx::host::cores;
 use pgx::target::{Target, TargetOptions, connect};
 
 const LIMIT_DB: &str = "pgx_bench_limit";
@@ -62,7 +63,7 @@ fn main() {
     let load_before = load_average();
     let mut results = Vec::new();
     for name in &names {
-        let spec = spec::load(&root.join("experiments").join(format!("{name}.yaml")))
+        let spec = spec::read(&root.join("experiments").join(format!("{name}.yaml")))
             .expect("experiment file");
         results.push(bench(&target, &spec, scale, rounds));
         // Written after every experiment, so an interrupted run keeps what it measured.

@@ -45,10 +45,10 @@ fn main() {
     let mut md = String::from("# The previous engine against this one: verdicts\n\n");
     md.push_str(&format!(
         "Produced by `cargo bench --bench engine_verdicts`: each experiment at its default scale, run by the previous engine (commit `{commit}`, the sign test over 20 rounds, every cell timed) and then by this one (evidence first, the sequential t test, shared copies), each on an embedded cluster of its own, one after the other on this machine ({} CPUs). Every comparison whose verdict differs is listed with what each run measured. A cell now *not timed* did the same work as its reference (same plan, blocks and rows); *called now* is a call the sign test could not make; a call that changes direction would be a defect.\n\n",
-        pgx::experiment::dataset::cores()
+        pgx::host::cores()
     ));
     for name in &names {
-        let load = pgx::experiment::environment::load_average();
+        let load = pgx::host::load_average();
         let old = run(
             &older,
             &older_root,
@@ -65,7 +65,7 @@ fn main() {
             &scratch.path().join("new"),
             "pgx-cluster",
         );
-        let load_after = pgx::experiment::environment::load_average();
+        let load_after = pgx::host::load_average();
         md.push_str(&section(name, &old, &new, load, load_after));
         let out = root.join("reports/benchmarks");
         std::fs::create_dir_all(&out).expect("reports/benchmarks");

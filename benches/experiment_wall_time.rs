@@ -93,7 +93,7 @@ fn main() {
     });
     let mut rows = Vec::new();
     for name in &names {
-        let load = pgx::experiment::environment::load_average();
+        let load = pgx::host::load_average();
         let older_first = older.as_ref().map(|b| b.run(root, name, true));
         let first = ours.run(root, name, true);
         let older_cached = older
@@ -101,7 +101,7 @@ fn main() {
             .filter(|_| cached_run)
             .map(|b| b.run(root, name, false));
         let cached = cached_run.then(|| ours.run(root, name, false));
-        let load_after = pgx::experiment::environment::load_average();
+        let load_after = pgx::host::load_average();
         let seconds = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.1} s"));
         let ratio = |cached: Option<f64>, first: f64| {
             cached.map_or("-".to_string(), |c| format!("{:.2}", c / first))
@@ -179,11 +179,7 @@ impl Binary {
 }
 
 fn write_table(root: &Path, rows: &[String]) {
-    let machine = format!(
-        "{} CPUs, {}",
-        pgx::experiment::dataset::cores(),
-        postgres_version()
-    );
+    let machine = format!("{} CPUs, {}", pgx::host::cores(), postgres_version());
     let mut md = String::from("# Experiment wall times\n\n");
     md.push_str("Produced by `cargo bench --bench experiment_wall_time`: the release `pgx experiment <name>` at the experiment's default scale and repeat count (or at the scale and with the arguments a row names), on the embedded PostgreSQL. *First* builds the dataset from scratch (`--rebuild`); *cached* is a second run that reuses it; *cached / first* is their ratio. Rows marked *older* time another pgx binary (`PGX_BENCH_BASELINE_BIN`) in the same run, alternating with this one, on a cluster of its own. The load average (1 min) is read before and after each experiment's runs.\n\n");
     md.push_str(&format!("Machine: {machine}. Machines are shared and noisy: compare ratios within one run, not across runs. Rows may come from different runs, each measured by this code on this machine.\n\n"));
@@ -225,7 +221,7 @@ fn write_table(root: &Path, rows: &[String]) {
 fn recorded_share(json: &Path) -> String {
     let Some(wall) = std::fs::read_to_string(json)
         .ok()
-        .and_then(|text| pgx::report::json::load(&text).ok())
+        .and_then(|text| pgx::report::json::parse(&text).ok())
         .and_then(|r| r.wall)
     else {
         return "-".into();

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use pgx::cluster::{Cluster, PORT, SUPERUSER};
-use pgx::load::{LoadResult, LoadSpec};
+use pgx::loadtest::{LoadResult, LoadSpec};
 
 const DATABASE: &str = "pgbench_s10";
 const SCALE: u32 = 10;
@@ -165,14 +165,14 @@ fn bench() -> Result<()> {
     let mut report = render(&cluster, &pgbench, &settings, &rows, &load)?;
     report.push_str("\n<details><summary>pgx's own report of its last round</summary>\n\n");
     report.push_str("### pgx, last round\n\n");
-    report.push_str(&pgx::report::load::body(&last_round));
+    report.push_str(&pgx::report::loadtest::body(&last_round));
     report.push_str("\n</details>\n");
     if let Some(dir) = settings.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&settings.out, report)
         .with_context(|| format!("cannot write {}", settings.out.display()))?;
-    println!("{}", pgx::report::load::terminal(&last_round));
+    println!("{}", pgx::report::loadtest::terminal(&last_round));
     println!("wrote {}", settings.out.display());
     Ok(())
 }
@@ -269,7 +269,7 @@ seed: 1
         settings.seconds
     );
     let spec: LoadSpec = serde_yaml::from_str(&yaml)?;
-    pgx::load::run(&cluster.config(DATABASE), &spec, &[], &mut |_| {})
+    pgx::loadtest::run(&cluster.config(DATABASE), &spec, &[], &mut |_| {})
 }
 
 /// User + system CPU seconds, and the system part, of this process (RUSAGE_SELF: pgx's
@@ -314,7 +314,7 @@ fn render(
         settings.seconds,
         settings
             .threads
-            .unwrap_or_else(pgx::load::driver::default_threads),
+            .unwrap_or_else(pgx::loadtest::driver::default_threads),
     );
     let _ = writeln!(md, "| | |\n|---|---|");
     let _ = writeln!(
@@ -403,7 +403,7 @@ fn render(
          transaction (user + system time of the pgbench process, or of pgx's client threads, \
          over the transactions it ran) shows that overhead directly.\n"
     );
-    md.push_str(&remaining(&verdicts, pgx::experiment::dataset::cores()));
+    md.push_str(&remaining(&verdicts, pgx::host::cores()));
     Ok(md)
 }
 
@@ -540,7 +540,7 @@ fn machine() -> String {
         .and_then(|l| l.split(':').nth(1))
         .map(|m| m.trim().to_string())
         .unwrap_or_else(|| "unknown CPU".into());
-    let cpus = pgx::experiment::dataset::cores();
+    let cpus = pgx::host::cores();
     let memory_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|t| {

@@ -29,11 +29,11 @@ fn main() {
         .status()
         .expect("run pgx");
     assert!(status.success(), "building the dataset of {name} failed");
-    let load_before = pgx::experiment::environment::load_average();
+    let load_before = pgx::host::load_average();
     let runs: Vec<(ExperimentResult, f64)> = (1..=2)
         .map(|i| run(root, &name, &out.path().join(format!("run{i}"))))
         .collect();
-    let load_after = pgx::experiment::environment::load_average();
+    let load_after = pgx::host::load_average();
     let md = render(&name, &runs, load_before, load_after);
     let path = root.join("reports/benchmarks/winner-stability.md");
     std::fs::create_dir_all(path.parent().expect("parent")).expect("reports/benchmarks");
@@ -57,7 +57,7 @@ fn run(root: &Path, name: &str, out: &Path) -> (ExperimentResult, f64) {
     let json: PathBuf = out.join(format!("{name}.json"));
     let text = std::fs::read_to_string(&json).expect("the run's JSON");
     (
-        pgx::report::json::load(&text).expect("a pgx result"),
+        pgx::report::json::parse(&text).expect("a pgx result"),
         seconds,
     )
 }

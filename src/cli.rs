@@ -72,6 +72,9 @@ pub enum Command {
     /// Drop what pgx left behind on the server: copies of runs that died (kill -9) and
     /// half-built datasets; with --bases also the cached datasets no run is using
     Gc(GcArgs),
+    /// Put the shards of one experiment (`experiment --shard K/N` on several machines)
+    /// together into one report; refuses shards that did not measure the same thing
+    Merge(MergeArgs),
     /// Render the Markdown report again from a run's JSON (no measuring)
     Report {
         /// reports/<experiment>.json; writes the .md next to it
@@ -274,6 +277,30 @@ pub struct ExperimentArgs {
     /// reported as not timed: they do the same work; also `runs.time_identical: true`)
     #[arg(long)]
     pub time_identical: bool,
+    /// Measure the working tree against a git revision (e.g. origin/main) in one run: the
+    /// base built from the revision's migrations, the migrations it lacks as a variant,
+    /// queries the working tree changed as two forms; the verdicts hold on this machine
+    #[arg(long, value_name = "REV", conflicts_with_all = ["only", "dataset_only", "screen_only"])]
+    pub against: Option<String>,
+    /// Exit 1 when this run's own verdicts show it (comma-separated): regression (a cell
+    /// called slower, or failing), plan-change, buffers (more blocks than the reference)
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub fail_on: Vec<crate::compare::Gate>,
+    /// Run the K-th of N slices of the variants (the baseline and the A/A control run in
+    /// every slice), e.g. 2/4 on the second of four CI runners; `pgx merge` joins them
+    #[arg(long, value_name = "K/N", conflicts_with_all = ["only", "dataset_only"])]
+    pub shard: Option<crate::experiment::plan::Shard>,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' JSON reports (`pgx experiment NAME --shard K/N`), one per shard
+    #[arg(required = true, num_args = 2..)]
+    pub shards: Vec<PathBuf>,
+    /// Directory for the merged Markdown and JSON reports (default: reports/ in the
+    /// project root)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

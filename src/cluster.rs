@@ -75,7 +75,7 @@ impl Cluster {
         let root = match &run_as {
             Some(account) if !traversable_by_others(&root) => {
                 let fallback = fallback_root(&root);
-                eprintln!(
+                crate::note!(
                     "pgx: {} is not reachable by the '{}' user that runs PostgreSQL; using {} instead",
                     root.display(),
                     account.name,
@@ -171,7 +171,7 @@ impl Cluster {
     }
 
     fn settings(&self) -> String {
-        let mem = total_memory_bytes().unwrap_or(4 << 30);
+        let mem = crate::host::memory_bytes().unwrap_or(4 << 30);
         let mb = |bytes: u64| format!("{}MB", bytes >> 20);
         // Two fifths of the machine: a run's warm working sets (every copy's pages its
         // cells touch) stay in shared buffers, so a warm cell does not read its pages
@@ -248,7 +248,7 @@ impl Cluster {
         if self.server_pid().is_none() {
             let pid_file = self.data_dir().join("postmaster.pid");
             if pid_file.exists() {
-                eprintln!(
+                crate::note!(
                     "pgx: the embedded PostgreSQL at {} was not shut down cleanly (it crashed or was killed; {} says why); it recovers as it starts",
                     self.root.display(),
                     self.log_file().display()
@@ -362,11 +362,11 @@ impl Cluster {
         let last = lock_file(&self.root.join("users.lock"), libc::LOCK_EX | libc::LOCK_NB).is_ok();
         if last && self.root.join(ON_DEMAND_MARKER).exists() {
             match self.stop() {
-                Ok(()) => eprintln!(
+                Ok(()) => crate::note!(
                     "pgx: stopped the embedded PostgreSQL at {}",
                     self.root.display()
                 ),
-                Err(err) => eprintln!(
+                Err(err) => crate::note!(
                     "pgx: could not stop the embedded PostgreSQL at {}: {err:#}",
                     self.root.display()
                 ),
@@ -430,7 +430,7 @@ impl Drop for ClusterUse {
             && self.cluster.root.join(ON_DEMAND_MARKER).exists()
             && let Err(err) = self.cluster.stop()
         {
-            eprintln!("pgx: could not stop the embedded PostgreSQL: {err:#}");
+            crate::note!("pgx: could not stop the embedded PostgreSQL: {err:#}");
         }
     }
 }
@@ -634,13 +634,6 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     } else {
         Ok(std::env::current_dir()?.join(path))
     }
-}
-
-fn total_memory_bytes() -> Option<u64> {
-    let text = fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 /// Where the cluster lives when neither `--data-dir` nor `PGX_DATA_DIR` says.

@@ -59,18 +59,13 @@ pub fn server_gone(message: impl Into<String>, hint: impl Into<String>) -> anyho
     })
 }
 
-/// The first hint found in an error chain, if any (a [`Hint`] or a typed migration error);
-/// else, for a server's "permission denied" (SQLSTATE 42501), advice about privileges.
+/// The first hint found in an error chain, if any (a [`Hint`]); else, for a server's
+/// "permission denied" (SQLSTATE 42501), advice about privileges. (A typed error of a
+/// higher module, such as `MigrateError`, carries its own hint: `app::finish` asks it
+/// first.)
 pub fn hint_of(err: &anyhow::Error) -> Option<String> {
     err.chain()
-        .find_map(|e| {
-            e.downcast_ref::<Hint>()
-                .map(|h| h.hint.clone())
-                .or_else(|| {
-                    e.downcast_ref::<crate::migrate::MigrateError>()
-                        .map(|m| m.hint())
-                })
-        })
+        .find_map(|e| e.downcast_ref::<Hint>().map(|h| h.hint.clone()))
         .or_else(|| {
             (sqlstate_of(err) == Some(postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)).then(|| {
                 "the role pgx connected as lacks a privilege (SQLSTATE 42501): GRANT it what the message names, or connect as a role that has it, such as the object's owner".to_string()
@@ -143,15 +138,10 @@ fn connection_lost(pg: &postgres::Error) -> bool {
             })
 }
 
-/// True when the error is (or was caused by) Ctrl-C or SIGTERM.
+/// True when the error is (or was caused by) Ctrl-C or SIGTERM, as [`Interrupted`].
 pub fn is_interrupted(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| {
-        e.downcast_ref::<Interrupted>().is_some()
-            || matches!(
-                e.downcast_ref::<crate::migrate::MigrateError>(),
-                Some(crate::migrate::MigrateError::Interrupted { .. })
-            )
-    })
+    err.chain()
+        .any(|e| e.downcast_ref::<Interrupted>().is_some())
 }
 
 /// Raised when the user pressed Ctrl-C; callers clean up and exit quietly.

@@ -615,7 +615,7 @@ mod tests {
 
     /// The tree as the reports draw it.
     fn drawn(json: &str) -> Result<String> {
-        Ok(crate::report::plan::draw(&parse_explain(json)?.tree))
+        Ok(crate::report::plan_tree::draw(&parse_explain(json)?.tree))
     }
 
     macro_rules! fixture {

@@ -8,14 +8,18 @@
 pub mod app;
 pub mod cli;
 pub mod cluster;
+pub mod commands;
 pub mod compare;
 pub mod db;
 pub mod error;
+pub mod exit;
 pub mod experiment;
 pub mod explain;
+pub mod git;
+pub mod host;
 pub mod interrupt;
 pub mod lint;
-pub mod load;
+pub mod loadtest;
 pub mod migrate;
 pub mod output;
 pub mod pgpass;
@@ -26,6 +30,7 @@ pub mod sqlsplit;
 pub mod stats;
 pub mod target;
 pub mod tls;
+pub mod units;
 pub mod values;
 pub mod yaml;
 

@@ -55,3 +55,20 @@ macro_rules! say {
         $crate::output::line(format_args!($($arg)*))
     };
 }
+
+/// One line for the user on standard error: progress notes, warnings, what a command did
+/// beside its output. A failed write to stderr is ignored (there is nowhere left to say
+/// it), as `eprintln!` would panic instead.
+pub fn note_line(text: impl Display) {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+}
+
+/// `eprintln!` for pgx's own messages: `note!("pgx: {n} lint warning(s)")`. Every message
+/// on stderr goes through here (errors at exit through `app::finish`, which uses it too).
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {
+        $crate::output::note_line(format_args!($($arg)*))
+    };
+}

@@ -28,7 +28,7 @@ pub fn lookup(path: &Path, wanted: &Wanted) -> Option<String> {
         return None;
     }
     if meta.permissions().mode() & 0o077 != 0 {
-        eprintln!(
+        crate::note!(
             "pgx: warning: password file {} has group or world access; permissions should be u=rw (0600) or less, so it is ignored (as libpq does)",
             path.display()
         );

@@ -27,7 +27,7 @@ fn reads(c: &Cell) -> Vec<u64> {
 fn cold_cells_read_their_blocks_warm_ones_do_not_and_prewarmed_match_warm() {
     let server = server();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/cache.yaml");
-    let spec = spec::load(&path).unwrap();
+    let spec = spec::read(&path).unwrap();
     let relpages: i64 = {
         let r = pgx::experiment::prepare_dataset(
             &Target::External(server.cluster().config("postgres")),

@@ -168,7 +168,7 @@ fn every_shipped_experiment_and_fixture_parses_with_the_yaml_parser() {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "yaml") {
-                let spec = pgx::experiment::spec::load(&path)
+                let spec = pgx::experiment::spec::read(&path)
                     .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
                 assert!(!spec.name.is_empty());
                 n += 1;
@@ -386,5 +386,259 @@ fn the_readmes_test_command_installs_what_is_missing_and_ci_runs_it() {
             && !said.contains("install")
             && said.contains("would run: cargo test"),
         "{said}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The house (issue 22): rules of the code that a newcomer relies on, checked on the source.
+
+/// Every `.rs` file under `src/`, with its path relative to `src/` and its text without
+/// comments and without its `#[cfg(test)] mod tests` (tests may reach anywhere).
+fn source_files() -> Vec<(String, String)> {
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let text = match text.find("#[cfg(test)]\nmod tests") {
+                    Some(i) => &text[..i],
+                    None => &text[..],
+                };
+                let code: String = text
+                    .lines()
+                    .map(|l| match l.trim_start() {
+                        t if t.starts_with("//") => "",
+                        _ => l,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((rel, code));
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = Vec::new();
+    walk(&root, &root, &mut out);
+    out.sort();
+    out
+}
+
+/// The top-level module a file belongs to: `experiment/engine/mod.rs` -> `experiment`.
+fn top_module(rel: &str) -> &str {
+    rel.split('/').next().unwrap().trim_end_matches(".rs")
+}
+
+#[test]
+fn the_modules_import_downwards_only_with_no_circle() {
+    let files = source_files();
+    let tops: std::collections::BTreeSet<&str> =
+        files.iter().map(|(rel, _)| top_module(rel)).collect();
+    let path = regex::Regex::new(r"crate::([a-z_]+)").unwrap();
+    let group = regex::Regex::new(r"use crate::\{([^}]*)\}").unwrap();
+    let word = regex::Regex::new(r"\b([a-z_]+)\b").unwrap();
+    let mut edges: std::collections::BTreeMap<&str, std::collections::BTreeSet<String>> =
+        Default::default();
+    let mut offenders = Vec::new();
+    for (rel, code) in &files {
+        let from = top_module(rel);
+        let mut names: Vec<String> = path.captures_iter(code).map(|c| c[1].to_string()).collect();
+        for g in group.captures_iter(code) {
+            names.extend(word.captures_iter(&g[1]).map(|c| c[1].to_string()));
+        }
+        for to in names {
+            if to == from || !tops.contains(to.as_str()) || matches!(to.as_str(), "main" | "lib") {
+                continue;
+            }
+            // Only the top (main, app) and the commands read the command line, and
+            // nothing imports the top.
+            let top_only = matches!(to.as_str(), "app" | "commands" | "cli");
+            let allowed = match to.as_str() {
+                "app" => from == "main",
+                "commands" => from == "app",
+                "cli" => matches!(from, "app" | "commands" | "main"),
+                _ => true,
+            };
+            if top_only && !allowed {
+                offenders.push(format!("src/{rel} imports crate::{to}"));
+            }
+            edges.entry(from).or_default().insert(to);
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
+    // No circle between top-level modules: every module can be read knowing only those
+    // it imports.
+    fn visit<'a>(
+        node: &'a str,
+        edges: &'a std::collections::BTreeMap<&str, std::collections::BTreeSet<String>>,
+        stack: &mut Vec<&'a str>,
+        done: &mut std::collections::BTreeSet<&'a str>,
+    ) {
+        if done.contains(node) {
+            return;
+        }
+        if let Some(i) = stack.iter().position(|n| *n == node) {
+            panic!("import circle: {} -> {node}", stack[i..].join(" -> "));
+        }
+        stack.push(node);
+        for next in edges.get(node).into_iter().flatten() {
+            visit(next, edges, stack, done);
+        }
+        stack.pop();
+        done.insert(node);
+    }
+    let mut done = Default::default();
+    for node in edges.keys() {
+        visit(node, &edges, &mut Vec::new(), &mut done);
+    }
+    // The ground floor imports nothing of pgx.
+    for ground in [
+        "exit", "units", "host", "output", "db", "sqlsplit", "yaml", "explain", "stats",
+    ] {
+        assert!(
+            edges.get(ground).is_none_or(|e| e.is_empty()),
+            "src/{ground} is the ground floor but imports {:?}",
+            edges.get(ground)
+        );
+    }
+}
+
+#[test]
+fn every_message_goes_through_the_output_layer() {
+    let raw = regex::Regex::new(r"\b(e?print(ln)?!|dbg!)\s*\(").unwrap();
+    let found: Vec<String> = source_files()
+        .iter()
+        // The output layer itself, and the Ctrl-C handler, which runs on a signal thread
+        // and must not take the output lock.
+        .filter(|(rel, _)| rel != "output.rs" && rel != "interrupt.rs")
+        .flat_map(|(rel, code)| {
+            code.lines()
+                .enumerate()
+                .filter(|(_, l)| raw.is_match(l))
+                .map(|(i, l)| format!("src/{rel}:{}: {}", i + 1, l.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        found.is_empty(),
+        "use say! (stdout) or note! (stderr) from src/output.rs: {found:#?}"
+    );
+}
+
+/// Every `pgx ...` command in the README's and docs' shell blocks names a subcommand the
+/// binary has: its `--help` succeeds.
+#[test]
+fn every_documented_command_exists() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+    docs.extend(
+        std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md")),
+    );
+    let mut commands = std::collections::BTreeSet::new();
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for block in text.split("```sh\n").skip(1) {
+            let block = block.split("```").next().unwrap();
+            for line in block.lines() {
+                let line = line.split(" #").next().unwrap().trim();
+                for part in line.split("&&") {
+                    let words: Vec<&str> = part.split_whitespace().collect();
+                    let args: &[&str] = match words.as_slice() {
+                        ["pgx", rest @ ..] => rest,
+                        ["cargo", "run", "--release", "--", rest @ ..] => rest,
+                        _ => continue,
+                    };
+                    let mut sub = vec![args[0].to_string()];
+                    if args[0] == "cluster" {
+                        sub.push(args[1].to_string());
+                    }
+                    commands.insert((sub, doc.file_name().unwrap().to_string_lossy().into_owned()));
+                }
+            }
+        }
+    }
+    assert!(commands.len() >= 10, "{commands:?}");
+    let dir = tempfile::tempdir().unwrap();
+    for (sub, doc) in &commands {
+        let out = pgx_command(dir.path())
+            .args(sub)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{doc}: `pgx {} --help` fails: {}",
+            sub.join(" "),
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn the_readme_fits_in_a_sitting() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.lines().count() <= 400,
+        "{} lines",
+        readme.lines().count()
+    );
+    for linked in [
+        "ARCHITECTURE.md",
+        "docs/method.md",
+        "docs/experiments.md",
+        "docs/reference.md",
+    ] {
+        assert!(readme.contains(linked), "the README links {linked}");
+        assert!(root.join(linked).is_file(), "{linked} exists");
+    }
+}
+
+/// The README's experiment example is a real experiment: run as written (at a small
+/// scale), its index is found faster, with a plan that differs.
+#[test]
+fn the_readmes_experiment_example_runs_and_answers() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let yaml = readme
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let db = TestDb::new("cli_readme");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("experiments")).unwrap();
+    std::fs::create_dir_all(project.path().join("migrations")).unwrap();
+    std::fs::write(project.path().join("experiments/lookup.yaml"), yaml).unwrap();
+    let out = db.pgx(project.path(), &["experiment", "lookup", "--scale", "0.05"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json =
+        std::fs::read_to_string(project.path().join("reports/lookup-scale0.05.json")).unwrap();
+    let result = pgx::report::json::parse(&json).unwrap();
+    let cell = result
+        .cells
+        .iter()
+        .find(|c| c.variant == "by-parent")
+        .unwrap();
+    assert_eq!(
+        cell.evidence.map(|e| e.same_plan),
+        Some(false),
+        "the index changes the plan"
+    );
+    assert_eq!(
+        cell.change.as_ref().map(|c| c.verdict),
+        Some(pgx::stats::Verdict::Faster),
+        "{}",
+        stdout(&out)
     );
 }

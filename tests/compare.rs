@@ -28,7 +28,7 @@ fn fixture(name: &str) -> PathBuf {
 fn run(path: &Path) -> ExperimentResult {
     let server = server();
     let target = Target::External(server.cluster().config("postgres"));
-    let spec = spec::load(path).unwrap();
+    let spec = spec::read(path).unwrap();
     pgx::experiment::run(
         &target,
         &spec,
@@ -202,7 +202,7 @@ fn impossible_sample_times_are_refused_on_read_naming_the_file() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
             let text = std::fs::read_to_string(&path).unwrap();
-            if let Err(err) = pgx::report::json::load(&text) {
+            if let Err(err) = pgx::report::json::parse(&text) {
                 panic!("{} no longer reads: {err:#}", path.display());
             }
         }

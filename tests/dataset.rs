@@ -19,7 +19,7 @@ fn project() -> &'static Path {
 }
 
 fn experiment(name: &str) -> Spec {
-    spec::load(&project().join("experiments").join(format!("{name}.yaml"))).unwrap()
+    spec::read(&project().join("experiments").join(format!("{name}.yaml"))).unwrap()
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -258,7 +258,7 @@ fn visibility(server: &pgx::cluster::ClusterUse, base: &str, table: &str) -> (i6
 fn every_kind_of_index_and_constraint_comes_back_and_random_rows_do_not_depend_on_connections() {
     let server = server();
     let target = target(&server, "postgres");
-    let spec = spec::load(&fixture("bulk.yaml")).unwrap();
+    let spec = spec::read(&fixture("bulk.yaml")).unwrap();
     let (bulk, plain) = assert_same_dataset(&spec, 1.0);
     let reference = rows(&server, &plain.info.database);
     drop(bulk);
@@ -354,7 +354,7 @@ fn with_steps(name: &str, steps: &str) -> (tempfile::TempDir, Spec) {
         format!("{head}  steps:\n{steps}baseline: plain{tail}"),
     )
     .unwrap();
-    let spec = spec::load(&path).unwrap();
+    let spec = spec::read(&path).unwrap();
     (dir, spec)
 }
 

@@ -29,7 +29,7 @@ fn target() -> (std::sync::Arc<pgx::cluster::ClusterUse>, Target) {
 fn run(path: &Path, options: RunOptions) -> ExperimentResult {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_server, target) = target();
-    let spec = spec::load(path).unwrap();
+    let spec = spec::read(path).unwrap();
     let result = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
     let mut admin = pgx::target::connect(&target.admin_config()).unwrap();
     let leftovers: i64 = admin
@@ -330,7 +330,7 @@ fn reports_are_written_and_deterministic_in_layout() {
         assert!(md.contains(needle), "report lacks {needle}");
     }
     let json = std::fs::read_to_string(&paths[1]).unwrap();
-    let back = pgx::report::json::load(&json).unwrap();
+    let back = pgx::report::json::parse(&json).unwrap();
     assert_eq!(back.cells.len(), r.cells.len());
     assert_eq!(
         pgx::report::markdown::render(&back),

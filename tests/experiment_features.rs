@@ -19,7 +19,7 @@ fn result() -> &'static ExperimentResult {
         let target = Target::External(server.cluster().config("postgres"));
         let path =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/features.yaml");
-        let spec = spec::load(&path).unwrap();
+        let spec = spec::read(&path).unwrap();
         pgx::experiment::run(
             &target,
             &spec,

@@ -179,7 +179,7 @@ fn a_run_with_a_failed_variant_writes_its_report_and_exits_1() {
         .unwrap();
     assert_eq!(
         out.status.code(),
-        Some(i32::from(pgx::experiment::EXIT_FAILED_PARTS)),
+        Some(i32::from(pgx::exit::ATTENTION)),
         "CI can gate on a broken experiment: {}",
         stderr(&out)
     );
@@ -423,7 +423,7 @@ fn rebuilding_at_one_scale_keeps_the_base_of_another_scale_and_bases_in_use() {
         .replace("name: faults", "name: cache-scales")
         .replace("rows: 1000", "rows: 1234");
     std::fs::write(&path, yaml).unwrap();
-    let spec = spec::load(&path).unwrap();
+    let spec = spec::read(&path).unwrap();
     let build = |scale: f64, rebuild: bool| {
         let options = RunOptions {
             scale: Some(scale),
@@ -441,7 +441,7 @@ fn rebuilding_at_one_scale_keeps_the_base_of_another_scale_and_bases_in_use() {
         "    - name: marker\n      sql: CREATE TABLE marker ();\n    - name: table\n",
     );
     std::fs::write(&path, changed).unwrap();
-    let spec2 = spec::load(&path).unwrap();
+    let spec2 = spec::read(&path).unwrap();
     let options = RunOptions {
         scale: Some(1.0),
         ..Default::default()

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::TestDb;
-use pgx::load::generate::Source;
-use pgx::load::result::{new_histogram, percentile_us, percentiles};
-use pgx::load::{LoadResult, LoadSpec, run};
+use pgx::loadtest::generate::Source;
+use pgx::loadtest::result::{new_histogram, percentile_us, percentiles};
+use pgx::loadtest::{LoadResult, LoadSpec, run};
 
 /// Load tests share two cores: one at a time keeps their timings meaningful.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -338,8 +338,8 @@ fn histogram_percentiles_match_nearest_rank_within_hdr_precision() {
     let mut state = 7u64;
     let sample: Vec<u64> = (0..20_000)
         .map(|_| {
-            let u =
-                (pgx::load::generate::splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
+            let u = (pgx::loadtest::generate::splitmix64(&mut state) >> 11) as f64
+                / (1u64 << 53) as f64;
             (50.0 * (u * 11.5).exp()) as u64
         })
         .collect();
@@ -672,7 +672,7 @@ scripts:
     assert_eq!(seq.transactions + pipe.transactions, 6, "{mode}");
     assert_eq!(seq.round_trips_per_tx, 32.0);
     assert_eq!(pipe.round_trips_per_tx, 1.0);
-    let trips = |p: &pgx::load::LoadPoint| p.latency_ms.p50 / rtt;
+    let trips = |p: &pgx::loadtest::LoadPoint| p.latency_ms.p50 / rtt;
     // Each round trip also carries a lookup and the relay's hops: allow 10% on top.
     assert!(
         (31.5..35.2).contains(&trips(seq)),
@@ -853,9 +853,9 @@ fn the_namespace_path_carries_queries_over_tcp() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let db = TestDb::new("load_netns");
     let startup =
-        pgx::load::wire::Startup::from_config(&db.config(), Duration::from_secs(5)).unwrap();
+        pgx::loadtest::wire::Startup::from_config(&db.config(), Duration::from_secs(5)).unwrap();
     let (took, links) =
-        pgx::load::net::namespace_path_check(&startup, Duration::from_secs(20)).unwrap();
+        pgx::loadtest::net::namespace_path_check(&startup, Duration::from_secs(20)).unwrap();
     eprintln!("SELECT 1 over the veth pair: {took:?}\n{links}");
     assert!(
         links.contains("pgx-c"),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use common::*;
+use pgx::experiment::analysis::screening;
 use pgx::experiment::result::{ExperimentResult, ScreenedCell, ScreenedVariant};
 use pgx::experiment::screen;
 use pgx::experiment::{RunOptions, progress::Progress, spec};
@@ -53,7 +54,7 @@ fn count_databases(admin: &mut postgres::Client, pattern: &str) -> i64 {
 /// process is left, the screening copy included.
 fn run_locked(options: RunOptions) -> ExperimentResult {
     let (_server, target) = target();
-    let spec = spec::load(&fixture()).unwrap();
+    let spec = spec::read(&fixture()).unwrap();
     let result = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
     let leftovers = count_databases(
         &mut admin().1,
@@ -165,7 +166,7 @@ fn a_btree_variant_is_screened_with_its_hypothetical_index_and_the_real_run_uses
             real_plan.signature
         );
     }
-    let side = screen::side_by_side(r);
+    let side = screening::side_by_side(r);
     let row = side
         .iter()
         .find(|x| x.screened.variant == "id-index" && x.screened.query == "range")
@@ -181,7 +182,7 @@ fn a_btree_variant_is_screened_with_its_hypothetical_index_and_the_real_run_uses
 #[test]
 fn estimated_and_real_sizes_are_both_in_the_report() {
     let r = screened();
-    let estimates = screen::index_estimates(r);
+    let estimates = screening::index_estimates(r);
     let e = estimates
         .iter()
         .find(|e| e.variant == "id-index")
@@ -216,7 +217,7 @@ fn estimated_and_real_sizes_are_both_in_the_report() {
         .find(|e| e.variant == "grp-index")
         .expect("the grp-index estimate");
     assert!(
-        grp.off && grp.factor.is_some_and(|f| f > screen::SIZE_FACTOR),
+        grp.off && grp.factor.is_some_and(|f| f > screening::SIZE_FACTOR),
         "{:?} estimated {} real {:?}",
         grp.factor,
         grp.index.estimated_bytes,
@@ -284,7 +285,7 @@ fn session_settings_of_a_variant_run_in_the_screening_session() {
     assert_eq!(v.indexes.len(), 1);
     assert_eq!(v.indexes[0].method, "brin");
     assert_eq!(v.indexes[0].declared.as_deref(), Some("public.t_id_brin"));
-    let e = screen::index_estimates(r);
+    let e = screening::index_estimates(r);
     let brin = e.iter().find(|e| e.variant == "id-brin").unwrap();
     assert_eq!(brin.real.map(|x| x.name.as_str()), Some("public.t_id_brin"));
     // The estimates of the next variants were made under the reference settings again.
@@ -381,7 +382,7 @@ fn a_cache_axis_gets_one_estimate_per_query_form_and_parameters() {
     let path = dir.path().join("screen-cache.yaml");
     std::fs::write(&path, yaml).unwrap();
     let (_server, target) = target();
-    let spec = spec::load(&path).unwrap();
+    let spec = spec::read(&path).unwrap();
     let options = RunOptions {
         screen_only: true,
         only: vec!["id-index".into()],

@@ -20,7 +20,7 @@ fn run(name: &str, scale: f64, only: &[&str]) -> ExperimentResult {
     let server = server();
     let target = Target::External(server.cluster().config("postgres"));
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("experiments/{name}.yaml"));
-    let spec = spec::load(&path).unwrap();
+    let spec = spec::read(&path).unwrap();
     let options = RunOptions {
         scale: Some(scale),
         repeat: Some(2),
@@ -99,7 +99,7 @@ fn trigram_gist_knn_is_an_ordered_index_scan_and_sizes_match_pg_relation_size() 
     );
 
     let spec =
-        spec::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/trigram-search.yaml"))
+        spec::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/trigram-search.yaml"))
             .unwrap();
     for (variant, index) in [
         ("gist", "records.idx_records_search_norm_gist"),

@@ -49,7 +49,7 @@ fn an_experiment_runs_on_a_copy_of_a_database_and_leaves_the_source_as_it_was() 
     let run = |dataset: &str, file: &str| {
         let path = dir.path().join(file);
         std::fs::write(&path, experiment(dataset)).unwrap();
-        let spec = spec::load(&path).unwrap();
+        let spec = spec::read(&path).unwrap();
         pgx::experiment::run(
             &target,
             &spec,
@@ -93,7 +93,7 @@ fn an_experiment_runs_on_a_copy_of_a_database_and_leaves_the_source_as_it_was() 
         experiment(&format!("dataset:\n  from_database: {}", source.name)),
     )
     .unwrap();
-    let spec = spec::load(&path).unwrap();
+    let spec = spec::read(&path).unwrap();
     let err = pgx::experiment::prepare_dataset(
         &target,
         &spec,

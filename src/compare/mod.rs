@@ -12,10 +12,9 @@
 //! renderers in [`render`] (one table model, terminal and Markdown) → [`Comparison::gate`]
 //! for the exit code.
 
-pub mod command;
 pub mod plan_diff;
 pub mod render;
-pub mod stats;
+pub mod timing;
 
 use std::collections::HashMap;
 
@@ -123,17 +122,7 @@ pub struct Options {
     pub gate_timings: bool,
 }
 
-/// What CI can gate on (`--fail-on`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Gate {
-    /// A cell called slower beyond noise (timings: only when they are trusted), or a cell
-    /// that now fails; across environments, a cell that touches more blocks stands in.
-    Regression,
-    /// A cell whose plan signature changed.
-    PlanChange,
-    /// A cell that touches more blocks (exact: shared hit + read).
-    Buffers,
-}
+pub use crate::experiment::analysis::gate::Gate;
 
 pub struct Comparison {
     pub old: ExperimentResult,
@@ -444,8 +433,8 @@ fn timings(old: &ExperimentResult, new: &ExperimentResult, rows: &mut [Row]) {
             continue;
         };
         let (o, n) = (&old.cells[o], &new.cells[n]);
-        let old_rounds = stats::round_medians(&o.execution_by_round());
-        let new_rounds = stats::round_medians(&n.execution_by_round());
+        let old_rounds = timing::round_medians(&o.execution_by_round());
+        let new_rounds = timing::round_medians(&n.execution_by_round());
         let threshold = NOISE.max(floor(old, &row.key)).max(floor(new, &row.key));
         let d = drift.map_or(1.0, |d| d.ratio);
         let mut lower = d.min(1.0) / (1.0 + threshold);
@@ -457,7 +446,7 @@ fn timings(old: &ExperimentResult, new: &ExperimentResult, rows: &mut [Row]) {
             upper = upper.max(1.0 + resolution);
             lower = lower.min(1.0 / (1.0 + resolution));
         }
-        row.timing = stats::compare_unpaired(&old_rounds, &new_rounds, lower, upper, threshold)
+        row.timing = timing::compare_unpaired(&old_rounds, &new_rounds, lower, upper, threshold)
             .map(|change| Timing {
                 change,
                 lower,

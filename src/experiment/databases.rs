@@ -102,7 +102,7 @@ pub fn when_server_is_up<T>(
             let log = crate::target::embedded_cluster_of(admin)
                 .map(|c| format!(" ({} says why)", c.log_file().display()))
                 .unwrap_or_default();
-            eprintln!(
+            crate::note!(
                 "pgx: the server terminated every session after a backend crashed or was killed{log}; waiting for it to recover (up to {} s) to {what}",
                 RECOVERY_WAIT.as_secs()
             );
@@ -353,7 +353,7 @@ impl LockSession {
             Err(err) => {
                 let admin = target.admin_config();
                 let database = admin.get_dbname().unwrap_or("postgres").to_string();
-                eprintln!(
+                crate::note!(
                     "pgx: cannot connect to database {LOCK_DATABASE} for server-wide locks ({}); \
                      taking them in {database}: pgx processes whose DATABASE_URL names another database will not see them",
                     describe_pg_error(&err, None)
@@ -618,7 +618,7 @@ impl<'a> Recipe<'a> {
             vars: scaled_vars(self.spec, self.scale),
             options,
         };
-        loader.load(client, phases)
+        loader.build(client, phases)
     }
 }
 
@@ -792,7 +792,7 @@ impl Drop for Copy {
             drop_owned_database(admin, &self.name)
         });
         if let Err(err) = dropped {
-            eprintln!(
+            crate::note!(
                 "pgx: could not drop experiment database {}: {err:#}",
                 self.name
             );

@@ -45,19 +45,12 @@ pub fn collect(target: &Target, client: &mut Client) -> Result<Environment> {
         } else {
             target.describe()
         },
-        cpus: super::dataset::cores(),
+        cpus: crate::host::cores(),
         memory_gib: memory_gib(),
         server_settings,
         load_before: None,
         load_after: None,
     })
-}
-
-/// The 1, 5 and 15 minute load averages, from /proc/loadavg (None elsewhere).
-pub fn load_average() -> Option<[f64; 3]> {
-    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>().ok());
-    Some([fields.next()??, fields.next()??, fields.next()??])
 }
 
 /// Short commit of the project, with "-dirty" when its code differs from the commit: what
@@ -104,12 +97,7 @@ pub fn utc_now_minutes() -> String {
 }
 
 fn memory_gib() -> f64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            let line = t.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map(|kb| (kb / 1024.0 / 1024.0 * 10.0).round() / 10.0)
+    crate::host::memory_bytes()
+        .map(|b| (b as f64 / (1u64 << 30) as f64 * 10.0).round() / 10.0)
         .unwrap_or(0.0)
 }

@@ -386,7 +386,7 @@ fn draw_all(queries: &[&str], base: &postgres::Config) -> Vec<Drawn> {
     let next = std::sync::Mutex::new(0usize);
     let out: std::sync::Mutex<Vec<Option<Drawn>>> =
         std::sync::Mutex::new(queries.iter().map(|_| None).collect());
-    let workers = crate::experiment::dataset::cores().clamp(1, queries.len().max(1));
+    let workers = crate::host::cores().clamp(1, queries.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {

@@ -35,6 +35,8 @@ pub struct Measurements {
     pub stopped_by: Option<String>,
     pub screening: Option<Screening>,
     pub wall: Option<WallTimes>,
+    /// The slice of the candidates measured (`--shard K/N`).
+    pub shard: Option<crate::experiment::plan::Shard>,
 }
 
 /// Comparisons timed in the same rounds and judged as one family.

@@ -10,6 +10,7 @@
 //! `crate::report` reads. `databases` builds and caches the base; `sharing` decides
 //! which variants share a copy; `variants` caches builds.
 
+pub mod against;
 pub mod analysis;
 pub mod databases;
 pub mod dataset;
@@ -17,6 +18,7 @@ pub mod engine;
 pub mod environment;
 pub mod gc;
 pub mod matrix;
+pub mod merge;
 pub mod measured;
 pub mod plan;
 pub mod progress;
@@ -31,8 +33,7 @@ pub mod variants;
 
 use anyhow::Result;
 
-use crate::cli::ExperimentArgs;
-use crate::target::{Target, TargetOptions};
+use crate::target::Target;
 
 pub use plan::RunOptions;
 pub use result::ExperimentResult;
@@ -48,7 +49,7 @@ pub fn run(
     options: &RunOptions,
     progress: &mut Progress,
 ) -> Result<ExperimentResult> {
-    let load_before = environment::load_average();
+    let load_before = crate::host::load_average();
     let started = std::time::Instant::now();
     if let Some(scale) = options.scale {
         spec::check_scale(spec, scale, "--scale")?;
@@ -62,13 +63,13 @@ pub fn run(
     let mut admin = crate::target::connect(&target.admin_config())?;
     let free = databases::free_disk(&mut admin);
     let budget = variants::budget(&mut admin, free)?;
-    for name in variants::evict(&mut admin, budget)? {
+    for name in variants::trim(&mut admin, budget)? {
         progress.line(&format!(
             "dropped {name} from the variant cache (disk budget)"
         ));
     }
     result.environment.load_before = load_before;
-    result.environment.load_after = environment::load_average();
+    result.environment.load_after = crate::host::load_average();
     Ok(result)
 }
 
@@ -118,127 +119,6 @@ fn dataset(
         ));
     }
     Ok(base)
-}
-
-/// Exit code of a run that completed but in which a variant, or a cell, failed: the
-/// report is written, and CI can gate on it.
-pub const EXIT_FAILED_PARTS: u8 = 1;
-
-pub fn run_command(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8> {
-    let path = spec::resolve_path(&args.name);
-    let spec = spec::load(&path)?;
-    if let Some(scale) = args.scale {
-        spec::check_scale(&spec, scale, "--scale")?;
-    }
-    let budget = args
-        .budget
-        .as_deref()
-        .map(|text| {
-            spec::parse_duration(text)
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    crate::error::fail(
-                        format!("--budget {text:?} is not a duration above zero"),
-                        "write it like 30s, 500ms or 2min",
-                    )
-                })
-        })
-        .transpose()?;
-    let mut cache = Vec::new();
-    for state in &args.cache {
-        match matrix::CacheState::parse(state) {
-            Some(parsed) => cache.push(parsed),
-            None => {
-                return Err(crate::error::fail(
-                    format!("--cache {state:?} is not a cache state"),
-                    "cache states are: warm, cold, prewarmed",
-                ));
-            }
-        }
-    }
-    let target = Target::resolve(options)?;
-    let mut progress = progress::Progress::new(&spec.name);
-    let run_options = RunOptions {
-        scale: args.scale,
-        repeat: args.repeat,
-        warmup: args.warmup,
-        rounds: args.rounds,
-        seed: args.seed,
-        only: args.only.clone(),
-        rebuild: args.rebuild,
-        control: args.no_control.then_some(false),
-        budget,
-        cache,
-        screen: args.screen,
-        screen_only: args.screen_only,
-        separate_copies: args.separate_copies,
-        time_identical: args.time_identical,
-    };
-    if args.dataset_only {
-        let info = prepare_dataset(&target, &spec, &run_options, &mut progress);
-        progress.finish();
-        let info = info?;
-        crate::say!(
-            "dataset {} {} ({:.1}s); rows: {}",
-            info.database,
-            if info.reused {
-                "already cached"
-            } else {
-                "built"
-            },
-            info.build_seconds,
-            info.row_counts
-                .iter()
-                .map(|(t, n)| format!("{t} {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )?;
-        return Ok(0);
-    }
-    let result = run(&target, &spec, &run_options, &mut progress);
-    progress.finish();
-    let result = result?;
-    // A closed stdout (`| head`) must not lose the run: the reports are written first.
-    let shown = crate::say!("{}", crate::report::terminal::render(&result));
-    // A non-default scale gets its own report, so the default one stays comparable.
-    let mut stem = match args.scale {
-        Some(scale) if scale != spec.dataset.scale => format!("{}-scale{scale}", spec.name),
-        _ => spec.name.clone(),
-    };
-    // Estimates alone never replace a run's report.
-    if args.screen_only {
-        stem.push_str("-screen");
-    }
-    let written = crate::report::write_reports(&result, &args.out_dir(), &stem)?;
-    shown?;
-    for path in written {
-        crate::say!("wrote {}", path.display())?;
-    }
-    // Screening is an extra: when it could not run, say so; the exit code stays the run's.
-    if let Some(why) = result
-        .screening
-        .as_ref()
-        .and_then(|s| s.unavailable.as_deref())
-    {
-        eprintln!("pgx: warning: screening skipped: {why}");
-    }
-    if let Some(why) = &result.stopped_by {
-        eprintln!("pgx: {why}; the report holds only what was measured before");
-        return Ok(EXIT_FAILED_PARTS);
-    }
-    if result.interrupted {
-        eprintln!("pgx: interrupted; the report holds only what was measured before");
-        return Err(anyhow::Error::new(crate::error::Interrupted));
-    }
-    let failed = failures(&result);
-    if !failed.is_empty() {
-        eprintln!(
-            "pgx: the run completed, but these failed (see the report): {}",
-            failed.join("; ")
-        );
-        return Ok(EXIT_FAILED_PARTS);
-    }
-    Ok(0)
 }
 
 /// What failed in a run: variants that did not build, cells that errored or timed out.

@@ -51,6 +51,45 @@ pub struct RunOptions {
     pub separate_copies: bool,
     /// Time cells with the same evidence as their reference too (`runs.time_identical`).
     pub time_identical: bool,
+    /// Only the K-th of N slices of the candidates (`--shard K/N`).
+    pub shard: Option<Shard>,
+}
+
+/// `--shard K/N`: the K-th of N slices of an experiment's candidates, by variant, so that
+/// every comparison (a candidate against the baseline, under the run's own A/A control)
+/// stays inside one run. Candidates are dealt out in file order: the i-th (from 0) goes
+/// to shard `i mod N + 1`. `pgx merge` puts the slices together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    pub k: usize,
+    pub n: usize,
+}
+
+impl Shard {
+    /// Does the candidate at position `i` (from 0, baseline excluded) belong here?
+    pub fn takes(&self, i: usize) -> bool {
+        i % self.n == self.k - 1
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.k, self.n)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Shard, String> {
+        let bad = || format!("{s:?} is not K/N with 1 <= K <= N (e.g. 2/4)");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let k: usize = k.trim().parse().map_err(|_| bad())?;
+        let n: usize = n.trim().parse().map_err(|_| bad())?;
+        if k == 0 || n == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(Shard { k, n })
+    }
 }
 
 /// Everything a run does, resolved.
@@ -80,10 +119,12 @@ pub struct Plan {
     pub workload: Option<Workload>,
     pub table_stats: Vec<String>,
     pub maintenance: bool,
-    pub load: Option<crate::load::LoadSpec>,
+    pub load: Option<crate::loadtest::LoadSpec>,
     pub screening: Screening,
     /// Build every variant again even when a cached build matches.
     pub rebuild: bool,
+    /// The slice of the candidates this run measures (`--shard K/N`).
+    pub shard: Option<Shard>,
 }
 
 /// A query before its parameter sets are known.
@@ -201,7 +242,7 @@ pub fn resolve(spec: &Spec, options: &RunOptions) -> Result<Plan> {
         max_params: spec.runs.max_params.unwrap_or(DEFAULT_MAX_PARAMS).max(1),
     };
     let control = options.control.unwrap_or(spec.runs.control);
-    let variants = variants(spec, &options.only, control, &vars)?;
+    let variants = variants(spec, &options.only, options.shard, control, &vars)?;
     // Load, workload and maintenance change a variant's copy for good: one copy each.
     let alone = options.separate_copies
         || !spec.runs.share
@@ -279,6 +320,7 @@ pub fn resolve(spec: &Spec, options: &RunOptions) -> Result<Plan> {
         load: spec.load.clone(),
         screening,
         rebuild: options.rebuild,
+        shard: options.shard,
     })
 }
 
@@ -286,6 +328,7 @@ pub fn resolve(spec: &Spec, options: &RunOptions) -> Result<Plan> {
 fn variants(
     spec: &Spec,
     only: &[String],
+    shard: Option<Shard>,
     control: bool,
     vars: &[(String, String)],
 ) -> Result<Vec<Variant>> {
@@ -301,13 +344,36 @@ fn variants(
             ));
         }
     }
+    let candidates: Vec<&String> = spec
+        .variants
+        .keys()
+        .filter(|n| **n != spec.baseline)
+        .collect();
     let mut names = vec![spec.baseline.clone()];
     names.extend(
-        spec.variants
-            .keys()
-            .filter(|n| **n != spec.baseline && (only.is_empty() || only.contains(n)))
-            .cloned(),
+        candidates
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| {
+                (only.is_empty() || only.contains(n)) && shard.is_none_or(|s| s.takes(*i))
+            })
+            .map(|(_, n)| (*n).clone()),
     );
+    if let Some(shard) = shard
+        && names.len() == 1
+    {
+        return Err(fail(
+            format!(
+                "shard {shard} of {} has no variant: it has {} besides the baseline",
+                spec.name,
+                candidates.len()
+            ),
+            format!(
+                "split it into at most {} shards",
+                candidates.len().max(1)
+            ),
+        ));
+    }
     let mut variants = Vec::new();
     for (i, name) in names.into_iter().enumerate() {
         let sql = substitute(&spec.variant_sql(&name)?, vars, &format!("variant {name}"))?;

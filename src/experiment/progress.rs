@@ -100,7 +100,7 @@ impl Progress {
         match &self.bar {
             Some(bar) if bar.is_hidden() => {}
             Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
+            None => crate::note!("{text}"),
         }
     }
 

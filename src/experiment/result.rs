@@ -49,6 +49,28 @@ pub struct ExperimentResult {
     /// Where the run's wall time went (absent in reports made before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall: Option<WallTimes>,
+    /// `--shard K/N`: this run measured the K-th of N slices of the candidates (with the
+    /// baseline and its own A/A control); `pgx merge` puts the slices together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::experiment::plan::Shard>,
+    /// A merged report (`pgx merge`): the shards it was made of, each with its machine
+    /// and noise floors. Every cell keeps its own shard's change, threshold and verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardRun>,
+}
+
+/// One shard of a merged report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardRun {
+    pub shard: crate::experiment::plan::Shard,
+    /// The candidates it measured.
+    pub variants: Vec<String>,
+    pub environment: Environment,
+    /// Its A/A control's floors, which its cells' thresholds come from.
+    pub floors: Vec<NoiseFloor>,
+    /// Why its run was noisy, if it was.
+    pub noisy: Option<String>,
+    pub seed: u64,
 }
 
 /// Where a run's wall time went, in seconds: what bounds a long run.
@@ -363,7 +385,7 @@ pub struct VariantResult {
     pub maintenance: Vec<Maintenance>,
     /// Throughput and latency under concurrent load, when the experiment has a `load:`.
     #[serde(default)]
-    pub load: Option<crate::load::LoadResult>,
+    pub load: Option<crate::loadtest::LoadResult>,
     /// Which database its cells ran on: "shared" (the shared copy, what it lacks hidden
     /// in every run), "own" (a build of its own), "apart" (the A/A control on another
     /// copy of the base); absent in reports made before copies were shared.

@@ -183,7 +183,7 @@ impl Drop for ServerWide {
         }
         let names = self.names.join(", ");
         if let Err(err) = self.reset() {
-            eprintln!(
+            crate::note!(
                 "pgx: could not reset server settings {names}: {err:#}; run ALTER SYSTEM RESET for them"
             );
         }

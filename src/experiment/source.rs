@@ -98,7 +98,7 @@ fn conninfo(config: &postgres::Config) -> (String, Option<String>) {
 pub fn restore_url(target: &Target, url: &str, dbname: &str) -> Result<()> {
     let source = parse_url(url)?;
     let bindir = crate::cluster::find_bindir()?;
-    let jobs = super::dataset::cores().max(1).to_string();
+    let jobs = crate::host::cores().max(1).to_string();
     let scratch = tempfile::tempdir().context("a temporary directory for the dump")?;
     let dump = scratch.path().join("dump");
     let run = |program: &str, args: Vec<String>, password: Option<String>| -> Result<()> {

@@ -52,7 +52,7 @@ pub struct Spec {
     pub maintenance: bool,
     /// Concurrent load (TPS, latency percentiles) run on every variant after the
     /// EXPLAIN measurements.
-    pub load: Option<crate::load::LoadSpec>,
+    pub load: Option<crate::loadtest::LoadSpec>,
     /// Screen the variants with HypoPG (hypothetical indexes, plain EXPLAIN) before
     /// building them, as `--screen` does.
     #[serde(default)]
@@ -420,9 +420,9 @@ pub struct RunsSpec {
     #[serde(default = "default_control")]
     pub control: bool,
     /// Time a cell may spend in its rounds, e.g. "30s", each fresh backend's unrecorded
-    /// first run included: past it (and past `min` rounds), or once the 95% interval of
-    /// the median of its round medians is within ±2% of it, the cell is left out of the
-    /// remaining rounds. Absent: every cell runs `repeat` times.
+    /// first run included: once a cell or its reference has spent it (and `min` rounds
+    /// have run), its comparison stops, decided or not. Absent: a comparison runs until
+    /// it is decided or `rounds` are done.
     #[serde(default)]
     pub budget: Option<String>,
     /// With a budget: the rounds every timed cell gets regardless (default: the first
@@ -492,7 +492,7 @@ pub fn resolve_path(name_or_path: &str) -> PathBuf {
         .join(format!("{name_or_path}.yaml"))
 }
 
-pub fn load(path: &Path) -> Result<Spec> {
+pub fn read(path: &Path) -> Result<Spec> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         let known = list_experiments();
         fail(
@@ -511,7 +511,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec> {
     let mut spec: Spec = crate::yaml::from_str(path, source).map_err(|message| {
         fail(
             message,
-            "see the experiment file format in README.md (section \"Experiment files\")",
+            "see the experiment file format in docs/experiments.md (section \"Experiment files\")",
         )
     })?;
     spec.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -611,7 +611,7 @@ impl Spec {
         Ok(())
     }
 
-    fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<()> {
         let name_ok = |n: &str| {
             !n.is_empty()
                 && n.chars()
@@ -677,11 +677,7 @@ impl Spec {
         }
         if let Some(load) = &self.load {
             load.limits().map_err(|e| {
-                self.error_at(
-                    &["load"],
-                    format!("load: {e:#}"),
-                    "see \"Load tests\" in README.md",
-                )
+                self.error_at(&["load"], format!("load: {e:#}"), "see docs/loads.md")
             })?;
         }
         if self.queries.is_empty() && self.load.is_none() {

@@ -98,7 +98,7 @@ pub struct Request<'a> {
 /// The database a variant's copy is made from: the cached build when there is one (and
 /// `rebuild` is off), else built now. `build` runs the variant's statements in a client
 /// connected to the new entry. While this session lives, the entry is marked in use, so
-/// no other pgx evicts it under this run.
+/// no other pgx trims it away under this run.
 pub fn prepare(
     admin: &mut Client,
     request: &Request,
@@ -262,7 +262,7 @@ pub(crate) fn touch(admin: &mut Client, name: &str, mut entry: Entry) -> Result<
 /// After a run: drop entries whose base is gone, then, least recently used first, the
 /// entries no running pgx uses until the cache fits `budget` bytes. Returns what was
 /// dropped.
-pub fn evict(admin: &mut Client, budget: u64) -> Result<Vec<String>> {
+pub fn trim(admin: &mut Client, budget: u64) -> Result<Vec<String>> {
     let rows = admin.query(
         "SELECT datname::text, shobj_description(oid, 'pg_database'), pg_database_size(oid) \
          FROM pg_database WHERE starts_with(coalesce(shobj_description(oid, 'pg_database'), ''), $1)",

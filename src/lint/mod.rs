@@ -19,7 +19,6 @@
 //! before a statement, or `-- pgx:lint-ignore-file RULE[, RULE]` anywhere (no rule: all);
 //! squawk's own `-- squawk-ignore` comments work for its rules too.
 
-pub mod command;
 pub mod rules;
 
 use std::collections::HashSet;

@@ -35,7 +35,7 @@ impl MigrationLock {
                         &[&LOCK_KEY],
                     )?
                     .map(|r| r.get::<_, i32>(0));
-                eprintln!(
+                crate::note!(
                     "pgx: waiting for another migration runner (backend pid {}) to finish",
                     holder.map_or("?".to_string(), |p| p.to_string())
                 );

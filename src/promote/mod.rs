@@ -26,8 +26,8 @@
 //! [`schema`] applies `migrations/` to a scratch database, asks it, then applies the new
 //! migration there too, so what is written is known to run.
 
-pub mod command;
 pub mod schema;
+pub mod write;
 
 use squawk_syntax::SourceFile;
 use squawk_syntax::ast::{self, AstNode};

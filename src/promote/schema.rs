@@ -58,7 +58,7 @@ impl Drop for Scratch {
             |admin| drop_owned_database(admin, &self.name),
         );
         if let Err(err) = dropped {
-            eprintln!(
+            crate::note!(
                 "pgx: could not drop the scratch database {}: {err:#}",
                 self.name
             );

@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::load::result::{Percentiles, new_histogram, percentiles};
-use crate::load::{Outcome, TxEvent};
+use crate::loadtest::result::{Percentiles, new_histogram, percentiles};
+use crate::loadtest::{Outcome, TxEvent};
 
 /// Distinct error messages kept for the report.
 const ERROR_SAMPLES: usize = 8;

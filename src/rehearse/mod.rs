@@ -20,19 +20,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::cli::RehearseArgs;
 use crate::error::{Interrupted, fail};
 use crate::experiment::databases::{Copy, check_can_create_databases, prepare_base};
 use crate::experiment::spec::{self, Spec};
 use crate::lint::Diagnostic;
-use crate::load::{Hooks, LoadSpec, Mix};
+use crate::loadtest::{Hooks, LoadSpec, Mix};
 use crate::migrate::{self, MigrationFile};
 use crate::target::{Target, TargetOptions, connect};
 
 pub use collect::Window;
 use sampler::{Sample, Samples};
 
-/// application_name of the load driver's connections (see `load::driver::async_config`).
+/// application_name of the load driver's connections (see `loadtest::driver::async_config`).
 const LOAD_APPLICATION: &str = "pgx load";
 
 /// What was asked for, checked.
@@ -129,15 +128,32 @@ pub struct Bucket {
     pub waiting: usize,
 }
 
-pub fn run_command(options: &TargetOptions, args: &RehearseArgs) -> Result<u8> {
-    let spec = spec::load(&spec::resolve_path(&args.name))?;
+/// What to rehearse: the experiment (a name or a path), the migrations above `from`
+/// (default: its `schema.up_to`, else all but the newest) up to `target`, and the load's
+/// shape; durations as typed (`5s`, `500ms`).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub name: String,
+    pub from: Option<i32>,
+    pub target: Option<i32>,
+    pub scale: Option<f64>,
+    pub clients: Option<usize>,
+    pub before: String,
+    pub after: String,
+    pub sample_every: String,
+}
+
+/// Rehearse: the dataset with the migrations up to `from`, a copy of it, the load with
+/// the rehearsed migrations applied meanwhile, and what the load saw.
+pub fn run(options: &TargetOptions, args: &Request) -> Result<Rehearsal> {
+    let spec = spec::read(&spec::resolve_path(&args.name))?;
     let Some(load) = spec.load.clone() else {
         return Err(fail(
             format!(
                 "{} has no load: section; a rehearsal runs the experiment's load while the migrations apply",
                 spec.path.display()
             ),
-            "add a load: section (see README, \"Load tests\") with scripts that read and write the tables the migrations change",
+            "add a load: section (see docs/loads.md) with scripts that read and write the tables the migrations change",
         ));
     };
     let duration = |flag: &str, text: &str| {
@@ -199,24 +215,7 @@ pub fn run_command(options: &TargetOptions, args: &RehearseArgs) -> Result<u8> {
     let lint = crate::lint::lint_migrations(&rehearsed, &crate::lint::RuleSet::default());
 
     let target = Target::resolve(options)?;
-    let result = rehearse(&target, &spec, &load, &files, &rehearsed, &plan, lint)?;
-    // Through crate::output (a closed stdout is a normal exit); the report is written
-    // even then.
-    let shown = crate::say!("{}", report::terminal(&result));
-    // Like every default, reports/ is the project root's; a typed --out is the user's path.
-    let out = args.out.clone().unwrap_or_else(|| {
-        crate::project_root()
-            .join("reports")
-            .join(format!("rehearse-{}.md", result.plan.experiment))
-    });
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(&out, report::markdown(&result))
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    shown?;
-    crate::say!("wrote {}", out.display())?;
-    Ok(if result.failed() { 1 } else { 0 })
+    rehearse(&target, &spec, &load, &files, &rehearsed, &plan, lint)
 }
 
 /// Dataset, copy, load + sampler + migrations, and the numbers.
@@ -244,12 +243,12 @@ fn rehearse(
         plan.scale,
         false,
         &mut |step, done| match done {
-            None => eprintln!("rehearse: dataset step {step}"),
-            Some(seconds) => eprintln!("rehearse: dataset step {step}: {seconds:.1}s"),
+            None => crate::note!("rehearse: dataset step {step}"),
+            Some(seconds) => crate::note!("rehearse: dataset step {step}: {seconds:.1}s"),
         },
     )?;
     if base.info.reused {
-        eprintln!("rehearse: reusing cached dataset {}", base.info.database);
+        crate::note!("rehearse: reusing cached dataset {}", base.info.database);
     }
     let server_version: String = admin.query_one("SHOW server_version", &[])?.get(0);
     let copy = Copy::create(
@@ -339,7 +338,7 @@ fn under_load(
         let load_thread = std::thread::Builder::new()
             .name("pgx-rehearse-load".into())
             .spawn_scoped(scope, || {
-                crate::load::run_with(config, load, vars, &hooks, &mut |_| {})
+                crate::loadtest::run_with(config, load, vars, &hooks, &mut |_| {})
             })
             .context("cannot start the load thread")?;
         let sampler_thread = std::thread::Builder::new()
@@ -347,7 +346,7 @@ fn under_load(
             .spawn_scoped(scope, || sampler::run(config, plan.sample_every, &stop))
             .context("cannot start the lock sampler")?;
 
-        eprintln!(
+        crate::note!(
             "rehearse: load starting ({} clients: {})",
             plan.clients,
             script_mix(load)
@@ -376,7 +375,7 @@ fn under_load(
         }
         pause(plan.warmup)?;
         let opened = Instant::now();
-        eprintln!(
+        crate::note!(
             "rehearse: before: {:.1}s of load",
             plan.before.as_secs_f64()
         );
@@ -386,7 +385,7 @@ fn under_load(
         let mut migrations = Vec::new();
         for file in rehearsed {
             crate::interrupt::check()?;
-            eprintln!("rehearse: applying {}", file.label());
+            crate::note!("rehearse: applying {}", file.label());
             let t0 = Instant::now();
             let applied = {
                 let _cancel = crate::interrupt::CancelOnInterrupt::new(&client);
@@ -410,7 +409,7 @@ fn under_load(
                 }
                 text
             });
-            eprintln!(
+            crate::note!(
                 "rehearse: {} {} in {:.2}s",
                 file.label(),
                 if error.is_some() { "FAILED" } else { "applied" },
@@ -438,7 +437,7 @@ fn under_load(
             }
         }
         let during_end = Instant::now();
-        eprintln!("rehearse: after: {:.1}s of load", plan.after.as_secs_f64());
+        crate::note!("rehearse: after: {:.1}s of load", plan.after.as_secs_f64());
         pause(plan.after)?;
         let closed = Instant::now();
         drop(stop_guard);

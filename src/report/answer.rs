@@ -713,6 +713,7 @@ mod tests {
             stopped_by: None,
             screening: None,
             wall: None,
+            shard: None,
         }
     }
 

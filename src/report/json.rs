@@ -1,6 +1,8 @@
 //! `reports/<experiment>.json`: every raw sample, the schedule and the analysis, for
 //! machines (and for `pgx report`, which renders the Markdown again from it).
 
+use std::path::Path;
+
 use anyhow::{Result, bail};
 
 use crate::experiment::result::{ExperimentResult, SCHEMA_VERSION};
@@ -12,9 +14,22 @@ pub fn render(result: &ExperimentResult) -> Result<String> {
     Ok(serde_json::to_string_pretty(result)? + "\n")
 }
 
+/// Read a report file for a command: an unreadable file or one that is not a pgx
+/// experiment result is an error that names the file, with `hint` (what to give instead).
+pub fn read_file(path: &Path, hint: &str) -> Result<ExperimentResult> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| crate::error::fail(format!("cannot read {}: {e}", path.display()), hint))?;
+    parse(&text).map_err(|e| {
+        crate::error::fail(
+            format!("{} is not a pgx experiment result: {e}", path.display()),
+            hint,
+        )
+    })
+}
+
 /// Read a JSON report back; a report of a layout this pgx does not read is refused with
 /// its version.
-pub fn load(text: &str) -> Result<ExperimentResult> {
+pub fn parse(text: &str) -> Result<ExperimentResult> {
     let value: serde_json::Value = serde_json::from_str(text)?;
     let version = value
         .get("schema_version")

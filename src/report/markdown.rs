@@ -30,7 +30,7 @@ pub fn render_with(r: &ExperimentResult, others: &[(String, ExperimentResult)]) 
     queries(&mut md, r);
     sizes(&mut md, r);
     table_stats(&mut md, r);
-    load(&mut md, r);
+    loadtest_section(&mut md, r);
     stability(&mut md, r);
     appendix(&mut md, r);
     plans(&mut md, r);
@@ -129,6 +129,9 @@ fn header(md: &mut String, r: &ExperimentResult) {
     if let Some(wall) = view::wall_line(r) {
         let _ = writeln!(md, "| Wall time | {} |", cell(&wall));
     }
+    if let Some(shards) = view::shard_line(r) {
+        let _ = writeln!(md, "| Shards | {} |", cell(&shards));
+    }
     let _ = writeln!(md, "| Baseline | `{}` |", r.baseline);
     let _ = writeln!(
         md,
@@ -141,7 +144,7 @@ fn summary(md: &mut String, r: &ExperimentResult) {
     let _ = writeln!(md, "## Summary\n");
     let load = view::load_results(r);
     if !load.is_empty() {
-        let _ = writeln!(md, "{}", super::load::summary_markdown(&load));
+        let _ = writeln!(md, "{}", super::loadtest::summary_markdown(&load));
     }
     if r.analysis.findings.is_empty() {
         failed_variants(md, r);
@@ -224,9 +227,13 @@ fn answer(md: &mut String, r: &ExperimentResult, others: &[(String, ExperimentRe
 
 /// A load experiment's answer: its targets, met or not, and whether the machine is what
 /// bounds them.
-fn load_answer(md: &mut String, r: &ExperimentResult, load: &[(String, crate::load::LoadResult)]) {
+fn load_answer(
+    md: &mut String,
+    r: &ExperimentResult,
+    load: &[(String, crate::loadtest::LoadResult)],
+) {
     let _ = writeln!(md, "## Answer\n");
-    let lines = super::load::target_lines(load);
+    let lines = super::loadtest::target_lines(load);
     if lines.is_empty() {
         let _ = writeln!(
             md,
@@ -244,7 +251,7 @@ fn load_answer(md: &mut String, r: &ExperimentResult, load: &[(String, crate::lo
         .chain(r.environment.load_after.iter())
         .map(|l| l[0])
         .fold(0.0, f64::max);
-    if !lines.is_empty() && !super::load::targets_met(load) {
+    if !lines.is_empty() && !super::loadtest::targets_met(load) {
         let bound = if busiest > cpus as f64 {
             format!(
                 "What bounds it here is the machine: the load average reached {busiest:.1} on {cpus} CPUs, so clients and server shared them; the same variants on a server with the seed's cores are what the target is about."
@@ -490,17 +497,21 @@ fn table_stats(md: &mut String, r: &ExperimentResult) {
     );
 }
 
-fn load(md: &mut String, r: &ExperimentResult) {
+fn loadtest_section(md: &mut String, r: &ExperimentResult) {
     let results = view::load_results(r);
     if results.is_empty() {
         return;
     }
     if r.analysis.method.is_some() {
         // The summary already shows the load summary: every run here, once.
-        let _ = writeln!(md, "## Load\n\n{}", super::load::body_with(&results, false));
+        let _ = writeln!(
+            md,
+            "## Load\n\n{}",
+            super::loadtest::body_with(&results, false)
+        );
     } else {
         // The load renderer writes its own "## Load" heading.
-        let _ = writeln!(md, "{}", super::load::markdown(&results));
+        let _ = writeln!(md, "{}", super::loadtest::markdown(&results));
     }
 }
 
@@ -518,7 +529,7 @@ fn plans(md: &mut String, r: &ExperimentResult) {
             cell(&row_label(r, c)),
             c.query,
             c.params,
-            super::plan::draw(tree).trim_end()
+            super::plan_tree::draw(tree).trim_end()
         );
     }
 }
@@ -667,7 +678,7 @@ fn screening(md: &mut String, r: &ExperimentResult) {
         let _ = writeln!(
             md,
             "After the real run, **DISAGREE** marks where the estimate and the measurement part: the plan choice (the estimate uses the hypothetical index and the real plan does not use the real one, or the reverse); cost against time (the estimated cost change and the measured execution change point different ways, both judged against the measured change's threshold, max(5%, the A/A floor)); and sizes more than {}× off the real index's, either way (HypoPG sizes an index from row estimates and average widths; hypopg#46 saw 164 MB estimated for 1.5 GB real).\n",
-            crate::experiment::screen::SIZE_FACTOR
+            crate::experiment::analysis::screening::SIZE_FACTOR
         );
     }
     let _ = writeln!(md, "{}", draw(&view::screening_variants_table(r)));

@@ -3,10 +3,10 @@
 
 pub mod answer;
 pub mod json;
-pub mod load;
+pub mod loadtest;
 pub mod markdown;
 pub mod method;
-pub mod plan;
+pub mod plan_tree;
 pub mod terminal;
 pub mod view;
 
@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 use crate::experiment::result::{Cell, ExperimentResult};
 use crate::explain::Access;
 use crate::stats::{Change, Verdict};
+pub use crate::units::{fmt_bytes, fmt_count, fmt_ms};
 
 /// Write `<out>/<stem>.md` and `<out>/<stem>.json`; returns their paths. The Markdown
 /// names where the experiment's reports at other scales in `out` differ from this one.
@@ -48,51 +49,13 @@ pub fn other_scales(dir: &Path, result: &ExperimentResult) -> Vec<(String, Exper
             {
                 return None;
             }
-            let other = json::load(&std::fs::read_to_string(&path).ok()?).ok()?;
+            let other = json::parse(&std::fs::read_to_string(&path).ok()?).ok()?;
             (other.experiment == result.experiment && other.scale != result.scale)
                 .then_some((stem, other))
         })
         .collect();
     found.sort_by(|a, b| a.0.cmp(&b.0));
     found
-}
-
-pub fn fmt_ms(ms: f64) -> String {
-    if ms >= 1000.0 {
-        format!("{:.2} s", ms / 1000.0)
-    } else if ms >= 100.0 {
-        format!("{ms:.0} ms")
-    } else if ms >= 10.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{ms:.3} ms")
-    }
-}
-
-pub fn fmt_bytes(bytes: i64) -> String {
-    let b = bytes as f64;
-    if b >= 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.2} GiB", b / 1024.0 / 1024.0 / 1024.0)
-    } else if b >= 1024.0 * 1024.0 {
-        format!("{:.1} MiB", b / 1024.0 / 1024.0)
-    } else if b >= 1024.0 {
-        format!("{:.0} KiB", b / 1024.0)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
-/// 1234567 -> "1,234,567"
-pub fn fmt_count(n: i64) -> String {
-    let digits = n.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
 }
 
 /// "0.84 ms [0.81, 0.90]": median execution time and its 95% confidence interval.

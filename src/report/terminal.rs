@@ -66,7 +66,7 @@ pub fn render(result: &ExperimentResult) -> String {
     screening(&mut out, result);
     let load = view::load_results(result);
     if !load.is_empty() {
-        out.push_str(&super::load::terminal(&load));
+        out.push_str(&super::loadtest::terminal(&load));
     }
     for set in result
         .settings
@@ -96,6 +96,9 @@ pub fn render(result: &ExperimentResult) -> String {
     ));
     if let Some(wall) = view::wall_line(result) {
         out.push_str(&format!("wall time {wall}\n"));
+    }
+    if let Some(shards) = view::shard_line(result) {
+        out.push_str(&format!("{shards}\n"));
     }
     for line in super::answer::lines(result) {
         out.push_str(&format!("answer: {}\n", line.replace(['`', '*'], "")));

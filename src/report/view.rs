@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use super::*;
 use crate::experiment::analysis::differs;
+use crate::experiment::analysis::screening;
 use crate::experiment::result::{RelationKind, ScreenedCell, TableStats};
-use crate::experiment::screen;
 
 /// A table as text cells; renderers only draw it.
 #[derive(Debug, Clone, PartialEq)]
@@ -494,6 +494,59 @@ pub fn maintenance_table(r: &ExperimentResult) -> Table {
     t
 }
 
+/// What a shard measured, or the shards a merged report was made of (machine, load,
+/// floor each: every comparison keeps the verdict its own shard's run gave it).
+pub fn shard_line(r: &ExperimentResult) -> Option<String> {
+    if let Some(shard) = r.shard {
+        let variants: Vec<String> = r
+            .compared_variants()
+            .filter(|v| v.name != r.baseline)
+            .map(|v| v.name.clone())
+            .collect();
+        return Some(format!(
+            "shard {shard}: {} with the baseline and this run's own A/A control; `pgx merge` joins the shards",
+            variants.join(", ")
+        ));
+    }
+    if r.shards.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = r
+        .shards
+        .iter()
+        .map(|s| {
+            let load = s
+                .environment
+                .load_before
+                .map(|l| format!(", load {:.2}", l[0]))
+                .unwrap_or_default();
+            let floor = s
+                .floors
+                .iter()
+                .map(|f| f.floor)
+                .fold(None, |m: Option<f64>, f| Some(m.map_or(f, |m| m.max(f))));
+            format!(
+                "{} ({}): {} on {} CPUs{load}, {}{}, {}",
+                s.shard,
+                s.variants.join(", "),
+                s.environment.server,
+                s.environment.cpus,
+                floor.map_or("no A/A control".into(), |f| format!(
+                    "A/A floor up to {:.1}%",
+                    f * 100.0
+                )),
+                if s.noisy.is_some() { ", noisy" } else { "" },
+                s.environment.date
+            )
+        })
+        .collect();
+    Some(format!(
+        "merged from {} shards, each compared within its own run: {}",
+        r.shards.len(),
+        parts.join("; ")
+    ))
+}
+
 /// Where the run's wall time went, when the run recorded it: "880.0 s: dataset 42.5 s,
 /// builds 150.1 s (statements 61.0 s), recorded runs 203.0 s, …".
 pub fn wall_line(r: &ExperimentResult) -> Option<String> {
@@ -618,7 +671,7 @@ pub fn any_deterministic_difference(r: &ExperimentResult) -> bool {
 }
 
 /// Each compared variant's load result, for the load reporters (name/result pairs).
-pub fn load_results(r: &ExperimentResult) -> Vec<(String, crate::load::LoadResult)> {
+pub fn load_results(r: &ExperimentResult) -> Vec<(String, crate::loadtest::LoadResult)> {
     r.compared_variants()
         .filter_map(|v| v.load.clone().map(|l| (v.name.clone(), l)))
         .collect()
@@ -638,7 +691,9 @@ pub fn fmt_estimated_plan(r: &ExperimentResult, cell: &ScreenedCell) -> String {
         let names: Vec<String> = plan
             .index_names
             .iter()
-            .map(|n| screen::hypothetical_label(r, &cell.variant, n).unwrap_or_else(|| n.clone()))
+            .map(|n| {
+                screening::hypothetical_label(r, &cell.variant, n).unwrap_or_else(|| n.clone())
+            })
             .collect();
         out.push(' ');
         out.push_str(&names.join(", "));
@@ -682,11 +737,14 @@ pub fn screening_sentence(r: &ExperimentResult) -> Option<String> {
         text,
         "; building the screenable variants for real took {built:.2} s"
     );
-    let cells = screen::side_by_side(r)
+    let cells = screening::side_by_side(r)
         .iter()
         .filter(|c| !c.disagreements.is_empty())
         .count();
-    let sizes = screen::index_estimates(r).iter().filter(|e| e.off).count();
+    let sizes = screening::index_estimates(r)
+        .iter()
+        .filter(|e| e.off)
+        .count();
     let _ = write!(
         text,
         ". Estimate and measurement disagree on {cells} cell{} and {sizes} index size{}.",
@@ -713,7 +771,7 @@ pub fn screening_variants_table(r: &ExperimentResult) -> Table {
         header.extend(["real index", "real size", "estimate / real", "real build"]);
     }
     let mut t = Table::new(&header);
-    let estimates = screen::index_estimates(r);
+    let estimates = screening::index_estimates(r);
     for sv in &s.variants {
         let build = r
             .variants
@@ -725,7 +783,7 @@ pub fn screening_variants_table(r: &ExperimentResult) -> Table {
                 None => format!("{:.2} s", v.build_seconds()),
             })
             .unwrap_or_default();
-        let mine: Vec<&screen::IndexEstimate> =
+        let mine: Vec<&screening::IndexEstimate> =
             estimates.iter().filter(|e| e.variant == sv.name).collect();
         if !sv.screenable || mine.is_empty() {
             let status = match (&sv.reason, sv.name == r.baseline) {
@@ -747,7 +805,7 @@ pub fn screening_variants_table(r: &ExperimentResult) -> Table {
         for e in mine {
             let label = format!(
                 "{} ({} on {})",
-                screen::hypothetical_label(r, &sv.name, &e.index.name)
+                screening::hypothetical_label(r, &sv.name, &e.index.name)
                     .unwrap_or_else(|| e.index.name.clone()),
                 e.index.method,
                 e.index.table
@@ -761,15 +819,15 @@ pub fn screening_variants_table(r: &ExperimentResult) -> Table {
             };
             let mut row = vec![sv.name.clone(), "yes".into(), label, estimated];
             if measured {
-                row.push(
-                    e.real
-                        .map_or_else(|| "not found".to_string(), |x| screen::unqualified(&x.name)),
-                );
+                row.push(e.real.map_or_else(
+                    || "not found".to_string(),
+                    |x| screening::unqualified(&x.name),
+                ));
                 row.push(e.real.map_or_else(|| "-".into(), |x| fmt_bytes(x.bytes)));
                 row.push(match e.factor {
                     Some(f) if e.off => format!(
                         "{f:.2}× DISAGREE: off by more than {}×",
-                        screen::SIZE_FACTOR
+                        screening::SIZE_FACTOR
                     ),
                     Some(f) => format!("{f:.2}×"),
                     None => "-".into(),
@@ -813,7 +871,7 @@ pub fn screening_cells_table(r: &ExperimentResult) -> Table {
         let v = s.variants.iter().position(|v| v.name == c.variant);
         (q, p, v)
     };
-    let mut rows = screen::side_by_side(r);
+    let mut rows = screening::side_by_side(r);
     rows.sort_by_key(|x| order(x.screened));
     for x in rows {
         let c = x.screened;

@@ -41,7 +41,7 @@ pub fn run_fixture(
     options: &pgx::experiment::RunOptions,
 ) -> pgx::experiment::ExperimentResult {
     let target = pgx::target::Target::External(server.cluster().config("postgres"));
-    let spec = pgx::experiment::spec::load(&experiment_fixture(name)).unwrap();
+    let spec = pgx::experiment::spec::read(&experiment_fixture(name)).unwrap();
     pgx::experiment::run(
         &target,
         &spec,

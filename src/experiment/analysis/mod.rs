@@ -13,7 +13,9 @@
 //! - the reference cells' per-round medians (drift), and the summary's findings.
 
 pub mod answer;
+pub mod gate;
 pub mod judge;
+pub mod screening;
 
 use std::collections::{HashMap, HashSet};
 
@@ -226,6 +228,8 @@ pub fn analyze(m: Measurements) -> ExperimentResult {
         stopped_by: m.stopped_by,
         screening: m.screening,
         wall: m.wall,
+        shard: m.shard,
+        shards: Vec::new(),
     };
     r.analysis = Analysis {
         floors: floors_of(&r),
@@ -238,6 +242,23 @@ pub fn analyze(m: Measurements) -> ExperimentResult {
     };
     r.analysis.answers = answer::answers(&r, &|c| noisy_rows.contains(&cell_row(c)));
     r
+}
+
+/// A report put together from shards (`crate::experiment::merge`): every cell keeps the
+/// evidence, change and threshold its own shard's run gave it; the run-wide conclusions
+/// (drift, the summary's findings, the answer) are drawn again over all the cells, a row
+/// being noisy where any shard's control differed.
+pub fn conclude_merged(r: &mut ExperimentResult) {
+    let noisy_rows: HashSet<Row> = r
+        .shards
+        .iter()
+        .flat_map(|s| &s.floors)
+        .filter(|f| f.control.is_some_and(|c| c.verdict != Verdict::NoChange))
+        .map(|f| row_of(&f.query, &f.params, &f.cache))
+        .collect();
+    r.analysis.drift = drift_of(r);
+    r.analysis.findings = findings_of(r, &noisy_rows);
+    r.analysis.answers = answer::answers(r, &|c| noisy_rows.contains(&cell_row(c)));
 }
 
 /// The design the control's comparisons are judged with: the group's looks, the

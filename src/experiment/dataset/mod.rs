@@ -68,10 +68,7 @@ impl Phases<'_> {
     }
 }
 
-/// The CPUs this process may use (1 when that cannot be read).
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+use crate::host::cores;
 
 impl Loader<'_> {
     fn connections(&self) -> usize {
@@ -83,7 +80,7 @@ impl Loader<'_> {
     }
 
     /// Run every step and finish the data; `client` is the loading session, migrated.
-    pub fn load(&self, client: &mut Client, phases: &mut Phases) -> Result<LoadInfo> {
+    pub fn build(&self, client: &mut Client, phases: &mut Phases) -> Result<LoadInfo> {
         // Deterministic random() for steps that use it.
         client.batch_execute("SELECT setseed(0.42); SET jit = off; SET statement_timeout = 0")?;
         let bulk = self.spec.dataset.bulk;
@@ -827,14 +824,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 }
 
 fn memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            kb.checked_mul(1024)
-        })
-        .unwrap_or(4 << 30)
+    crate::host::memory_bytes().unwrap_or(4 << 30)
 }
 
 /// The server ran out of disk space: say so, where (the embedded cluster in use, by its

@@ -412,7 +412,7 @@ fn generator_thread(
         .build()
         .context("cannot start a generator's runtime")?;
     runtime.block_on(async {
-        let config = crate::load::driver::async_config(&relay.config, Duration::from_secs(1));
+        let config = crate::loadtest::driver::async_config(&relay.config, Duration::from_secs(1));
         let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| {
             fail(
                 format!(

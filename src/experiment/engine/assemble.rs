@@ -187,6 +187,7 @@ impl Engine<'_> {
             stopped_by: self.lost.take(),
             screening: self.screening.take(),
             wall: (!screen_only).then_some(wall),
+            shard: plan.shard,
         })
     }
 }

@@ -150,7 +150,7 @@ impl Engine<'_> {
     /// independent builds overlap (an index build's sort beside another variant's
     /// re-load, a copy beside a build). In the jobs' order.
     fn prepare_all(&mut self, jobs: Vec<Job>, copy: bool) -> Vec<Result<Prepared>> {
-        let workers = crate::experiment::dataset::cores().clamp(1, jobs.len().max(1));
+        let workers = crate::host::cores().clamp(1, jobs.len().max(1));
         let builder = Builder {
             target: self.target,
             base: &self.base.info.database,
@@ -524,7 +524,7 @@ impl Engine<'_> {
             if let Some(load) = &self.plan.load {
                 self.progress.message(&format!("{name}: load"));
                 let progress = &mut *self.progress;
-                self.variants[v.0].load = Some(crate::load::run(
+                self.variants[v.0].load = Some(crate::loadtest::run(
                     &place.config,
                     load,
                     &self.plan.vars,

@@ -187,7 +187,7 @@ fn bounds(config: &postgres::Config, limits: &Limits) -> Result<(Duration, Durat
 /// an idle machine: 0.93 at 8 clients and 0.77 at 64 with one thread, 0.95 and 0.99 with
 /// two, at the same client CPU per transaction (5.3 µs with one, 5.2-5.6 µs with two).
 pub fn default_threads() -> usize {
-    crate::experiment::dataset::cores()
+    crate::host::cores()
 }
 
 /// The script mixes to measure: all scripts by weight, or each on its own.

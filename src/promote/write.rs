@@ -1,6 +1,5 @@
-//! The `pgx promote` command: classify the variant's statements, learn the schema on a
-//! scratch database, write the migration, apply it there, write it to `migrations/`, and
-//! lint it.
+//! Promoting a variant: classify its statements, learn the schema on a scratch
+//! database, write the migration, apply it there, write it to `migrations/`, and lint it.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -11,7 +10,6 @@ use postgres::Client;
 
 use super::schema::{self, IndexKind, Scratch};
 use super::{Classified, CreateIndex, Source, Step, classify, file_name, fit_identifier};
-use crate::cli::PromoteArgs;
 use crate::error::fail;
 use crate::experiment::result::ExperimentResult;
 use crate::experiment::spec::{self, Spec};
@@ -19,11 +17,26 @@ use crate::migrate::{self, MigrationFile};
 use crate::target::{Target, TargetOptions};
 
 /// Exit code when the migration was written but `pgx lint` finds hazards in it.
-pub const EXIT_LINT_FINDINGS: u8 = crate::app::exit::ATTENTION;
+pub const EXIT_LINT_FINDINGS: u8 = crate::exit::ATTENTION;
 
-pub fn run(options: &TargetOptions, args: &PromoteArgs) -> Result<u8> {
+/// What to promote: the experiment (a name or a path) and its variant; where the
+/// migration goes (default: the experiment's migrations directory), the report whose
+/// evidence it cites (default `reports/<experiment>.json`), the `lock_timeout` it sets.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub experiment: String,
+    pub variant: String,
+    pub dir: Option<PathBuf>,
+    pub report: Option<PathBuf>,
+    pub dry_run: bool,
+    pub lock_timeout: String,
+}
+
+/// Promote a variant, saying what was written and what `pgx lint` found; the exit code
+/// is [`EXIT_LINT_FINDINGS`] when it found hazards.
+pub fn run(options: &TargetOptions, args: &Request) -> Result<u8> {
     let path = spec::resolve_path(&args.experiment);
-    let spec = spec::load(&path)?;
+    let spec = spec::read(&path)?;
     let sql = variant_sql(&spec, &args.variant)?;
     let classified = classify(&sql);
     refuse(&spec, &args.variant, &classified)?;
@@ -54,7 +67,7 @@ pub fn run(options: &TargetOptions, args: &PromoteArgs) -> Result<u8> {
     });
     let (evidence, warning) = evidence(&spec, &args.variant, &report_path);
     if let Some(warning) = &warning {
-        eprintln!("pgx promote: {warning}");
+        crate::note!("pgx promote: {warning}");
     }
 
     let target = Target::resolve(options)?;
@@ -82,7 +95,7 @@ pub fn run(options: &TargetOptions, args: &PromoteArgs) -> Result<u8> {
 
     let path = dir.join(&name);
     if args.dry_run {
-        print!("{content}");
+        crate::output::text(&content)?;
     } else {
         std::fs::write(&path, &content).map_err(|e| {
             fail(
@@ -112,18 +125,18 @@ pub fn run(options: &TargetOptions, args: &PromoteArgs) -> Result<u8> {
             }
         })
         .unwrap_or_else(|| "no earlier migrations".into());
-    eprintln!("{shown}");
-    eprintln!(
+    crate::note!("{shown}");
+    crate::note!(
         "  {}; applied to a scratch database with {versions} first: {applied}",
         planned.summary()
     );
     if findings.is_empty() {
-        eprintln!("  pgx lint: no findings");
+        crate::note!("  pgx lint: no findings");
     } else {
         for d in &findings {
-            eprintln!("{}\n", d.render("warning"));
+            crate::note!("{}\n", d.render("warning"));
         }
-        eprintln!(
+        crate::note!(
             "pgx promote: {}, but pgx lint found {} hazard(s) in it: fix them (or accept one with `-- pgx:lint-ignore RULE`) before applying",
             if args.dry_run {
                 "the migration runs"
@@ -135,16 +148,16 @@ pub fn run(options: &TargetOptions, args: &PromoteArgs) -> Result<u8> {
         return Ok(EXIT_LINT_FINDINGS);
     }
     if spec.load.is_some() {
-        eprintln!(
+        crate::note!(
             "  next: review it, `pgx rehearse {}` to see it under load, then `pgx apply`",
             spec.name
         );
     } else {
-        eprintln!(
+        crate::note!(
             "  next: review it, `pgx rehearse <an experiment with a load: on these tables>` to see it under load, then `pgx apply`"
         );
     }
-    Ok(0)
+    Ok(crate::exit::OK)
 }
 
 /// One above the highest versioned migration's first part: after V5 and V5.1 comes V6.
@@ -549,7 +562,7 @@ fn git_head() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn header(spec: &Spec, args: &PromoteArgs, name: &str, p: &Planned, evidence: &[String]) -> String {
+fn header(spec: &Spec, args: &Request, name: &str, p: &Planned, evidence: &[String]) -> String {
     let mut h = format!("{}\n", migrate::NO_TRANSACTION_MARKER);
     let about = spec
         .variants
@@ -637,7 +650,7 @@ fn evidence(spec: &Spec, variant: &str, path: &Path) -> (Vec<String>, Option<Str
     }
     let read = std::fs::read_to_string(path)
         .map_err(anyhow::Error::from)
-        .and_then(|text| crate::report::json::load(&text));
+        .and_then(|text| crate::report::json::parse(&text));
     let report: ExperimentResult = match read {
         Ok(r) => r,
         Err(e) => return missing(format!("{shown} cannot be cited: {e:#}")),

@@ -60,7 +60,7 @@ const SERVER_ADDR: &str = "198.18.0.1";
 const CLIENT_ADDR: &str = "198.18.0.2";
 const RELAY_PORT: u16 = 5432;
 
-/// The way requests travel during a run, set up once per `load::run` and torn down when
+/// The way requests travel during a run, set up once per `loadtest::run` and torn down when
 /// dropped (threads stopped, sockets closed, namespaces released).
 pub struct DelayPath {
     pub mode: RttMode,
@@ -172,7 +172,7 @@ impl DelayPath {
             note: None,
             transport: format!(
                 "tcp over a veth pair with netem delay {} each way (pgx's network namespaces)",
-                crate::report::fmt_ms(rtt.as_secs_f64() * 500.0)
+                crate::units::fmt_ms(rtt.as_secs_f64() * 500.0)
             ),
             _relay: Some(relay),
         })

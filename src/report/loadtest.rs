@@ -15,7 +15,7 @@ use std::fmt::Write;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use super::{fmt_count, fmt_ms};
-use crate::load::{LoadPoint, LoadResult, LoadTarget};
+use crate::loadtest::{LoadPoint, LoadResult, LoadTarget};
 
 const HEADER: [&str; 11] = [
     "variant",
@@ -817,7 +817,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::{Percentiles, RunStats};
+    use crate::loadtest::{Percentiles, RunStats};
 
     fn point(mix: &str, clients: usize, tps: [f64; 3], errors: u64) -> LoadPoint {
         let runs = tps

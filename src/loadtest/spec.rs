@@ -510,11 +510,11 @@ scripts:
     }
 
     #[test]
-    fn readme_example_is_valid() {
-        let readme = include_str!("../../README.md");
+    fn the_documented_example_is_valid() {
+        let readme = include_str!("../../docs/loads.md");
         let start = readme
             .find("```yaml\nload:\n")
-            .expect("README has a load example")
+            .expect("docs/loads.md has a load example")
             + 8;
         let end = start + readme[start..].find("```").expect("closed block");
         #[derive(Deserialize)]
