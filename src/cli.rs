@@ -17,8 +17,8 @@ use clap::{Args, Parser, Subcommand};
         works from any subdirectory; paths given on the command line are relative to the \
         working directory.",
     after_help = "Exit codes: 0 success; 1 `status` found something that needs attention, \
-        an experiment had failed parts, a rehearsed migration failed, `compare` failed a \
-        --fail-on gate, `promote` wrote a migration lint finds hazards in; \
+        an experiment had failed parts or failed a --fail-on gate, a rehearsed migration failed, \
+        `compare` failed a --fail-on gate, `promote` wrote a migration lint finds hazards in; \
         2 error; 3 `cluster status`: the embedded cluster is not running; \
         130 interrupted (Ctrl-C or SIGTERM) after cleaning up."
 )]

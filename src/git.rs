@@ -85,7 +85,10 @@ impl Repo {
 
     /// `path` relative to the repository's root, `/`-separated, as git names it.
     pub fn relative(&self, path: &Path) -> Result<String> {
-        let root = self.root.canonicalize().unwrap_or_else(|_| self.root.clone());
+        let root = self
+            .root
+            .canonicalize()
+            .unwrap_or_else(|_| self.root.clone());
         let full = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
         let rel = full.strip_prefix(&root).map_err(|_| {
             fail(

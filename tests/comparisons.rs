@@ -435,8 +435,8 @@ fn a_two_fold_effect_is_called_within_five_rounds() {
         .map(|(d, p)| (d / p).ln())
         .collect();
     let mean = logs.iter().sum::<f64>() / logs.len() as f64;
-    let sd = (logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (logs.len() - 1) as f64)
-        .sqrt();
+    let sd =
+        (logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (logs.len() - 1) as f64).sqrt();
     let agreed = logs.len() == 5 && sd < 0.1;
     let runs = |variant: &str| -> Vec<f64> {
         r.cells

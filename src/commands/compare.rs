@@ -65,11 +65,7 @@ pub fn run(args: &CompareArgs) -> Result<u8> {
     crate::note!(
         "pgx compare: {} gate failure(s) (--fail-on {})",
         failed.len(),
-        gates
-            .iter()
-            .map(|g| g.name())
-            .collect::<Vec<_>>()
-            .join(",")
+        gates.iter().map(|g| g.name()).collect::<Vec<_>>().join(",")
     );
     Ok(crate::exit::ATTENTION)
 }

@@ -112,9 +112,9 @@ pub fn resolve(current: &Spec, revision: &str) -> Result<Against> {
     let key = |f: &migrate::MigrationFile| format!("{}{}", f.prefix, f.version);
     let mut pending = Vec::new();
     for file in &in_tree {
-        let same_version = at_revision.iter().find(|old| {
-            old.prefix == file.prefix && file.prefix != 'R' && key(old) == key(file)
-        });
+        let same_version = at_revision
+            .iter()
+            .find(|old| old.prefix == file.prefix && file.prefix != 'R' && key(old) == key(file));
         let same_repeatable = at_revision
             .iter()
             .find(|old| file.prefix == 'R' && old.prefix == 'R' && old.name == file.name);

@@ -201,7 +201,9 @@ pub fn merge(shards: Vec<(String, ExperimentResult)>) -> Result<ExperimentResult
         })
         .collect();
     let mut rest = shards.into_iter().map(|(_, r, _)| r);
-    let mut merged = rest.next().ok_or_else(|| fail("nothing to merge", hint_same))?;
+    let mut merged = rest
+        .next()
+        .ok_or_else(|| fail("nothing to merge", hint_same))?;
     for r in rest {
         let mut position: HashMap<usize, usize> = HashMap::new();
         let is_ours = |c: &Cell| c.variant == r.baseline || Some(&c.variant) == r.control.as_ref();
@@ -260,7 +262,10 @@ fn widest_floors(runs: &[ShardRun]) -> Vec<NoiseFloor> {
         {
             Some(f) if floor.floor > f.floor => *f = floor.clone(),
             Some(f) => {
-                if floor.control.is_some_and(|c| c.verdict != Verdict::NoChange) {
+                if floor
+                    .control
+                    .is_some_and(|c| c.verdict != Verdict::NoChange)
+                {
                     f.control = floor.control;
                 }
             }

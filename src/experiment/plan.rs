@@ -368,10 +368,7 @@ fn variants(
                 spec.name,
                 candidates.len()
             ),
-            format!(
-                "split it into at most {} shards",
-                candidates.len().max(1)
-            ),
+            format!("split it into at most {} shards", candidates.len().max(1)),
         ));
     }
     let mut variants = Vec::new();
