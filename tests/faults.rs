@@ -466,3 +466,55 @@ fn rebuilding_at_one_scale_keeps_the_base_of_another_scale_and_bases_in_use() {
         "a base at another scale is kept"
     );
 }
+
+/// A `params_from` that returns more sets than `runs.max_params` is refused before any
+/// cell is measured, with what it would cost and what to do; raising the cap runs it.
+#[test]
+fn params_from_over_the_cap_is_refused_with_its_cost_and_the_cap_can_be_raised() {
+    let db = TestDb::new("faults_params");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("migrations")).unwrap();
+    let yaml = |cap: &str| {
+        format!(
+            r#"
+name: many
+dataset:
+  steps:
+    - name: t
+      sql: CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g
+baseline: plain
+variants:
+  plain: {{}}
+queries:
+  by-id:
+    sql: SELECT * FROM t WHERE id = $1
+    params_from: SELECT id FROM t ORDER BY id LIMIT 120
+runs: {{ rounds: 3{cap} }}
+"#
+        )
+    };
+    let path = project.path().join("many.yaml");
+    std::fs::write(&path, yaml("")).unwrap();
+    let started = Instant::now();
+    let out = db.pgx(project.path(), &["experiment", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("returned 120 parameter sets, more than runs.max_params (100)")
+            && err.contains("240 cells")
+            && err.contains("LIMIT n in params_from"),
+        "{err}"
+    );
+    assert!(!project.path().join("reports").exists(), "nothing written");
+    assert!(started.elapsed() < Duration::from_secs(60));
+
+    std::fs::write(&path, yaml(", max_params: 120")).unwrap();
+    let out = db.pgx(
+        project.path(),
+        &["experiment", path.to_str().unwrap(), "--no-control"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = std::fs::read_to_string(project.path().join("reports/many.json")).unwrap();
+    let r = pgx::report::json::parse(&json).unwrap();
+    assert_eq!(r.queries[0].params.len(), 120);
+}
