@@ -268,7 +268,7 @@ seed: 1
 ",
         settings.seconds
     );
-    let spec: LoadSpec = serde_yaml::from_str(&yaml)?;
+    let spec: LoadSpec = serde_saphyr::from_str(&yaml)?;
     pgx::loadtest::run(&cluster.config(DATABASE), &spec, &[], &mut |_| {})
 }
 

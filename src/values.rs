@@ -41,11 +41,12 @@ pub fn substitute(text: &str, vars: &[(String, String)], what: &str) -> Result<S
     Ok(out)
 }
 
-/// A YAML parameter as text for the server: scalars as written, lists as array literals.
-pub fn yaml_param(value: &serde_yaml::Value) -> TextParam {
+/// A YAML parameter (read from the file into a generic value) as text for the server:
+/// scalars as written, lists as array literals.
+pub fn yaml_param(value: &serde_json::Value) -> TextParam {
     match value {
-        serde_yaml::Value::Null => TextParam(None),
-        serde_yaml::Value::Sequence(items) => {
+        serde_json::Value::Null => TextParam(None),
+        serde_json::Value::Array(items) => {
             let inner: Vec<String> = items
                 .iter()
                 .map(|v| match yaml_scalar(v) {
@@ -59,15 +60,13 @@ pub fn yaml_param(value: &serde_yaml::Value) -> TextParam {
     }
 }
 
-pub fn yaml_scalar(value: &serde_yaml::Value) -> Option<String> {
+pub fn yaml_scalar(value: &serde_json::Value) -> Option<String> {
     match value {
-        serde_yaml::Value::Null => None,
-        serde_yaml::Value::Bool(b) => Some(b.to_string()),
-        serde_yaml::Value::Number(n) => Some(n.to_string()),
-        serde_yaml::Value::String(s) => Some(s.clone()),
-        other => serde_yaml::to_string(other)
-            .ok()
-            .map(|s| s.trim().to_string()),
+        serde_json::Value::Null => None,
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
     }
 }
 

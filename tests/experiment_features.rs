@@ -80,7 +80,7 @@ fn hot_percentage_equals_pg_stat_user_tables() {
     let tables = vec!["t".to_string()];
     let before = pgx::experiment::tables::snapshot(&mut client, &tables, false).unwrap();
     let workload: pgx::experiment::spec::WorkloadSpec =
-        serde_yaml::from_str("batches: 4\nsql: UPDATE t SET v = v || 'y' WHERE id % 7 = 0; UPDATE t SET id = id + 100000 WHERE id % 97 = 0").unwrap();
+        serde_saphyr::from_str("batches: 4\nsql: UPDATE t SET v = v || 'y' WHERE id % 7 = 0; UPDATE t SET id = id + 100000 WHERE id % 97 = 0").unwrap();
     pgx::experiment::tables::run_workload(
         &mut client,
         workload.batches,

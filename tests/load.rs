@@ -19,7 +19,7 @@ use pgx::loadtest::{LoadResult, LoadSpec, run};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn spec(yaml: &str) -> LoadSpec {
-    serde_yaml::from_str(yaml).expect("test spec parses")
+    serde_saphyr::from_str(yaml).expect("test spec parses")
 }
 
 fn load(config: &postgres::Config, spec: &LoadSpec) -> LoadResult {
@@ -369,9 +369,7 @@ fn histogram_percentiles_match_nearest_rank_within_hdr_precision() {
 fn hot_generator_puts_80_percent_of_draws_on_20_percent_of_keys() {
     let generator = |seed: u64| {
         let yaml = "hot: {min: 1, max: 1000}";
-        let spec =
-            serde_yaml::with::singleton_map::deserialize(serde_yaml::Deserializer::from_str(yaml))
-                .unwrap();
+        let spec: pgx::loadtest::spec::Generator = serde_saphyr::from_str(yaml).unwrap();
         Source::build(&spec, seed, &[], &[], "test", &mut |_| Ok(vec![])).unwrap()
     };
     let draws = |source: &Source| -> Vec<i64> {

@@ -30,7 +30,7 @@ pub struct Spec {
     pub variants: IndexMap<String, VariantSpec>,
     /// Optional axis of session settings (GUCs); the first entry is the reference.
     #[serde(default)]
-    pub settings: IndexMap<String, IndexMap<String, serde_yaml::Value>>,
+    pub settings: IndexMap<String, IndexMap<String, serde_json::Value>>,
     #[serde(default)]
     pub queries: IndexMap<String, QuerySpec>,
     /// Cache states every query is measured in: warm (default), cold, prewarmed; the
@@ -208,7 +208,7 @@ pub struct QuerySpec {
     /// One SQL text, or several named forms of the same intent compared side by side.
     pub sql: QuerySql,
     /// Literal parameter sets, bound to $1..$n.
-    pub params: Option<Vec<Vec<serde_yaml::Value>>>,
+    pub params: Option<Vec<Vec<serde_json::Value>>>,
     /// A SELECT run once on the dataset; each row is a parameter set.
     pub params_from: Option<String>,
     /// Labels for the parameter sets (default p1, p2, ...).
@@ -1098,12 +1098,12 @@ mod tests {
 
     #[test]
     fn params_become_text_and_arrays() {
-        let v: serde_yaml::Value = serde_yaml::from_str("[1, \"a b\", null]").unwrap();
+        let v: serde_json::Value = serde_saphyr::from_str("[1, \"a b\", null]").unwrap();
         assert_eq!(
             yaml_param(&v),
             TextParam(Some("{\"1\",\"a b\",NULL}".into()))
         );
-        assert_eq!(yaml_param(&serde_yaml::Value::Null), TextParam(None));
+        assert_eq!(yaml_param(&serde_json::Value::Null), TextParam(None));
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("2min"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("soon"), None);

@@ -369,8 +369,7 @@ mod tests {
     }
 
     fn parse(yaml: &str) -> Generator {
-        serde_yaml::with::singleton_map::deserialize(serde_yaml::Deserializer::from_str(yaml))
-            .unwrap()
+        serde_saphyr::from_str(yaml).unwrap()
     }
 
     #[test]

@@ -76,11 +76,7 @@ pub struct ScriptSpec {
     pub pattern: Pattern,
     /// Values drawn once per transaction, used by several statements as `{ref: name}`
     /// (like pgbench's `\set`): the same key looked up in N tables.
-    #[serde(
-        default,
-        rename = "let",
-        deserialize_with = "serde_yaml::with::singleton_map_recursive::deserialize"
-    )]
+    #[serde(default, rename = "let")]
     pub lets: IndexMap<String, Generator>,
     pub statements: Vec<StatementSpec>,
     #[serde(default)]
@@ -103,15 +99,12 @@ pub enum Pattern {
 pub struct StatementSpec {
     pub sql: String,
     /// One generator per `$n`, in order.
-    #[serde(
-        default,
-        deserialize_with = "serde_yaml::with::singleton_map_recursive::deserialize"
-    )]
+    #[serde(default)]
     pub params: Vec<Generator>,
 }
 
 /// Where a parameter's values come from; YAML like `{uniform: {min: 1, max: 1000}}`
-/// (a single-key map, read with serde_yaml's `singleton_map`) or `!uniform {min: 1, max: 1000}`.
+/// (a single-key map: serde's externally tagged enum, as the YAML reader reads it).
 /// Integer bounds may be `"{{var}}"` so they follow the dataset's scale.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -160,12 +153,12 @@ pub enum Bound {
 
 impl<'de> Deserialize<'de> for Bound {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match serde_yaml::Value::deserialize(d)? {
-            serde_yaml::Value::Number(n) => n
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => n
                 .as_i64()
                 .map(Bound::Int)
                 .ok_or_else(|| D::Error::custom(format!("{n} is not a 64-bit integer"))),
-            serde_yaml::Value::String(s) => Ok(match s.trim().parse() {
+            serde_json::Value::String(s) => Ok(match s.trim().parse() {
                 Ok(i) => Bound::Int(i),
                 Err(_) => Bound::Var(s),
             }),
@@ -194,11 +187,11 @@ impl Bound {
 }
 
 fn yaml_value<'de, D: Deserializer<'de>>(d: D) -> Result<TextParam, D::Error> {
-    Ok(yaml_param(&serde_yaml::Value::deserialize(d)?))
+    Ok(yaml_param(&serde_json::Value::deserialize(d)?))
 }
 
 fn yaml_params<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TextParam>, D::Error> {
-    let values = Vec::<serde_yaml::Value>::deserialize(d)?;
+    let values = Vec::<serde_json::Value>::deserialize(d)?;
     Ok(values.iter().map(yaml_param).collect())
 }
 
@@ -477,7 +470,7 @@ scripts:
 
     #[test]
     fn parses_with_defaults() {
-        let spec: LoadSpec = serde_yaml::from_str(SPEC).unwrap();
+        let spec: LoadSpec = serde_saphyr::from_str(SPEC).unwrap();
         let limits = spec.limits().unwrap();
         assert_eq!(limits.length, Length::Duration(Duration::from_secs(2)));
         assert_eq!(limits.warmup, Duration::from_secs(2));
@@ -521,7 +514,7 @@ scripts:
         struct File {
             load: LoadSpec,
         }
-        let file: File = serde_yaml::from_str(&readme[start..end]).unwrap();
+        let file: File = serde_saphyr::from_str(&readme[start..end]).unwrap();
         file.load.limits().unwrap();
         assert_eq!(file.load.scripts.len(), 3);
     }
@@ -555,7 +548,7 @@ scripts:
             ),
         ];
         for (yaml, expected) in bad {
-            let spec: LoadSpec = serde_yaml::from_str(yaml).unwrap();
+            let spec: LoadSpec = serde_saphyr::from_str(yaml).unwrap();
             let err = spec.limits().unwrap_err().to_string();
             assert!(err.contains(expected), "{yaml}: {err}");
         }
@@ -569,16 +562,16 @@ scripts:
         for (line, expected) in absurd {
             let yaml =
                 format!("clients: [1]\n{line}\nscripts: {{a: {{statements: [{{sql: x}}]}}}}");
-            let spec: LoadSpec = serde_yaml::from_str(&yaml).unwrap();
+            let spec: LoadSpec = serde_saphyr::from_str(&yaml).unwrap();
             let err = spec.limits().unwrap_err().to_string();
             assert!(err.contains(expected), "{line}: {err}");
         }
         let week = "clients: [1]\nduration: 168h\nwarmup: 1s\ntimeout: 24h\nrtt: 60s\nscripts: {a: {statements: [{sql: x}]}}";
-        let spec: LoadSpec = serde_yaml::from_str(week).unwrap();
+        let spec: LoadSpec = serde_saphyr::from_str(week).unwrap();
         assert!(spec.limits().is_ok(), "the maximum values are accepted");
         let typo = "clients: [1]\nscripts: {a: {statement: []}}";
-        assert!(serde_yaml::from_str::<LoadSpec>(typo).is_err());
+        assert!(serde_saphyr::from_str::<LoadSpec>(typo).is_err());
         let unknown = "clients: [1]\nscripts: {a: {statements: [{sql: x, params: [{zipf: {}}]}]}}";
-        assert!(serde_yaml::from_str::<LoadSpec>(unknown).is_err());
+        assert!(serde_saphyr::from_str::<LoadSpec>(unknown).is_err());
     }
 }
