@@ -689,3 +689,35 @@ fn assert_fresh_backend_every_round<'a>(
         );
     }
 }
+
+/// A cell under settings that only steer the planner (cost constants, work_mem whose
+/// effect shows as temporary or lossy blocks) with its reference's plan, blocks and rows
+/// is not timed; one under settings that change how the same plan runs (JIT) is.
+#[test]
+fn settings_cells_are_timed_only_when_the_settings_can_change_the_same_plans_time() {
+    let _machine = shared();
+    let r = run_fixture(&server(), "settings-evidence.yaml", &RunOptions::default());
+    let cell = |settings: &str| {
+        r.cells
+            .iter()
+            .find(|c| c.variant == "plain" && c.settings == settings && c.query == "by-k")
+            .unwrap_or_else(|| panic!("no cell under {settings}"))
+    };
+    let planner = cell("planner");
+    assert_eq!(
+        planner.evidence.map(|e| e.same_plan),
+        Some(true),
+        "the fixture's planner settings keep the plan"
+    );
+    assert!(
+        planner.untimed.is_some() && planner.samples.is_empty(),
+        "{:?}",
+        planner.untimed
+    );
+    let jit = cell("jit");
+    assert!(jit.untimed.is_none() && !jit.samples.is_empty());
+    assert!(
+        jit.change.is_some(),
+        "judged against the reference settings"
+    );
+}

@@ -189,3 +189,100 @@ impl Drop for ServerWide {
         }
     }
 }
+
+/// Settings that change only which plan the planner picks, or whose effect on running a
+/// plan shows in what EXPLAIN counts (`crate::explain::PlanSummary::same_work`): a cell
+/// under such settings that has its reference's plan, blocks, rows, temporary blocks
+/// and lossy bitmap blocks does the same work, and needs no stopwatch.
+///
+/// - the planner's cost constants and `enable_*` switches, join search limits, GEQO;
+/// - `work_mem` and `hash_mem_multiplier`: a sort, hash or aggregate that no longer fits
+///   spills (temporary blocks), a bitmap that no longer fits turns lossy (lossy blocks
+///   and rows removed by recheck), a Memoize cache that evicts re-runs its inner side
+///   (blocks); in memory, the same plan does the same work.
+///
+/// Not here, so always timed: `jit*` (compiles, which EXPLAIN's counters do not show),
+/// `plan_cache_mode` (a generic plan's run-time pruning costs time of its own),
+/// `effective_io_concurrency` (prefetching), and anything else.
+pub fn plan_only(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "seq_page_cost",
+        "random_page_cost",
+        "cpu_tuple_cost",
+        "cpu_index_tuple_cost",
+        "cpu_operator_cost",
+        "parallel_setup_cost",
+        "parallel_tuple_cost",
+        "min_parallel_table_scan_size",
+        "min_parallel_index_scan_size",
+        "effective_cache_size",
+        "from_collapse_limit",
+        "join_collapse_limit",
+        "cursor_tuple_fraction",
+        "constraint_exclusion",
+        "work_mem",
+        "hash_mem_multiplier",
+    ];
+    let name = name.to_ascii_lowercase();
+    NAMES.contains(&name.as_str()) || name.starts_with("enable_") || name.starts_with("geqo")
+}
+
+/// Do two settings sets differ only in [`plan_only`] settings (a setting one sets and
+/// the other leaves at the server's value counts as differing)?
+pub fn differ_only_in_plan(a: &[(String, String)], b: &[(String, String)]) -> bool {
+    let value = |set: &[(String, String)], name: &str| {
+        set.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    a.iter()
+        .chain(b.iter())
+        .filter(|(name, _)| value(a, name) != value(b, name))
+        .all(|(name, _)| plan_only(name))
+}
+
+#[cfg(test)]
+mod plan_only_tests {
+    use super::*;
+
+    fn set(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn only_settings_whose_effect_evidence_shows_spare_the_stopwatch() {
+        let reference = set(&[("work_mem", "4MB"), ("random_page_cost", "4")]);
+        assert!(differ_only_in_plan(
+            &reference,
+            &set(&[("work_mem", "64MB"), ("random_page_cost", "1.1")])
+        ));
+        assert!(differ_only_in_plan(
+            &reference,
+            &set(&[
+                ("work_mem", "4MB"),
+                ("random_page_cost", "4"),
+                ("enable_seqscan", "off")
+            ])
+        ));
+        assert!(!differ_only_in_plan(
+            &reference,
+            &set(&[
+                ("work_mem", "4MB"),
+                ("random_page_cost", "4"),
+                ("jit", "on")
+            ])
+        ));
+        assert!(!differ_only_in_plan(
+            &set(&[("plan_cache_mode", "force_custom_plan")]),
+            &set(&[("plan_cache_mode", "force_generic_plan")])
+        ));
+        // The same value on both sides is no difference, whatever the setting.
+        assert!(differ_only_in_plan(
+            &set(&[("jit", "off"), ("work_mem", "4MB")]),
+            &set(&[("jit", "off"), ("work_mem", "1GB")])
+        ));
+    }
+}

@@ -179,9 +179,15 @@ impl Engine<'_> {
                 _ => false,
             };
             // Settings can change the time of the same plan (a generic plan's run-time
-            // pruning, work_mem's hash tables): cells under other settings are timed.
-            let settings_differ = key.settings != self.key(r).settings;
-            if same && !settings_differ && !self.plan.limits.time_identical {
+            // pruning, JIT): cells under other settings are timed, unless the settings
+            // that differ only steer the planner or show their effect in the evidence.
+            let reference_settings = self.key(r).settings;
+            let settings_matter = key.settings != reference_settings
+                && !crate::experiment::settings::differ_only_in_plan(
+                    &self.matrix.settings[key.settings.0].values,
+                    &self.matrix.settings[reference_settings.0].values,
+                );
+            if same && !settings_matter && !self.plan.limits.time_identical {
                 continue;
             }
             timed.insert(c);
