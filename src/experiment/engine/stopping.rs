@@ -4,7 +4,7 @@
 //! lets go. With a budget (`runs.budget`), a comparison also lets go once its cell or its
 //! reference has spent the budget, after `runs.min` rounds. A cell stays while any open
 //! comparison needs it — as the cell compared, as its reference, or as the A/A control of
-//! the row — so every run of a cell has its reference's run in the same round; the
+//! the row under the settings of either — so every run of a cell has its reference's run in the same round; the
 //! rounds nobody needs are not run.
 
 use std::collections::HashSet;
@@ -76,21 +76,24 @@ impl Engine<'_> {
                 self.cells[c].closed = true;
             }
         }
-        // What the comparisons still open need.
+        // What the comparisons still open need: the cell, its reference, and the
+        // control of the row under the settings of either (its noise, on both sides; the
+        // controls of other settings sets run other plans, often far slower ones).
         let mut needed: HashSet<usize> = HashSet::new();
         let mut rows = HashSet::new();
         for &c in active {
             if self.is_open(c, group) {
                 needed.insert(c);
+                rows.insert((self.row(c), self.key(c).settings));
                 if let Some(r) = self.reference_position(c) {
                     needed.insert(r);
+                    rows.insert((self.row(c), self.key(r).settings));
                 }
-                rows.insert(self.row(c));
             }
         }
         for &c in active {
             if self.matrix.variant(self.key(c).variant).role == Role::Control
-                && rows.contains(&self.row(c))
+                && rows.contains(&(self.row(c), self.key(c).settings))
             {
                 needed.insert(c);
                 if let Some(r) = self.reference_position(c) {
