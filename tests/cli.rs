@@ -642,3 +642,40 @@ fn the_readmes_experiment_example_runs_and_answers() {
         stdout(&out)
     );
 }
+
+/// Every committed report is what the committed renderer draws from its JSON: none was
+/// edited by hand, and none is stale after a renderer change (re-render with `pgx report`).
+#[test]
+fn every_committed_report_is_its_json_rendered_by_this_code() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("reports");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let json = std::fs::read_to_string(&path).unwrap();
+        let result =
+            pgx::report::json::parse(&json).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        let others = pgx::report::other_scales(&dir, &result);
+        let drawn = pgx::report::markdown::render_with(&result, &others);
+        let md_path = path.with_extension("md");
+        let committed = std::fs::read_to_string(&md_path).unwrap();
+        if drawn != committed {
+            let first = drawn
+                .lines()
+                .zip(committed.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(drawn.lines().count().min(committed.lines().count()));
+            panic!(
+                "{} is not its JSON as this code renders it (first difference at line {}): \
+                 run `pgx report {}`",
+                md_path.display(),
+                first + 1,
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} reports");
+}

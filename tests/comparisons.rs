@@ -721,3 +721,22 @@ fn settings_cells_are_timed_only_when_the_settings_can_change_the_same_plans_tim
         "judged against the reference settings"
     );
 }
+
+/// Two index-only variants that create an index of one name cannot both be built on the
+/// shared copy: the second gets a copy of its own, and both are measured (the second
+/// used to fail with "relation already exists").
+#[test]
+fn variants_creating_an_index_of_one_name_are_both_built() {
+    let _machine = shared();
+    let r = run_fixture(&server(), "same-index-name.yaml", &RunOptions::default());
+    for variant in ["by-k", "by-k-and-pad"] {
+        let v = r.variants.iter().find(|v| v.name == variant).unwrap();
+        assert!(v.error.is_none(), "{variant}: {:?}", v.error);
+        let cell = r
+            .cells
+            .iter()
+            .find(|c| c.variant == variant && c.query == "by-k")
+            .unwrap();
+        assert_eq!(cell.evidence.map(|e| e.same_plan), Some(false), "{variant}");
+    }
+}

@@ -385,6 +385,31 @@ fn shards_on_two_servers_merge_into_the_unsharded_report() {
         assert!(!root.join("refused").exists(), "nothing written");
     };
     refuse(&[&one, &one], "given twice");
+    // A shard missing, a shard of another pgx, an interrupted shard.
+    let edited = |from: &Path, name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(from).unwrap()).unwrap();
+        edit(&mut value);
+        let path = root.join(name);
+        std::fs::write(&path, serde_json::to_string(&value).unwrap()).unwrap();
+        path
+    };
+    let of_three = |k: u64| {
+        move |v: &mut serde_json::Value| {
+            v["shard"] = serde_json::json!({ "k": k, "n": 3 });
+        }
+    };
+    let first_of_three = edited(&one, "1of3.json", &of_three(1));
+    let second_of_three = edited(&two, "2of3.json", &of_three(2));
+    refuse(&[&first_of_three, &second_of_three], "shard 3/3 missing");
+    let other_pgx = edited(&two, "other-pgx.json", &|v| {
+        v["environment"]["pgx_version"] = "0.0.1".into();
+    });
+    refuse(&[&one, &other_pgx], "pgx 0.0.1");
+    let interrupted = edited(&two, "interrupted.json", &|v| {
+        v["interrupted"] = true.into()
+    });
+    refuse(&[&one, &interrupted], "did not finish");
     refuse(&[&one, &root.join("reports/split.json")], "not a shard");
     let out = db.pgx(
         root,

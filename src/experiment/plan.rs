@@ -249,6 +249,9 @@ pub fn resolve(spec: &Spec, options: &RunOptions) -> Result<Plan> {
         || spec.load.is_some()
         || spec.workload.is_some()
         || spec.maintenance;
+    // Two variants that create objects of one name (the same index in two variants) cannot
+    // both be built on the shared copy: the later one gets a copy of its own.
+    let mut named: Vec<(String, String)> = Vec::new();
     let builds = variants
         .iter()
         .map(|v| match sharing::classify(&v.sql) {
@@ -257,6 +260,21 @@ pub fn resolve(spec: &Spec, options: &RunOptions) -> Result<Plan> {
             } else {
                 "runs.share: false, or the experiment has a load, workload or maintenance".into()
             }),
+            Sharing::Shared { creates, drops } => {
+                let names = sharing::created_names(&creates);
+                if let Some((name, other)) = names
+                    .iter()
+                    .find_map(|n| named.iter().find(|(m, _)| m == n))
+                {
+                    Sharing::Own(format!(
+                        "it creates {name}, as variant {other} does: two objects of one name \
+                         cannot share a copy"
+                    ))
+                } else {
+                    named.extend(names.into_iter().map(|n| (n, v.name.clone())));
+                    Sharing::Shared { creates, drops }
+                }
+            }
             other => other,
         })
         .collect();

@@ -112,6 +112,31 @@ fn statement_kind(sql: &str) -> Kind {
     }
 }
 
+/// The names the statements give the objects they create (`CREATE INDEX name`, `CREATE
+/// STATISTICS name`), folded as PostgreSQL folds unquoted names; unnamed ones have none.
+/// Two variants that create objects of one name cannot share a copy.
+pub fn created_names(creates: &[(usize, String)]) -> Vec<String> {
+    static NAME: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = NAME.get_or_init(|| {
+        regex::Regex::new(
+            r#"(?is)^\s*create\s+(?:unique\s+)?(?:index|statistics)\s+(?:concurrently\s+)?(?:if\s+not\s+exists\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$.]*)\s"#,
+        )
+        .expect("a valid regex")
+    });
+    creates
+        .iter()
+        .filter_map(|(_, sql)| re.captures(sql))
+        .filter_map(|c| c.get(1).map(|m| m.as_str().to_string()))
+        .filter(|name| !name.eq_ignore_ascii_case("on"))
+        .map(
+            |name| match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => name.to_ascii_lowercase(),
+            },
+        )
+        .collect()
+}
+
 fn one_line(sql: &str, max: usize) -> String {
     let text = sql.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.chars().count() > max {
@@ -154,6 +179,18 @@ mod tests {
         ] {
             assert!(matches!(classify(own), Sharing::Own(_)), "{own}");
         }
+        let names = |sql: &str| match classify(sql) {
+            Sharing::Shared { creates, .. } => created_names(&creates),
+            _ => panic!("shared"),
+        };
+        assert_eq!(
+            names(
+                "CREATE INDEX Idx_A ON t (a); CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS \"B\" ON t (b);"
+            ),
+            vec!["idx_a", "B"]
+        );
+        assert!(names("CREATE INDEX ON t (a); CREATE INDEX ON t USING gin (b);").is_empty());
+        assert_eq!(names("CREATE STATISTICS s1 ON a, b FROM t;"), vec!["s1"]);
         let Sharing::Own(why) = classify("CREATE INDEX i ON t (a);\nVACUUM FULL t;") else {
             panic!("own");
         };
