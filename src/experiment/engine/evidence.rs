@@ -222,7 +222,11 @@ impl Engine<'_> {
             {
                 timed.insert(c);
                 timed.insert(r);
+                let (x, y) = (a.blocks(), b.blocks());
+                let far =
+                    a.signature != b.signature || x.abs_diff(y) as f64 > 0.1 * x.max(y) as f64;
                 self.cells[c].built_differently = true;
+                self.cells[c].built_far_apart = far;
             }
         }
         // The control's cells in every row (query, parameter set) with a timed

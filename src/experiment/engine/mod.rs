@@ -190,8 +190,12 @@ struct CellState {
     /// Its comparison is decided (or stopped by the budget): no more rounds for it.
     closed: bool,
     /// The A/A control's cell whose evidence differs from the baseline's (another
-    /// build): judged like a comparison until decided, so the report can say by how much.
+    /// build): timed, so the report can say by how much.
     built_differently: bool,
+    /// ... by another plan or by more than a tenth of the blocks: judged like a
+    /// comparison until decided. (A smaller difference, such as a DML statement's few
+    /// percent of blocks between two copies, gets the rounds up to the first look.)
+    built_far_apart: bool,
     /// Seconds of rounds spent on it (for the budget).
     spent: f64,
 }

@@ -116,10 +116,11 @@ impl Engine<'_> {
     /// Is the cell's comparison judged in `group` still open after `rounds` rounds? (The
     /// control's cells are in the group for the floor; they are not comparisons that keep
     /// rounds going. A control built differently — its plan or blocks are not the
-    /// baseline's — is timed so the report can say by how much: it gets the rounds up to
-    /// the first look, and more only while its row is measured anyway. Held open until
-    /// decided, a DML control whose blocks differ by a few percent kept a 460 ms row
-    /// running for 20 rounds to prove it was within ±5%.)
+    /// baseline's — is timed so the report can say by how much: far apart (another plan,
+    /// or a tenth of the blocks) it is judged until decided; a few percent apart it gets
+    /// the rounds up to the first look, and more only while its row is measured anyway.
+    /// Held open until decided, a DML control whose blocks differ by a few percent kept a
+    /// 460 ms row running for 20 rounds to prove it was within ±5%.)
     fn is_open(&self, cell: usize, group: usize, rounds: usize) -> bool {
         let first_look = self.timed_groups[group]
             .design
@@ -130,6 +131,7 @@ impl Engine<'_> {
         self.cells[cell].group == Some(group)
             && !self.cells[cell].closed
             && (self.matrix.variant(self.key(cell).variant).role != Role::Control
+                || self.cells[cell].built_far_apart
                 || (self.cells[cell].built_differently && rounds < first_look)
                 || self.plan.limits.time_identical)
     }
