@@ -260,8 +260,11 @@ pub fn resolve(spec: &Spec, options: &RunOptions) -> Result<Plan> {
             } else {
                 "runs.share: false, or the experiment has a load, workload or maintenance".into()
             }),
-            Sharing::Shared { creates, drops } => {
-                let names = sharing::created_names(&creates);
+            Sharing::Shared {
+                creates,
+                names,
+                drops,
+            } => {
                 if let Some((name, other)) = names
                     .iter()
                     .find_map(|n| named.iter().find(|(m, _)| m == n))
@@ -271,8 +274,12 @@ pub fn resolve(spec: &Spec, options: &RunOptions) -> Result<Plan> {
                          cannot share a copy"
                     ))
                 } else {
-                    named.extend(names.into_iter().map(|n| (n, v.name.clone())));
-                    Sharing::Shared { creates, drops }
+                    named.extend(names.iter().map(|n| (n.clone(), v.name.clone())));
+                    Sharing::Shared {
+                        creates,
+                        names,
+                        drops,
+                    }
                 }
             }
             other => other,

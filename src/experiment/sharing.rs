@@ -31,6 +31,10 @@ pub enum Sharing {
         /// The statements run on the shared copy, in order (its `DROP INDEX`es left
         /// out), each with its line in the variant's SQL.
         creates: Vec<(usize, String)>,
+        /// The names they give the objects they create, folded as PostgreSQL folds
+        /// unquoted names (unnamed ones have none): two variants that create objects of
+        /// one name cannot share a copy.
+        names: Vec<String>,
         /// The indexes it drops, as written (hidden in its cells' transactions).
         drops: Vec<String>,
     },
@@ -45,6 +49,7 @@ pub fn classify(sql: &str) -> Sharing {
         return Sharing::Nothing;
     }
     let mut creates = Vec::new();
+    let mut names = Vec::new();
     let mut drops = Vec::new();
     for statement in &statements {
         let text = statement.sql.trim();
@@ -52,7 +57,10 @@ pub fn classify(sql: &str) -> Sharing {
             continue;
         }
         match statement_kind(text) {
-            Kind::Creates => creates.push((statement.line, text.to_string())),
+            Kind::Creates(name) => {
+                creates.push((statement.line, text.to_string()));
+                names.extend(name);
+            }
             Kind::Drops(names) => drops.extend(names),
             Kind::Nothing => {}
             Kind::Rewrites(why) => {
@@ -60,11 +68,16 @@ pub fn classify(sql: &str) -> Sharing {
             }
         }
     }
-    Sharing::Shared { creates, drops }
+    Sharing::Shared {
+        creates,
+        names,
+        drops,
+    }
 }
 
 enum Kind {
-    Creates,
+    /// With the object's name, when the statement gives one.
+    Creates(Option<String>),
     Drops(Vec<String>),
     Nothing,
     Rewrites(String),
@@ -84,7 +97,18 @@ fn statement_kind(sql: &str) -> Kind {
         _ => return Kind::Rewrites("reads as several statements".into()),
     };
     match stmt {
-        ast::Stmt::CreateIndex(_) | ast::Stmt::CreateStatistics(_) => Kind::Creates,
+        ast::Stmt::CreateIndex(create) => Kind::Creates(
+            create
+                .index()
+                .and_then(|i| i.path())
+                .map(|p| folded(&p.syntax().text().to_string())),
+        ),
+        ast::Stmt::CreateStatistics(create) => Kind::Creates(
+            create
+                .statistics()
+                .and_then(|s| s.path())
+                .map(|p| folded(&p.syntax().text().to_string())),
+        ),
         ast::Stmt::DropIndex(drop) => {
             let cascade = drop.drop_behavior().is_some_and(|b| {
                 b.syntax()
@@ -112,29 +136,13 @@ fn statement_kind(sql: &str) -> Kind {
     }
 }
 
-/// The names the statements give the objects they create (`CREATE INDEX name`, `CREATE
-/// STATISTICS name`), folded as PostgreSQL folds unquoted names; unnamed ones have none.
-/// Two variants that create objects of one name cannot share a copy.
-pub fn created_names(creates: &[(usize, String)]) -> Vec<String> {
-    static NAME: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    let re = NAME.get_or_init(|| {
-        regex::Regex::new(
-            r#"(?is)^\s*create\s+(?:unique\s+)?(?:index|statistics)\s+(?:concurrently\s+)?(?:if\s+not\s+exists\s+)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$.]*)\s"#,
-        )
-        .expect("a valid regex")
-    });
-    creates
-        .iter()
-        .filter_map(|(_, sql)| re.captures(sql))
-        .filter_map(|c| c.get(1).map(|m| m.as_str().to_string()))
-        .filter(|name| !name.eq_ignore_ascii_case("on"))
-        .map(
-            |name| match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-                Some(quoted) => quoted.replace("\"\"", "\""),
-                None => name.to_ascii_lowercase(),
-            },
-        )
-        .collect()
+/// A name as PostgreSQL stores it: quoted as written, unquoted in lower case.
+fn folded(name: &str) -> String {
+    let name = name.trim();
+    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => name.to_ascii_lowercase(),
+    }
 }
 
 fn one_line(sql: &str, max: usize) -> String {
@@ -163,6 +171,7 @@ mod tests {
                     2,
                     "CREATE INDEX idx_cover ON dms.reference (a, b) INCLUDE (c)".into()
                 )],
+                names: vec!["idx_cover".into()],
                 drops: vec!["dms.ux_reference_parentdocumentid".into()],
             }
         );
@@ -180,7 +189,7 @@ mod tests {
             assert!(matches!(classify(own), Sharing::Own(_)), "{own}");
         }
         let names = |sql: &str| match classify(sql) {
-            Sharing::Shared { creates, .. } => created_names(&creates),
+            Sharing::Shared { names, .. } => names,
             _ => panic!("shared"),
         };
         assert_eq!(
