@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pgx::experiment::result::{Cell, ExperimentResult};
+use pgx::experiment::result::{Cell, ExperimentResult, Key};
 use pgx::stats::Verdict;
 
 fn main() {
@@ -106,19 +106,6 @@ fn run(
     serde_json::from_str(&text).expect("a readable result")
 }
 
-type Key = (String, String, String, String, String, String);
-
-fn key(c: &Cell) -> Key {
-    (
-        c.query.clone(),
-        c.params.clone(),
-        c.cache.clone(),
-        c.variant.clone(),
-        c.settings.clone(),
-        c.form.clone(),
-    )
-}
-
 /// "Faster -42.1% [-44.0%, -40.2%], 20 rounds" or "not timed (…)".
 fn describe(c: &Cell) -> String {
     if let Some(why) = &c.untimed {
@@ -162,7 +149,7 @@ fn section(
         .cells
         .iter()
         .filter(|c| !control(old, c) && c.reference.is_some())
-        .map(|c| (key(c), c))
+        .map(|c| (Key::of(c), c))
         .collect();
     let mut rows = Vec::new();
     let (mut compared, mut same, mut untimed, mut gained, mut lost, mut flipped) =
@@ -172,7 +159,7 @@ fn section(
         .iter()
         .filter(|c| !control(new, c) && c.reference.is_some())
     {
-        let Some(o) = old_cells.get(&key(c)) else {
+        let Some(o) = old_cells.get(&Key::of(c)) else {
             continue;
         };
         compared += 1;

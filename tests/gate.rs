@@ -8,6 +8,7 @@ use std::process::Command;
 
 use common::*;
 use pgx::experiment::ExperimentResult;
+use pgx::experiment::result::Key;
 use pgx::stats::Verdict;
 
 fn git(dir: &Path, args: &[&str]) {
@@ -282,14 +283,6 @@ queries:
     params: [[7]]
 "#;
 
-/// Key of a cell, the same in every run.
-fn cell_key(c: &pgx::experiment::result::Cell) -> String {
-    format!(
-        "{} · {} · {} · {} · {}",
-        c.variant, c.settings, c.query, c.form, c.params
-    )
-}
-
 /// Run unsharded, and as two shards on two servers; merged, the shards give every cell of
 /// the unsharded run, the same evidence and the same verdicts where the effect is large.
 /// Shards of different scales, a shard twice and a missing shard are refused.
@@ -339,8 +332,8 @@ fn shards_on_two_servers_merge_into_the_unsharded_report() {
     let md = std::fs::read_to_string(merged_dir.join("split.md")).unwrap();
     assert!(md.contains("| Shards | merged from 2 shards"), "{md}");
 
-    let keys = |r: &ExperimentResult| -> Vec<String> {
-        let mut k: Vec<String> = r.compared_cells().map(cell_key).collect();
+    let keys = |r: &ExperimentResult| -> Vec<Key> {
+        let mut k: Vec<Key> = r.compared_cells().map(Key::of).collect();
         k.sort();
         k
     };
@@ -348,14 +341,14 @@ fn shards_on_two_servers_merge_into_the_unsharded_report() {
     for cell in whole.compared_cells().filter(|c| c.reference.is_some()) {
         let ours = merged
             .compared_cells()
-            .find(|c| cell_key(c) == cell_key(cell))
+            .find(|c| Key::of(c) == Key::of(cell))
             .unwrap();
         let (a, b) = (cell.evidence.unwrap(), ours.evidence.unwrap());
-        assert_eq!(a.same_plan, b.same_plan, "{}", cell_key(cell));
+        assert_eq!(a.same_plan, b.same_plan, "{:?}", Key::of(cell));
         assert!(
             !pgx::explain::counts_differ(a.blocks, b.blocks),
-            "{}: {} against {}",
-            cell_key(cell),
+            "{:?}: {} against {}",
+            Key::of(cell),
             a.blocks,
             b.blocks
         );

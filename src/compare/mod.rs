@@ -22,30 +22,7 @@ use crate::experiment::analysis::differs;
 use crate::experiment::result::{Cell, Evidence, ExperimentResult};
 use crate::stats::{Change, NOISE, Verdict, holm_correct};
 
-/// What identifies a cell across runs: every axis by name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key {
-    pub variant: String,
-    pub settings: String,
-    /// "warm", "cold" or "prewarmed": a cold cell is never the same cell as a warm one.
-    pub cache: String,
-    pub query: String,
-    pub form: String,
-    pub params: String,
-}
-
-impl Key {
-    pub fn of(cell: &Cell) -> Key {
-        Key {
-            variant: cell.variant.clone(),
-            settings: cell.settings.clone(),
-            cache: cell.cache.clone(),
-            query: cell.query.clone(),
-            form: cell.form.clone(),
-            params: cell.params.clone(),
-        }
-    }
-}
+pub use crate::experiment::result::Key;
 
 /// One cell of either run, or both.
 #[derive(Debug, Clone)]

@@ -14,22 +14,9 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 
-use super::result::{Cell, ExperimentResult, NoiseFloor, ShardRun};
+use super::result::{Cell, ExperimentResult, Key, NoiseFloor, ShardRun};
 use crate::error::fail;
 use crate::stats::Verdict;
-
-/// A cell's place in the matrix, the same in every shard.
-type Key = (String, String, String, String, String);
-
-fn key(c: &Cell) -> Key {
-    (
-        c.settings.clone(),
-        c.cache.clone(),
-        c.query.clone(),
-        c.form.clone(),
-        c.params.clone(),
-    )
-}
 
 /// `shards`: (where it came from, the shard's result), in any order.
 pub fn merge(shards: Vec<(String, ExperimentResult)>) -> Result<ExperimentResult> {
@@ -138,7 +125,7 @@ pub fn merge(shards: Vec<(String, ExperimentResult)>) -> Result<ExperimentResult
             .iter()
             .enumerate()
             .filter(|(_, c)| c.variant == r.baseline)
-            .map(|(i, c)| (key(c), i))
+            .map(|(i, c)| (Key::of(c), i))
             .collect()
     };
     let reference = baseline_of(&shards[0].1);
@@ -209,7 +196,7 @@ pub fn merge(shards: Vec<(String, ExperimentResult)>) -> Result<ExperimentResult
         let is_ours = |c: &Cell| c.variant == r.baseline || Some(&c.variant) == r.control.as_ref();
         for (i, c) in r.cells.iter().enumerate() {
             if c.variant == r.baseline
-                && let Some(&j) = reference.get(&key(c))
+                && let Some(&j) = reference.get(&Key::of(c))
             {
                 position.insert(i, j);
             }

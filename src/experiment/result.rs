@@ -523,6 +523,32 @@ fn warm() -> String {
     "warm".into()
 }
 
+/// What identifies a cell across runs (two runs compared, shards merged, two scales side
+/// by side): every axis by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub variant: String,
+    pub settings: String,
+    /// "warm", "cold" or "prewarmed": a cold cell is never the same cell as a warm one.
+    pub cache: String,
+    pub query: String,
+    pub form: String,
+    pub params: String,
+}
+
+impl Key {
+    pub fn of(cell: &Cell) -> Key {
+        Key {
+            variant: cell.variant.clone(),
+            settings: cell.settings.clone(),
+            cache: cell.cache.clone(),
+            query: cell.query.clone(),
+            form: cell.form.clone(),
+            params: cell.params.clone(),
+        }
+    }
+}
+
 impl Cell {
     pub fn plan_changed(&self) -> bool {
         self.signatures.len() > 1

@@ -6,7 +6,7 @@
 use super::view::Table;
 use super::*;
 use crate::experiment::analysis::answer::{Answer, work};
-use crate::experiment::result::{RelationKind, VariantResult};
+use crate::experiment::result::{Key, RelationKind, VariantResult};
 
 fn median(c: &Cell) -> Option<f64> {
     c.execution.as_ref().map(|s| s.median)
@@ -351,18 +351,8 @@ pub fn scale_differences(r: &ExperimentResult, other: &ExperimentResult) -> Tabl
         &format!("verdict at {}", r.scale),
         &format!("verdict at {}", other.scale),
     ]);
-    let key = |c: &Cell| {
-        (
-            c.query.clone(),
-            c.params.clone(),
-            c.cache.clone(),
-            c.variant.clone(),
-            c.settings.clone(),
-            c.form.clone(),
-        )
-    };
-    let theirs: std::collections::HashMap<_, &Cell> =
-        other.compared_cells().map(|c| (key(c), c)).collect();
+    let theirs: std::collections::HashMap<Key, &Cell> =
+        other.compared_cells().map(|c| (Key::of(c), c)).collect();
     let verdict = |c: &Cell| match (&c.untimed, c.reference, &c.change) {
         (Some(_), _, _) => "not timed".to_string(),
         (_, None, _) => "reference".to_string(),
@@ -370,7 +360,7 @@ pub fn scale_differences(r: &ExperimentResult, other: &ExperimentResult) -> Tabl
         _ => "~".to_string(),
     };
     for c in r.compared_cells() {
-        let Some(o) = theirs.get(&key(c)) else {
+        let Some(o) = theirs.get(&Key::of(c)) else {
             continue;
         };
         // The plan as the report shows it (access, indexes, partitions).
