@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::cli::CompareArgs;
-use crate::compare::{self, Gate};
+use crate::compare;
 use crate::experiment::result::ExperimentResult;
 
 fn read(path: &Path) -> Result<ExperimentResult> {
@@ -54,18 +54,6 @@ pub fn run(args: &CompareArgs) -> Result<u8> {
     } else {
         crate::output::text_ignoring_closed_pipe(&text)?;
     }
-    let gates: Vec<Gate> = args.fail_on.clone();
-    let failed = comparison.gate(&gates);
-    if failed.is_empty() {
-        return Ok(crate::exit::OK);
-    }
-    for line in &failed {
-        crate::note!("pgx compare: {line}");
-    }
-    crate::note!(
-        "pgx compare: {} gate failure(s) (--fail-on {})",
-        failed.len(),
-        gates.iter().map(|g| g.name()).collect::<Vec<_>>().join(",")
-    );
-    Ok(crate::exit::ATTENTION)
+    let failed = comparison.gate(&args.fail_on);
+    Ok(super::gate_outcome("compare", &failed, &args.fail_on))
 }

@@ -163,21 +163,19 @@ pub fn run(options: &TargetOptions, args: &ExperimentArgs) -> Result<u8> {
         );
         return Ok(EXIT_FAILED_PARTS);
     }
-    let gated = experiment::analysis::gate::failures(&result, &args.fail_on);
-    if !gated.is_empty() {
-        for line in &gated {
-            crate::note!("pgx experiment: {line}");
-        }
-        crate::note!(
-            "pgx experiment: {} gate failure(s) (--fail-on {})",
-            gated.len(),
-            args.fail_on
-                .iter()
-                .map(|g| g.name())
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        return Ok(crate::exit::ATTENTION);
-    }
-    Ok(crate::exit::OK)
+    // Each failing cell named as the report's tables name it.
+    let failed: Vec<String> = experiment::analysis::gate::failures(&result, &args.fail_on)
+        .into_iter()
+        .map(|f| {
+            let cell = &result.cells[f.cell];
+            format!(
+                "{} · {} · {}: {}",
+                crate::report::row_label(&result, cell),
+                cell.query,
+                crate::report::params_label(&cell.params, &cell.cache),
+                f.what
+            )
+        })
+        .collect();
+    Ok(super::gate_outcome("experiment", &failed, &args.fail_on))
 }

@@ -16,3 +16,22 @@ pub mod rehearse;
 pub mod repair;
 pub mod report;
 pub mod status;
+
+use crate::compare::Gate;
+
+/// `--fail-on`: say each failure (a line each) and how many, on stderr, and return the
+/// exit code; OK when nothing failed.
+fn gate_outcome(command: &str, failed: &[String], gates: &[Gate]) -> u8 {
+    if failed.is_empty() {
+        return crate::exit::OK;
+    }
+    for line in failed {
+        crate::note!("pgx {command}: {line}");
+    }
+    crate::note!(
+        "pgx {command}: {} gate failure(s) (--fail-on {})",
+        failed.len(),
+        gates.iter().map(|g| g.name()).collect::<Vec<_>>().join(",")
+    );
+    crate::exit::ATTENTION
+}

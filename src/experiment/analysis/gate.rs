@@ -3,7 +3,7 @@
 //! from two runs compared (`pgx compare --fail-on`, `crate::compare`).
 
 use crate::experiment::matrix::CONTROL;
-use crate::experiment::result::{Cell, ExperimentResult};
+use crate::experiment::result::ExperimentResult;
 use crate::stats::Verdict;
 
 /// What CI can gate on (`--fail-on`).
@@ -28,27 +28,26 @@ impl Gate {
     }
 }
 
-fn label(cell: &Cell) -> String {
-    let mut parts = vec![cell.variant.as_str(), cell.query.as_str()];
-    if cell.form != "default" && !cell.form.is_empty() {
-        parts.push(&cell.form);
-    }
-    if !cell.params.is_empty() {
-        parts.push(&cell.params);
-    }
-    if cell.settings != "default" && !cell.settings.is_empty() {
-        parts.push(&cell.settings);
-    }
-    parts.join(" · ")
+/// A gate a cell of one run fails.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// Position in the result's `cells`.
+    pub cell: usize,
+    pub gate: Gate,
+    /// What it found: "slower: +12.0% (threshold 5.0%)", "plan changed", ...
+    pub what: String,
 }
 
-/// The gates one run fails, a line each: a cell compared with its reference (the A/A
-/// control's own cells excluded: their differences are the run's noise, not a change).
-pub fn failures(result: &ExperimentResult, gates: &[Gate]) -> Vec<String> {
-    let mut lines = Vec::new();
-    for cell in result.cells.iter().filter(|c| c.variant != CONTROL) {
-        for gate in gates {
-            let line = match gate {
+/// The gates one run fails: a cell compared with its reference (the A/A control's own
+/// cells excluded: their differences are the run's noise, not a change).
+pub fn failures(result: &ExperimentResult, gates: &[Gate]) -> Vec<Failure> {
+    let mut found = Vec::new();
+    for (i, cell) in result.cells.iter().enumerate() {
+        if cell.variant == CONTROL {
+            continue;
+        }
+        for &gate in gates {
+            let what = match gate {
                 Gate::Regression => match (&cell.change, &cell.error) {
                     (_, Some(error)) => Some(format!("failed: {error}")),
                     (Some(change), None) if change.verdict == Verdict::Slower => Some(format!(
@@ -67,10 +66,14 @@ pub fn failures(result: &ExperimentResult, gates: &[Gate]) -> Vec<String> {
                     .filter(|e| e.blocks > e.reference_blocks)
                     .map(|e| format!("blocks {} → {}", e.reference_blocks, e.blocks)),
             };
-            if let Some(line) = line {
-                lines.push(format!("{}: {line}", label(cell)));
+            if let Some(what) = what {
+                found.push(Failure {
+                    cell: i,
+                    gate,
+                    what,
+                });
             }
         }
     }
-    lines
+    found
 }
