@@ -27,7 +27,7 @@ use indexmap::IndexMap;
 use super::spec::{self, FormSpec, QuerySql, Spec, VariantSpec};
 use crate::error::fail;
 use crate::git::Repo;
-use crate::migrate;
+use crate::migrate::{self, Kind};
 
 /// The experiment to run, and what it was made of.
 pub struct Against {
@@ -108,18 +108,16 @@ pub fn resolve(current: &Spec, revision: &str) -> Result<Against> {
         Vec::new()
     };
 
-    // Pending: what the tree has and the revision does not; an edited one is refused.
-    let key = |f: &migrate::MigrationFile| format!("{}{}", f.prefix, f.version);
+    // Pending: what the tree has and the revision does not (a migration is known by its
+    // identity, as the history knows it); an edited versioned one is refused.
     let mut pending = Vec::new();
     for file in &in_tree {
-        let same_version = at_revision
+        match at_revision
             .iter()
-            .find(|old| old.prefix == file.prefix && file.prefix != 'R' && key(old) == key(file));
-        let same_repeatable = at_revision
-            .iter()
-            .find(|old| file.prefix == 'R' && old.prefix == 'R' && old.name == file.name);
-        match (same_version, same_repeatable) {
-            (Some(old), _) if old.sql != file.sql => {
+            .find(|old| old.identity() == file.identity())
+        {
+            Some(old) if old.sql == file.sql => {}
+            Some(_) if file.kind == Kind::Versioned => {
                 return Err(fail(
                     format!(
                         "{} differs from its version at {revision} ({short}): a migration that is \
@@ -132,17 +130,27 @@ pub fn resolve(current: &Spec, revision: &str) -> Result<Against> {
                     ),
                 ));
             }
-            (Some(_), _) => {}
-            (None, Some(old)) if old.sql == file.sql => {}
-            // New, or a repeatable whose content changed (re-applied, as apply does).
+            // New, or a repeatable (or callback) whose content changed: re-applied, as
+            // apply does.
             _ => pending.push(file),
         }
     }
+    // Versioned ones in version order, then the others in name order (as apply runs them).
     pending.sort_by(|a, b| {
-        (a.prefix == 'R')
-            .cmp(&(b.prefix == 'R'))
+        (a.kind != Kind::Versioned)
+            .cmp(&(b.kind != Kind::Versioned))
             .then(a.version.cmp(&b.version))
     });
+    let pending_names: Vec<String> = pending
+        .iter()
+        .map(|f| {
+            f.path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
 
     // The experiment file at the revision: its dataset and its queries' old SQL.
     let rel_spec = repo.relative(&current.path)?;
@@ -179,27 +187,14 @@ pub fn resolve(current: &Spec, revision: &str) -> Result<Against> {
         spec.dataset = old.dataset.clone();
     }
     let mut sql = String::new();
-    for file in &pending {
-        sql.push_str(&format!(
-            "-- {}\n",
-            file.path.file_name().unwrap_or_default().to_string_lossy()
-        ));
+    for (file, name) in pending.iter().zip(&pending_names) {
+        sql.push_str(&format!("-- {name}\n"));
         sql.push_str(file.sql.trim_end());
         if !sql.trim_end().ends_with(';') {
             sql.push(';');
         }
         sql.push('\n');
     }
-    let pending_names: Vec<String> = pending
-        .iter()
-        .map(|f| {
-            f.path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
     let mut variants = IndexMap::new();
     variants.insert(
         baseline.clone(),

@@ -154,6 +154,17 @@ impl MigrationFile {
         }
     }
 
+    /// Which migration this is, whatever the file is called now: a versioned one by its
+    /// version (`V:1.1`, V and U sharing one sequence), a repeatable by its name
+    /// (`R:views`), a callback by its name (`C:afterMigrate__notify`). The history's key.
+    pub fn identity(&self) -> String {
+        match &self.kind {
+            Kind::Versioned => format!("V:{}", self.version),
+            Kind::Repeatable => format!("R:{}", self.name),
+            Kind::Callback(_) => format!("C:{}", self.name),
+        }
+    }
+
     /// Recorded by refinery (a whole-number V or U version), not by pgx's own table.
     pub fn refinery_version(&self) -> Option<i32> {
         match self.kind {

@@ -215,13 +215,6 @@ pub fn ensure_pgx_table(client: &mut impl GenericClient) -> Result<(), postgres:
     Ok(())
 }
 
-fn key_of(file: &MigrationFile) -> String {
-    match file.kind {
-        Kind::Repeatable => format!("R:{}", file.name),
-        _ => format!("V:{}", file.version),
-    }
-}
-
 /// Record (or, for a repeatable, re-record) a migration pgx applied itself.
 pub fn record(
     client: &mut impl GenericClient,
@@ -241,7 +234,7 @@ pub fn record(
             "INSERT INTO {PGX_HISTORY_TABLE} (key, kind, version, name, checksum) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (key) DO UPDATE SET name = excluded.name, checksum = excluded.checksum, applied_on = now()"
         ),
-        &[&key_of(file), &kind, &version, &file.name, &file.checksum.to_string()],
+        &[&file.identity(), &kind, &version, &file.name, &file.checksum.to_string()],
     )?;
     Ok(())
 }
@@ -276,7 +269,7 @@ pub fn realign(
     } else {
         client.execute(
             &format!("UPDATE {PGX_HISTORY_TABLE} SET name = $1, checksum = $2 WHERE key = $3"),
-            &[&file.name, &file.checksum.to_string(), &key_of(file)],
+            &[&file.name, &file.checksum.to_string(), &file.identity()],
         )?;
     }
     Ok(())
