@@ -12,7 +12,7 @@
 //!     PGX_BENCH_RUNS=1 cargo bench --bench sql_split          # one run per size, not three
 //!
 //! A benchmark, not a test: it prints numbers and asserts none (the test suite checks
-//! linearity by counting the splitter's work, `tests/migrate.rs`).
+//! linearity by counting the splitter's work, `tests/it/migrate.rs`).
 
 use std::time::{Duration, Instant};
 

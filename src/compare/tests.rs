@@ -1,5 +1,5 @@
 //! `compare` on synthetic runs whose truth is known: what it must call and what it must
-//! not. (The tests in `tests/compare.rs` do the same on real runs of PostgreSQL.)
+//! not. (The tests in `tests/it/compare.rs` do the same on real runs of PostgreSQL.)
 
 use serde_json::json;
 

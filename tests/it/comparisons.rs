@@ -3,15 +3,13 @@
 //! found in the same run; identical work is not timed at all; a large effect is decided
 //! in a few rounds; shared copies give the verdicts separate copies give.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pgx::experiment::{RunOptions, progress::Progress, spec};
 use pgx::stats::Verdict;
 use pgx::target::Target;
@@ -23,18 +21,10 @@ struct Bursts {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The tests that spin every core, and the one that needs the cores to itself (how many
-/// rounds a large effect takes when the rounds agree), run alone: `exclusive`; every
-/// other test of this file takes `shared`, and runs beside its like.
-static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
-    MACHINE.write().unwrap_or_else(|e| e.into_inner())
-}
-
-fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
-    MACHINE.read().unwrap_or_else(|e| e.into_inner())
-}
+// The tests that spin every core, and the one that needs the cores to itself (how many
+// rounds a large effect takes when the rounds agree), run alone: `exclusive` (or
+// `Server::alone`); every other test of this file takes `shared`, and runs beside its
+// like (and beside other areas' tests, which hold the same gate shared).
 
 impl Bursts {
     fn start(on: Duration, off: Duration) -> Bursts {
@@ -94,11 +84,12 @@ fn identical_variants_are_not_called_different_under_bursty_load_and_a_real_effe
         time_identical: true,
         ..RunOptions::default()
     };
-    let spinning = exclusive();
+    let (spinning, server) = server.alone();
     let bursts = Bursts::start(Duration::from_secs(2), Duration::from_secs(2));
     let r = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
     drop(bursts);
     drop(spinning);
+    drop(server);
     assert!(r.analysis.method.is_some(), "the sequential method decided");
 
     let mut called = Vec::new();
@@ -173,7 +164,6 @@ fn identical_variants_are_not_called_different_under_bursty_load_and_a_real_effe
 
 #[test]
 fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference() {
-    let _machine = shared();
     let server = server();
     let target = Target::External(server.cluster().config("postgres"));
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/aa.yaml");
@@ -258,7 +248,6 @@ fn a_budget_stops_slow_cells_early_but_keeps_every_run_paired_with_its_reference
 /// A/A control's cells of those rows are timed.
 #[test]
 fn cells_doing_their_references_work_are_reported_and_not_timed() {
-    let _machine = shared();
     let r = run_fixture(&server(), "aa.yaml", &RunOptions::default());
     let timed: Vec<String> = r
         .cells
@@ -343,7 +332,6 @@ fn cells_doing_their_references_work_are_reported_and_not_timed() {
 #[test]
 fn an_experiment_with_ten_identical_variants_gets_no_call() {
     let server = server();
-    let machine = shared();
     let r = run_fixture(&server, "ten-identical.yaml", &RunOptions::default());
     let same: Vec<_> = r
         .cells
@@ -361,12 +349,12 @@ fn an_experiment_with_ten_identical_variants_gets_no_call() {
         time_identical: true,
         ..RunOptions::default()
     };
-    drop(machine);
-    let spinning = exclusive();
+    let (spinning, server) = server.alone();
     let bursts = Bursts::start(Duration::from_secs(2), Duration::from_secs(2));
     let r = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
     drop(bursts);
     drop(spinning);
+    drop(server);
     let mut judged = 0;
     let mut called = Vec::new();
     for c in r.cells.iter().filter(|c| c.variant.starts_with("same-")) {
@@ -466,7 +454,6 @@ fn a_two_fold_effect_is_called_within_five_rounds() {
 /// report shows only its own indexes.
 #[test]
 fn index_variants_share_a_copy_and_give_the_verdicts_of_separate_copies() {
-    let _machine = shared();
     let server = server();
     let shared = run_fixture(&server, "aa.yaml", &RunOptions::default());
     let separate = run_fixture(
@@ -527,7 +514,6 @@ fn index_variants_share_a_copy_and_give_the_verdicts_of_separate_copies() {
 /// gets fresh ones: `runs-here` counts its runs on its backend.
 #[test]
 fn every_statement_runs_on_a_backend_of_its_own() {
-    let _machine = shared();
     let r = run_fixture(&server(), "history.yaml", &RunOptions::default());
     let history: Vec<_> = r.cells.iter().filter(|c| c.query == "history").collect();
     assert_eq!(history.len(), 2, "baseline and A/A control");
@@ -553,7 +539,6 @@ fn every_statement_runs_on_a_backend_of_its_own() {
 /// backend of its own each round.
 #[test]
 fn more_cells_than_the_session_cap_close_the_least_recently_used() {
-    let _machine = shared();
     use pgx::experiment::engine::sessions::MAX_SESSIONS;
     let server = server();
     // Watch the run's copies (pgx_run_session_cap_*) from outside, as the server sees them.
@@ -620,7 +605,6 @@ fn more_cells_than_the_session_cap_close_the_least_recently_used() {
 /// than calling the machine noisy; still no winner on timing.
 #[test]
 fn a_control_that_built_differently_is_named_a_build_difference_not_noise() {
-    let _machine = shared();
     let server = server();
     let mut admin = server
         .cluster()
@@ -695,7 +679,6 @@ fn assert_fresh_backend_every_round<'a>(
 /// is not timed; one under settings that change how the same plan runs (JIT) is.
 #[test]
 fn settings_cells_are_timed_only_when_the_settings_can_change_the_same_plans_time() {
-    let _machine = shared();
     let r = run_fixture(&server(), "settings-evidence.yaml", &RunOptions::default());
     let cell = |settings: &str| {
         r.cells
@@ -727,7 +710,6 @@ fn settings_cells_are_timed_only_when_the_settings_can_change_the_same_plans_tim
 /// used to fail with "relation already exists").
 #[test]
 fn variants_creating_an_index_of_one_name_are_both_built() {
-    let _machine = shared();
     let r = run_fixture(&server(), "same-index-name.yaml", &RunOptions::default());
     for variant in ["by-k", "by-k-and-pad"] {
         let v = r.variants.iter().find(|v| v.name == variant).unwrap();

@@ -1,30 +1,152 @@
-//! Test harness: one embedded PostgreSQL shared by every test of a test binary (and,
-//! through pgx's own reference counting, by concurrently running test binaries), and a
-//! fresh database per test.
+//! Test harness: one embedded PostgreSQL shared by every test of the binary, a fresh
+//! database per test, and the gate that decides who uses the server at a time.
+//!
+//! Tests run two at a time (one per core) in one binary, whatever area they belong to.
+//! Most share the server freely: `server()`, `TestDb` and `OwnCluster` hold the gate
+//! *shared*. A test that restarts the shared server, asserts on server-wide state (every
+//! session of an application name), or times something that needs the cores to itself
+//! calls `exclusive()` first: it waits until no other test holds the gate and keeps it
+//! to itself until it returns. A test's own further calls to `server()` (or its threads'
+//! clones of a `Server`) never wait on the gate they already hold.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread::ThreadId;
 
 use pgx::cluster::{Cluster, ClusterUse};
 
 static SHARED: Mutex<Weak<ClusterUse>> = Mutex::new(Weak::new());
 
+/// Who holds the gate: shared holds per test thread, or the one exclusive thread; and
+/// how many wait for it exclusively (while one does, no new test enters shared).
+struct Holders {
+    shared: Vec<(ThreadId, usize)>,
+    exclusive: Option<ThreadId>,
+    waiting: usize,
+}
+
+static GATE: Mutex<Holders> = Mutex::new(Holders {
+    shared: Vec::new(),
+    exclusive: None,
+    waiting: 0,
+});
+static TURN: Condvar = Condvar::new();
+
+fn holders() -> std::sync::MutexGuard<'static, Holders> {
+    GATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A hold on the gate, released when dropped (on whichever thread drops it).
+pub struct Hold {
+    thread: ThreadId,
+    exclusive: bool,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let mut h = holders();
+        if self.exclusive {
+            h.exclusive = None;
+        } else if let Some(at) = h.shared.iter().position(|(t, _)| *t == self.thread) {
+            h.shared[at].1 -= 1;
+            if h.shared[at].1 == 0 {
+                h.shared.swap_remove(at);
+            }
+        }
+        TURN.notify_all();
+    }
+}
+
+/// Hold the gate shared; None when this thread holds it exclusively already.
+pub fn shared() -> Option<Hold> {
+    let me = std::thread::current().id();
+    let mut h = holders();
+    loop {
+        if h.exclusive == Some(me) {
+            return None;
+        }
+        if let Some(entry) = h.shared.iter_mut().find(|(t, _)| *t == me) {
+            entry.1 += 1;
+            break;
+        }
+        if h.exclusive.is_none() && h.waiting == 0 {
+            h.shared.push((me, 1));
+            break;
+        }
+        h = TURN.wait(h).unwrap_or_else(|e| e.into_inner());
+    }
+    Some(Hold {
+        thread: me,
+        exclusive: false,
+    })
+}
+
+/// Have the server (and the cores) to this test alone: call it first, before `server()`,
+/// `TestDb` or any module's serial lock.
+pub fn exclusive() -> Hold {
+    let me = std::thread::current().id();
+    let mut h = holders();
+    assert!(
+        !h.shared.iter().any(|(t, _)| *t == me),
+        "exclusive() must come before this test's first server(), TestDb or OwnCluster"
+    );
+    h.waiting += 1;
+    while h.exclusive.is_some() || !h.shared.is_empty() {
+        h = TURN.wait(h).unwrap_or_else(|e| e.into_inner());
+    }
+    h.waiting -= 1;
+    h.exclusive = Some(me);
+    Hold {
+        thread: me,
+        exclusive: true,
+    }
+}
+
 pub fn cluster_root() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("pgx-test-cluster")
 }
 
-/// The shared server; it stops when the last test holding it finishes.
-pub fn server() -> Arc<ClusterUse> {
-    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(usage) = shared.upgrade() {
-        return usage;
+/// The shared server, held shared (see the module's header) as long as a clone lives.
+#[derive(Clone)]
+pub struct Server {
+    usage: Arc<ClusterUse>,
+    _hold: Option<Arc<Hold>>,
+}
+
+impl std::ops::Deref for Server {
+    type Target = ClusterUse;
+    fn deref(&self) -> &ClusterUse {
+        &self.usage
     }
-    let cluster = Cluster::new(&cluster_root()).expect("PostgreSQL server binaries");
-    let usage = Arc::new(cluster.attach().expect("embedded cluster starts"));
-    *shared = Arc::downgrade(&usage);
-    usage
+}
+
+impl Server {
+    /// Go on alone: give up this shared hold (keeping the server running) and wait for
+    /// `exclusive()`; the returned server is held by it.
+    pub fn alone(self) -> (Hold, Server) {
+        let usage = self.usage;
+        drop(self._hold);
+        let hold = exclusive();
+        (hold, Server { usage, _hold: None })
+    }
+}
+
+/// The shared server; it stops when the last test holding it finishes.
+pub fn server() -> Server {
+    let hold = shared().map(Arc::new);
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    let usage = match shared.upgrade() {
+        Some(usage) => usage,
+        None => {
+            let cluster = Cluster::new(&cluster_root()).expect("PostgreSQL server binaries");
+            let usage = Arc::new(cluster.attach().expect("embedded cluster starts"));
+            *shared = Arc::downgrade(&usage);
+            usage
+        }
+    };
+    Server { usage, _hold: hold }
 }
 
 /// An experiment fixture's file: tests/fixtures/experiments/`name`.
@@ -54,7 +176,7 @@ pub fn run_fixture(
 /// A database of its own for one test, dropped at the end.
 pub struct TestDb {
     pub name: String,
-    pub server: Arc<ClusterUse>,
+    pub server: Server,
 }
 
 impl TestDb {
@@ -151,14 +273,15 @@ pub fn history_versions(client: &mut postgres::Client) -> Vec<i32> {
 
 /// An embedded cluster directory of a test's own, stopped and deleted when dropped (also
 /// when an assertion fails half-way).
-pub struct OwnCluster(pub PathBuf);
+pub struct OwnCluster(pub PathBuf, Option<Hold>);
 
 impl OwnCluster {
     pub fn new(tag: &str) -> OwnCluster {
+        let hold = shared();
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("pgx-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        OwnCluster(dir)
+        OwnCluster(dir, hold)
     }
 }
 

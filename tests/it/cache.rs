@@ -1,13 +1,10 @@
 //! Cache states: a cold cell reads its blocks, a warm one does not, a prewarmed one
-//! matches warm. One test in a binary of its own: making cells cold restarts the
-//! embedded server, which no other test may be using at the time (test binaries run one
-//! after another).
-
-mod common;
+//! matches warm. Making cells cold restarts the shared embedded server, which no other
+//! test may be using at the time: the test has it to itself (`exclusive`).
 
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use pgx::experiment::result::{Cell, ExperimentResult};
 use pgx::experiment::{RunOptions, progress::Progress, spec};
 use pgx::target::Target;
@@ -25,6 +22,7 @@ fn reads(c: &Cell) -> Vec<u64> {
 
 #[test]
 fn cold_cells_read_their_blocks_warm_ones_do_not_and_prewarmed_match_warm() {
+    let _alone = exclusive();
     let server = server();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/cache.yaml");
     let spec = spec::read(&path).unwrap();

@@ -1,12 +1,10 @@
 //! Faults lose nothing and leave nothing running: a failing variant, a hanging query,
 //! Ctrl-C, and bad input.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pgx::experiment::{RunOptions, progress::Progress, spec};
 use pgx::target::Target;
 

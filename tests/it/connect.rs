@@ -3,14 +3,12 @@
 //! URL and from PGSSLMODE, verify-ca / verify-full against a CA, the password file, and
 //! failures that say what happened without showing the password.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const PASSWORD: &str = "tls-s3cret-pw";
 

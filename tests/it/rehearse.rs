@@ -3,12 +3,10 @@
 //! index is on a slow IMMUTABLE function, so its build lasts well over the sampling
 //! interval; the assertions are on the lock waits seen, not on timings.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use common::*;
+use crate::common::*;
 
 /// One rehearsal at a time: they share two cores, and their test databases differ, so
 /// pgx's advisory lock around a dataset build (scoped to a database) would not keep two
@@ -119,7 +117,9 @@ fn plain_create_index_blocks_writers_and_concurrently_does_not() {
 
 #[test]
 fn a_failing_migration_is_reported_exits_non_zero_and_leaves_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Alone (and so without this module's serial lock): it counts every load session on
+    // the server, and other areas' load tests use the same application name.
+    let _alone = exclusive();
     let db = TestDb::new("rehearse_fail");
     let broken = project("broken.sql");
     let out = db.pgx(

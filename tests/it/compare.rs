@@ -2,12 +2,10 @@
 //! twice, and a pull request that changes a variant's index (the plan changes, and the
 //! `--fail-on plan-change` gate must fail), all through the real binary.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 use pgx::experiment::result::ExperimentResult;
 use pgx::experiment::{RunOptions, progress::Progress, spec};
 use pgx::target::Target;

@@ -2,12 +2,10 @@
 //! transactional migration is rolled back (and pgx says so), experiment copies are
 //! dropped and an on-demand embedded server is stopped, the same for both signals.
 
-mod common;
-
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Wait (bounded) until a statement matching `pattern` runs in a database matching `db`.
 fn wait_for_statement(admin: &mut postgres::Client, db: &str, pattern: &str) {

@@ -1,12 +1,10 @@
 //! The seeds' experiments as shipped (experiments/*.yaml), at a tiny scale, checked
 //! against the database itself.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Mutex;
 
-use common::*;
+use crate::common::*;
 use pgx::experiment::result::{ExperimentResult, RelationKind};
 use pgx::experiment::{RunOptions, progress::Progress, spec};
 use pgx::explain::Access;

@@ -2,12 +2,10 @@
 //! plain EXPLAIN) beside the real build and measurement, variants HypoPG cannot express,
 //! `--screen-only`, and a server without HypoPG.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use common::*;
+use crate::common::*;
 use pgx::experiment::analysis::screening;
 use pgx::experiment::result::{ExperimentResult, ScreenedCell, ScreenedVariant};
 use pgx::experiment::screen;
@@ -16,7 +14,7 @@ use pgx::explain::Access;
 use pgx::report::{fmt_bytes, markdown, terminal};
 use pgx::target::Target;
 
-/// Runs in this binary go one at a time: they share cached bases and count databases.
+/// Runs in this module go one at a time: they share cached bases and count databases.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
@@ -27,14 +25,14 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/experiments/screen.yaml")
 }
 
-fn target() -> (std::sync::Arc<pgx::cluster::ClusterUse>, Target) {
+fn target() -> (Server, Target) {
     let server = server();
     let config = server.cluster().config("postgres");
     (server, Target::External(config))
 }
 
 /// An admin connection; the server stays up as long as the returned handle lives.
-fn admin() -> (std::sync::Arc<pgx::cluster::ClusterUse>, postgres::Client) {
+fn admin() -> (Server, postgres::Client) {
     let server = server();
     let client = pgx::target::connect(&server.cluster().config("postgres")).unwrap();
     (server, client)
@@ -58,7 +56,7 @@ fn run_locked(options: RunOptions) -> ExperimentResult {
     let result = pgx::experiment::run(&target, &spec, &options, &mut Progress::quiet()).unwrap();
     let leftovers = count_databases(
         &mut admin().1,
-        &format!("^pgx_run_.*_{}_[0-9]+$", std::process::id()),
+        &format!("^pgx_run_{}_.*_{}_[0-9]+$", spec.name, std::process::id()),
     );
     assert_eq!(leftovers, 0, "the run dropped every copy it made");
     result
@@ -334,19 +332,25 @@ fn screening_never_touches_the_base() {
 fn screen_only_builds_and_measures_nothing() {
     let _serial = serial();
     let (_server, mut admin) = admin();
-    let cached = "^pgx_variant_";
-    let before = count_databases(&mut admin, cached);
+    // This experiment's cached variant builds (other areas' runs build their own).
+    let cached = |admin: &mut postgres::Client| -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgx_variant_%' \
+                 AND shobj_description(oid, 'pg_database') LIKE '%\"experiment\":\"screen\"%'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let before = cached(&mut admin);
     let r = run_locked(RunOptions {
         screen_only: true,
         rebuild: false,
         only: vec!["id-index".into(), "pad-trgm".into()],
         ..Default::default()
     });
-    assert_eq!(
-        count_databases(&mut admin, cached),
-        before,
-        "no variant build was cached"
-    );
+    assert_eq!(cached(&mut admin), before, "no variant build was cached");
     assert!(r.cells.is_empty());
     assert!(
         r.variants

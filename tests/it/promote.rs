@@ -3,12 +3,10 @@
 //! experiment's report, pass `pgx lint`, apply with `pgx apply` to a database that has
 //! rows, build valid indexes and are recorded; what only an experiment may do is refused.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Mutex;
 
-use common::*;
+use crate::common::*;
 
 /// The tests here run one at a time: the first counts the scratch databases left over.
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -1,12 +1,11 @@
 //! The zero-configuration path: `pgx apply && pgx status` with no DATABASE_URL starts
 //! its own PostgreSQL, and stops it again.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn apply_and_status_on_the_embedded_default_with_the_projects_migrations() {
+    let _shared = shared();
     let project = tempfile::tempdir().unwrap();
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::create_dir(project.path().join("migrations")).unwrap();
@@ -88,6 +87,7 @@ fn apply_and_status_on_the_embedded_default_with_the_projects_migrations() {
 
 #[test]
 fn stale_pid_file_does_not_wedge_the_cluster() {
+    let _shared = shared();
     let root = tempfile::tempdir().unwrap();
     let cluster = pgx::cluster::Cluster::new(&root.path().join("c")).unwrap();
     cluster.start().unwrap();

@@ -3,12 +3,10 @@
 //! a failed build leaves nothing behind and says what happened; the build and in-use
 //! locks hold across pgx processes pointed at different databases.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pgx::experiment::databases::{Base, prepare_base_with};
 use pgx::experiment::dataset::LoadOptions;
 use pgx::experiment::spec::{self, Spec};
@@ -486,7 +484,7 @@ fn ctrl_c_during_a_parallel_step_stops_and_drops_the_half_built_base() {
     );
     let left: i64 = admin
         .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgx dataset'",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgx dataset' AND query LIKE 'COPY%pg_sleep%'",
             &[],
         )
         .unwrap()

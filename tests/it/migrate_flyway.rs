@@ -1,9 +1,7 @@
 //! Flyway-style projects through the real binary: V and R__ files, dotted versions,
 //! callbacks, baseline and repair; and the typed errors callers branch on.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pgx::migrate::MigrateError;
 
 const V1: &str = "CREATE TABLE account (id bigint PRIMARY KEY, email text NOT NULL);\n";

@@ -1,12 +1,10 @@
 //! `pgx experiment` on real PostgreSQL at a tiny scale: what the report says is checked
 //! against what the database itself says.
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use common::*;
+use crate::common::*;
 use pgx::experiment::result::{ExperimentResult, RelationKind};
 use pgx::experiment::{RunOptions, progress::Progress, spec};
 use pgx::explain::Access;
@@ -15,17 +13,18 @@ use pgx::target::Target;
 /// 40k references, 2k documents: seconds, yet every plan shape of the real run.
 const TINY: f64 = 0.002;
 
-/// Experiments in this binary run one at a time: they share cached bases.
+/// Experiments in this module run one at a time: they share cached bases.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn target() -> (std::sync::Arc<pgx::cluster::ClusterUse>, Target) {
+fn target() -> (Server, Target) {
     let server = server();
     let config = server.cluster().config("postgres");
     (server, Target::External(config))
 }
 
-/// Run an experiment; while no other run of this binary can start, check that it left
-/// none of its copies behind.
+/// Run an experiment; while no other run of this module can start, check that it left
+/// none of its copies behind (its own: other areas' runs of this process have other
+/// experiment names).
 fn run(path: &Path, options: RunOptions) -> ExperimentResult {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_server, target) = target();
@@ -35,7 +34,11 @@ fn run(path: &Path, options: RunOptions) -> ExperimentResult {
     let leftovers: i64 = admin
         .query_one(
             "SELECT count(*) FROM pg_database WHERE datname ~ $1",
-            &[&format!("^pgx_run_.*_{}_[0-9]+$", std::process::id())],
+            &[&format!(
+                "^pgx_run_{}_.*_{}_[0-9]+$",
+                spec.name.replace('-', "_"),
+                std::process::id()
+            )],
         )
         .unwrap()
         .get(0);
@@ -305,6 +308,7 @@ fn second_run_reuses_the_cached_base() {
     let entries: i64 = admin
         .query_one(
             "SELECT count(*) FROM pg_database WHERE datname LIKE 'pgx_variant_%' \
+             AND shobj_description(oid, 'pg_database') LIKE '%\"experiment\":\"index-strategies\"%' \
              AND shobj_description(oid, 'pg_database') LIKE '%\"variant\":\"covering\"%'",
             &[],
         )

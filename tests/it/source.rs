@@ -1,9 +1,7 @@
 //! Datasets copied from an existing database: the experiment runs on real rows, and the
 //! source is never written to.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pgx::experiment::{RunOptions, progress::Progress, spec};
 use pgx::target::Target;
 

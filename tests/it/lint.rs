@@ -1,11 +1,9 @@
 //! `pgx lint` through the real binary, and the lint step of `pgx apply` against a real
 //! PostgreSQL.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn fixtures() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lint"))

@@ -2,11 +2,9 @@
 //! timeouts, shell completions, the embedded cluster's psql hint, where --out and --dir
 //! resolve.
 
-mod common;
-
 use std::process::Stdio;
 
-use common::*;
+use crate::common::*;
 
 /// stdout is a pipe whose reader is already gone (`pgx ... | head -0`): the first write
 /// fails with EPIPE. pgx must end quietly with exit 0, never panic.
@@ -529,6 +527,36 @@ fn every_message_goes_through_the_output_layer() {
         found.is_empty(),
         "use say! (stdout) or note! (stderr) from src/output.rs: {found:#?}"
     );
+}
+
+/// `cargo test` links one integration-test binary: every `.rs` file directly under
+/// `tests/` would be a binary of its own (each linking the whole crate), so the areas
+/// are modules of `tests/it/main.rs`, and every file in `tests/it/` is one of them.
+#[test]
+fn the_integration_tests_are_one_binary_with_a_module_per_area() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let binaries: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs") || p.join("main.rs").is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(
+        binaries,
+        vec![root.join("it").display().to_string()],
+        "one test binary, tests/it"
+    );
+    let main = std::fs::read_to_string(root.join("it/main.rs")).unwrap();
+    for entry in std::fs::read_dir(root.join("it")).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(module) = name.strip_suffix(".rs").filter(|m| *m != "main") {
+            assert!(
+                main.lines().any(|l| l == format!("mod {module};")),
+                "tests/it/{name} is not a module of tests/it/main.rs: its tests never run"
+            );
+        }
+    }
 }
 
 /// Every `pgx ...` command in the README's and docs' shell blocks names a subcommand the

@@ -2,12 +2,10 @@
 //! table statistics, VACUUM timings, settings that cannot be SET, prepared statements
 //! with generic plans, partition pruning, query forms and their equivalence check.
 
-mod common;
-
 use std::path::Path;
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 use pgx::experiment::result::{Cell, ExperimentResult};
 use pgx::experiment::{RunOptions, progress::Progress, spec};
 use pgx::target::Target;

@@ -1,8 +1,6 @@
 //! The load driver against real PostgreSQL: its counts are checked against the server's
 //! own statistics, its timeouts against a server that sleeps or stops answering.
 
-mod common;
-
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -10,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::TestDb;
+use crate::common::TestDb;
 use pgx::loadtest::generate::Source;
 use pgx::loadtest::result::{new_histogram, percentile_us, percentiles};
 use pgx::loadtest::{LoadResult, LoadSpec, run};
@@ -749,7 +747,7 @@ fn absurd_durations_are_errors_not_panics() {
 #[test]
 fn ctrl_c_ends_a_delayed_load_run_and_leaves_nothing_behind() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let server = common::server();
+    let server = crate::common::server();
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(project.path().join("no-migrations")).unwrap();
     let yaml = "name: load-interrupted
@@ -782,7 +780,7 @@ load:
         server.cluster().socket_dir().display(),
         pgx::cluster::PORT
     );
-    let child = common::pgx_command(project.path())
+    let child = crate::common::pgx_command(project.path())
         .env("DATABASE_URL", &url)
         .args(["experiment", path.to_str().unwrap(), "--out"])
         .arg(project.path())

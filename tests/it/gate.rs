@@ -1,12 +1,10 @@
 //! Gating a pull request on one runner (`pgx experiment --against REV --fail-on`), and an
 //! experiment spread over runners (`--shard K/N`, `pgx merge`), through the real binary.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use pgx::experiment::ExperimentResult;
 use pgx::experiment::result::Key;
 use pgx::stats::Verdict;

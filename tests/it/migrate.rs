@@ -1,8 +1,6 @@
 //! `pgx apply` / `pgx status` through the real binary against a real PostgreSQL.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const V1: &str = "CREATE TABLE account (id bigint PRIMARY KEY, email text NOT NULL);\n";
 const V2: &str =
@@ -414,7 +412,7 @@ fn copy_from_stdin_in_a_migration_is_refused_with_what_to_do() {
 struct LowRole {
     name: String,
     db: String,
-    server: std::sync::Arc<pgx::cluster::ClusterUse>,
+    server: Server,
 }
 
 impl LowRole {
