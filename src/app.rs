@@ -39,6 +39,10 @@ pub fn finish(result: Result<u8>) -> u8 {
         Ok(code) => return code,
         Err(err) => err,
     };
+    // A second Ctrl-C stopped the server under the work: not an error of the work's.
+    if crate::interrupt::is_exiting() {
+        return exit::INTERRUPTED;
+    }
     if crate::output::is_broken_pipe(&err) {
         return exit::OK;
     }

@@ -16,6 +16,8 @@ use postgres::{CancelToken, NoTls};
 use crate::error::Interrupted;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// A second signal came: the handler is stopping the on-demand server and exiting.
+static EXITING: AtomicBool = AtomicBool::new(false);
 static RUNNING_QUERY: Mutex<Option<CancelToken>> = Mutex::new(None);
 
 /// Install the handler once, at start-up. A second signal exits at once, after stopping
@@ -23,6 +25,7 @@ static RUNNING_QUERY: Mutex<Option<CancelToken>> = Mutex::new(None);
 pub fn install() {
     let _ = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            EXITING.store(true, Ordering::SeqCst);
             eprintln!(
                 "pgx: interrupted again: exiting now; databases it was dropping are left for the next run (or `pgx gc`)"
             );
@@ -40,6 +43,12 @@ pub fn install() {
             };
         }
     });
+}
+
+/// A second signal is ending pgx: whatever the main thread runs into meanwhile (the
+/// server it was using stops under it) is that signal's doing, and the exit is 130.
+pub fn is_exiting() -> bool {
+    EXITING.load(Ordering::SeqCst)
 }
 
 pub fn is_interrupted() -> bool {

@@ -203,15 +203,20 @@ fn connect_error(config: &postgres::Config, err: &postgres::Error) -> anyhow::Er
     }
     // A connection reset while it opens: the server is ending every session (a backend
     // crashed or was killed) and about to recover. Said so, and marked as such, so the
-    // caller waits for it rather than blaming the connection settings.
-    if matches!(
-        io_kind,
-        Some(
-            std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::ConnectionAborted
-                | std::io::ErrorKind::UnexpectedEof
+    // caller waits for it rather than blaming the connection settings. (Broken pipe: the
+    // start-up message written to a socket the dying backend had already closed; closed:
+    // the socket ended before the start-up's answer.)
+    if err.is_closed()
+        || matches!(
+            io_kind,
+            Some(
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::BrokenPipe
+            )
         )
-    ) {
+    {
         let log = embedded_cluster_of(config)
             .map(|c| format!("; {} says why", c.log_file().display()))
             .unwrap_or_default();

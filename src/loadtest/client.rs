@@ -116,6 +116,9 @@ pub struct Shared {
     pub measured: AtomicU64,
     /// The caller's observer and stop flag (none by default).
     pub hooks: super::hooks::Hooks,
+    /// Transactions per second each client starts on a Poisson schedule (a group's
+    /// `rate` over its clients); None: as fast as it goes.
+    pub rate_per_client: Option<f64>,
 }
 
 /// When the phases of a run end.
@@ -156,6 +159,9 @@ pub struct ClientStats {
     pub late: u64,
     pub errors: u64,
     pub timeouts: u64,
+    /// Failures a client would retry: deadlocks (40P01), serialization failures (40001).
+    pub deadlocks: u64,
+    pub serialization_failures: u64,
     pub connections: u64,
     /// Round trips of measured transactions.
     pub round_trips: u64,
@@ -181,6 +187,8 @@ impl ClientStats {
             late: 0,
             errors: 0,
             timeouts: 0,
+            deadlocks: 0,
+            serialization_failures: 0,
             connections: 0,
             round_trips: 0,
             rtt_slept: Duration::ZERO,
@@ -235,6 +243,11 @@ impl ClientStats {
     }
 
     fn failure(&mut self, is_timeout: bool, message: String) {
+        if message.contains("(SQLSTATE 40P01)") {
+            self.deadlocks += 1;
+        } else if message.contains("(SQLSTATE 40001)") {
+            self.serialization_failures += 1;
+        }
         if is_timeout {
             self.timeouts += 1;
         } else {
@@ -343,6 +356,9 @@ pub async fn run(
         watchdog: Box::pin(sleep(shared.round_trip_bound)),
     };
     let mut now = Instant::now();
+    // With a rate, transactions start on a Poisson schedule (as pgbench --rate does) and
+    // latency counts from the scheduled start: a client that falls behind shows it.
+    let mut scheduled = now;
     loop {
         if finished(&shared, &clock, now, &stats.borrow()) {
             break;
@@ -352,6 +368,20 @@ pub async fn run(
             now = Instant::now();
             continue;
         };
+        let mut from = None;
+        if let Some(rate) = shared.rate_per_client {
+            let gap = -(1.0 - rng.f64()).ln() / rate;
+            scheduled += Duration::from_secs_f64(gap.min(3600.0));
+            if scheduled > now {
+                sleep_until(scheduled.into()).await;
+            }
+            from = Some(scheduled);
+            now = Instant::now();
+            if finished(&shared, &clock, now, &stats.borrow()) {
+                conn = Some(c);
+                break;
+            }
+        }
         let index = shared.workload.pick(&mut rng);
         let started = Instant::now();
         let result = transaction(
@@ -360,7 +390,9 @@ pub async fn run(
         .await;
         let ended = Instant::now();
         now = ended;
-        if stats.borrow_mut().record(&clock, started, ended, &result) {
+        // Latency from the scheduled start when there is a rate (never later than sent).
+        let since = from.map_or(started, |f| f.min(started));
+        if stats.borrow_mut().record(&clock, since, ended, &result) {
             shared.measured.fetch_add(1, Ordering::Relaxed);
         }
         observe(

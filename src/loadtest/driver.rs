@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,11 @@ use tokio_postgres::{NoTls, SimpleQueryMessage};
 use super::client::{self, ClientStats, Clock, Conn, ERROR_SAMPLES, Script, Shared, Workload};
 use super::generate::{Source, derive_seed};
 use super::hooks::Hooks;
+use super::locks::Samples;
 use super::net::DelayPath;
-use super::result::{LoadPoint, LoadResult, RunStats, new_histogram, percentiles};
+use super::result::{
+    LoadPoint, LoadResult, LockWaits, RunStats, ServerActivity, new_histogram, percentiles,
+};
 use super::spec::{Generator, Length, Limits, LoadSpec, Mix};
 use super::wire::Startup;
 use crate::error::{describe_pg_error, fail};
@@ -92,55 +95,108 @@ pub fn run_with(
     let threads = spec.threads.unwrap_or_else(default_threads);
     let mut points = Vec::new();
     let (mut rtt_slept, mut rtt_sleeps) = (Duration::ZERO, 0u64);
-    for (m, (label, workload)) in mixes(spec, &scripts).into_iter().enumerate() {
-        let workload = Arc::new(workload);
-        let mut sums: Vec<PointSum> = spec.clients.iter().map(|_| PointSum::new()).collect();
+    for (m, block) in blocks(spec, &scripts).into_iter().enumerate() {
+        let mut sums: Vec<PointSum> = block.members.iter().map(|_| PointSum::new()).collect();
         // Repeats outermost: drift over time spreads over every client count alike.
         for repeat in 0..spec.repeat {
-            for (c, &clients) in spec.clients.iter().enumerate() {
+            for run in &block.runs {
                 if hooks.stopped() {
                     break;
                 }
-                let shared = Arc::new(Shared {
-                    startup: startup.clone(),
-                    workload: Arc::clone(&workload),
-                    limits,
-                    client_delay: path.client_delay,
-                    client_ns: path.client_ns.clone(),
-                    round_trip_bound,
-                    connect_bound,
-                    measured: AtomicU64::new(0),
-                    hooks: hooks.clone(),
-                });
-                let prefix = format!(
-                    "load {label} · {clients} clients · run {}/{}",
-                    repeat + 1,
-                    spec.repeat
-                );
+                let members: Vec<(Arc<Shared>, usize)> = run
+                    .iter()
+                    .map(|&k| {
+                        let member = &block.members[k];
+                        let mut startup = startup.clone();
+                        set_application(&mut startup, &member.application);
+                        let shared = Arc::new(Shared {
+                            startup,
+                            workload: Arc::clone(&member.workload),
+                            limits,
+                            client_delay: path.client_delay,
+                            client_ns: path.client_ns.clone(),
+                            round_trip_bound,
+                            connect_bound,
+                            measured: AtomicU64::new(0),
+                            hooks: hooks.clone(),
+                            rate_per_client: member.rate.map(|r| r / member.clients as f64),
+                        });
+                        (shared, member.clients)
+                    })
+                    .collect();
+                let label = run
+                    .iter()
+                    .map(|&k| {
+                        let member = &block.members[k];
+                        format!("{} · {} clients", member.label, member.clients)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" + ");
+                let prefix = format!("load {label} · run {}/{}", repeat + 1, spec.repeat);
                 let seed = derive_seed(spec.seed, &[m as u64, repeat as u64]);
                 let mut report = |msg: &str| on_progress(&format!("{prefix}: {msg}"));
-                let all = run_once(&shared, clients, threads, seed, &mut report)?;
+                let before = super::server::snapshot(config, round_trip_bound);
+                let done = run_once(config, &members, threads, seed, &mut report)?;
                 crate::interrupt::check()?;
-                let run = sums[c].add(&all, &limits)?;
-                for stats in &all {
-                    rtt_slept += stats.rtt_slept;
-                    rtt_sleeps += stats.rtt_sleeps;
+                let activity = before.and_then(|b| {
+                    super::server::snapshot(config, round_trip_bound)
+                        .map(|after| super::server::Activity::between(&b, &after))
+                });
+                let mut lines = Vec::new();
+                for (&k, all) in run.iter().zip(&done.clients) {
+                    let member = &block.members[k];
+                    let waits = done.locks.as_ref().map(|s| {
+                        super::locks::summarize(
+                            s,
+                            &done.window,
+                            &member.application,
+                            limits.lock_sampling.unwrap_or_default(),
+                        )
+                    });
+                    let run = sums[k].add(all, &limits, waits, activity.clone())?;
+                    for stats in all {
+                        rtt_slept += stats.rtt_slept;
+                        rtt_sleeps += stats.rtt_sleeps;
+                    }
+                    lines.push(format!(
+                        "{}{:.0} TPS, p50 {:.2} ms, p99 {:.2} ms, {} errors, {} timeouts",
+                        if run_is_grouped(&block) {
+                            format!("{}: ", member.label)
+                        } else {
+                            String::new()
+                        },
+                        run.tps,
+                        run.latency_ms.p50,
+                        run.latency_ms.p99,
+                        run.errors,
+                        run.timeouts
+                    ));
                 }
-                report(&format!(
-                    "{:.0} TPS, p50 {:.2} ms, p99 {:.2} ms, {} errors, {} timeouts",
-                    run.tps, run.latency_ms.p50, run.latency_ms.p99, run.errors, run.timeouts
-                ));
+                report(&lines.join("; "));
+                super::server::verify(
+                    config,
+                    spec,
+                    vars,
+                    &format!("run {} of {label}", repeat + 1),
+                    round_trip_bound,
+                )?;
             }
         }
-        for (sum, &clients) in sums.into_iter().zip(&spec.clients) {
-            points.push(LoadPoint::new(
-                label.clone(),
-                clients,
+        for (sum, member) in sums.into_iter().zip(block.members) {
+            let mut point = LoadPoint::new(
+                member.label,
+                member.clients,
                 sum.runs,
                 &sum.histogram,
                 sum.round_trips,
                 sum.error_samples,
-            ));
+            );
+            point.group = member.group;
+            point.rate = member.rate;
+            point.lock_waits = sum.lock_waits;
+            point.deadlocks = sum.deadlocks;
+            point.serialization_failures = sum.serialization_failures;
+            points.push(point);
         }
     }
     Ok(LoadResult {
@@ -190,24 +246,110 @@ pub fn default_threads() -> usize {
     crate::host::cores()
 }
 
-/// The script mixes to measure: all scripts by weight, or each on its own.
-fn mixes(spec: &LoadSpec, scripts: &[Script]) -> Vec<(String, Workload)> {
-    match spec.mix {
+/// Who is measured: one member per point of the report (a script mix at a client count,
+/// or a client group), and which members run together.
+struct Block {
+    members: Vec<Member>,
+    /// One repeat's runs, in order: the members each run has (one, or every group).
+    runs: Vec<Vec<usize>>,
+}
+
+struct Member {
+    label: String,
+    clients: usize,
+    workload: Arc<Workload>,
+    /// Transactions per second for the whole member (a group's `rate`).
+    rate: Option<f64>,
+    /// The sessions' application_name: lock waits are told apart by it.
+    application: String,
+    group: Option<String>,
+}
+
+fn run_is_grouped(block: &Block) -> bool {
+    block.members.iter().any(|m| m.group.is_some())
+}
+
+/// The blocks to measure: per script mix (all scripts by weight, or each on its own) a
+/// run per client count; or, with groups, one run with every group.
+fn blocks(spec: &LoadSpec, scripts: &[Script]) -> Vec<Block> {
+    if !spec.groups.is_empty() {
+        let members: Vec<Member> = spec
+            .groups
+            .iter()
+            .map(|(name, group)| {
+                let chosen: Vec<Script> = scripts
+                    .iter()
+                    .filter(|s| group.scripts.is_empty() || group.scripts.contains(&s.name))
+                    .cloned()
+                    .collect();
+                let (mix, workload) = weighted(chosen);
+                Member {
+                    label: format!("{name} ({mix})"),
+                    clients: group.clients,
+                    workload: Arc::new(workload),
+                    rate: group.rate,
+                    application: format!("{APPLICATION}: {name}"),
+                    group: Some(name.clone()),
+                }
+            })
+            .collect();
+        let all = (0..members.len()).collect();
+        return vec![Block {
+            members,
+            runs: vec![all],
+        }];
+    }
+    let mixes: Vec<(String, Workload)> = match spec.mix {
         Mix::Each => scripts
             .iter()
             .map(|s| (s.name.clone(), Workload::new(vec![s.clone()])))
             .collect(),
-        Mix::Weighted => {
-            let used: Vec<Script> = scripts.iter().filter(|s| s.weight > 0).cloned().collect();
-            let label = match used.as_slice() {
-                [one] => one.name.clone(),
-                many => many
-                    .iter()
-                    .map(|s| format!("{}×{}", s.name, s.weight))
-                    .collect::<Vec<_>>()
-                    .join(" + "),
-            };
-            vec![(label, Workload::new(used))]
+        Mix::Weighted => vec![weighted(
+            scripts.iter().filter(|s| s.weight > 0).cloned().collect(),
+        )],
+    };
+    mixes
+        .into_iter()
+        .map(|(label, workload)| {
+            let workload = Arc::new(workload);
+            let members: Vec<Member> = spec
+                .clients
+                .iter()
+                .map(|&clients| Member {
+                    label: label.clone(),
+                    clients,
+                    workload: Arc::clone(&workload),
+                    rate: None,
+                    application: APPLICATION.to_string(),
+                    group: None,
+                })
+                .collect();
+            let runs = (0..members.len()).map(|k| vec![k]).collect();
+            Block { members, runs }
+        })
+        .collect()
+}
+
+/// Scripts picked by weight, and the mix's label ("read×9 + write×1", or the one name).
+fn weighted(used: Vec<Script>) -> (String, Workload) {
+    let label = match used.as_slice() {
+        [one] => one.name.clone(),
+        many => many
+            .iter()
+            .map(|s| format!("{}×{}", s.name, s.weight))
+            .collect::<Vec<_>>()
+            .join(" + "),
+    };
+    (label, Workload::new(used))
+}
+
+/// The load's sessions' application_name; a group's is "pgx load: <group>".
+pub const APPLICATION: &str = "pgx load";
+
+fn set_application(startup: &mut Startup, name: &str) {
+    for (key, value) in &mut startup.params {
+        if key == "application_name" {
+            *value = name.to_string();
         }
     }
 }
@@ -218,6 +360,9 @@ struct PointSum {
     histogram: Histogram<u64>,
     round_trips: u64,
     error_samples: Vec<String>,
+    lock_waits: Option<LockWaits>,
+    deadlocks: u64,
+    serialization_failures: u64,
 }
 
 impl PointSum {
@@ -227,10 +372,28 @@ impl PointSum {
             histogram: new_histogram(),
             round_trips: 0,
             error_samples: Vec::new(),
+            lock_waits: None,
+            deadlocks: 0,
+            serialization_failures: 0,
         }
     }
 
-    fn add(&mut self, all: &[ClientStats], limits: &Limits) -> Result<RunStats> {
+    fn add(
+        &mut self,
+        all: &[ClientStats],
+        limits: &Limits,
+        waits: Option<LockWaits>,
+        activity: Option<ServerActivity>,
+    ) -> Result<RunStats> {
+        if let Some(waits) = waits {
+            self.lock_waits
+                .get_or_insert_with(LockWaits::default)
+                .add(&waits);
+        }
+        for stats in all {
+            self.deadlocks += stats.deadlocks;
+            self.serialization_failures += stats.serialization_failures;
+        }
         let mut histogram = new_histogram();
         let mut run = RunStats::default();
         let mut last_end: Option<Instant> = None;
@@ -270,6 +433,7 @@ impl PointSum {
             0.0
         };
         run.latency_ms = percentiles(&histogram);
+        run.server = activity;
         self.histogram
             .add(&histogram)
             .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
@@ -278,16 +442,65 @@ impl PointSum {
     }
 }
 
-/// One run: connect every client, start them together, wait for all of them.
+/// What one run gave: each member's clients' counters, the lock samples (when sampled)
+/// and the measured window they are judged in.
+struct RunDone {
+    clients: Vec<Vec<ClientStats>>,
+    locks: Option<Samples>,
+    window: (Instant, Instant),
+}
+
+/// One run: connect every client of every member, start them together, wait for all of
+/// them; meanwhile sample lock waits, when asked.
 fn run_once(
-    shared: &Arc<Shared>,
-    clients: usize,
+    config: &postgres::Config,
+    members: &[(Arc<Shared>, usize)],
     threads: usize,
     seed: u64,
     progress: &mut dyn FnMut(&str),
-) -> Result<Vec<ClientStats>> {
-    let threads = threads.clamp(1, clients);
+) -> Result<RunDone> {
+    // Every client: (member, its Shared, the id its parameter stream is seeded with).
+    let mut everyone: Vec<(usize, Arc<Shared>, usize)> = Vec::new();
+    for (k, (shared, clients)) in members.iter().enumerate() {
+        for _ in 0..*clients {
+            everyone.push((k, Arc::clone(shared), everyone.len()));
+        }
+    }
+    let total = everyone.len();
+    let Some((first, _)) = members.first() else {
+        return Ok(RunDone {
+            clients: Vec::new(),
+            locks: None,
+            window: (Instant::now(), Instant::now()),
+        });
+    };
+    let first = Arc::clone(first);
+    let threads = threads.clamp(1, total.max(1));
     progress("connecting");
+    let stop_sampling = Arc::new(AtomicBool::new(false));
+    // On every way out of this function (an error included) the sampler stops.
+    let _stop = StopOnDrop(Arc::clone(&stop_sampling));
+    // The sampler is not a scoped thread: a server that stops answering must not keep
+    // the run from ending (its last sample is awaited for a bounded time).
+    let sampler = match first.limits.lock_sampling {
+        Some(every) => {
+            let (tx, rx) = mpsc::channel::<Samples>();
+            let (stop, config) = (Arc::clone(&stop_sampling), config.clone());
+            std::thread::Builder::new()
+                .name("pgx-load-locks".into())
+                .spawn(move || {
+                    let _ = tx.send(super::locks::run(
+                        &config,
+                        every,
+                        &stop,
+                        "pgx load lock sampler",
+                    ));
+                })
+                .context("cannot start the lock sampler")?;
+            Some((rx, every))
+        }
+        None => None,
+    };
     std::thread::scope(|scope| {
         let (ready_tx, ready_rx) = mpsc::channel::<()>();
         let mut starts = Vec::new();
@@ -295,19 +508,18 @@ fn run_once(
         for t in 0..threads {
             let (start_tx, start_rx) = mpsc::channel::<Clock>();
             starts.push(start_tx);
-            let ids: Vec<usize> = (t..clients).step_by(threads).collect();
-            let (shared, ready) = (Arc::clone(shared), ready_tx.clone());
+            let mine: Vec<(usize, Arc<Shared>, usize)> =
+                everyone.iter().skip(t).step_by(threads).cloned().collect();
+            let ready = ready_tx.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("pgx-load-{t}"))
-                .spawn_scoped(scope, move || {
-                    client_thread(shared, ids, seed, ready, start_rx)
-                })
+                .spawn_scoped(scope, move || client_thread(mine, seed, ready, start_rx))
                 .context("cannot start a load thread")?;
             handles.push(handle);
         }
         drop(ready_tx);
         // Every thread reports once its clients are connected (or failed to); bounded.
-        let setup_bound = shared.connect_bound.saturating_add(Duration::from_secs(5));
+        let setup_bound = first.connect_bound.saturating_add(Duration::from_secs(5));
         let setup_start = Instant::now();
         for _ in 0..threads {
             let left = setup_bound.saturating_sub(setup_start.elapsed());
@@ -316,7 +528,7 @@ fn run_once(
             }
         }
         let start = Instant::now();
-        let clock = Clock::new(start, &shared.limits, shared.round_trip_bound);
+        let clock = Clock::new(start, &first.limits, first.round_trip_bound);
         for tx in &starts {
             // A thread that gets no start (the clock is None) returns its clients unused.
             if let Some(clock) = clock {
@@ -325,6 +537,7 @@ fn run_once(
         }
         drop(starts);
         let clock = clock.ok_or_else(|| {
+            stop_sampling.store(true, Ordering::Relaxed);
             fail(
                 "load: warmup + duration + timeout is later than this system's clock can represent",
                 "use durations of at most a few days",
@@ -337,30 +550,60 @@ fn run_once(
             let second = now.saturating_duration_since(start).as_secs();
             if second > reported {
                 reported = second;
-                progress(&status(shared, &clock, now));
+                let measured = members
+                    .iter()
+                    .map(|(s, _)| s.measured.load(Ordering::Relaxed))
+                    .sum();
+                progress(&status(&first.limits, &clock, now, measured));
             }
         }
-        let mut all = Vec::with_capacity(clients);
+        let ended = Instant::now();
+        stop_sampling.store(true, Ordering::Relaxed);
+        let mut clients: Vec<Vec<ClientStats>> = members.iter().map(|_| Vec::new()).collect();
         for handle in handles {
-            all.extend(
-                handle
-                    .join()
-                    .map_err(|_| anyhow!("a load thread panicked"))?,
-            );
+            let done = handle
+                .join()
+                .map_err(|_| anyhow!("a load thread panicked"))?;
+            for (k, stats) in done {
+                clients[k].push(stats);
+            }
         }
-        Ok(all)
+        let locks = sampler.map(|(rx, every)| {
+            rx.recv_timeout(every.min(first.round_trip_bound) + first.round_trip_bound)
+                .unwrap_or_else(|_| Samples {
+                    samples: Vec::new(),
+                    error: Some("the lock sampler got no answer from the server".into()),
+                })
+        });
+        Ok(RunDone {
+            clients,
+            locks,
+            window: (
+                clock.warmup_end,
+                clock.window_end.unwrap_or(ended).min(ended),
+            ),
+        })
     })
 }
 
-fn status(shared: &Shared, clock: &Clock, now: Instant) -> String {
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn status(limits: &Limits, clock: &Clock, now: Instant, measured: u64) -> String {
     if now < clock.warmup_end {
         return "warmup".into();
     }
     let elapsed = now
         .saturating_duration_since(clock.warmup_end)
         .as_secs_f64();
-    let tps = shared.measured.load(Ordering::Relaxed) as f64 / elapsed.max(1e-9);
-    match shared.limits.length {
+    let tps = measured as f64 / elapsed.max(1e-9);
+    match limits.length {
         Length::Duration(d) if elapsed <= d.as_secs_f64() => {
             format!("{elapsed:.0}/{:.0} s, {tps:.0} TPS", d.as_secs_f64())
         }
@@ -369,25 +612,32 @@ fn status(shared: &Shared, clock: &Clock, now: Instant) -> String {
     }
 }
 
-/// One thread's share of the clients, on a single-threaded runtime.
+/// One thread's share of the clients, on a single-threaded runtime: each client with
+/// its member's index, its member's `Shared` and the id its parameters are seeded with.
+/// Returns each client's counters with its member's index.
 fn client_thread(
-    shared: Arc<Shared>,
-    ids: Vec<usize>,
+    mine: Vec<(usize, Arc<Shared>, usize)>,
     seed: u64,
     ready: mpsc::Sender<()>,
     start: mpsc::Receiver<Clock>,
-) -> Vec<ClientStats> {
-    let stats: Vec<Rc<RefCell<ClientStats>>> = ids
+) -> Vec<(usize, ClientStats)> {
+    let stats: Vec<Rc<RefCell<ClientStats>>> = mine
         .iter()
         .map(|_| Rc::new(RefCell::new(ClientStats::new())))
         .collect();
-    let collect = |stats: Vec<Rc<RefCell<ClientStats>>>| -> Vec<ClientStats> {
-        stats
-            .into_iter()
-            .map(|s| s.replace(ClientStats::new()))
+    let members: Vec<usize> = mine.iter().map(|(k, _, _)| *k).collect();
+    let collect = |stats: Vec<Rc<RefCell<ClientStats>>>| -> Vec<(usize, ClientStats)> {
+        members
+            .iter()
+            .copied()
+            .zip(stats.into_iter().map(|s| s.replace(ClientStats::new())))
             .collect()
     };
-    if let Some(ns) = &shared.client_ns
+    let Some(any) = mine.first().map(|(_, shared, _)| Arc::clone(shared)) else {
+        let _ = ready.send(());
+        return Vec::new();
+    };
+    if let Some(ns) = &any.client_ns
         && let Err(e) = super::net::enter(ns)
     {
         for s in &stats {
@@ -415,8 +665,9 @@ fn client_thread(
     let conns: Vec<Option<Conn>> = local.block_on(&runtime, async {
         let setups: Vec<_> = stats
             .iter()
-            .map(|s| {
-                let (shared, s) = (Arc::clone(&shared), Rc::clone(s));
+            .zip(&mine)
+            .map(|(s, (_, shared, _))| {
+                let (shared, s) = (Arc::clone(shared), Rc::clone(s));
                 tokio::task::spawn_local(async move {
                     match client::connect(&shared).await {
                         Ok(conn) => {
@@ -445,28 +696,27 @@ fn client_thread(
         return collect(stats);
     };
     // Last resort only: every await inside a client is bounded already.
-    let most_trips = shared
-        .workload
-        .scripts
+    let most_trips = mine
         .iter()
+        .flat_map(|(_, shared, _)| &shared.workload.scripts)
         .map(|s| s.statements.len() as u32 + 2)
         .max()
         .unwrap_or(3);
     let guard = clock.window_end.and_then(|end| {
-        let slack = shared
+        let slack = any
             .round_trip_bound
             .checked_mul(most_trips + 1)?
-            .checked_add(shared.connect_bound)?;
+            .checked_add(any.connect_bound)?;
         end.checked_add(slack)
     });
     local.block_on(&runtime, async {
         let tasks: Vec<_> = conns
             .into_iter()
-            .zip(&ids)
+            .zip(&mine)
             .zip(&stats)
-            .map(|((conn, &id), s)| {
-                let rng = fastrand::Rng::with_seed(derive_seed(seed, &[id as u64]));
-                let run = client::run(Arc::clone(&shared), clock, conn, Rc::clone(s), rng);
+            .map(|((conn, (_, shared, id)), s)| {
+                let rng = fastrand::Rng::with_seed(derive_seed(seed, &[*id as u64]));
+                let run = client::run(Arc::clone(shared), clock, conn, Rc::clone(s), rng);
                 tokio::task::spawn_local(run)
             })
             .collect();

@@ -3,14 +3,17 @@
 //!
 //! `spec` is the `load:` section of an experiment file; `generate` draws parameter
 //! values; `client` is one simulated client (one connection, prepared statements,
-//! bounded waits); `driver` runs the sweep; `result` is what reports read.
+//! bounded waits); `driver` runs the sweep (client groups at once, lock waits sampled by
+//! `locks`, `verify` checks after every run); `result` is what reports read.
 
 mod client;
 pub mod driver;
 pub mod generate;
 pub mod hooks;
+pub mod locks;
 pub mod net;
 pub mod result;
+pub mod server;
 pub mod spec;
 pub mod timer;
 pub mod wire;
@@ -18,5 +21,7 @@ pub mod wire;
 pub use driver::{run, run_with};
 pub use hooks::{Hooks, Observer, Outcome, TxEvent};
 pub use net::RttMode;
-pub use result::{LoadPoint, LoadResult, LoadTarget, Percentiles, RunStats};
+pub use result::{
+    LoadPoint, LoadResult, LoadTarget, LockWaits, Percentiles, RunStats, ServerActivity,
+};
 pub use spec::{Generator, LoadSpec, Mix, Pattern, ScriptSpec, StatementSpec};

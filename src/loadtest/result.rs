@@ -78,6 +78,82 @@ pub struct LoadPoint {
     /// Round trips per measured transaction (with the injected delay, each costs one rtt).
     #[serde(default)]
     pub round_trips_per_tx: f64,
+    /// The client group this point is (`load.groups`), which ran beside the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// The group's target rate (transactions per second), when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Lock waits of this point's sessions during the measured windows, summed over runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_waits: Option<LockWaits>,
+    /// Transactions that failed with a deadlock (SQLSTATE 40P01) or a serialization
+    /// failure (40001): the errors a client would retry.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deadlocks: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub serialization_failures: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Sessions seen waiting for a heavyweight lock, from samples of `pg_stat_activity` and
+/// the ungranted `pg_locks` taken every `every_ms` during the measured window.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct LockWaits {
+    pub every_ms: f64,
+    pub samples: u64,
+    /// Waits seen: one session seen waiting in consecutive samples is one wait.
+    pub waits: u64,
+    /// Session time spent waiting, estimated as (samples a session was seen waiting) ×
+    /// the interval: a wait shorter than the interval may go unseen.
+    pub waited_ms: f64,
+    /// The longest wait seen: the waiting statement's running time at the last sample
+    /// that saw it waiting (a lower bound of that wait's length, plus the statement's
+    /// work before it).
+    pub longest_ms: f64,
+    /// The most frequent things waited for (wait event, and the relation when there is
+    /// one), most seen first.
+    pub on: Vec<String>,
+    /// Why sampling stopped early, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl LockWaits {
+    /// Another run's waits added to these.
+    pub fn add(&mut self, other: &LockWaits) {
+        self.every_ms = other.every_ms;
+        self.samples += other.samples;
+        self.waits += other.waits;
+        self.waited_ms += other.waited_ms;
+        self.longest_ms = self.longest_ms.max(other.longest_ms);
+        for on in &other.on {
+            if !self.on.contains(on) && self.on.len() < 3 {
+                self.on.push(on.clone());
+            }
+        }
+        if self.error.is_none() {
+            self.error.clone_from(&other.error);
+        }
+    }
+}
+
+/// What the server did during one run (all of its clients together): from
+/// `pg_stat_user_tables` and `pg_stat_database` before and after.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct ServerActivity {
+    /// Change of the dead tuples of the database's tables (negative: vacuumed away).
+    pub dead_tuples: i64,
+    /// Autovacuum and autoanalyze runs that finished meanwhile.
+    pub autovacuums: i64,
+    pub autoanalyzes: i64,
+    /// Shared-buffer hits / (hits + reads) of the database's backends.
+    pub hit_ratio: Option<f64>,
+    /// Deadlocks the server detected.
+    pub deadlocks: i64,
 }
 
 /// One run: fresh connections, warmup, measured window.
@@ -99,6 +175,9 @@ pub struct RunStats {
     /// Connections opened (one per client, plus reconnects after failures).
     pub connections: u64,
     pub latency_ms: Percentiles,
+    /// The server during this run (every group's clients together).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerActivity>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
@@ -176,6 +255,11 @@ impl LoadPoint {
                 round_trips as f64 / transactions as f64
             },
             runs,
+            group: None,
+            rate: None,
+            lock_waits: None,
+            deadlocks: 0,
+            serialization_failures: 0,
         }
     }
 }

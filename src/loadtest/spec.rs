@@ -16,8 +16,24 @@ use crate::values::{parse_duration, yaml_param};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadSpec {
-    /// Client counts to sweep, e.g. [1, 8, 32, 64]; one connection per client.
+    /// Client counts to sweep, e.g. [1, 8, 32, 64]; one connection per client. Absent
+    /// when `groups` says who runs.
+    #[serde(default)]
     pub clients: Vec<usize>,
+    /// Client groups that run at the same time, each with its own clients, scripts and
+    /// rate (20 writers at full speed beside 50 readers at 500 TPS): every run has all of
+    /// them, and each group gets its own TPS, percentiles, errors and lock waits.
+    #[serde(default)]
+    pub groups: IndexMap<String, GroupSpec>,
+    /// Checks run on the variant's database after every run; a row returned is a
+    /// violation, and the variant fails (a form that breaks an invariant under
+    /// concurrency is wrong, not fast).
+    #[serde(default)]
+    pub verify: IndexMap<String, VerifySpec>,
+    /// How often lock waits are sampled from `pg_stat_activity` + `pg_locks` during a
+    /// run ("50ms"; "off" samples nothing).
+    #[serde(default = "default_lock_sampling")]
+    pub lock_sampling: String,
     /// Measured window per run ("10s"); the default when `transactions` is absent.
     #[serde(default)]
     pub duration: Option<String>,
@@ -54,6 +70,32 @@ pub struct LoadSpec {
     #[serde(default)]
     pub targets: Vec<super::result::LoadTarget>,
     pub scripts: IndexMap<String, ScriptSpec>,
+}
+
+/// One client group: how many clients, which scripts (by weight; all when absent) and,
+/// optionally, the rate the whole group aims at.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    pub clients: usize,
+    #[serde(default)]
+    pub scripts: Vec<String>,
+    /// Transactions per second for the whole group, started on a Poisson schedule (as
+    /// `pgbench --rate`); latency counts from the scheduled start, so a server that falls
+    /// behind shows it. Absent: as fast as the clients go.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    #[serde(default)]
+    pub about: String,
+}
+
+/// A check after every run: `sql` returns the rows that violate it (none when it holds).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    pub sql: String,
+    #[serde(default)]
+    pub about: String,
 }
 
 /// How scripts share a run.
@@ -195,6 +237,9 @@ fn yaml_params<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TextParam>, D::Err
     Ok(values.iter().map(yaml_param).collect())
 }
 
+fn default_lock_sampling() -> String {
+    "50ms".into()
+}
 fn default_warmup() -> String {
     "2s".into()
 }
@@ -264,6 +309,8 @@ pub struct Limits {
     pub warmup: Duration,
     pub timeout: Duration,
     pub rtt: Option<Duration>,
+    /// None: lock waits are not sampled.
+    pub lock_sampling: Option<Duration>,
 }
 
 impl LoadSpec {
@@ -292,7 +339,9 @@ impl LoadSpec {
                 )
             })
         };
-        if self.clients.is_empty() || self.clients.contains(&0) {
+        if !self.groups.is_empty() {
+            self.check_groups()?;
+        } else if self.clients.is_empty() || self.clients.contains(&0) {
             return Err(fail(
                 format!(
                     "load.clients {:?} needs client counts of 1 or more",
@@ -367,6 +416,7 @@ impl LoadSpec {
             }
             if let Some(clients) = target.clients
                 && !self.clients.contains(&clients)
+                && self.groups.is_empty()
             {
                 return Err(fail(
                     format!("{what}: {clients} clients is not in load.clients"),
@@ -374,12 +424,83 @@ impl LoadSpec {
                 ));
             }
         }
+        for (name, verify) in &self.verify {
+            if verify.sql.trim().is_empty() {
+                return Err(fail(
+                    format!("load.verify.{name} has no SQL"),
+                    "write a query that returns the rows violating the check",
+                ));
+            }
+        }
+        let lock_sampling = match self.lock_sampling.trim() {
+            "off" | "none" => None,
+            text => Some(duration("lock_sampling", text)?).filter(|d| !d.is_zero()),
+        };
+        if lock_sampling.is_some_and(|d| d < Duration::from_millis(10)) {
+            return Err(fail(
+                format!("load.lock_sampling {:?} is below 10ms", self.lock_sampling),
+                "every sample is a query on the server under load: 50ms (the default) or more",
+            ));
+        }
         Ok(Limits {
             length,
             warmup: duration("warmup", &self.warmup)?,
             timeout,
             rtt,
+            lock_sampling,
         })
+    }
+
+    fn check_groups(&self) -> Result<()> {
+        if !self.clients.is_empty() {
+            return Err(fail(
+                "load: both clients and groups are set",
+                "with groups, each group says its clients: groups: { writers: { clients: 20 } }",
+            ));
+        }
+        if self.mix == Mix::Each {
+            return Err(fail(
+                "load: mix: each measures scripts one at a time, groups run them together",
+                "drop mix, or drop groups",
+            ));
+        }
+        for (name, group) in &self.groups {
+            let what = format!("load.groups.{name}");
+            if group.clients == 0 {
+                return Err(fail(format!("{what}: clients is 0"), "give it 1 or more"));
+            }
+            if let Some(rate) = group.rate
+                && !(rate.is_finite() && rate > 0.0)
+            {
+                return Err(fail(
+                    format!(
+                        "{what}: rate {rate} is not a positive number of transactions per second"
+                    ),
+                    "rate: 500 starts 500 transactions a second across the group",
+                ));
+            }
+            for script in &group.scripts {
+                if !self.scripts.contains_key(script) {
+                    return Err(fail(
+                        format!("{what}: no script named {script:?}"),
+                        format!(
+                            "the scripts are {}",
+                            self.scripts.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The clients of one run at most: the sweep's largest count, or every group's.
+    pub fn most_clients(&self) -> usize {
+        if self.groups.is_empty() {
+            self.clients.iter().copied().max().unwrap_or(0)
+        } else {
+            self.groups.values().map(|g| g.clients).sum()
+        }
     }
 }
 
@@ -545,6 +666,34 @@ scripts:
             (
                 "clients: [1]\nscripts: {a: {statements: [{sql: x, params: [{hot: {min: 1, max: 9, hot_fraction: 0}}]}]}}",
                 "hot_fraction",
+            ),
+            (
+                "clients: [1]\ngroups: {w: {clients: 2}}\nscripts: {a: {statements: [{sql: x}]}}",
+                "both clients and groups",
+            ),
+            (
+                "groups: {w: {clients: 2, scripts: [b]}}\nscripts: {a: {statements: [{sql: x}]}}",
+                "no script named \"b\"",
+            ),
+            (
+                "groups: {w: {clients: 2, rate: 0}}\nscripts: {a: {statements: [{sql: x}]}}",
+                "rate 0",
+            ),
+            (
+                "groups: {w: {clients: 0}}\nscripts: {a: {statements: [{sql: x}]}}",
+                "clients is 0",
+            ),
+            (
+                "groups: {w: {clients: 1}}\nmix: each\nscripts: {a: {statements: [{sql: x}]}}",
+                "mix: each",
+            ),
+            (
+                "clients: [1]\nlock_sampling: 1ms\nscripts: {a: {statements: [{sql: x}]}}",
+                "below 10ms",
+            ),
+            (
+                "clients: [1]\nverify: {c: {sql: ' '}}\nscripts: {a: {statements: [{sql: x}]}}",
+                "has no SQL",
             ),
         ];
         for (yaml, expected) in bad {

@@ -11,7 +11,6 @@
 
 mod collect;
 pub mod report;
-mod sampler;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,8 +27,8 @@ use crate::loadtest::{Hooks, LoadSpec, Mix};
 use crate::migrate::{self, MigrationFile};
 use crate::target::{Target, TargetOptions, connect};
 
+use crate::loadtest::locks::{self as sampler, Sample, Samples};
 pub use collect::Window;
-use sampler::{Sample, Samples};
 
 /// application_name of the load driver's connections (see `loadtest::driver::async_config`).
 const LOAD_APPLICATION: &str = "pgx load";
@@ -203,10 +202,7 @@ pub fn run(options: &TargetOptions, args: &Request) -> Result<Rehearsal> {
         experiment: spec.name.clone(),
         scale: args.scale.unwrap_or(spec.dataset.scale),
         from,
-        clients: args
-            .clients
-            .unwrap_or_else(|| load.clients.iter().copied().max().unwrap_or(1))
-            .max(1),
+        clients: args.clients.unwrap_or_else(|| load.most_clients()).max(1),
         warmup: limits.warmup,
         before: duration("before", &args.before)?,
         after: duration("after", &args.after)?,
@@ -261,7 +257,9 @@ fn rehearse(
     let config = target.config_for(&copy.name);
     let vars = spec::scaled_vars(spec, plan.scale);
     let mut load = load.clone();
-    load.clients = vec![plan.clients];
+    if load.groups.is_empty() {
+        load.clients = vec![plan.clients];
+    }
     load.repeat = 1;
     load.warmup = "0s".into();
     load.transactions = None;
@@ -343,7 +341,9 @@ fn under_load(
             .context("cannot start the load thread")?;
         let sampler_thread = std::thread::Builder::new()
             .name("pgx-rehearse-sampler".into())
-            .spawn_scoped(scope, || sampler::run(config, plan.sample_every, &stop))
+            .spawn_scoped(scope, || {
+                sampler::run(config, plan.sample_every, &stop, "pgx rehearse sampler")
+            })
             .context("cannot start the lock sampler")?;
 
         crate::note!(
@@ -479,7 +479,7 @@ fn pause(duration: Duration) -> Result<()> {
 fn who(waiting: &sampler::Waiting, migration_pid: i32) -> String {
     if waiting.pid == migration_pid {
         "migration".into()
-    } else if waiting.application == LOAD_APPLICATION {
+    } else if waiting.application.starts_with(LOAD_APPLICATION) {
         "load client".into()
     } else if waiting.application.is_empty() {
         "other session".into()

@@ -79,6 +79,20 @@ pub fn body_with(results: &[(String, LoadResult)], with_summary: bool) -> String
          transaction, from one HDR histogram of all runs; errors include failed connection \
          attempts."
     );
+    if let Some(rows) = concurrency(results) {
+        let _ = writeln!(md, "\n### Locks and writes under concurrency\n");
+        let _ = writeln!(md, "| {} |", CONCURRENCY.join(" | "));
+        let _ = writeln!(
+            md,
+            "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+        );
+        for mut cells in rows {
+            cells[0] = format!("`{}`", cells[0]);
+            let cells: Vec<String> = cells.iter().map(|c| escape(c)).collect();
+            let _ = writeln!(md, "| {} |", cells.join(" | "));
+        }
+        let _ = writeln!(md, "\n{CONCURRENCY_NOTE}");
+    }
     for mix in script_mixes(results) {
         chart(&mut md, results, &mix, "TPS", |p| p.tps_median);
         chart(&mut md, results, &mix, "p99 latency (ms)", |p| {
@@ -128,6 +142,17 @@ pub fn terminal(results: &[(String, LoadResult)]) -> String {
         }
     }
     let mut out = format!("\nload\n{table}\n");
+    if let Some(rows) = concurrency(results) {
+        let mut table = Table::new();
+        table
+            .load_style(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(CONCURRENCY.to_vec());
+        for cells in rows {
+            table.add_row(cells);
+        }
+        out.push_str(&format!("locks and writes under concurrency\n{table}\n"));
+    }
     if let Some(note) = round_trip_note(results) {
         out.push_str(&note.replace('`', ""));
         out.push('\n');
@@ -149,6 +174,82 @@ pub fn terminal(results: &[(String, LoadResult)]) -> String {
         }
     }
     out
+}
+
+const CONCURRENCY: [&str; 12] = [
+    "variant",
+    "group · script",
+    "clients",
+    "rate target",
+    "lock waits",
+    "waited (est.)",
+    "longest wait",
+    "waiting on",
+    "deadlocks",
+    "serialization failures",
+    "dead tuples added",
+    "autovacuums",
+];
+
+const CONCURRENCY_NOTE: &str = "Lock waits are sampled from `pg_stat_activity` and the \
+    ungranted `pg_locks` during the measured windows (every `load.lock_sampling`): a \
+    session seen waiting in consecutive samples is one wait; waited = samples seen waiting \
+    × the interval; the longest is the waiting statement's running time when last seen \
+    waiting. Deadlocks and serialization failures are transactions that failed with them \
+    (a client would retry). Dead tuples and autovacuum runs are the database's, over every \
+    group of the run together, summed over the runs.";
+
+/// The rows of the concurrency table: one per point, when any point ran in a group or
+/// was sampled for lock waits (older results have neither, and no table).
+fn concurrency(results: &[(String, LoadResult)]) -> Option<Vec<Vec<String>>> {
+    let any = results
+        .iter()
+        .flat_map(|(_, r)| &r.points)
+        .any(|p| p.group.is_some() || p.lock_waits.is_some());
+    if !any {
+        return None;
+    }
+    let mut rows = Vec::new();
+    for (variant, result) in results {
+        for p in &result.points {
+            let waits = p.lock_waits.as_ref();
+            let activity: Vec<_> = p.runs.iter().filter_map(|r| r.server.as_ref()).collect();
+            let sum = |f: fn(&crate::loadtest::ServerActivity) -> i64| -> String {
+                if activity.is_empty() {
+                    "-".into()
+                } else {
+                    fmt_count(activity.iter().map(|a| f(a)).sum())
+                }
+            };
+            rows.push(vec![
+                variant.clone(),
+                p.script_mix.clone(),
+                p.clients.to_string(),
+                p.rate.map_or("-".into(), |r| format!("{r:.0} TPS")),
+                waits.map_or("-".into(), |w| fmt_count(w.waits as i64)),
+                waits.map_or("-".into(), |w| fmt_ms(w.waited_ms)),
+                waits.map_or("-".into(), |w| {
+                    if w.waits == 0 {
+                        "-".into()
+                    } else {
+                        fmt_ms(w.longest_ms)
+                    }
+                }),
+                waits.map_or("-".into(), |w| {
+                    let mut on = w.on.join(", ");
+                    if let Some(e) = &w.error {
+                        on = format!("{on} (sampling stopped: {e})");
+                    }
+                    on
+                }),
+                fmt_count(p.deadlocks as i64),
+                fmt_count(p.serialization_failures as i64),
+                sum(|a| a.dead_tuples),
+                sum(|a| a.autovacuums),
+            ]);
+        }
+    }
+    Some(rows)
 }
 
 /// The load summary as data.
@@ -851,6 +952,11 @@ mod tests {
             },
             round_trips_per_tx: 1.0,
             runs,
+            group: None,
+            rate: None,
+            lock_waits: None,
+            deadlocks: 0,
+            serialization_failures: 0,
         }
     }
 

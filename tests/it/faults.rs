@@ -516,3 +516,56 @@ runs: {{ rounds: 3{cap} }}
     let r = pgx::report::json::parse(&json).unwrap();
     assert_eq!(r.queries[0].params.len(), 120);
 }
+
+/// A materialiser that hands out offsets without a lock breaks contiguity under four
+/// concurrent clients: the load's `verify` catches it after the run and fails that
+/// variant, named, with the rows that violate it; the locked one passes.
+#[test]
+fn a_materialiser_that_breaks_contiguity_under_concurrency_fails_its_variant() {
+    let server = server();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("tests/fixtures/no-migrations")).unwrap();
+    let path = project.path().join("materialisers.yaml");
+    std::fs::copy(experiment_fixture("materialisers.yaml"), &path).unwrap();
+    let url = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        server.cluster().socket_dir().display(),
+        pgx::cluster::PORT
+    );
+    let out = pgx_command(project.path())
+        .env("DATABASE_URL", &url)
+        .args(["experiment", path.to_str().unwrap(), "--out"])
+        .arg(project.path())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(pgx::exit::ATTENTION)),
+        "a variant that breaks the check fails the run: {err}"
+    );
+    assert!(
+        err.contains("racy")
+            && err.contains("load.verify.contiguous failed after run 1")
+            && err.contains("row(s) violate it"),
+        "the failure names the variant, the check and the run: {err}"
+    );
+    assert!(
+        !err.contains("variant locked failed"),
+        "the locked form holds: {err}"
+    );
+    let json = std::fs::read_to_string(project.path().join("materialisers.json")).unwrap();
+    let r = pgx::report::json::parse(&json).unwrap();
+    let locked = r.variants.iter().find(|v| v.name == "locked").unwrap();
+    assert!(locked.error.is_none(), "{:?}", locked.error);
+    let load = locked.load.as_ref().expect("the locked variant was loaded");
+    assert!(load.points[0].transactions > 0);
+    let racy = r.variants.iter().find(|v| v.name == "racy").unwrap();
+    assert!(
+        racy.error
+            .as_deref()
+            .is_some_and(|e| e.contains("load.verify.contiguous")),
+        "{:?}",
+        racy.error
+    );
+}

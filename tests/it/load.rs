@@ -108,6 +108,7 @@ duration: 1s
 warmup: 300ms
 repeat: 1
 seed: 11
+lock_sampling: off
 scripts:
   transfer:
     weight: 1
@@ -164,7 +165,11 @@ scripts:
             1 + 3,
             "one connection per client, no reconnects"
         );
-        let setup = (1 + statements) + connections * (1 + 1);
+        // Per run, pgx reads the database's counters before and after: a connection
+        // each (its start-up), one query prepared and executed (two more); the lock
+        // sampler is off.
+        let observers = runs.len() as u64 * 2 * 3;
+        let setup = (1 + statements) + connections * (1 + 1) + observers;
         let delta = (after - before) as u64;
         if autovacuum_came && delta != scripts + setup {
             eprintln!("attempt {attempt}: an autovacuum worker visited; measuring again");
@@ -669,9 +674,11 @@ scripts:
     assert_eq!(seq.round_trips_per_tx, 32.0);
     assert_eq!(pipe.round_trips_per_tx, 1.0);
     let trips = |p: &pgx::loadtest::LoadPoint| p.latency_ms.p50 / rtt;
-    // Each round trip also carries a lookup and the relay's hops: allow 10% on top.
+    // Each round trip also carries a lookup and the relay's hops (two threads woken by
+    // a µs timer on two shared cores: 0.1–2 ms a round trip, measured 354–382 ms for
+    // the 32 here): allow 25% on top. 31 round trips or fewer would be below the range.
     assert!(
-        (31.5..35.2).contains(&trips(seq)),
+        (31.5..40.0).contains(&trips(seq)),
         "sequential {:?} ({mode})",
         seq.latency_ms
     );
@@ -868,4 +875,99 @@ fn the_namespace_path_carries_queries_over_tcp() {
         .unwrap();
     let here = String::from_utf8_lossy(&here.stdout);
     assert!(!here.contains("pgx-"), "nothing in this namespace: {here}");
+}
+
+/// Client groups run together and are reported apart; a lock wait the load runs into is
+/// seen, with its length, on the group that waited; a group's rate is kept.
+#[test]
+fn groups_report_their_own_percentiles_and_a_forced_lock_wait_is_measured() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = TestDb::new("load_groups");
+    db.client()
+        .batch_execute(
+            "CREATE TABLE counter (id int PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
+             INSERT INTO counter (id) SELECT g FROM generate_series(1, 100) g;",
+        )
+        .unwrap();
+    // The holder keeps row 1 locked for 400 ms per transaction; the writers update row 1
+    // and so wait for it; the readers read other rows at 40 TPS and wait for nothing.
+    let spec = spec(
+        "duration: 2s
+warmup: 200ms
+repeat: 1
+lock_sampling: 20ms
+groups:
+  holder: { clients: 1, scripts: [hold] }
+  writers: { clients: 2, scripts: [bump] }
+  readers: { clients: 2, scripts: [read], rate: 40 }
+scripts:
+  hold:
+    statements:
+      - { sql: 'SELECT n FROM counter WHERE id = 1 FOR UPDATE' }
+      - { sql: 'SELECT pg_sleep(0.4)' }
+  bump:
+    statements:
+      - { sql: 'UPDATE counter SET n = n + 1 WHERE id = 1' }
+  read:
+    statements:
+      - { sql: 'SELECT n FROM counter WHERE id = $1', params: [{uniform: {min: 2, max: 100}}] }
+",
+    );
+    let result = load(&db.config(), &spec);
+    let point = |group: &str| {
+        result
+            .points
+            .iter()
+            .find(|p| p.group.as_deref() == Some(group))
+            .unwrap_or_else(|| panic!("no point for group {group}: {:?}", result.points))
+    };
+    let (holder, writers, readers) = (point("holder"), point("writers"), point("readers"));
+    assert_eq!(result.points.len(), 3, "one point per group");
+    assert_eq!(
+        (holder.clients, writers.clients, readers.clients),
+        (1, 2, 2)
+    );
+    assert!(
+        holder.latency_ms.p50 >= 400.0,
+        "the holder sleeps 400 ms: {:?}",
+        holder.latency_ms
+    );
+    assert!(
+        readers.latency_ms.p99 < 100.0 && readers.latency_ms.p99 < holder.latency_ms.p50,
+        "readers have percentiles of their own: {:?} against the holder's {:?}",
+        readers.latency_ms,
+        holder.latency_ms
+    );
+    let waits = writers.lock_waits.as_ref().expect("lock waits sampled");
+    assert!(
+        waits.waits >= 2 && waits.longest_ms >= 150.0,
+        "the writers wait for the holder's row lock, for hundreds of ms: {waits:?}"
+    );
+    assert!(
+        waits
+            .on
+            .iter()
+            .any(|on| on.starts_with("transactionid") || on.contains("counter")),
+        "{waits:?}"
+    );
+    let read_waits = readers.lock_waits.as_ref().expect("sampled");
+    assert_eq!(read_waits.waits, 0, "readers never wait: {read_waits:?}");
+    // 40 TPS for 2 s: about 80 transactions (Poisson), nowhere near as fast as it goes.
+    assert!(
+        (40..=130).contains(&readers.transactions),
+        "the readers keep their rate: {} transactions in 2 s at 40 TPS",
+        readers.transactions
+    );
+    let server = writers.runs[0].server.as_ref().expect("server activity");
+    assert!(
+        server.dead_tuples > 0,
+        "the updates left dead tuples: {server:?}"
+    );
+    let md = pgx::report::loadtest::markdown(&[("plain".to_string(), result.clone())]);
+    assert!(
+        md.contains("### Locks and writes under concurrency")
+            && md.contains("writers (bump)")
+            && md.contains("readers (read)"),
+        "{md}"
+    );
 }

@@ -1,5 +1,6 @@
 //! Lock waits as they happen: `pg_stat_activity` joined with the ungranted `pg_locks`
-//! rows, sampled from a connection of its own every few tens of milliseconds.
+//! rows, sampled from a connection of its own every few tens of milliseconds (by a load
+//! run, per client group, and by `pgx rehearse`, around a migration).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +12,7 @@ use crate::error::describe_pg_error;
 use crate::target::connect;
 
 /// Every session of the database waiting for a heavyweight lock, with what it waits for
-/// and who blocks it. Connected to the rehearsal's database, so `regclass` names resolve.
+/// and who blocks it. Connected to the database under load, so `regclass` names resolve.
 const WAITING: &str = "\
 SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.wait_event, ''), \
        coalesce(l.locktype, ''), coalesce(l.mode, ''), \
@@ -57,10 +58,15 @@ pub struct Samples {
 
 /// Sample until `stop` is set. Returns what was seen; a failed query ends sampling and
 /// is reported in `error` (the rehearsal is then incomplete).
-pub fn run(config: &postgres::Config, every: Duration, stop: &Arc<AtomicBool>) -> Samples {
+pub fn run(
+    config: &postgres::Config,
+    every: Duration,
+    stop: &Arc<AtomicBool>,
+    application: &str,
+) -> Samples {
     let mut out = Samples::default();
     let mut config = config.clone();
-    config.application_name("pgx rehearse sampler");
+    config.application_name(application);
     let mut client = match connect(&config) {
         Ok(client) => client,
         Err(err) => {
@@ -116,4 +122,53 @@ fn sample(client: &mut postgres::Client, statement: &postgres::Statement) -> Res
             query: row.get(8),
         })
         .collect())
+}
+
+/// The waits of the sessions named `application` among the samples taken inside
+/// `window` (the measured window of a load run).
+pub fn summarize(
+    samples: &Samples,
+    window: &(Instant, Instant),
+    application: &str,
+    every: Duration,
+) -> crate::loadtest::LockWaits {
+    let mut waits = crate::loadtest::LockWaits {
+        every_ms: every.as_secs_f64() * 1000.0,
+        error: samples.error.clone(),
+        ..Default::default()
+    };
+    let mut before: Vec<i32> = Vec::new();
+    let mut seen_on: Vec<(String, u64)> = Vec::new();
+    for sample in samples
+        .samples
+        .iter()
+        .filter(|s| s.at >= window.0 && s.at <= window.1)
+    {
+        waits.samples += 1;
+        let now: Vec<&Waiting> = sample
+            .waiting
+            .iter()
+            .filter(|w| w.application == application)
+            .collect();
+        for w in &now {
+            if !before.contains(&w.pid) {
+                waits.waits += 1;
+            }
+            waits.waited_ms += waits.every_ms;
+            waits.longest_ms = waits.longest_ms.max(w.statement_ms);
+            let on = if w.relation.is_empty() {
+                w.wait_event.clone()
+            } else {
+                format!("{} {}", w.wait_event, w.relation)
+            };
+            match seen_on.iter_mut().find(|(o, _)| *o == on) {
+                Some((_, n)) => *n += 1,
+                None => seen_on.push((on, 1)),
+            }
+        }
+        before = now.iter().map(|w| w.pid).collect();
+    }
+    seen_on.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    waits.on = seen_on.into_iter().take(3).map(|(on, _)| on).collect();
+    waits
 }
