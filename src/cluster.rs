@@ -31,6 +31,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::error::fail;
 
+/// The suffix of a durable cluster's root (see [`Cluster::durable`]).
+const DURABLE_SUFFIX: &str = "-durable";
+
 /// Socket "port": only names the socket file, since no TCP listener is opened.
 pub const PORT: u16 = 5432;
 /// Superuser created by initdb; trust authentication over the private socket.
@@ -90,6 +93,35 @@ impl Cluster {
             bindir,
             run_as,
         })
+    }
+
+    /// The cluster beside this one (`<root>-durable`) that runs with production
+    /// durability: `fsync`, `synchronous_commit` and `full_page_writes` on, `wal_level =
+    /// replica`, PostgreSQL's checkpoint defaults. For experiments whose question is the
+    /// write path (`server: durable`): on this cluster's settings a commit waits for no
+    /// disk and WAL holds no full-page images, so write numbers say nothing of production.
+    pub fn durable(&self) -> Cluster {
+        if self.is_durable() {
+            return self.clone();
+        }
+        let mut name = self
+            .root
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "pgx-cluster".into());
+        name.push(DURABLE_SUFFIX);
+        Cluster {
+            root: self.root.with_file_name(name),
+            bindir: self.bindir.clone(),
+            run_as: self.run_as.clone(),
+        }
+    }
+
+    /// Whether this is a durable cluster (its root's name ends in `-durable`).
+    pub fn is_durable(&self) -> bool {
+        self.root
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with(DURABLE_SUFFIX))
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -179,6 +211,36 @@ impl Cluster {
         // which 3 GB of shared buffers turned into a 0.7-1.8 s spread per run).
         let shared_buffers = (mem / 5 * 2).clamp(128 << 20, 32 << 30);
         let maintenance = (mem / 16).clamp(64 << 20, 1 << 30);
+        if self.is_durable() {
+            // A fifth of the machine: it may run beside the experiment cluster.
+            return format!(
+                "# Written by pgx on every start; edit postgresql.conf to override.\n\
+                 # Durable: what a production server does on every commit and checkpoint.\n\
+                 listen_addresses = ''\n\
+                 unix_socket_directories = '{socket}'\n\
+                 port = {PORT}\n\
+                 max_connections = 200\n\
+                 fsync = on\n\
+                 synchronous_commit = on\n\
+                 full_page_writes = on\n\
+                 wal_level = replica\n\
+                 max_wal_size = 1GB\n\
+                 checkpoint_timeout = 5min\n\
+                 shared_buffers = {sb}\n\
+                 effective_cache_size = {ecs}\n\
+                 maintenance_work_mem = {mwm}\n\
+                 max_locks_per_transaction = 256\n\
+                 huge_pages = off\n\
+                 jit = off\n\
+                 track_io_timing = on\n\
+                 log_min_messages = warning\n\
+                 log_line_prefix = '%m [%p] %d '\n",
+                socket = self.socket_dir().display(),
+                sb = mb((mem / 5).clamp(128 << 20, 16 << 30)),
+                ecs = mb(mem / 2),
+                mwm = mb(maintenance),
+            );
+        }
         format!(
             "# Written by pgx on every start; edit postgresql.conf to override.\n\
              listen_addresses = ''\n\

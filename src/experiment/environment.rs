@@ -9,7 +9,7 @@ use super::result::Environment;
 use crate::target::Target;
 
 /// Settings that change what a plan costs or how fast it runs.
-const REPORTED_SETTINGS: [&str; 9] = [
+const REPORTED_SETTINGS: [&str; 11] = [
     "shared_buffers",
     "work_mem",
     "maintenance_work_mem",
@@ -19,6 +19,8 @@ const REPORTED_SETTINGS: [&str; 9] = [
     "jit",
     "fsync",
     "synchronous_commit",
+    "full_page_writes",
+    "wal_level",
 ];
 
 pub fn collect(target: &Target, client: &mut Client) -> Result<Environment> {
@@ -40,8 +42,12 @@ pub fn collect(target: &Target, client: &mut Client) -> Result<Environment> {
         pgx_version: env!("CARGO_PKG_VERSION").to_string(),
         git_commit: git_commit(),
         date: utc_now_minutes(),
-        server: if target.is_embedded() {
-            "embedded (pgx-managed)".into()
+        server: if let Target::Embedded(usage) = target {
+            if usage.cluster().is_durable() {
+                "embedded (pgx-managed), durable: fsync, synchronous_commit and full_page_writes on, wal_level = replica".into()
+            } else {
+                "embedded (pgx-managed)".into()
+            }
         } else {
             target.describe()
         },

@@ -49,6 +49,22 @@ pub fn run(
     options: &RunOptions,
     progress: &mut Progress,
 ) -> Result<ExperimentResult> {
+    // `server: durable`: on pgx's own server, the durable cluster beside it; elsewhere the
+    // server must be durable already.
+    if spec.server == spec::ServerKind::Durable {
+        if let Target::Embedded(usage) = target
+            && !usage.cluster().is_durable()
+        {
+            let durable = usage.cluster().durable();
+            progress.line(&format!(
+                "server: durable (fsync, full_page_writes, wal_level = replica): the embedded cluster at {}",
+                durable.root.display()
+            ));
+            let durable = Target::Embedded(durable.attach()?);
+            return run(&durable, spec, options, progress);
+        }
+        check_durable(target)?;
+    }
     let load_before = crate::host::load_average();
     let started = std::time::Instant::now();
     if let Some(scale) = options.scale {
@@ -71,6 +87,30 @@ pub fn run(
     result.environment.load_before = load_before;
     result.environment.load_after = crate::host::load_average();
     Ok(result)
+}
+
+/// An experiment that asks for `server: durable` runs only where a commit is durable.
+fn check_durable(target: &Target) -> Result<()> {
+    let mut client = crate::target::connect(&target.admin_config())?;
+    let mut off = Vec::new();
+    for name in ["fsync", "full_page_writes"] {
+        let value: String = client
+            .query_one("SELECT current_setting($1)", &[&name])?
+            .get(0);
+        if value != "on" {
+            off.push(format!("{name} = {value}"));
+        }
+    }
+    if off.is_empty() {
+        return Ok(());
+    }
+    Err(crate::error::fail(
+        format!(
+            "the experiment asks for server: durable, but the server runs {}",
+            off.join(", ")
+        ),
+        "run it on pgx's embedded server (unset DATABASE_URL / PG*), which starts a durable cluster for it, or on a server configured like production",
+    ))
 }
 
 /// The experiment's base: reused from the cache or built (migrations, steps, VACUUM ANALYZE).

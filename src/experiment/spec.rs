@@ -14,6 +14,18 @@ pub use crate::values::{
     yaml_param, yaml_scalar,
 };
 
+/// What server an experiment needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerKind {
+    /// pgx's experiment settings on its own server (no fsync, minimal WAL): reads and
+    /// plans as production, writes faster than any durable server.
+    #[default]
+    Experiment,
+    /// Production durability; on pgx's own server a cluster started with it.
+    Durable,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
@@ -57,6 +69,10 @@ pub struct Spec {
     /// building them, as `--screen` does.
     #[serde(default)]
     pub screen: bool,
+    /// `durable` when the question is the write path (WAL, checkpoints, commit latency):
+    /// the run needs fsync, full_page_writes and a WAL level a replica could follow.
+    #[serde(default)]
+    pub server: ServerKind,
     /// Directory of the YAML file, for relative `file:` paths.
     #[serde(skip)]
     pub dir: PathBuf,

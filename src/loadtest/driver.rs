@@ -139,8 +139,16 @@ pub fn run_with(
                 let done = run_once(config, &members, threads, seed, &mut report)?;
                 crate::interrupt::check()?;
                 let activity = before.and_then(|b| {
-                    super::server::snapshot(config, round_trip_bound)
-                        .map(|after| super::server::Activity::between(&b, &after))
+                    super::server::snapshot(config, round_trip_bound).map(|after| {
+                        let mut activity = super::server::Activity::between(&b, &after);
+                        activity.transactions = done
+                            .clients
+                            .iter()
+                            .flatten()
+                            .map(|s| s.warmup + s.measured + s.late)
+                            .sum();
+                        activity
+                    })
                 });
                 let mut lines = Vec::new();
                 for (&k, all) in run.iter().zip(&done.clients) {

@@ -154,6 +154,12 @@ pub struct ServerActivity {
     pub hit_ratio: Option<f64>,
     /// Deadlocks the server detected.
     pub deadlocks: i64,
+    /// WAL the server wrote meanwhile (the whole server's: `pg_current_wal_lsn`).
+    #[serde(default)]
+    pub wal_bytes: i64,
+    /// Transactions every group of the run committed (warmup and late ones included).
+    #[serde(default)]
+    pub transactions: u64,
 }
 
 /// One run: fresh connections, warmup, measured window.

@@ -22,13 +22,15 @@ pub struct Snapshot {
     hits: i64,
     reads: i64,
     deadlocks: i64,
+    wal: i64,
 }
 
 const COUNTERS: &str = "\
 SELECT (SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables), \
        (SELECT coalesce(sum(autovacuum_count), 0)::bigint FROM pg_stat_user_tables), \
        (SELECT coalesce(sum(autoanalyze_count), 0)::bigint FROM pg_stat_user_tables), \
-       blks_hit, blks_read, deadlocks \
+       blks_hit, blks_read, deadlocks, \
+       pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint \
 FROM pg_stat_database WHERE datname = current_database()";
 
 /// How long `verify` may take beyond the load's own bound: a check may scan what the load
@@ -72,6 +74,7 @@ fn read_counters(config: &postgres::Config) -> Result<Snapshot> {
         hits: row.get(3),
         reads: row.get(4),
         deadlocks: row.get(5),
+        wal: row.get(6),
     })
 }
 
@@ -89,6 +92,8 @@ impl Activity {
             autoanalyzes: after.autoanalyzes - before.autoanalyzes,
             hit_ratio: (hits + reads > 0).then(|| hits as f64 / (hits + reads) as f64),
             deadlocks: after.deadlocks - before.deadlocks,
+            wal_bytes: after.wal - before.wal,
+            transactions: 0,
         }
     }
 }

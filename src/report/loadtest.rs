@@ -14,7 +14,7 @@ use std::fmt::Write;
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
-use super::{fmt_count, fmt_ms};
+use super::{fmt_bytes, fmt_count, fmt_ms};
 use crate::loadtest::{LoadPoint, LoadResult, LoadTarget};
 
 const HEADER: [&str; 11] = [
@@ -84,7 +84,7 @@ pub fn body_with(results: &[(String, LoadResult)], with_summary: bool) -> String
         let _ = writeln!(md, "| {} |", CONCURRENCY.join(" | "));
         let _ = writeln!(
             md,
-            "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+            "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
         );
         for mut cells in rows {
             cells[0] = format!("`{}`", cells[0]);
@@ -176,7 +176,7 @@ pub fn terminal(results: &[(String, LoadResult)]) -> String {
     out
 }
 
-const CONCURRENCY: [&str; 12] = [
+const CONCURRENCY: [&str; 13] = [
     "variant",
     "group · script",
     "clients",
@@ -189,6 +189,7 @@ const CONCURRENCY: [&str; 12] = [
     "serialization failures",
     "dead tuples added",
     "autovacuums",
+    "WAL per transaction",
 ];
 
 const CONCURRENCY_NOTE: &str = "Lock waits are sampled from `pg_stat_activity` and the \
@@ -197,7 +198,8 @@ const CONCURRENCY_NOTE: &str = "Lock waits are sampled from `pg_stat_activity` a
     × the interval; the longest is the waiting statement's running time when last seen \
     waiting. Deadlocks and serialization failures are transactions that failed with them \
     (a client would retry). Dead tuples and autovacuum runs are the database's, over every \
-    group of the run together, summed over the runs.";
+    group of the run together, summed over the runs; WAL per transaction is the server's \
+    WAL over the runs divided by every group's committed transactions (warmup included).";
 
 /// The rows of the concurrency table: one per point, when any point ran in a group or
 /// was sampled for lock waits (older results have neither, and no table).
@@ -246,6 +248,16 @@ fn concurrency(results: &[(String, LoadResult)]) -> Option<Vec<Vec<String>>> {
                 fmt_count(p.serialization_failures as i64),
                 sum(|a| a.dead_tuples),
                 sum(|a| a.autovacuums),
+                {
+                    // Every group's transactions wrote the run's WAL: per transaction of all.
+                    let wal: i64 = activity.iter().map(|a| a.wal_bytes).sum();
+                    let all: u64 = activity.iter().map(|a| a.transactions).sum();
+                    if all == 0 {
+                        "-".into()
+                    } else {
+                        fmt_bytes(wal.max(0) / all as i64)
+                    }
+                },
             ]);
         }
     }

@@ -199,3 +199,108 @@ fn a_stale_pid_file_naming_another_live_process_is_neither_believed_nor_signalle
     let _ = fake.kill();
     let _ = fake.wait();
 }
+
+/// `server: durable` on pgx's own server: the run goes to a cluster started with
+/// production durability beside the experiment one, says so in its header, and the same
+/// write load writes far more WAL per transaction there (full-page images after every
+/// checkpoint) than on the experiment cluster (fsync and full_page_writes off, minimal
+/// WAL). Both clusters are stopped and deleted afterwards.
+#[test]
+fn a_durable_experiment_runs_on_a_durable_cluster_and_writes_its_wal() {
+    let own = OwnCluster::new("durable");
+    let durable_root = {
+        let mut name = own.0.file_name().unwrap().to_os_string();
+        name.push("-durable");
+        own.0.with_file_name(name)
+    };
+    let _durable = OwnClusterAt(durable_root.clone());
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join("migrations")).unwrap();
+    let yaml = |server: &str| {
+        format!(
+            "name: wal-{server}\n\
+             {}\
+             dataset:\n  scale: 1\n  steps:\n    - name: t\n      sql: CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL DEFAULT 0); INSERT INTO t (id) SELECT g FROM generate_series(1, 100000) g;\n\
+             baseline: plain\nvariants:\n  plain: {{}}\n\
+             load:\n  clients: [2]\n  duration: 1s\n  warmup: 0s\n  repeat: 1\n  scripts:\n    bump:\n      statements:\n        - {{ sql: 'UPDATE t SET n = n + 1 WHERE id = $1', params: [{{uniform: {{min: 1, max: 100000}}}}] }}\n",
+            if server == "durable" {
+                "server: durable\n"
+            } else {
+                ""
+            }
+        )
+    };
+    let run = |server: &str| -> pgx::experiment::result::ExperimentResult {
+        let path = project.path().join(format!("wal-{server}.yaml"));
+        std::fs::write(&path, yaml(server)).unwrap();
+        let out = pgx_command(project.path())
+            .env("PGX_DATA_DIR", &own.0)
+            .args(["experiment", path.to_str().unwrap(), "--out"])
+            .arg(project.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{server}: {}", stderr(&out));
+        let json =
+            std::fs::read_to_string(project.path().join(format!("wal-{server}.json"))).unwrap();
+        pgx::report::json::parse(&json).unwrap()
+    };
+    let setting = |r: &pgx::experiment::result::ExperimentResult, name: &str| -> String {
+        r.environment
+            .server_settings
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let wal_per_tx = |r: &pgx::experiment::result::ExperimentResult| -> f64 {
+        let load = r
+            .variants
+            .iter()
+            .find_map(|v| v.load.as_ref())
+            .expect("a load ran");
+        let run = &load.points[0].runs[0];
+        let server = run
+            .server
+            .as_ref()
+            .expect("the server's counters were read");
+        assert!(server.transactions > 0, "{server:?}");
+        server.wal_bytes as f64 / server.transactions as f64
+    };
+    let fast = run("experiment");
+    let durable = run("durable");
+    assert_eq!(setting(&fast, "fsync"), "off");
+    assert_eq!(setting(&durable, "fsync"), "on");
+    assert_eq!(setting(&durable, "full_page_writes"), "on");
+    assert_eq!(setting(&durable, "wal_level"), "replica");
+    assert!(
+        durable.environment.server.contains("durable"),
+        "{}",
+        durable.environment.server
+    );
+    let md = std::fs::read_to_string(project.path().join("wal-durable.md")).unwrap();
+    assert!(
+        md.contains("fsync=on") && md.contains("durable"),
+        "the header says so"
+    );
+    let (wal_fast, wal_durable) = (wal_per_tx(&fast), wal_per_tx(&durable));
+    assert!(
+        wal_durable > 4.0 * wal_fast,
+        "full-page images: {wal_durable:.0} B per transaction durable, {wal_fast:.0} B on the experiment cluster"
+    );
+    assert!(
+        durable_root.join("data/PG_VERSION").exists(),
+        "the durable cluster lives beside the experiment one"
+    );
+}
+
+/// Stops and deletes a cluster directory at the end of a test.
+struct OwnClusterAt(std::path::PathBuf);
+
+impl Drop for OwnClusterAt {
+    fn drop(&mut self) {
+        if let Ok(cluster) = pgx::cluster::Cluster::new(&self.0) {
+            let _ = cluster.destroy();
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
