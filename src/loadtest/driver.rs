@@ -281,31 +281,44 @@ fn run_is_grouped(block: &Block) -> bool {
 /// run per client count; or, with groups, one run with every group.
 fn blocks(spec: &LoadSpec, scripts: &[Script]) -> Vec<Block> {
     if !spec.groups.is_empty() {
-        let members: Vec<Member> = spec
+        // One run per count of the group that sweeps (if one does), every group in it.
+        let counts = spec
             .groups
-            .iter()
-            .map(|(name, group)| {
+            .values()
+            .map(|g| g.clients.len())
+            .max()
+            .unwrap_or(1);
+        let workloads: Vec<(String, Arc<Workload>)> = spec
+            .groups
+            .values()
+            .map(|group| {
                 let chosen: Vec<Script> = scripts
                     .iter()
                     .filter(|s| group.scripts.is_empty() || group.scripts.contains(&s.name))
                     .cloned()
                     .collect();
                 let (mix, workload) = weighted(chosen);
-                Member {
+                (mix, Arc::new(workload))
+            })
+            .collect();
+        let mut members = Vec::new();
+        let mut runs = Vec::new();
+        for i in 0..counts {
+            let mut run = Vec::new();
+            for ((name, group), (mix, workload)) in spec.groups.iter().zip(&workloads) {
+                run.push(members.len());
+                members.push(Member {
                     label: format!("{name} ({mix})"),
-                    clients: group.clients,
-                    workload: Arc::new(workload),
+                    clients: group.clients.get(i).copied().unwrap_or(group.clients[0]),
+                    workload: Arc::clone(workload),
                     rate: group.rate,
                     application: format!("{APPLICATION}: {name}"),
                     group: Some(name.clone()),
-                }
-            })
-            .collect();
-        let all = (0..members.len()).collect();
-        return vec![Block {
-            members,
-            runs: vec![all],
-        }];
+                });
+            }
+            runs.push(run);
+        }
+        return vec![Block { members, runs }];
     }
     let mixes: Vec<(String, Workload)> = match spec.mix {
         Mix::Each => scripts

@@ -77,7 +77,10 @@ pub struct LoadSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSpec {
-    pub clients: usize,
+    /// A count (`20`), or for one group of the load a sweep (`[1, 2, 4, 8]`): a run per
+    /// count, the other groups as they are (N materialisers beside one producer).
+    #[serde(deserialize_with = "one_or_many")]
+    pub clients: Vec<usize>,
     #[serde(default)]
     pub scripts: Vec<String>,
     /// Transactions per second for the whole group, started on a Poisson schedule (as
@@ -235,6 +238,19 @@ fn yaml_value<'de, D: Deserializer<'de>>(d: D) -> Result<TextParam, D::Error> {
 fn yaml_params<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<TextParam>, D::Error> {
     let values = Vec::<serde_json::Value>::deserialize(d)?;
     Ok(values.iter().map(yaml_param).collect())
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(usize),
+        Many(Vec<usize>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(n) => vec![n],
+        OneOrMany::Many(list) => list,
+    })
 }
 
 fn default_lock_sampling() -> String {
@@ -464,10 +480,32 @@ impl LoadSpec {
                 "drop mix, or drop groups",
             ));
         }
+        let swept: Vec<&String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.clients.len() > 1)
+            .map(|(name, _)| name)
+            .collect();
+        if swept.len() > 1 {
+            return Err(fail(
+                format!(
+                    "load.groups: {} each sweep their clients",
+                    swept
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+                "one group may sweep (clients: [1, 2, 4, 8]); give the others one count",
+            ));
+        }
         for (name, group) in &self.groups {
             let what = format!("load.groups.{name}");
-            if group.clients == 0 {
-                return Err(fail(format!("{what}: clients is 0"), "give it 1 or more"));
+            if group.clients.is_empty() || group.clients.contains(&0) {
+                return Err(fail(
+                    format!("{what}: clients {:?} needs counts of 1 or more", group.clients),
+                    "clients: 20, or a sweep: clients: [1, 2, 4, 8]",
+                ));
             }
             if let Some(rate) = group.rate
                 && !(rate.is_finite() && rate > 0.0)
@@ -499,7 +537,10 @@ impl LoadSpec {
         if self.groups.is_empty() {
             self.clients.iter().copied().max().unwrap_or(0)
         } else {
-            self.groups.values().map(|g| g.clients).sum()
+            self.groups
+                .values()
+                .map(|g| g.clients.iter().copied().max().unwrap_or(0))
+                .sum()
         }
     }
 }
@@ -681,7 +722,11 @@ scripts:
             ),
             (
                 "groups: {w: {clients: 0}}\nscripts: {a: {statements: [{sql: x}]}}",
-                "clients is 0",
+                "needs counts of 1 or more",
+            ),
+            (
+                "groups: {w: {clients: [1, 2]}, r: {clients: [3, 4]}}\nscripts: {a: {statements: [{sql: x}]}}",
+                "w and r each sweep",
             ),
             (
                 "groups: {w: {clients: 1}}\nmix: each\nscripts: {a: {statements: [{sql: x}]}}",

@@ -971,3 +971,49 @@ scripts:
         "{md}"
     );
 }
+
+/// One group may sweep its clients: a run per count, the other groups beside it as they
+/// are, a point per group and count.
+#[test]
+fn a_group_sweeps_its_clients_beside_a_fixed_group() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = TestDb::new("load_group_sweep");
+    db.client()
+        .batch_execute("CREATE TABLE q (id bigserial PRIMARY KEY, v int)")
+        .unwrap();
+    let spec = spec(
+        "duration: 300ms
+warmup: 0s
+repeat: 1
+groups:
+  producer: { clients: 1, scripts: [put], rate: 100 }
+  consumers: { clients: [1, 3], scripts: [get] }
+scripts:
+  put: { statements: [{ sql: 'INSERT INTO q (v) VALUES (1)' }] }
+  get: { statements: [{ sql: 'SELECT count(*) FROM q' }] }
+",
+    );
+    let result = load(&db.config(), &spec);
+    let points: Vec<(String, usize)> = result
+        .points
+        .iter()
+        .map(|p| (p.group.clone().unwrap_or_default(), p.clients))
+        .collect();
+    assert_eq!(
+        points,
+        [
+            ("producer".to_string(), 1),
+            ("consumers".to_string(), 1),
+            ("producer".to_string(), 1),
+            ("consumers".to_string(), 3),
+        ],
+        "a run per count of the sweeping group, the producer in each"
+    );
+    assert!(result.points.iter().all(|p| p.transactions > 0));
+    let inserted: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM q", &[])
+        .unwrap()
+        .get(0);
+    assert!(inserted > 0, "the producer ran in both runs");
+}
