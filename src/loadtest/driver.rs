@@ -93,6 +93,13 @@ pub fn run_with(
         startup.endpoints = vec![endpoint.clone()];
     }
     let threads = spec.threads.unwrap_or_else(default_threads);
+    let counters: Vec<(String, String)> = spec
+        .counters
+        .iter()
+        .map(|(name, sql)| {
+            substitute(sql, vars, &format!("load.counters.{name}")).map(|sql| (name.clone(), sql))
+        })
+        .collect::<Result<_>>()?;
     let mut points = Vec::new();
     let (mut rtt_slept, mut rtt_sleeps) = (Duration::ZERO, 0u64);
     for (m, block) in blocks(spec, &scripts).into_iter().enumerate() {
@@ -136,7 +143,13 @@ pub fn run_with(
                 let seed = derive_seed(spec.seed, &[m as u64, repeat as u64]);
                 let mut report = |msg: &str| on_progress(&format!("{prefix}: {msg}"));
                 let before = super::server::snapshot(config, round_trip_bound);
-                let done = run_once(config, &members, threads, seed, &mut report)?;
+                let done = run_once(config, &counters, &members, threads, seed, &mut report)?;
+                let rates = done.counters.clone().map_err(|e| {
+                    fail(
+                        format!("load.counters: {e}"),
+                        "each counter is a query returning one number",
+                    )
+                })?;
                 crate::interrupt::check()?;
                 let activity = before.and_then(|b| {
                     super::server::snapshot(config, round_trip_bound).map(|after| {
@@ -161,7 +174,7 @@ pub fn run_with(
                             limits.lock_sampling.unwrap_or_default(),
                         )
                     });
-                    let run = sums[k].add(all, &limits, waits, activity.clone())?;
+                    let run = sums[k].add(all, &limits, waits, activity.clone(), &rates)?;
                     for stats in all {
                         rtt_slept += stats.rtt_slept;
                         rtt_sleeps += stats.rtt_sleeps;
@@ -405,6 +418,7 @@ impl PointSum {
         limits: &Limits,
         waits: Option<LockWaits>,
         activity: Option<ServerActivity>,
+        counters: &indexmap::IndexMap<String, f64>,
     ) -> Result<RunStats> {
         if let Some(waits) = waits {
             self.lock_waits
@@ -455,6 +469,7 @@ impl PointSum {
         };
         run.latency_ms = percentiles(&histogram);
         run.server = activity;
+        run.counters = counters.clone();
         self.histogram
             .add(&histogram)
             .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
@@ -469,12 +484,16 @@ struct RunDone {
     clients: Vec<Vec<ClientStats>>,
     locks: Option<Samples>,
     window: (Instant, Instant),
+    /// `load.counters` per second over the window (empty without counters; an error
+    /// when they could not be read).
+    counters: Result<indexmap::IndexMap<String, f64>, String>,
 }
 
 /// One run: connect every client of every member, start them together, wait for all of
 /// them; meanwhile sample lock waits, when asked.
 fn run_once(
     config: &postgres::Config,
+    counters: &[(String, String)],
     members: &[(Arc<Shared>, usize)],
     threads: usize,
     seed: u64,
@@ -493,6 +512,7 @@ fn run_once(
             clients: Vec::new(),
             locks: None,
             window: (Instant::now(), Instant::now()),
+            counters: Ok(Default::default()),
         });
     };
     let first = Arc::clone(first);
@@ -564,6 +584,15 @@ fn run_once(
                 "use durations of at most a few days",
             )
         })?;
+        let counted = (!counters.is_empty()).then(|| {
+            super::server::count_window(
+                config,
+                counters.to_vec(),
+                clock.warmup_end,
+                clock.window_end,
+                Arc::clone(&stop_sampling),
+            )
+        });
         let mut reported = 0u64;
         while !handles.iter().all(|h| h.is_finished()) {
             std::thread::sleep(Duration::from_millis(20));
@@ -596,6 +625,12 @@ fn run_once(
                     error: Some("the lock sampler got no answer from the server".into()),
                 })
         });
+        let counters = match counted {
+            None => Ok(Default::default()),
+            Some(rx) => rx
+                .recv_timeout(first.round_trip_bound + Duration::from_secs(1))
+                .unwrap_or_else(|_| Err("the counters got no answer from the server".into())),
+        };
         Ok(RunDone {
             clients,
             locks,
@@ -603,6 +638,7 @@ fn run_once(
                 clock.warmup_end,
                 clock.window_end.unwrap_or(ended).min(ended),
             ),
+            counters,
         })
     })
 }

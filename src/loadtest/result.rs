@@ -184,6 +184,9 @@ pub struct RunStats {
     /// The server during this run (every group's clients together).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerActivity>,
+    /// `load.counters`: each counter's change per second over the measured window.
+    #[serde(default, skip_serializing_if = "indexmap::IndexMap::is_empty")]
+    pub counters: indexmap::IndexMap<String, f64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]

@@ -98,6 +98,77 @@ impl Activity {
     }
 }
 
+/// Read `counters` (name, SQL returning one number) at `start` and at `end` (or when
+/// `stop` is set, for runs of a number of transactions) on a connection of its own, in a
+/// thread of its own; the receiver gets each counter's change per second in between.
+pub fn count_window(
+    config: &postgres::Config,
+    counters: Vec<(String, String)>,
+    start: std::time::Instant,
+    end: Option<std::time::Instant>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> mpsc::Receiver<Result<indexmap::IndexMap<String, f64>, String>> {
+    let (tx, rx) = mpsc::channel();
+    let config = config.clone();
+    let _ = std::thread::Builder::new()
+        .name("pgx-load-counters".into())
+        .spawn(move || {
+            let _ = tx.send(read_window(&config, &counters, start, end, &stop));
+        });
+    rx
+}
+
+fn read_window(
+    config: &postgres::Config,
+    counters: &[(String, String)],
+    start: std::time::Instant,
+    end: Option<std::time::Instant>,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<indexmap::IndexMap<String, f64>, String> {
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+    let mut client = connect(config).map_err(|e| format!("{e:#}"))?;
+    let read = |client: &mut postgres::Client| -> Result<Vec<f64>, String> {
+        counters
+            .iter()
+            .map(|(name, sql)| {
+                let messages = client
+                    .simple_query(sql)
+                    .map_err(|e| format!("load.counters.{name}: {}", describe_pg_error(&e, Some(sql))))?;
+                messages
+                    .iter()
+                    .find_map(|m| match m {
+                        SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse::<f64>().ok()),
+                        _ => None,
+                    })
+                    .ok_or_else(|| format!("load.counters.{name}: the query returned no number"))
+            })
+            .collect()
+    };
+    let wait_until = |at: Instant| {
+        while Instant::now() < at && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep((at - Instant::now()).min(Duration::from_millis(20)));
+        }
+    };
+    wait_until(start);
+    let (first_at, first) = (Instant::now(), read(&mut client)?);
+    match end {
+        Some(end) => wait_until(end),
+        None => {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    let (last_at, last) = (Instant::now(), read(&mut client)?);
+    let seconds = last_at.duration_since(first_at).as_secs_f64().max(1e-9);
+    Ok(counters
+        .iter()
+        .zip(first.iter().zip(&last))
+        .map(|((name, _), (a, b))| (name.clone(), (b - a) / seconds))
+        .collect())
+}
+
 /// Run every `load.verify` check on the database; the first that returns rows is an
 /// error naming it, the run, and the first violating rows.
 pub fn verify(

@@ -30,6 +30,11 @@ pub struct LoadSpec {
     /// concurrency is wrong, not fast).
     #[serde(default)]
     pub verify: IndexMap<String, VerifySpec>,
+    /// Counters read at the start and the end of every run's measured window (SQL that
+    /// returns one number): the report gives their change per second, e.g. events
+    /// materialised per second when a transaction's work varies.
+    #[serde(default)]
+    pub counters: IndexMap<String, String>,
     /// How often lock waits are sampled from `pg_stat_activity` + `pg_locks` during a
     /// run ("50ms"; "off" samples nothing).
     #[serde(default = "default_lock_sampling")]

@@ -84,7 +84,7 @@ pub fn body_with(results: &[(String, LoadResult)], with_summary: bool) -> String
         let _ = writeln!(md, "| {} |", CONCURRENCY.join(" | "));
         let _ = writeln!(
             md,
-            "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+            "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"
         );
         for mut cells in rows {
             cells[0] = format!("`{}`", cells[0]);
@@ -176,7 +176,7 @@ pub fn terminal(results: &[(String, LoadResult)]) -> String {
     out
 }
 
-const CONCURRENCY: [&str; 13] = [
+const CONCURRENCY: [&str; 14] = [
     "variant",
     "group · script",
     "clients",
@@ -190,6 +190,7 @@ const CONCURRENCY: [&str; 13] = [
     "dead tuples added",
     "autovacuums",
     "WAL per transaction",
+    "counters per second",
 ];
 
 const CONCURRENCY_NOTE: &str = "Lock waits are sampled from `pg_stat_activity` and the \
@@ -199,7 +200,53 @@ const CONCURRENCY_NOTE: &str = "Lock waits are sampled from `pg_stat_activity` a
     waiting. Deadlocks and serialization failures are transactions that failed with them \
     (a client would retry). Dead tuples and autovacuum runs are the database's, over every \
     group of the run together, summed over the runs; WAL per transaction is the server's \
-    WAL over the runs divided by every group's committed transactions (warmup included).";
+    WAL over the runs divided by every group's committed transactions (warmup included); \
+    counters (`load.counters`) are read at the start and end of each measured window: their \
+    change per second, median of the runs [slowest–fastest].";
+
+/// `load.counters` of a point: each counter's median rate over the runs, with the
+/// slowest and fastest run.
+fn counters_text(p: &LoadPoint) -> String {
+    let mut names: Vec<&String> = Vec::new();
+    for run in &p.runs {
+        for name in run.counters.keys() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let texts: Vec<String> = names
+        .into_iter()
+        .map(|name| {
+            let mut rates: Vec<f64> = p
+                .runs
+                .iter()
+                .filter_map(|r| r.counters.get(name).copied())
+                .collect();
+            rates.sort_by(f64::total_cmp);
+            let median = crate::stats::percentile(&rates, 50.0);
+            let (lo, hi) = (rates[0], rates[rates.len() - 1]);
+            if rates.len() > 1 {
+                format!("{name} {} [{}–{}]", rate(median), rate(lo), rate(hi))
+            } else {
+                format!("{name} {}", rate(median))
+            }
+        })
+        .collect();
+    if texts.is_empty() {
+        "-".into()
+    } else {
+        texts.join(", ")
+    }
+}
+
+fn rate(per_second: f64) -> String {
+    if per_second.abs() >= 100.0 {
+        fmt_count(per_second.round() as i64)
+    } else {
+        format!("{per_second:.1}")
+    }
+}
 
 /// The rows of the concurrency table: one per point, when any point ran in a group or
 /// was sampled for lock waits (older results have neither, and no table).
@@ -258,6 +305,7 @@ fn concurrency(results: &[(String, LoadResult)]) -> Option<Vec<Vec<String>>> {
                         fmt_bytes(wal.max(0) / all as i64)
                     }
                 },
+                counters_text(p),
             ]);
         }
     }

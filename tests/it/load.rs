@@ -973,7 +973,7 @@ scripts:
 }
 
 /// One group may sweep its clients: a run per count, the other groups beside it as they
-/// are, a point per group and count.
+/// are, a point per group and count; a counter gives its change per second per run.
 #[test]
 fn a_group_sweeps_its_clients_beside_a_fixed_group() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -982,9 +982,11 @@ fn a_group_sweeps_its_clients_beside_a_fixed_group() {
         .batch_execute("CREATE TABLE q (id bigserial PRIMARY KEY, v int)")
         .unwrap();
     let spec = spec(
-        "duration: 300ms
+        "duration: 1s
 warmup: 0s
 repeat: 1
+counters:
+  rows: SELECT count(*) FROM q
 groups:
   producer: { clients: 1, scripts: [put], rate: 100 }
   consumers: { clients: [1, 3], scripts: [get] }
@@ -1016,4 +1018,13 @@ scripts:
         .unwrap()
         .get(0);
     assert!(inserted > 0, "the producer ran in both runs");
+    // The counter's change per second over each window: the producer's 100 rows a second.
+    for p in &result.points {
+        let rows = p.runs[0].counters["rows"];
+        assert!(
+            (40.0..200.0).contains(&rows),
+            "{} rows a second for a 100 TPS producer",
+            rows
+        );
+    }
 }
