@@ -97,7 +97,8 @@ pub fn run_with(
         .counters
         .iter()
         .map(|(name, sql)| {
-            substitute(sql, vars, &format!("load.counters.{name}")).map(|sql| (name.clone(), sql))
+            substitute(sql.sql(), vars, &format!("load.counters.{name}"))
+                .map(|sql| (name.clone(), sql))
         })
         .collect::<Result<_>>()?;
     let mut points = Vec::new();
@@ -231,6 +232,11 @@ pub fn run_with(
         rtt_probe_ms: rtt_probe.map(|d| d.as_secs_f64() * 1000.0),
         timeout_ms: Some(limits.timeout.as_secs_f64() * 1000.0),
         targets: spec.targets.clone(),
+        counters: spec
+            .counters
+            .iter()
+            .map(|(name, counter)| counter.info(name))
+            .collect(),
     })
 }
 

@@ -30,6 +30,27 @@ pub struct LoadResult {
     /// The experiment's targets (`load.targets`), for the summary to judge.
     #[serde(default)]
     pub targets: Vec<LoadTarget>,
+    /// `load.counters`: their names, and which way is better, for the summary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub counters: Vec<CounterInfo>,
+}
+
+/// A `load.counters` entry as the report needs it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CounterInfo {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub better: Option<Better>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub about: String,
+}
+
+/// Which way a counter's rate is better.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Better {
+    Higher,
+    Lower,
 }
 
 /// A number a seed is judged by, e.g. "5.1k TPS at 64 clients" or "p50 37 ms / p99 53 ms

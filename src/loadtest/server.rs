@@ -132,13 +132,15 @@ fn read_window(
         counters
             .iter()
             .map(|(name, sql)| {
-                let messages = client
-                    .simple_query(sql)
-                    .map_err(|e| format!("load.counters.{name}: {}", describe_pg_error(&e, Some(sql))))?;
+                let messages = client.simple_query(sql).map_err(|e| {
+                    format!("load.counters.{name}: {}", describe_pg_error(&e, Some(sql)))
+                })?;
                 messages
                     .iter()
                     .find_map(|m| match m {
-                        SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.parse::<f64>().ok()),
+                        SimpleQueryMessage::Row(row) => {
+                            row.get(0).and_then(|v| v.parse::<f64>().ok())
+                        }
                         _ => None,
                     })
                     .ok_or_else(|| format!("load.counters.{name}: the query returned no number"))

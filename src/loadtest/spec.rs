@@ -34,7 +34,7 @@ pub struct LoadSpec {
     /// returns one number): the report gives their change per second, e.g. events
     /// materialised per second when a transaction's work varies.
     #[serde(default)]
-    pub counters: IndexMap<String, String>,
+    pub counters: IndexMap<String, CounterSpec>,
     /// How often lock waits are sampled from `pg_stat_activity` + `pg_locks` during a
     /// run ("50ms"; "off" samples nothing).
     #[serde(default = "default_lock_sampling")]
@@ -95,6 +95,44 @@ pub struct GroupSpec {
     pub rate: Option<f64>,
     #[serde(default)]
     pub about: String,
+}
+
+/// A counter: its SQL (returning one number), or the SQL with which way is better, so the
+/// summary can name the best variant by it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CounterSpec {
+    Sql(String),
+    Full {
+        sql: String,
+        #[serde(default)]
+        better: Option<super::result::Better>,
+        #[serde(default)]
+        about: String,
+    },
+}
+
+impl CounterSpec {
+    pub fn sql(&self) -> &str {
+        match self {
+            CounterSpec::Sql(sql) | CounterSpec::Full { sql, .. } => sql,
+        }
+    }
+
+    pub fn info(&self, name: &str) -> super::result::CounterInfo {
+        match self {
+            CounterSpec::Sql(_) => super::result::CounterInfo {
+                name: name.to_string(),
+                better: None,
+                about: String::new(),
+            },
+            CounterSpec::Full { better, about, .. } => super::result::CounterInfo {
+                name: name.to_string(),
+                better: *better,
+                about: about.clone(),
+            },
+        }
+    }
 }
 
 /// A check after every run: `sql` returns the rows that violate it (none when it holds).
@@ -508,7 +546,10 @@ impl LoadSpec {
             let what = format!("load.groups.{name}");
             if group.clients.is_empty() || group.clients.contains(&0) {
                 return Err(fail(
-                    format!("{what}: clients {:?} needs counts of 1 or more", group.clients),
+                    format!(
+                        "{what}: clients {:?} needs counts of 1 or more",
+                        group.clients
+                    ),
                     "clients: 20, or a sweep: clients: [1, 2, 4, 8]",
                 ));
             }

@@ -162,6 +162,19 @@ pub fn terminal(results: &[(String, LoadResult)]) -> String {
         out.push_str(&line.replace(['`', '*'], ""));
         out.push('\n');
     }
+    for row in &summary.counters {
+        let ranked: Vec<String> = row.ranked.iter().map(ranked_text).collect();
+        out.push_str(
+            &format!(
+                "{} per second · {} · {}: {}\n",
+                row.counter,
+                row.script,
+                clients_text(row.clients),
+                ranked.join("; ")
+            )
+            .replace('`', ""),
+        );
+    }
     for (variant, result) in results {
         for point in result.points.iter().filter(|p| !p.error_samples.is_empty()) {
             for message in &point.error_samples {
@@ -320,6 +333,20 @@ pub struct Summary {
     /// Points where the server did not keep up at all.
     pub hangs: Vec<Hang>,
     pub targets: Vec<TargetVerdict>,
+    /// Per counter with a direction (`better:`), script and client count: every variant
+    /// ranked by its median rate, best first.
+    pub counters: Vec<CounterRow>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterRow {
+    pub counter: String,
+    pub about: String,
+    pub better: crate::loadtest::result::Better,
+    pub script: String,
+    pub clients: usize,
+    /// (variant, median, slowest, fastest) per second, best first.
+    pub ranked: Vec<(String, f64, f64, f64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -502,7 +529,150 @@ pub fn summary(results: &[(String, LoadResult)]) -> Summary {
         rows,
         hangs: hung,
         targets,
+        counters: counter_rows(results),
     }
+}
+
+/// The counters with a direction, ranked per script and client count.
+fn counter_rows(results: &[(String, LoadResult)]) -> Vec<CounterRow> {
+    use crate::loadtest::result::Better;
+    let mut infos: Vec<crate::loadtest::result::CounterInfo> = Vec::new();
+    for (_, r) in results {
+        for info in &r.counters {
+            if info.better.is_some() && !infos.iter().any(|i| i.name == info.name) {
+                infos.push(info.clone());
+            }
+        }
+    }
+    // Counters are the run's, whatever group: with client groups they are shown once,
+    // beside the group whose clients vary (or the first group).
+    let grouped = results
+        .iter()
+        .flat_map(|(_, r)| &r.points)
+        .any(|p| p.group.is_some());
+    let mut mixes = script_mixes(results);
+    if grouped
+        && let Some(widest) = mixes
+            .iter()
+            .max_by_key(|mix| client_counts(results, mix).len())
+            .cloned()
+    {
+        let first_widest = mixes
+            .iter()
+            .find(|mix| client_counts(results, mix).len() == client_counts(results, &widest).len())
+            .cloned()
+            .unwrap_or(widest);
+        mixes = vec![first_widest];
+    }
+    let mut rows = Vec::new();
+    for info in infos {
+        let Some(better) = info.better else { continue };
+        for mix in mixes.clone() {
+            for c in client_counts(results, &mix) {
+                let mut ranked: Vec<(String, f64, f64, f64)> = results
+                    .iter()
+                    .filter_map(|(variant, r)| {
+                        let p = r
+                            .points
+                            .iter()
+                            .find(|p| p.script_mix == mix && p.clients == c)?;
+                        let mut rates: Vec<f64> = p
+                            .runs
+                            .iter()
+                            .filter_map(|run| run.counters.get(&info.name).copied())
+                            .collect();
+                        if rates.is_empty() {
+                            return None;
+                        }
+                        rates.sort_by(f64::total_cmp);
+                        Some((
+                            variant.clone(),
+                            crate::stats::percentile(&rates, 50.0),
+                            rates[0],
+                            rates[rates.len() - 1],
+                        ))
+                    })
+                    .collect();
+                if ranked.is_empty() {
+                    continue;
+                }
+                ranked.sort_by(|a, b| match better {
+                    Better::Higher => b.1.total_cmp(&a.1),
+                    Better::Lower => a.1.total_cmp(&b.1),
+                });
+                rows.push(CounterRow {
+                    counter: info.name.clone(),
+                    about: info.about.clone(),
+                    better,
+                    script: mix.clone(),
+                    clients: c,
+                    ranked,
+                });
+            }
+        }
+    }
+    rows
+}
+
+fn ranked_text(rank: &(String, f64, f64, f64)) -> String {
+    if (rank.3 - rank.2).abs() < f64::EPSILON {
+        format!("`{}` {}", rank.0, rate(rank.1))
+    } else {
+        format!(
+            "`{}` {} [{}–{}]",
+            rank.0,
+            rate(rank.1),
+            rate(rank.2),
+            rate(rank.3)
+        )
+    }
+}
+
+fn render_counters(rows: &[CounterRow]) -> String {
+    let mut md = String::new();
+    if rows.is_empty() {
+        return md;
+    }
+    let mut names: Vec<(&str, &str, crate::loadtest::result::Better)> = Vec::new();
+    for row in rows {
+        if !names.iter().any(|(n, _, _)| *n == row.counter) {
+            names.push((&row.counter, &row.about, row.better));
+        }
+    }
+    let said: Vec<String> = names
+        .iter()
+        .map(|(name, about, better)| {
+            let way = match better {
+                crate::loadtest::result::Better::Higher => "higher is better",
+                crate::loadtest::result::Better::Lower => "lower is better",
+            };
+            if about.is_empty() {
+                format!("`{name}` ({way})")
+            } else {
+                format!("`{name}`: {about} ({way})")
+            }
+        })
+        .collect();
+    let _ = writeln!(
+        md,
+        "\nCounters, per second over each run's measured window, median [slowest–fastest] of \
+         the runs, every variant best first: {}.\n",
+        said.join("; ")
+    );
+    let _ = writeln!(md, "| counter | script | clients | variants, best first |");
+    let _ = writeln!(md, "|---|---|---:|---|");
+    for row in rows {
+        let ranked: Vec<String> = row.ranked.iter().map(ranked_text).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            escape(&row.counter),
+            escape(&row.script),
+            row.clients,
+            escape(&ranked.join("; "))
+        );
+    }
+    md
 }
 
 fn meets(t: &LoadTarget, p: &LoadPoint) -> bool {
@@ -611,6 +781,7 @@ fn render_summary(s: &Summary) -> String {
             let _ = writeln!(md, "- {line}");
         }
     }
+    md.push_str(&render_counters(&s.counters));
     md
 }
 
