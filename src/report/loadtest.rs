@@ -1207,6 +1207,7 @@ mod tests {
                 tps: Some(6000.0),
                 ..Default::default()
             }],
+            counters: Vec::new(),
         }
     }
 
