@@ -211,49 +211,38 @@ impl Cluster {
         // which 3 GB of shared buffers turned into a 0.7-1.8 s spread per run).
         let shared_buffers = (mem / 5 * 2).clamp(128 << 20, 32 << 30);
         let maintenance = (mem / 16).clamp(64 << 20, 1 << 30);
-        if self.is_durable() {
-            // A fifth of the machine: it may run beside the experiment cluster.
-            return format!(
-                "# Written by pgx on every start; edit postgresql.conf to override.\n\
-                 # Durable: what a production server does on every commit and checkpoint.\n\
-                 listen_addresses = ''\n\
-                 unix_socket_directories = '{socket}'\n\
-                 port = {PORT}\n\
-                 max_connections = 200\n\
+        // The durable cluster does what a production server does on every commit and
+        // checkpoint, with a fifth of the machine (it may run beside the experiment one).
+        let (durability, shared_buffers) = if self.is_durable() {
+            (
+                "# Durable: what a production server does on every commit and checkpoint.\n\
                  fsync = on\n\
                  synchronous_commit = on\n\
                  full_page_writes = on\n\
                  wal_level = replica\n\
                  max_wal_size = 1GB\n\
-                 checkpoint_timeout = 5min\n\
-                 shared_buffers = {sb}\n\
-                 effective_cache_size = {ecs}\n\
-                 maintenance_work_mem = {mwm}\n\
-                 max_locks_per_transaction = 256\n\
-                 huge_pages = off\n\
-                 jit = off\n\
-                 track_io_timing = on\n\
-                 log_min_messages = warning\n\
-                 log_line_prefix = '%m [%p] %d '\n",
-                socket = self.socket_dir().display(),
-                sb = mb((mem / 5).clamp(128 << 20, 16 << 30)),
-                ecs = mb(mem / 2),
-                mwm = mb(maintenance),
-            );
-        }
+                 checkpoint_timeout = 5min\n",
+                (mem / 5).clamp(128 << 20, 16 << 30),
+            )
+        } else {
+            (
+                "fsync = off\n\
+                 synchronous_commit = off\n\
+                 full_page_writes = off\n\
+                 wal_level = minimal\n\
+                 max_wal_senders = 0\n\
+                 max_wal_size = 8GB\n\
+                 checkpoint_timeout = 30min\n",
+                shared_buffers,
+            )
+        };
         format!(
             "# Written by pgx on every start; edit postgresql.conf to override.\n\
              listen_addresses = ''\n\
              unix_socket_directories = '{socket}'\n\
              port = {PORT}\n\
              max_connections = 200\n\
-             fsync = off\n\
-             synchronous_commit = off\n\
-             full_page_writes = off\n\
-             wal_level = minimal\n\
-             max_wal_senders = 0\n\
-             max_wal_size = 8GB\n\
-             checkpoint_timeout = 30min\n\
+             {durability}\
              shared_buffers = {sb}\n\
              effective_cache_size = {ecs}\n\
              maintenance_work_mem = {mwm}\n\

@@ -307,17 +307,15 @@ pub fn prepare_base_with(
     // Two pgx processes building the same base would collide on CREATE DATABASE.
     let build_lock = format!("build:{}", recipe.dbname);
     locks.lock(&build_lock)?;
-    let base = recipe.reuse_or_build(admin, &mut locks, rebuild, options, on_step);
-    // Held by the lock session until the base is dropped: no other pgx drops a base
-    // being copied from. Taken before the build lock is let go, so there is no moment
-    // where a fresh base is neither being built nor in use.
-    let in_use = match &base {
-        Ok(_) => locks.lock_shared(&in_use_lock(&recipe.dbname)),
-        Err(_) => Ok(()),
-    };
+    // In use from before it is looked at until the lock session ends (the base is
+    // dropped): another pgx building another base of this experiment drops the stale
+    // ones it can lock, and must never drop this one between its reuse and its copies.
+    // (A rebuild here still takes it exclusively: a session's own locks never conflict.)
+    let in_use = locks.lock_shared(&in_use_lock(&recipe.dbname));
+    let base =
+        in_use.and_then(|()| recipe.reuse_or_build(admin, &mut locks, rebuild, options, on_step));
     let unlocked = locks.unlock(&build_lock);
     let mut base = base?;
-    in_use?;
     unlocked?;
     base._locks = Some(locks);
     Ok(base)

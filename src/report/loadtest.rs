@@ -218,16 +218,23 @@ const CONCURRENCY_NOTE: &str = "Lock waits are sampled from `pg_stat_activity` a
     change per second, median of the runs [slowest–fastest].";
 
 /// `load.counters` of a point: each counter's median rate over the runs, with the
-/// slowest and fastest run.
-fn counters_text(p: &LoadPoint) -> String {
-    let mut names: Vec<&String> = Vec::new();
-    for run in &p.runs {
-        for name in run.counters.keys() {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
+/// slowest and fastest run; in the file's order (`order`), others by name (a run's map
+/// read back from JSON need not keep the order it was written in).
+fn counters_text(p: &LoadPoint, order: &[crate::loadtest::result::CounterInfo]) -> String {
+    let mut names: Vec<&String> = order
+        .iter()
+        .map(|info| &info.name)
+        .filter(|name| p.runs.iter().any(|r| r.counters.contains_key(*name)))
+        .collect();
+    let mut others: Vec<&String> = p
+        .runs
+        .iter()
+        .flat_map(|r| r.counters.keys())
+        .filter(|name| !names.contains(name))
+        .collect();
+    others.sort();
+    others.dedup();
+    names.extend(others);
     let texts: Vec<String> = names
         .into_iter()
         .map(|name| {
@@ -318,7 +325,7 @@ fn concurrency(results: &[(String, LoadResult)]) -> Option<Vec<Vec<String>>> {
                         fmt_bytes(wal.max(0) / all as i64)
                     }
                 },
-                counters_text(p),
+                counters_text(p, &result.counters),
             ]);
         }
     }

@@ -278,6 +278,9 @@ fn ctrl_c_stops_the_run_and_drops_its_databases() {
 
 #[test]
 fn copies_left_by_a_killed_run_are_collected_and_a_live_runs_are_not() {
+    // Alone: any other run starting meanwhile collects orphans too (every run does, before
+    // it starts), and would take the killed run's copies before this test's `pgx gc`.
+    let _alone = exclusive();
     let server = server();
     let (project, path) = hanging_project("faults-killed");
     let mut killed = spawn_experiment(&server, project.path(), &path);
