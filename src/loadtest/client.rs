@@ -178,6 +178,10 @@ pub struct ClientStats {
 
 pub const ERROR_SAMPLES: usize = 5;
 
+/// SQLSTATEs of the failures a client would retry.
+const DEADLOCK_DETECTED: &str = "40P01";
+const SERIALIZATION_FAILURE: &str = "40001";
+
 impl ClientStats {
     pub fn new() -> ClientStats {
         ClientStats {
@@ -219,9 +223,20 @@ impl ClientStats {
         let round_trips = match result {
             Ok(round_trips) => *round_trips,
             Err(Failure::Server {
-                timeout, message, ..
-            })
-            | Err(Failure::Broken { timeout, message }) => {
+                timeout,
+                code,
+                message,
+                ..
+            }) => {
+                match code.as_str() {
+                    DEADLOCK_DETECTED => self.deadlocks += 1,
+                    SERIALIZATION_FAILURE => self.serialization_failures += 1,
+                    _ => {}
+                }
+                self.failure(*timeout, message.clone());
+                return false;
+            }
+            Err(Failure::Broken { timeout, message }) => {
                 self.failure(*timeout, message.clone());
                 return false;
             }
@@ -243,11 +258,6 @@ impl ClientStats {
     }
 
     fn failure(&mut self, is_timeout: bool, message: String) {
-        if message.contains("(SQLSTATE 40P01)") {
-            self.deadlocks += 1;
-        } else if message.contains("(SQLSTATE 40001)") {
-            self.serialization_failures += 1;
-        }
         if is_timeout {
             self.timeouts += 1;
         } else {
@@ -322,6 +332,8 @@ enum Failure {
     /// The server answered with an error; the connection still works.
     Server {
         timeout: bool,
+        /// Its SQLSTATE: deadlocks and serialization failures are counted apart.
+        code: String,
         message: String,
         /// The session is still inside a (failed) transaction block: it needs a ROLLBACK.
         open: bool,
@@ -646,6 +658,7 @@ impl RoundTrip {
             },
             RoundTrip::Server(error, _, status) => Failure::Server {
                 timeout: error.code == QUERY_CANCELED,
+                code: error.code.clone(),
                 message: format!("{what}: {}", error.describe(None)),
                 open: status != b'I',
             },

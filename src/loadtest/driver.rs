@@ -154,7 +154,7 @@ pub fn run_with(
                 crate::interrupt::check()?;
                 let activity = before.and_then(|b| {
                     super::server::snapshot(config, round_trip_bound).map(|after| {
-                        let mut activity = super::server::Activity::between(&b, &after);
+                        let mut activity = b.until(&after);
                         activity.transactions = done
                             .clients
                             .iter()
@@ -386,6 +386,13 @@ fn weighted(used: Vec<Script>) -> (String, Workload) {
 /// The load's sessions' application_name; a group's is "pgx load: <group>".
 pub const APPLICATION: &str = "pgx load";
 
+/// Whether a session (by its application_name) is one of a load's clients.
+pub fn is_load_session(application: &str) -> bool {
+    application
+        .strip_prefix(APPLICATION)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(": "))
+}
+
 fn set_application(startup: &mut Startup, name: &str) {
     for (key, value) in &mut startup.params {
         if key == "application_name" {
@@ -526,7 +533,7 @@ fn run_once(
     progress("connecting");
     let stop_sampling = Arc::new(AtomicBool::new(false));
     // On every way out of this function (an error included) the sampler stops.
-    let _stop = StopOnDrop(Arc::clone(&stop_sampling));
+    let _stop = super::locks::StopOnDrop(&stop_sampling);
     // The sampler is not a scoped thread: a server that stops answering must not keep
     // the run from ending (its last sample is awaited for a bounded time).
     let sampler = match first.limits.lock_sampling {
@@ -647,15 +654,6 @@ fn run_once(
             counters,
         })
     })
-}
-
-/// Sets its flag when dropped.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
 }
 
 fn status(limits: &Limits, clock: &Clock, now: Instant, measured: u64) -> String {
@@ -1012,7 +1010,7 @@ pub fn async_config(
         statement_timeout.as_millis().max(1)
     );
     c.options(options.trim_start())
-        .application_name("pgx load")
+        .application_name(APPLICATION)
         .connect_timeout(
             config
                 .get_connect_timeout()

@@ -11,6 +11,16 @@ use anyhow::Result;
 use crate::error::describe_pg_error;
 use crate::target::connect;
 
+/// Sets a stop flag when dropped: on every way out (an error included), the sampler
+/// (and whatever else watches the flag) ends.
+pub struct StopOnDrop<'a>(pub &'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Every session of the database waiting for a heavyweight lock, with what it waits for
 /// and who blocks it. Connected to the database under load, so `regclass` names resolve.
 const WAITING: &str = "\

@@ -78,13 +78,12 @@ fn read_counters(config: &postgres::Config) -> Result<Snapshot> {
     })
 }
 
-pub struct Activity;
-
-impl Activity {
-    /// What happened between two snapshots. The server's statistics lag by up to a
-    /// second (backends flush them when idle): the run's clients have disconnected by
+impl Snapshot {
+    /// What happened from this snapshot to `after`. The server's statistics lag by up to
+    /// a second (backends flush them when idle): the run's clients have disconnected by
     /// the second snapshot, so theirs are in.
-    pub fn between(before: &Snapshot, after: &Snapshot) -> ServerActivity {
+    pub fn until(&self, after: &Snapshot) -> ServerActivity {
+        let before = self;
         let (hits, reads) = (after.hits - before.hits, after.reads - before.reads);
         ServerActivity {
             dead_tuples: after.dead - before.dead,

@@ -96,7 +96,10 @@ impl Startup {
         let mut params = vec![
             ("user".to_string(), user.clone()),
             ("client_encoding".to_string(), "UTF8".to_string()),
-            ("application_name".to_string(), "pgx load".to_string()),
+            (
+                "application_name".to_string(),
+                super::driver::APPLICATION.to_string(),
+            ),
         ];
         if let Some(dbname) = config.get_dbname() {
             params.push(("database".into(), dbname.into()));

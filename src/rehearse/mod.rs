@@ -14,7 +14,7 @@ pub mod report;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -27,11 +27,8 @@ use crate::loadtest::{Hooks, LoadSpec, Mix};
 use crate::migrate::{self, MigrationFile};
 use crate::target::{Target, TargetOptions, connect};
 
-use crate::loadtest::locks::{self as sampler, Sample, Samples};
+use crate::loadtest::locks::{self as sampler, Sample, Samples, StopOnDrop};
 pub use collect::Window;
-
-/// application_name of the load driver's connections (see `loadtest::driver::async_config`).
-const LOAD_APPLICATION: &str = "pgx load";
 
 /// What was asked for, checked.
 #[derive(Debug, Clone)]
@@ -292,15 +289,6 @@ fn script_mix(load: &LoadSpec) -> String {
     used.join(" + ")
 }
 
-/// Sets the stop flag when dropped: on every way out, the load and the sampler end.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 /// The raw outcome of a rehearsal, before it is summarised.
 struct Measured {
     /// The before window opens here.
@@ -479,7 +467,7 @@ fn pause(duration: Duration) -> Result<()> {
 fn who(waiting: &sampler::Waiting, migration_pid: i32) -> String {
     if waiting.pid == migration_pid {
         "migration".into()
-    } else if waiting.application.starts_with(LOAD_APPLICATION) {
+    } else if crate::loadtest::driver::is_load_session(&waiting.application) {
         "load client".into()
     } else if waiting.application.is_empty() {
         "other session".into()
@@ -560,7 +548,7 @@ fn clients_waiting(samples: &[&Sample], migration_pid: Option<i32>) -> (usize, u
         let waiting: Vec<i32> = sample
             .waiting
             .iter()
-            .filter(|w| w.application == LOAD_APPLICATION)
+            .filter(|w| crate::loadtest::driver::is_load_session(&w.application))
             .filter(|w| migration_pid.is_none_or(|m| w.blocked_by.contains(&m)))
             .map(|w| w.pid)
             .collect();

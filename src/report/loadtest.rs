@@ -217,6 +217,19 @@ const CONCURRENCY_NOTE: &str = "Lock waits are sampled from `pg_stat_activity` a
     counters (`load.counters`) are read at the start and end of each measured window: their \
     change per second, median of the runs [slowest–fastest].";
 
+/// A counter's rate per second over a point's runs: median, slowest, fastest (None when
+/// no run read it).
+fn counter_rates(p: &LoadPoint, name: &str) -> Option<(f64, f64, f64)> {
+    let mut rates: Vec<f64> = p
+        .runs
+        .iter()
+        .filter_map(|r| r.counters.get(name).copied())
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    let (lo, hi) = (*rates.first()?, *rates.last()?);
+    Some((crate::stats::percentile(&rates, 50.0), lo, hi))
+}
+
 /// `load.counters` of a point: each counter's median rate over the runs, with the
 /// slowest and fastest run; in the file's order (`order`), others by name (a run's map
 /// read back from JSON need not keep the order it was written in).
@@ -237,20 +250,13 @@ fn counters_text(p: &LoadPoint, order: &[crate::loadtest::result::CounterInfo]) 
     names.extend(others);
     let texts: Vec<String> = names
         .into_iter()
-        .map(|name| {
-            let mut rates: Vec<f64> = p
-                .runs
-                .iter()
-                .filter_map(|r| r.counters.get(name).copied())
-                .collect();
-            rates.sort_by(f64::total_cmp);
-            let median = crate::stats::percentile(&rates, 50.0);
-            let (lo, hi) = (rates[0], rates[rates.len() - 1]);
-            if rates.len() > 1 {
+        .filter_map(|name| {
+            let (median, lo, hi) = counter_rates(p, name)?;
+            Some(if p.runs.len() > 1 {
                 format!("{name} {} [{}–{}]", rate(median), rate(lo), rate(hi))
             } else {
                 format!("{name} {}", rate(median))
-            }
+            })
         })
         .collect();
     if texts.is_empty() {
@@ -583,21 +589,8 @@ fn counter_rows(results: &[(String, LoadResult)]) -> Vec<CounterRow> {
                             .points
                             .iter()
                             .find(|p| p.script_mix == mix && p.clients == c)?;
-                        let mut rates: Vec<f64> = p
-                            .runs
-                            .iter()
-                            .filter_map(|run| run.counters.get(&info.name).copied())
-                            .collect();
-                        if rates.is_empty() {
-                            return None;
-                        }
-                        rates.sort_by(f64::total_cmp);
-                        Some((
-                            variant.clone(),
-                            crate::stats::percentile(&rates, 50.0),
-                            rates[0],
-                            rates[rates.len() - 1],
-                        ))
+                        let (median, lo, hi) = counter_rates(p, &info.name)?;
+                        Some((variant.clone(), median, lo, hi))
                     })
                     .collect();
                 if ranked.is_empty() {

@@ -276,6 +276,13 @@ pub fn history_versions(client: &mut postgres::Client) -> Vec<i32> {
 pub struct OwnCluster(pub PathBuf, Option<Hold>);
 
 impl OwnCluster {
+    /// The durable cluster pgx starts beside this one (`<dir>-durable`), deleted likewise.
+    pub fn durable(&self) -> OwnCluster {
+        let mut name = self.0.file_name().unwrap_or_default().to_os_string();
+        name.push("-durable");
+        OwnCluster(self.0.with_file_name(name), None)
+    }
+
     pub fn new(tag: &str) -> OwnCluster {
         let hold = shared();
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))

@@ -208,12 +208,7 @@ fn a_stale_pid_file_naming_another_live_process_is_neither_believed_nor_signalle
 #[test]
 fn a_durable_experiment_runs_on_a_durable_cluster_and_writes_its_wal() {
     let own = OwnCluster::new("durable");
-    let durable_root = {
-        let mut name = own.0.file_name().unwrap().to_os_string();
-        name.push("-durable");
-        own.0.with_file_name(name)
-    };
-    let _durable = OwnClusterAt(durable_root.clone());
+    let durable_cluster = own.durable();
     let project = tempfile::tempdir().unwrap();
     std::fs::create_dir(project.path().join("migrations")).unwrap();
     let yaml = |server: &str| {
@@ -288,19 +283,7 @@ fn a_durable_experiment_runs_on_a_durable_cluster_and_writes_its_wal() {
         "full-page images: {wal_durable:.0} B per transaction durable, {wal_fast:.0} B on the experiment cluster"
     );
     assert!(
-        durable_root.join("data/PG_VERSION").exists(),
+        durable_cluster.0.join("data/PG_VERSION").exists(),
         "the durable cluster lives beside the experiment one"
     );
-}
-
-/// Stops and deletes a cluster directory at the end of a test.
-struct OwnClusterAt(std::path::PathBuf);
-
-impl Drop for OwnClusterAt {
-    fn drop(&mut self) {
-        if let Ok(cluster) = pgx::cluster::Cluster::new(&self.0) {
-            let _ = cluster.destroy();
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
