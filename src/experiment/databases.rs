@@ -111,6 +111,39 @@ pub fn when_server_is_up<T>(
     }
 }
 
+/// The server's checkpointer process, which PostgreSQL starts anew when it restarts
+/// after a crashed backend: its pid tells a restarted server from one that has not yet
+/// noticed the crash. None when it cannot be read.
+pub fn checkpointer_pid(client: &mut Client) -> Option<i32> {
+    client
+        .query_opt(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'",
+            &[],
+        )
+        .ok()
+        .flatten()
+        .map(|row| row.get(0))
+}
+
+/// How long pgx waits for a server whose backend was killed to begin its restart.
+const RESTART_NOTICE: Duration = Duration::from_secs(10);
+
+/// Wait until the server is back after it ended every session, for `what`. pgx may see
+/// its own backend die before the postmaster does: the server then still accepts
+/// connections for a moment, and ends them once it restarts. So a server whose
+/// checkpointer was `before` is back only once it has another (or, if it never restarts,
+/// as after `pg_terminate_backend`, once [`RESTART_NOTICE`] has passed).
+pub fn after_restart(admin: &postgres::Config, before: Option<i32>, what: &str) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let now = when_server_is_up(admin, what, |client| Ok(checkpointer_pid(client)))?;
+        if before.is_none() || now != before || started.elapsed() >= RESTART_NOTICE {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Drop a database pgx made after `err` ended its work: on `admin`, or, when the server
 /// terminated every session (a crashed backend; `admin` is gone too), on a fresh
 /// connection once the server has recovered.

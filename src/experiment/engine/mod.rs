@@ -86,6 +86,7 @@ pub fn run(
 ) -> Result<Measurements> {
     let started = std::time::Instant::now();
     let mut admin = connect(&target.admin_config())?;
+    let checkpointer = super::databases::checkpointer_pid(&mut admin);
     let (matrix, classified) = {
         let config = target.config_for(&base.info.database);
         let matrix = super::matrix::resolve(plan, &config)?;
@@ -137,10 +138,13 @@ pub fn run(
                 "the server terminated every backend mid-run ({err:#}){log}"
             ));
             engine.sessions.clear();
-            super::databases::when_server_is_up(
+            // Ended by pg_terminate_backend (57P01), the server does not restart.
+            let terminated_by_admin =
+                crate::error::sqlstate_of(&err) == Some(postgres::error::SqlState::ADMIN_SHUTDOWN);
+            super::databases::after_restart(
                 &target.admin_config(),
+                checkpointer.filter(|_| !terminated_by_admin),
                 "write the partial report",
-                |_| Ok(()),
             )?;
             engine.admin = connect(&target.admin_config())?;
             true
