@@ -22,7 +22,8 @@ use super::hooks::Hooks;
 use super::locks::Samples;
 use super::net::DelayPath;
 use super::result::{
-    LoadPoint, LoadResult, LockWaits, RunStats, ServerActivity, new_histogram, percentiles,
+    BackendMemory, LoadPoint, LoadResult, LockWaits, RunStats, ServerActivity, new_histogram,
+    percentiles,
 };
 use super::spec::{Generator, Length, Limits, LoadSpec, Mix};
 use super::wire::Startup;
@@ -175,7 +176,15 @@ pub fn run_with(
                             limits.lock_sampling.unwrap_or_default(),
                         )
                     });
-                    let run = sums[k].add(all, &limits, waits, activity.clone(), &rates)?;
+                    let memory = done.locks.as_ref().and_then(|s| {
+                        super::memory::summarize(
+                            &s.memory,
+                            &done.window,
+                            &member.application,
+                            super::locks::MEMORY_EVERY.as_secs_f64() * 1000.0,
+                        )
+                    });
+                    let run = sums[k].add(all, &limits, waits, memory, activity.clone(), &rates)?;
                     for stats in all {
                         rtt_slept += stats.rtt_slept;
                         rtt_sleeps += stats.rtt_sleeps;
@@ -216,6 +225,7 @@ pub fn run_with(
             point.group = member.group;
             point.rate = member.rate;
             point.lock_waits = sum.lock_waits;
+            point.memory = sum.memory;
             point.deadlocks = sum.deadlocks;
             point.serialization_failures = sum.serialization_failures;
             points.push(point);
@@ -408,6 +418,7 @@ struct PointSum {
     round_trips: u64,
     error_samples: Vec<String>,
     lock_waits: Option<LockWaits>,
+    memory: Option<BackendMemory>,
     deadlocks: u64,
     serialization_failures: u64,
 }
@@ -420,6 +431,7 @@ impl PointSum {
             round_trips: 0,
             error_samples: Vec::new(),
             lock_waits: None,
+            memory: None,
             deadlocks: 0,
             serialization_failures: 0,
         }
@@ -430,6 +442,7 @@ impl PointSum {
         all: &[ClientStats],
         limits: &Limits,
         waits: Option<LockWaits>,
+        memory: Option<BackendMemory>,
         activity: Option<ServerActivity>,
         counters: &indexmap::IndexMap<String, f64>,
     ) -> Result<RunStats> {
@@ -437,6 +450,11 @@ impl PointSum {
             self.lock_waits
                 .get_or_insert_with(LockWaits::default)
                 .add(&waits);
+        }
+        if let Some(memory) = memory {
+            self.memory
+                .get_or_insert_with(BackendMemory::default)
+                .add(&memory);
         }
         for stats in all {
             self.deadlocks += stats.deadlocks;
@@ -548,6 +566,7 @@ fn run_once(
                         every,
                         &stop,
                         "pgx load lock sampler",
+                        true,
                     ));
                 })
                 .context("cannot start the lock sampler")?;
@@ -634,8 +653,8 @@ fn run_once(
         let locks = sampler.map(|(rx, every)| {
             rx.recv_timeout(every.min(first.round_trip_bound) + first.round_trip_bound)
                 .unwrap_or_else(|_| Samples {
-                    samples: Vec::new(),
                     error: Some("the lock sampler got no answer from the server".into()),
+                    ..Samples::default()
                 })
         });
         let counters = match counted {

@@ -64,15 +64,25 @@ pub struct Samples {
     pub samples: Vec<Sample>,
     /// Why sampling stopped early, if it did.
     pub error: Option<String>,
+    /// The sessions' private memory, every [`MEMORY_EVERY`] (a load run's sampler, on a
+    /// server on this machine).
+    pub memory: Vec<super::memory::MemorySample>,
 }
 
+/// How often a load's sampler reads its backends' memory: reading every backend's
+/// `/proc` status costs more than the lock query, and memory moves slower.
+pub const MEMORY_EVERY: Duration = Duration::from_millis(200);
+
 /// Sample until `stop` is set. Returns what was seen; a failed query ends sampling and
-/// is reported in `error` (the rehearsal is then incomplete).
+/// is reported in `error` (the rehearsal is then incomplete). With `memory`, the
+/// sessions' private memory too, every [`MEMORY_EVERY`], when the server's processes are
+/// on this machine.
 pub fn run(
     config: &postgres::Config,
     every: Duration,
     stop: &Arc<AtomicBool>,
     application: &str,
+    memory: bool,
 ) -> Samples {
     let mut out = Samples::default();
     let mut config = config.clone();
@@ -94,7 +104,13 @@ pub fn run(
             return out;
         }
     };
+    let sessions = if memory && super::memory::local(&mut client).is_ok() {
+        client.prepare(super::memory::SESSIONS).ok()
+    } else {
+        None
+    };
     let mut next = Instant::now();
+    let mut memory_next = next;
     while !stop.load(Ordering::Relaxed) {
         let at = Instant::now();
         match sample(&mut client, &statement) {
@@ -102,6 +118,16 @@ pub fn run(
             Err(err) => {
                 out.error = Some(format!("lock sampler: {err:#}"));
                 return out;
+            }
+        }
+        if let Some(sessions) = sessions.as_ref().filter(|_| at >= memory_next) {
+            memory_next = at + MEMORY_EVERY;
+            match super::memory::sample(&mut client, sessions) {
+                Ok(memory) => out.memory.push(memory),
+                Err(err) => {
+                    out.error = Some(format!("memory sampler: {err}"));
+                    return out;
+                }
             }
         }
         next += every;

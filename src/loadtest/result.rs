@@ -114,6 +114,37 @@ pub struct LoadPoint {
     pub deadlocks: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub serialization_failures: u64,
+    /// The private memory of this point's backends during the measured windows (a server
+    /// on this machine only), the largest over the runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<BackendMemory>,
+}
+
+/// The private memory (`RssAnon`) of a group's backends, sampled every `every_ms`: a
+/// sort or hash that lives between two samples goes unseen.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct BackendMemory {
+    pub every_ms: f64,
+    pub samples: u64,
+    /// Backends seen.
+    pub backends: u64,
+    /// The median and the largest of the backends' peaks, in kB.
+    pub median_kb: u64,
+    pub max_kb: u64,
+    /// The group's backends together, at the sample where they held the most, in kB.
+    pub total_kb: u64,
+}
+
+impl BackendMemory {
+    /// Another run's memory beside this one's: the larger of each.
+    pub fn add(&mut self, other: &BackendMemory) {
+        self.every_ms = other.every_ms;
+        self.samples += other.samples;
+        self.backends = self.backends.max(other.backends);
+        self.median_kb = self.median_kb.max(other.median_kb);
+        self.max_kb = self.max_kb.max(other.max_kb);
+        self.total_kb = self.total_kb.max(other.total_kb);
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -290,6 +321,7 @@ impl LoadPoint {
             lock_waits: None,
             deadlocks: 0,
             serialization_failures: 0,
+            memory: None,
         }
     }
 }

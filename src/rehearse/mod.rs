@@ -330,7 +330,13 @@ fn under_load(
         let sampler_thread = std::thread::Builder::new()
             .name("pgx-rehearse-sampler".into())
             .spawn_scoped(scope, || {
-                sampler::run(config, plan.sample_every, &stop, "pgx rehearse sampler")
+                sampler::run(
+                    config,
+                    plan.sample_every,
+                    &stop,
+                    "pgx rehearse sampler",
+                    false,
+                )
             })
             .context("cannot start the lock sampler")?;
 
@@ -435,8 +441,8 @@ fn under_load(
             Err(_) => Some("the load thread panicked".into()),
         };
         let samples = sampler_thread.join().unwrap_or_else(|_| Samples {
-            samples: Vec::new(),
             error: Some("the lock sampler panicked".into()),
+            ..Samples::default()
         });
         Ok(Measured {
             opened,

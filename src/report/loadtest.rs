@@ -93,6 +93,17 @@ pub fn body_with(results: &[(String, LoadResult)], with_summary: bool) -> String
         }
         let _ = writeln!(md, "\n{CONCURRENCY_NOTE}");
     }
+    if let Some(rows) = memory(results) {
+        let _ = writeln!(md, "\n### Memory of the load's backends\n");
+        let _ = writeln!(md, "| {} |", MEMORY.join(" | "));
+        let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|");
+        for mut cells in rows {
+            cells[0] = format!("`{}`", cells[0]);
+            let cells: Vec<String> = cells.iter().map(|c| escape(c)).collect();
+            let _ = writeln!(md, "| {} |", cells.join(" | "));
+        }
+        let _ = writeln!(md, "\n{MEMORY_NOTE}");
+    }
     for mix in script_mixes(results) {
         chart(&mut md, results, &mix, "TPS", |p| p.tps_median);
         chart(&mut md, results, &mix, "p99 latency (ms)", |p| {
@@ -152,6 +163,17 @@ pub fn terminal(results: &[(String, LoadResult)]) -> String {
             table.add_row(cells);
         }
         out.push_str(&format!("locks and writes under concurrency\n{table}\n"));
+    }
+    if let Some(rows) = memory(results) {
+        let mut table = Table::new();
+        table
+            .load_style(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(MEMORY.to_vec());
+        for cells in rows {
+            table.add_row(cells);
+        }
+        out.push_str(&format!("memory of the load's backends\n{table}\n"));
     }
     if let Some(note) = round_trip_note(results) {
         out.push_str(&note.replace('`', ""));
@@ -216,6 +238,46 @@ const CONCURRENCY_NOTE: &str = "Lock waits are sampled from `pg_stat_activity` a
     WAL over the runs divided by every group's committed transactions (warmup included); \
     counters (`load.counters`) are read at the start and end of each measured window: their \
     change per second, median of the runs [slowest–fastest].";
+
+const MEMORY: [&str; 7] = [
+    "variant",
+    "group · script",
+    "clients",
+    "backends",
+    "median backend peak",
+    "largest backend peak",
+    "all together at most",
+];
+
+const MEMORY_NOTE: &str = "Private memory (`RssAnon` in `/proc/<pid>/status`: palloc \
+    contexts, sorts, hash tables, caches; not the shared buffers a backend touched) of each \
+    point's backends, sampled every 200 ms during the measured windows, on a server on this \
+    machine only: a sort or hash that lives between two samples goes unseen. A backend's \
+    peak is the most it held in one sample; all together is the point's backends at the \
+    sample where they held the most; the largest over the runs.";
+
+/// The rows of the memory table: one per point whose backends' memory was sampled.
+fn memory(results: &[(String, LoadResult)]) -> Option<Vec<Vec<String>>> {
+    let kb = |kb: u64| fmt_bytes(kb as i64 * 1024);
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .flat_map(|(variant, result)| {
+            result.points.iter().filter_map(move |p| {
+                let m = p.memory.as_ref()?;
+                Some(vec![
+                    variant.clone(),
+                    p.script_mix.clone(),
+                    p.clients.to_string(),
+                    m.backends.to_string(),
+                    kb(m.median_kb),
+                    kb(m.max_kb),
+                    kb(m.total_kb),
+                ])
+            })
+        })
+        .collect();
+    (!rows.is_empty()).then_some(rows)
+}
 
 /// A counter's rate per second over a point's runs: median, slowest, fastest (None when
 /// no run read it).
@@ -1188,6 +1250,7 @@ mod tests {
             lock_waits: None,
             deadlocks: 0,
             serialization_failures: 0,
+            memory: None,
         }
     }
 

@@ -1028,3 +1028,52 @@ scripts:
         );
     }
 }
+
+/// The backends' private memory is sampled per group: a group whose sort fits a large
+/// work_mem holds far more than one that spills to disk under PostgreSQL's default.
+#[test]
+fn each_group_reports_its_backends_private_memory() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = TestDb::new("load_memory");
+    let sort = "SELECT count(*) FROM (SELECT g FROM generate_series(1, 2000000) g ORDER BY g DESC OFFSET 0) s";
+    let spec = spec(&format!(
+        "duration: 3s
+warmup: 200ms
+repeat: 1
+timeout: 20s
+groups:
+  in-memory: {{ clients: 1, scripts: [big] }}
+  spilling: {{ clients: 1, scripts: [small] }}
+scripts:
+  big:
+    statements:
+      - {{ sql: \"SET LOCAL work_mem = '512MB'\" }}
+      - {{ sql: '{sort}' }}
+  small:
+    statements:
+      - {{ sql: \"SET LOCAL work_mem = '4MB'\" }}
+      - {{ sql: '{sort}' }}
+"
+    ));
+    let result = load(&db.config(), &spec);
+    let memory = |group: &str| {
+        result
+            .points
+            .iter()
+            .find(|p| p.group.as_deref() == Some(group))
+            .and_then(|p| p.memory.clone())
+            .unwrap_or_else(|| panic!("no memory for {group}: {:?}", result.points))
+    };
+    let (big, small) = (memory("in-memory"), memory("spilling"));
+    assert_eq!((big.backends, small.backends), (1, 1), "{big:?} {small:?}");
+    assert!(
+        big.max_kb > 60 * 1024 && small.max_kb < 30 * 1024 && big.max_kb > 3 * small.max_kb,
+        "a 2M-row sort in memory holds tens of MB, a spilling one a few: {big:?} {small:?}"
+    );
+    assert_eq!(big.total_kb, big.max_kb, "one backend: together is itself");
+    let md = pgx::report::loadtest::markdown(&[("plain".to_string(), result.clone())]);
+    assert!(
+        md.contains("### Memory of the load's backends") && md.contains("in-memory (big)"),
+        "{md}"
+    );
+}
