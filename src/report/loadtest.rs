@@ -902,6 +902,204 @@ fn clients_text(n: usize) -> String {
     }
 }
 
+/// A rate group kept its rate when it committed at least this share of it.
+const KEPT_RATE: f64 = 0.9;
+
+/// The load's answer, as sentences: per script (or group) and client count, who leads
+/// beyond the run-to-run spread, or that nobody does; for a group held to a rate, who
+/// kept it and at what p99; per counter with a direction, who leads by the same rule;
+/// the hangs; the targets; the backends' memory.
+pub fn answer_lines(results: &[(String, LoadResult)]) -> Vec<String> {
+    let s = summary(results);
+    let mut lines = Vec::new();
+    // With targets the targets are the question: of the other points only the leads.
+    let targeted = !s.targets.is_empty();
+    let mut quiet = 0usize;
+    for row in &s.rows {
+        if targeted && row.lead != Lead::BeyondSpread {
+            quiet += 1;
+            continue;
+        }
+        let at = |variant: &str| {
+            results
+                .iter()
+                .find(|(v, _)| v == variant)
+                .and_then(|(_, r)| {
+                    r.points
+                        .iter()
+                        .find(|p| p.script_mix == row.script && p.clients == row.clients)
+                })
+        };
+        let head = format!("{} · {}", row.script, clients_text(row.clients));
+        if let Some(rate) = at(&row.best.variant).and_then(|p| p.rate) {
+            lines.push(rate_line(results, row, &head, rate));
+            continue;
+        }
+        let best = format!("`{}` {} TPS", row.best.variant, tps_range(&row.best));
+        lines.push(match (&row.runner_up, row.lead) {
+            (None, _) | (_, Lead::Alone) => {
+                format!("{head}: {best}, p99 {}", fmt_ms(row.best.p99_ms))
+            }
+            (Some(r), Lead::BeyondSpread) => format!(
+                "{head}: `{}` leads, {} TPS against `{}` {} ({})",
+                row.best.variant,
+                tps_range(&row.best),
+                r.variant,
+                tps_range(r),
+                lead_text(row)
+            ),
+            (Some(r), _) => format!(
+                "{head}: no variant leads: {best} and `{}` {} TPS ({})",
+                r.variant,
+                tps_range(r),
+                lead_text(row)
+            ),
+        });
+    }
+    if quiet > 0 {
+        lines.push(format!(
+            "No variant leads beyond the run-to-run spread at {}{} (script and client count).",
+            if quiet == s.rows.len() { "any of the " } else { "the other " },
+            match quiet {
+                1 => "point".to_string(),
+                n => format!("{n} points"),
+            }
+        ));
+    }
+    for row in &s.counters {
+        lines.push(counter_answer(row));
+    }
+    let summary_lines = summary_lines(&s);
+    lines.extend(summary_lines.into_iter().skip(s.rows.len()));
+    lines.extend(memory_answer(results));
+    lines
+}
+
+/// A group held to `rate`: who kept it (at least [`KEPT_RATE`] of it) and their p99,
+/// lowest first; who fell behind.
+fn rate_line(results: &[(String, LoadResult)], row: &SummaryRow, head: &str, rate: f64) -> String {
+    let mut kept = Vec::new();
+    let mut behind = Vec::new();
+    for (variant, r) in results {
+        let Some(p) = r
+            .points
+            .iter()
+            .find(|p| p.script_mix == row.script && p.clients == row.clients)
+        else {
+            continue;
+        };
+        let e = entry(variant, p);
+        if e.tps_median >= rate * KEPT_RATE && !hangs(p) {
+            kept.push(e);
+        } else {
+            behind.push(e);
+        }
+    }
+    kept.sort_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms));
+    behind.sort_by(|a, b| b.tps_median.total_cmp(&a.tps_median));
+    let list = |entries: &[Entry]| {
+        entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "`{}` {} TPS, p99 {}",
+                    e.variant,
+                    tps_range(e),
+                    fmt_ms(e.p99_ms)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let mut text = format!("{head} at {} TPS: ", tps(rate));
+    if !kept.is_empty() {
+        text.push_str(&format!("kept the rate: {}", list(&kept)));
+    }
+    if !behind.is_empty() {
+        if !kept.is_empty() {
+            text.push_str(". ");
+        }
+        text.push_str(&format!(
+            "{} behind: {}",
+            if kept.is_empty() { "fell" } else { "Fell" },
+            list(&behind)
+        ));
+    }
+    text
+}
+
+/// Whether the best of a counter's ranking leads beyond the spread: its slowest run
+/// beats the runner-up's fastest, by at least the 5% no comparison calls below.
+fn counter_leads(row: &CounterRow) -> Option<bool> {
+    use crate::loadtest::result::Better;
+    let (best, second) = (row.ranked.first()?, row.ranked.get(1)?);
+    Some(match row.better {
+        Better::Higher => best.2 > second.3 && best.1 >= second.1 * (1.0 + crate::stats::NOISE),
+        Better::Lower => best.3 < second.2 && best.1 <= second.1 * (1.0 - crate::stats::NOISE),
+    })
+}
+
+fn counter_answer(row: &CounterRow) -> String {
+    let head = format!(
+        "{} per second ({} is better) · {} · {}",
+        row.counter,
+        match row.better {
+            crate::loadtest::result::Better::Higher => "higher",
+            crate::loadtest::result::Better::Lower => "lower",
+        },
+        row.script,
+        clients_text(row.clients)
+    );
+    let ranked: Vec<String> = row.ranked.iter().map(ranked_text).collect();
+    match counter_leads(row) {
+        None => format!("{head}: {}", ranked.join("; ")),
+        Some(true) => format!(
+            "{head}: `{}` leads beyond the spread: {}",
+            row.ranked[0].0,
+            ranked.join("; ")
+        ),
+        Some(false) => format!(
+            "{head}: no variant leads (the best two overlap or differ by under 5%): {}",
+            ranked.join("; ")
+        ),
+    }
+}
+
+/// Per script and its largest client count whose backends' memory was sampled: each
+/// variant's largest backend and all of them together.
+fn memory_answer(results: &[(String, LoadResult)]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for mix in script_mixes(results) {
+        let Some(clients) = client_counts(results, &mix).into_iter().max() else {
+            continue;
+        };
+        let each: Vec<String> = results
+            .iter()
+            .filter_map(|(variant, r)| {
+                let p = r
+                    .points
+                    .iter()
+                    .find(|p| p.script_mix == mix && p.clients == clients)?;
+                let m = p.memory.as_ref()?;
+                Some(format!(
+                    "`{variant}` {} per backend at most (median {}), {} together",
+                    fmt_bytes(m.max_kb as i64 * 1024),
+                    fmt_bytes(m.median_kb as i64 * 1024),
+                    fmt_bytes(m.total_kb as i64 * 1024)
+                ))
+            })
+            .collect();
+        if !each.is_empty() {
+            lines.push(format!(
+                "Backends' private memory · {mix} · {}: {}",
+                clients_text(clients),
+                each.join("; ")
+            ));
+        }
+    }
+    lines
+}
+
 /// The targets' verdicts as sentences (the report's answer for a load experiment).
 pub fn target_lines(results: &[(String, LoadResult)]) -> Vec<String> {
     summary(results).targets.iter().map(target_line).collect()
@@ -1373,5 +1571,50 @@ mod tests {
         assert!(r.rtt_mode.is_none() && r.targets.is_empty() && r.timeout_ms.is_none());
         let note = round_trip_note(&[("v".into(), r)]).unwrap();
         assert!(note.contains("client-side delay of 2.000 ms"), "{note}");
+    }
+
+    /// The load's answer: a rate group says who kept its rate, a counter names a leader
+    /// only beyond the spread, and two identical variants (A/A) get no leader anywhere.
+    #[test]
+    fn the_load_answer_calls_leads_only_beyond_the_spread() {
+        use crate::loadtest::result::{Better, CounterInfo};
+        let with = |tps: [f64; 3], rate: Option<f64>, counter: [f64; 3]| {
+            let mut p = point("readers (read)", 50, tps, 0);
+            p.group = Some("readers".into());
+            p.rate = rate;
+            for (run, c) in p.runs.iter_mut().zip(counter) {
+                run.counters.insert("done".into(), c);
+            }
+            let mut r = result(vec![p], None);
+            r.targets.clear();
+            r.counters = vec![CounterInfo {
+                name: "done".into(),
+                better: Some(Better::Higher),
+                about: String::new(),
+            }];
+            r
+        };
+        let kept = with([990.0, 995.0, 999.0], Some(1000.0), [100.0, 101.0, 102.0]);
+        let behind = with([590.0, 598.0, 610.0], Some(1000.0), [50.0, 51.0, 52.0]);
+        let lines = answer_lines(&[("a".into(), kept.clone()), ("b".into(), behind)]);
+        assert!(
+            lines[0].contains("at 1,000 TPS: kept the rate: `a`")
+                && lines[0].contains("Fell behind: `b` 598"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].contains("`a` leads beyond the spread"),
+            "{lines:?}"
+        );
+        // A/A: the same numbers twice, no rate: no leader, by TPS or by counter.
+        let same = with([990.0, 995.0, 999.0], None, [100.0, 101.0, 102.0]);
+        let lines = answer_lines(&[("a".into(), same.clone()), ("a2".into(), same)]);
+        assert!(lines[0].contains("no variant leads"), "{lines:?}");
+        assert!(lines[1].contains("no variant leads"), "{lines:?}");
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.contains(" leads beyond") || l.contains("` leads,"))
+        );
     }
 }

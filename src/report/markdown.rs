@@ -220,6 +220,13 @@ fn answer(md: &mut String, r: &ExperimentResult, others: &[(String, ExperimentRe
         }
         md.push('\n');
     }
+    if !load.is_empty() {
+        let _ = writeln!(md, "Under load:\n");
+        for line in super::loadtest::answer_lines(&load) {
+            let _ = writeln!(md, "- {}", cell(&line));
+        }
+        md.push('\n');
+    }
     if let Some(line) = super::answer::scale_line(r, others) {
         let _ = writeln!(md, "{line}\n");
     }
@@ -233,16 +240,10 @@ fn load_answer(
     load: &[(String, crate::loadtest::LoadResult)],
 ) {
     let _ = writeln!(md, "## Answer\n");
+    for line in super::loadtest::answer_lines(load) {
+        let _ = writeln!(md, "- {}", cell(&line));
+    }
     let lines = super::loadtest::target_lines(load);
-    if lines.is_empty() {
-        let _ = writeln!(
-            md,
-            "The file names no target: the summary below ranks the variants by TPS per client count.\n"
-        );
-    }
-    for line in &lines {
-        let _ = writeln!(md, "- {}", cell(line));
-    }
     let cpus = r.environment.cpus;
     let busiest = r
         .environment

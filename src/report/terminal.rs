@@ -100,7 +100,10 @@ pub fn render(result: &ExperimentResult) -> String {
     if let Some(shards) = view::shard_line(result) {
         out.push_str(&format!("{shards}\n"));
     }
-    for line in super::answer::lines(result) {
+    for line in super::answer::lines(result)
+        .into_iter()
+        .chain(super::loadtest::answer_lines(&view::load_results(result)))
+    {
         out.push_str(&format!("answer: {}\n", line.replace(['`', '*'], "")));
     }
     out.push_str(super::method::legend(result));
