@@ -202,6 +202,7 @@ pub fn resolve(current: &Spec, revision: &str) -> Result<Against> {
             about: format!("the schema at {revision} ({short})"),
             sql: None,
             file: None,
+            server_settings: IndexMap::new(),
         },
     );
     variants.insert(
@@ -214,6 +215,7 @@ pub fn resolve(current: &Spec, revision: &str) -> Result<Against> {
             },
             sql: (!sql.is_empty()).then_some(sql),
             file: None,
+            server_settings: IndexMap::new(),
         },
     );
     spec.variants = variants;

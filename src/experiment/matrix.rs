@@ -94,6 +94,8 @@ pub struct Variant {
     /// The variant's SQL with `{{vars}}` substituted (the control has the baseline's).
     pub sql: String,
     pub role: Role,
+    /// `server_settings`: in force (ALTER SYSTEM + reload) while its load runs.
+    pub server_settings: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -486,6 +488,7 @@ mod tests {
             about: String::new(),
             sql: String::new(),
             role,
+            server_settings: Vec::new(),
         }
     }
 

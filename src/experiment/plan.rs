@@ -404,10 +404,24 @@ fn variants(
             .get(&name)
             .map(|v| v.about.trim().to_string())
             .unwrap_or_default();
+        let server_settings = spec.variant_server_settings(&name);
+        let about = if server_settings.is_empty() {
+            about
+        } else {
+            let set: Vec<String> = server_settings
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!(
+                "{about} (server settings during its load: {})",
+                set.join(", ")
+            )
+        };
         variants.push(Variant {
             name,
             about,
             sql,
+            server_settings,
             role: if i == 0 {
                 Role::Baseline
             } else {
@@ -427,6 +441,7 @@ fn variants(
                 baseline.name
             ),
             sql: baseline.sql.clone(),
+            server_settings: baseline.server_settings.clone(),
             role: Role::Control,
         };
         variants.push(control);

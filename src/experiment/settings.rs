@@ -122,6 +122,45 @@ pub fn wait_for_reload(client: &mut Client, since: f64) -> Result<()> {
     }
 }
 
+/// A variant's `server_settings` must be settings the server reads on reload, on a
+/// cluster pgx owns: a session setting belongs in the variant's SQL (`ALTER DATABASE ...
+/// SET`, which its load's sessions then get), one that needs a restart cannot change
+/// within a run, and another server's configuration is not pgx's to change.
+pub fn check_server_settings(
+    client: &mut Client,
+    variant: &str,
+    values: &[(String, String)],
+    embedded: bool,
+) -> Result<()> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    if !embedded {
+        return Err(crate::error::fail(
+            format!(
+                "variant {variant}: server_settings change the server's configuration, and this server is not one pgx runs"
+            ),
+            "run it on pgx's embedded server (unset DATABASE_URL / PG*), or set them on your server and run the variants one at a time",
+        ));
+    }
+    let classified = classify(client, values, embedded)?;
+    if let Some(why) = classified.not_applicable {
+        return Err(crate::error::fail(
+            format!("variant {variant}: server_settings: {why}"),
+            "server_settings takes settings read on reload (checkpoint_timeout, max_wal_size, ...)",
+        ));
+    }
+    if let Some((name, value)) = classified.session.first() {
+        return Err(crate::error::fail(
+            format!("variant {variant}: server_settings: {name} is a session setting"),
+            format!(
+                "set it for the variant's sessions in its sql: DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {name} = %L', current_database(), '{value}'); END $$;"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Settings applied to the whole server for as long as this guard lives: dropping it
 /// (an error, Ctrl-C, a panic) resets them; [`ServerWide::undo`] does the same and
 /// reports failures. Each change returns the server-clock time of its reload, for

@@ -214,6 +214,11 @@ pub struct VariantSpec {
     pub about: String,
     pub sql: Option<String>,
     pub file: Option<PathBuf>,
+    /// Settings the server reads on reload (`max_wal_size`, `checkpoint_timeout`, ...),
+    /// in force while this variant's load runs: ALTER SYSTEM + reload on a cluster pgx
+    /// owns, undone after.
+    #[serde(default)]
+    pub server_settings: IndexMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -944,6 +949,19 @@ impl Spec {
                 (name.clone(), values)
             })
             .collect()
+    }
+
+    /// A variant's `server_settings`, as text.
+    pub fn variant_server_settings(&self, name: &str) -> Vec<(String, String)> {
+        self.variants
+            .get(name)
+            .map(|v| {
+                v.server_settings
+                    .iter()
+                    .map(|(k, v)| (k.clone(), yaml_scalar(v).unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Variant SQL text (inline or from its file).

@@ -959,7 +959,11 @@ pub fn answer_lines(results: &[(String, LoadResult)]) -> Vec<String> {
     if quiet > 0 {
         lines.push(format!(
             "No variant leads beyond the run-to-run spread at {}{} (script and client count).",
-            if quiet == s.rows.len() { "any of the " } else { "the other " },
+            if quiet == s.rows.len() {
+                "any of the "
+            } else {
+                "the other "
+            },
             match quiet {
                 1 => "point".to_string(),
                 n => format!("{n} points"),

@@ -287,3 +287,63 @@ fn a_durable_experiment_runs_on_a_durable_cluster_and_writes_its_wal() {
         "the durable cluster lives beside the experiment one"
     );
 }
+
+/// A variant's `server_settings` (read on reload) hold while its load runs, on pgx's own
+/// cluster, and are undone after; a session setting there is refused with what to do.
+#[test]
+fn a_variants_server_settings_hold_during_its_load_and_are_undone() {
+    let own = OwnCluster::new("server-settings");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join("migrations")).unwrap();
+    let yaml = |tuned: &str| {
+        format!(
+            "name: checkpoints\n\
+             dataset:\n  scale: 1\n  steps:\n    - name: t\n      sql: CREATE TABLE t (id int PRIMARY KEY);\n\
+             baseline: plain\nvariants:\n  plain:\n    sql: CREATE TABLE expect AS SELECT '30min'::text AS v\n  tuned:\n    sql: CREATE TABLE expect AS SELECT '17min'::text AS v\n    server_settings: {{ {tuned} }}\n\
+             load:\n  clients: [1]\n  duration: 500ms\n  warmup: 0s\n  repeat: 1\n  scripts:\n    one:\n      statements:\n        - {{ sql: SELECT 1 }}\n  verify:\n    setting:\n      about: the load's sessions run with the variant's checkpoint_timeout\n      sql: SELECT v, current_setting('checkpoint_timeout') FROM expect WHERE v <> current_setting('checkpoint_timeout')\n"
+        )
+    };
+    let path = project.path().join("checkpoints.yaml");
+    let run = || {
+        pgx_command(project.path())
+            .env("PGX_DATA_DIR", &own.0)
+            .args(["experiment", path.to_str().unwrap(), "--out"])
+            .arg(project.path())
+            .output()
+            .unwrap()
+    };
+    std::fs::write(&path, yaml("checkpoint_timeout: 17min")).unwrap();
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let md = std::fs::read_to_string(project.path().join("checkpoints.md")).unwrap();
+    assert!(
+        md.contains("server settings during its load: checkpoint_timeout=17min"),
+        "{md}"
+    );
+    let auto_conf = std::fs::read_to_string(
+        pgx::cluster::Cluster::new(&own.0)
+            .unwrap()
+            .data_dir()
+            .join("postgresql.auto.conf"),
+    )
+    .unwrap_or_default();
+    assert!(
+        !auto_conf.contains("checkpoint_timeout"),
+        "undone after the load: {auto_conf}"
+    );
+    // Without the setting the verify sees the cluster's 30min against the expected 17min:
+    // the variant fails.
+    std::fs::write(&path, yaml("")).unwrap();
+    let out = run();
+    assert!(!out.status.success(), "the check can fail");
+    assert!(stderr(&out).contains("17min"), "{}", stderr(&out));
+    std::fs::write(&path, yaml("work_mem: 64MB")).unwrap();
+    let out = run();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("work_mem is a session setting")
+            && stderr(&out).contains("ALTER DATABASE"),
+        "{}",
+        stderr(&out)
+    );
+}

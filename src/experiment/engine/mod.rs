@@ -96,6 +96,14 @@ pub fn run(
             .iter()
             .map(|s| settings::classify(&mut client, &s.values, target.is_embedded()))
             .collect::<Result<Vec<_>>>()?;
+        for v in &matrix.variants {
+            settings::check_server_settings(
+                &mut client,
+                &v.name,
+                &v.server_settings,
+                target.is_embedded(),
+            )?;
+        }
         (matrix, classified)
     };
     let screening_started = std::time::Instant::now();

@@ -523,6 +523,21 @@ impl Engine<'_> {
             }
             if let Some(load) = &self.plan.load {
                 self.progress.message(&format!("{name}: load"));
+                // The variant's server settings hold for its load only (undone on every
+                // way out by the guard); its load's fresh sessions start after the reload.
+                let server_settings = &self.matrix.variant(v).server_settings;
+                let guard = if server_settings.is_empty() {
+                    None
+                } else {
+                    let admin = connect(&self.target.admin_config())?;
+                    let (guard, since) =
+                        crate::experiment::settings::ServerWide::apply(admin, server_settings)?;
+                    crate::experiment::settings::wait_for_reload(
+                        &mut connect(&place.config)?,
+                        since,
+                    )?;
+                    Some(guard)
+                };
                 let progress = &mut *self.progress;
                 self.variants[v.0].load = Some(crate::loadtest::run(
                     &place.config,
@@ -530,6 +545,15 @@ impl Engine<'_> {
                     &self.plan.vars,
                     &mut |m| progress.message(&format!("{name}: load {m}")),
                 )?);
+                if let Some(guard) = guard {
+                    // The next variant's load must not start under these settings.
+                    let since = guard.undo()?;
+                    crate::experiment::settings::wait_for_reload(
+                        &mut connect(&place.config)?,
+                        since,
+                    )?;
+                    self.sessions.last_reload = since;
+                }
             }
             if self.plan.maintenance && !self.plan.table_stats.is_empty() {
                 self.progress
