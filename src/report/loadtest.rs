@@ -1069,14 +1069,27 @@ fn counter_answer(row: &CounterRow) -> String {
     }
 }
 
-/// Per script and its largest client count whose backends' memory was sampled: each
-/// variant's largest backend and all of them together.
+/// At the point with the most clients whose backends' memory was sampled: each variant's
+/// largest backend and all of them together.
 fn memory_answer(results: &[(String, LoadResult)]) -> Vec<String> {
     let mut lines = Vec::new();
-    for mix in script_mixes(results) {
-        let Some(clients) = client_counts(results, &mix).into_iter().max() else {
-            continue;
-        };
+    let sampled = |mix: &String, c: usize| {
+        results.iter().any(|(_, r)| {
+            r.points
+                .iter()
+                .any(|p| &p.script_mix == mix && p.clients == c && p.memory.is_some())
+        })
+    };
+    let widest = script_mixes(results)
+        .into_iter()
+        .flat_map(|mix| {
+            client_counts(results, &mix)
+                .into_iter()
+                .map(move |c| (mix.clone(), c))
+        })
+        .filter(|(mix, c)| sampled(mix, *c))
+        .max_by_key(|(_, c)| *c);
+    if let Some((mix, clients)) = widest {
         let each: Vec<String> = results
             .iter()
             .filter_map(|(variant, r)| {
