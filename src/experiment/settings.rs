@@ -122,18 +122,18 @@ pub fn wait_for_reload(client: &mut Client, since: f64) -> Result<()> {
     }
 }
 
-/// A variant's `server_settings` must be settings the server reads on reload, on a
-/// cluster pgx owns: a session setting belongs in the variant's SQL (`ALTER DATABASE ...
-/// SET`, which its load's sessions then get), one that needs a restart cannot change
-/// within a run, and another server's configuration is not pgx's to change.
+/// A variant's `server_settings` must be server settings (read on reload, or at start),
+/// on a cluster pgx owns: a session setting belongs in the variant's SQL (`ALTER DATABASE
+/// ... SET`, which its load's sessions then get), and another server's configuration is
+/// not pgx's to change. Ok(true) when one needs a restart (`shared_buffers`, ...).
 pub fn check_server_settings(
     client: &mut Client,
     variant: &str,
     values: &[(String, String)],
     embedded: bool,
-) -> Result<()> {
+) -> Result<bool> {
     if values.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     if !embedded {
         return Err(crate::error::fail(
@@ -143,20 +143,68 @@ pub fn check_server_settings(
             "run it on pgx's embedded server (unset DATABASE_URL / PG*), or set them on your server and run the variants one at a time",
         ));
     }
-    let classified = classify(client, values, embedded)?;
-    if let Some(why) = classified.not_applicable {
-        return Err(crate::error::fail(
-            format!("variant {variant}: server_settings: {why}"),
-            "server_settings takes settings read on reload (checkpoint_timeout, max_wal_size, ...)",
-        ));
+    let mut restart = false;
+    for (name, value) in values {
+        let context: Option<String> = client
+            .query_opt("SELECT context FROM pg_settings WHERE name = $1", &[name])?
+            .map(|r| r.get(0));
+        match context.as_deref() {
+            Some("sighup") => {}
+            Some("postmaster") => restart = true,
+            Some("user") | Some("superuser") => {
+                return Err(crate::error::fail(
+                    format!("variant {variant}: server_settings: {name} is a session setting"),
+                    format!(
+                        "set it for the variant's sessions in its sql: DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {name} = %L', current_database(), '{value}'); END $$;"
+                    ),
+                ));
+            }
+            Some(other) => {
+                return Err(crate::error::fail(
+                    format!(
+                        "variant {variant}: server_settings: {name} cannot be changed on a running cluster (context {other})"
+                    ),
+                    "server_settings takes settings read on reload (checkpoint_timeout, max_wal_size) or at start (shared_buffers)",
+                ));
+            }
+            None => {
+                return Err(crate::error::fail(
+                    format!(
+                        "variant {variant}: server_settings: {name} is not a setting of this server"
+                    ),
+                    "see SHOW ALL or pg_settings for the names",
+                ));
+            }
+        }
     }
-    if let Some((name, value)) = classified.session.first() {
-        return Err(crate::error::fail(
-            format!("variant {variant}: server_settings: {name} is a session setting"),
-            format!(
-                "set it for the variant's sessions in its sql: DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET {name} = %L', current_database(), '{value}'); END $$;"
-            ),
-        ));
+    Ok(restart)
+}
+
+/// ALTER SYSTEM SET each value (in effect at the next reload or restart); the names set.
+pub fn alter_system(admin: &mut Client, values: &[(String, String)]) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for (name, value) in values {
+        admin
+            .batch_execute(&format!(
+                "ALTER SYSTEM SET {} = {}",
+                quote_ident(name),
+                quote_literal(value)
+            ))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "ALTER SYSTEM SET {name} = {value}: {}",
+                    describe_pg_error(&e, None)
+                )
+            })?;
+        names.push(name.clone());
+    }
+    Ok(names)
+}
+
+/// ALTER SYSTEM RESET each name.
+pub fn alter_system_reset(admin: &mut Client, names: &[String]) -> Result<()> {
+    for name in names {
+        admin.batch_execute(&format!("ALTER SYSTEM RESET {}", quote_ident(name)))?;
     }
     Ok(())
 }
@@ -172,22 +220,7 @@ pub struct ServerWide {
 
 impl ServerWide {
     pub fn apply(mut admin: Client, values: &[(String, String)]) -> Result<(ServerWide, f64)> {
-        let mut names = Vec::new();
-        for (name, value) in values {
-            admin
-                .batch_execute(&format!(
-                    "ALTER SYSTEM SET {} = {}",
-                    quote_ident(name),
-                    quote_literal(value)
-                ))
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "ALTER SYSTEM SET {name} = {value}: {}",
-                        describe_pg_error(&e, None)
-                    )
-                })?;
-            names.push(name.clone());
-        }
+        let names = alter_system(&mut admin, values)?;
         let mut guard = ServerWide { admin, names };
         let since = guard.reload()?;
         Ok((guard, since))
@@ -202,10 +235,7 @@ impl ServerWide {
     }
 
     fn reset(&mut self) -> Result<f64> {
-        for name in std::mem::take(&mut self.names) {
-            self.admin
-                .batch_execute(&format!("ALTER SYSTEM RESET {}", quote_ident(&name)))?;
-        }
+        alter_system_reset(&mut self.admin, &std::mem::take(&mut self.names))?;
         self.reload()
     }
 

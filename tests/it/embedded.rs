@@ -288,8 +288,9 @@ fn a_durable_experiment_runs_on_a_durable_cluster_and_writes_its_wal() {
     );
 }
 
-/// A variant's `server_settings` (read on reload) hold while its load runs, on pgx's own
-/// cluster, and are undone after; a session setting there is refused with what to do.
+/// A variant's `server_settings` hold while its load runs, on pgx's own cluster (read on
+/// reload, or at start: the server restarts with them), and are undone after; a session
+/// setting there is refused with what to do.
 #[test]
 fn a_variants_server_settings_hold_during_its_load_and_are_undone() {
     let own = OwnCluster::new("server-settings");
@@ -299,8 +300,8 @@ fn a_variants_server_settings_hold_during_its_load_and_are_undone() {
         format!(
             "name: checkpoints\n\
              dataset:\n  scale: 1\n  steps:\n    - name: t\n      sql: CREATE TABLE t (id int PRIMARY KEY);\n\
-             baseline: plain\nvariants:\n  plain:\n    sql: CREATE TABLE expect AS SELECT '30min'::text AS v\n  tuned:\n    sql: CREATE TABLE expect AS SELECT '17min'::text AS v\n    server_settings: {{ {tuned} }}\n\
-             load:\n  clients: [1]\n  duration: 500ms\n  warmup: 0s\n  repeat: 1\n  scripts:\n    one:\n      statements:\n        - {{ sql: SELECT 1 }}\n  verify:\n    setting:\n      about: the load's sessions run with the variant's checkpoint_timeout\n      sql: SELECT v, current_setting('checkpoint_timeout') FROM expect WHERE v <> current_setting('checkpoint_timeout')\n"
+             baseline: plain\nvariants:\n  plain:\n    sql: CREATE TABLE expect AS SELECT 'checkpoint_timeout'::text AS name, '30min'::text AS v\n  tuned:\n    sql: CREATE TABLE expect AS SELECT 'checkpoint_timeout'::text AS name, '17min'::text AS v\n    server_settings: {{ {tuned} }}\n  restarted:\n    sql: CREATE TABLE expect AS SELECT 'shared_buffers'::text AS name, '48MB'::text AS v\n    server_settings: {{ shared_buffers: 48MB }}\n\
+             load:\n  clients: [1]\n  duration: 500ms\n  warmup: 0s\n  repeat: 1\n  scripts:\n    one:\n      statements:\n        - {{ sql: SELECT 1 }}\n  verify:\n    setting:\n      about: the load's sessions run with the variant's setting\n      sql: SELECT name, v, current_setting(name) FROM expect WHERE v <> current_setting(name)\n"
         )
     };
     let path = project.path().join("checkpoints.yaml");
@@ -317,7 +318,8 @@ fn a_variants_server_settings_hold_during_its_load_and_are_undone() {
     assert!(out.status.success(), "{}", stderr(&out));
     let md = std::fs::read_to_string(project.path().join("checkpoints.md")).unwrap();
     assert!(
-        md.contains("server settings during its load: checkpoint_timeout=17min"),
+        md.contains("server settings during its load: checkpoint_timeout=17min")
+            && md.contains("server settings during its load: shared_buffers=48MB"),
         "{md}"
     );
     let auto_conf = std::fs::read_to_string(
@@ -328,7 +330,7 @@ fn a_variants_server_settings_hold_during_its_load_and_are_undone() {
     )
     .unwrap_or_default();
     assert!(
-        !auto_conf.contains("checkpoint_timeout"),
+        !auto_conf.contains("checkpoint_timeout") && !auto_conf.contains("shared_buffers"),
         "undone after the load: {auto_conf}"
     );
     // Without the setting the verify sees the cluster's 30min against the expected 17min:

@@ -154,7 +154,7 @@ impl Engine<'_> {
 
     /// The server restarted: every connection is gone. Connect again and take back what
     /// this run holds: its admin session, the base's in-use lock, each database's locks.
-    fn after_restart(&mut self) -> Result<()> {
+    pub(super) fn after_restart(&mut self) -> Result<()> {
         self.sessions.clear();
         self.admin = crate::target::connect(&self.target.admin_config())?;
         self.admin.execute(

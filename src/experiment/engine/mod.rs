@@ -97,7 +97,7 @@ pub fn run(
             .map(|s| settings::classify(&mut client, &s.values, target.is_embedded()))
             .collect::<Result<Vec<_>>>()?;
         for v in &matrix.variants {
-            settings::check_server_settings(
+            let _restart = settings::check_server_settings(
                 &mut client,
                 &v.name,
                 &v.server_settings,

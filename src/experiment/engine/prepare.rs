@@ -504,6 +504,77 @@ impl Engine<'_> {
         }
     }
 
+    /// A variant's `server_settings`, in force from here: ALTER SYSTEM, then a reload
+    /// (waited for on a fresh session of `config`), or a restart of pgx's cluster when
+    /// one needs it (every session is gone then, and the run's locks are taken again).
+    fn apply_server_settings(
+        &mut self,
+        variant: &str,
+        config: &postgres::Config,
+        values: &[(String, String)],
+    ) -> Result<Option<Applied>> {
+        use crate::experiment::settings;
+        if values.is_empty() {
+            return Ok(None);
+        }
+        let mut admin = connect(&self.target.admin_config())?;
+        let restart = settings::check_server_settings(
+            &mut admin,
+            variant,
+            values,
+            self.target.is_embedded(),
+        )?;
+        if !restart {
+            let (guard, since) = settings::ServerWide::apply(admin, values)?;
+            settings::wait_for_reload(&mut connect(config)?, since)?;
+            return Ok(Some(Applied::Reloaded(Box::new(guard))));
+        }
+        let cluster = self.target.cluster().cloned().ok_or_else(|| {
+            anyhow::anyhow!("server_settings that need a restart need pgx's own cluster")
+        })?;
+        let names = settings::alter_system(&mut admin, values)?;
+        drop(admin);
+        self.progress
+            .message("restarting the server for the variant's server_settings");
+        self.sessions.clear();
+        let restarted = cluster.restart().and_then(|()| self.after_restart());
+        if let Err(err) = restarted {
+            let _ = self.undo_server_settings(config, Some(Applied::Restarted(names)));
+            return Err(err);
+        }
+        Ok(Some(Applied::Restarted(names)))
+    }
+
+    fn undo_server_settings(
+        &mut self,
+        config: &postgres::Config,
+        applied: Option<Applied>,
+    ) -> Result<()> {
+        use crate::experiment::settings;
+        match applied {
+            None => Ok(()),
+            Some(Applied::Reloaded(guard)) => {
+                let since = guard.undo()?;
+                settings::wait_for_reload(&mut connect(config)?, since)?;
+                self.sessions.last_reload = since;
+                Ok(())
+            }
+            Some(Applied::Restarted(names)) => {
+                let mut admin = connect(&self.target.admin_config())?;
+                settings::alter_system_reset(&mut admin, &names)?;
+                drop(admin);
+                self.sessions.clear();
+                if let Some(cluster) = self.target.cluster().cloned() {
+                    self.progress
+                        .message("restarting the server with its own settings");
+                    cluster.restart()?;
+                    self.after_restart()?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// A variant's last phases, after every EXPLAIN on it: the load (whose write
     /// scripts commit, changing the copy for good), then VACUUM / VACUUM FULL; then its
     /// sessions and database go.
@@ -523,37 +594,16 @@ impl Engine<'_> {
             }
             if let Some(load) = &self.plan.load {
                 self.progress.message(&format!("{name}: load"));
-                // The variant's server settings hold for its load only (undone on every
-                // way out by the guard); its load's fresh sessions start after the reload.
-                let server_settings = &self.matrix.variant(v).server_settings;
-                let guard = if server_settings.is_empty() {
-                    None
-                } else {
-                    let admin = connect(&self.target.admin_config())?;
-                    let (guard, since) =
-                        crate::experiment::settings::ServerWide::apply(admin, server_settings)?;
-                    crate::experiment::settings::wait_for_reload(
-                        &mut connect(&place.config)?,
-                        since,
-                    )?;
-                    Some(guard)
-                };
+                let server_settings = self.matrix.variant(v).server_settings.clone();
+                let applied = self.apply_server_settings(&name, &place.config, &server_settings)?;
                 let progress = &mut *self.progress;
-                self.variants[v.0].load = Some(crate::loadtest::run(
-                    &place.config,
-                    load,
-                    &self.plan.vars,
-                    &mut |m| progress.message(&format!("{name}: load {m}")),
-                )?);
-                if let Some(guard) = guard {
-                    // The next variant's load must not start under these settings.
-                    let since = guard.undo()?;
-                    crate::experiment::settings::wait_for_reload(
-                        &mut connect(&place.config)?,
-                        since,
-                    )?;
-                    self.sessions.last_reload = since;
-                }
+                let load = crate::loadtest::run(&place.config, load, &self.plan.vars, &mut |m| {
+                    progress.message(&format!("{name}: load {m}"))
+                });
+                // Undone whatever the load's outcome: the next variant's load must not run
+                // under these settings.
+                self.undo_server_settings(&place.config, applied)?;
+                self.variants[v.0].load = Some(load?);
             }
             if self.plan.maintenance && !self.plan.table_stats.is_empty() {
                 self.progress
@@ -573,4 +623,12 @@ impl Engine<'_> {
             Err(err) => self.variant_failed(v, err),
         }
     }
+}
+
+/// A variant's server settings in force, to be undone.
+enum Applied {
+    /// Read on reload: the guard resets them.
+    Reloaded(Box<crate::experiment::settings::ServerWide>),
+    /// Read at start: these names are reset, then the server restarted.
+    Restarted(Vec<String>),
 }
