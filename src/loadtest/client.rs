@@ -154,6 +154,9 @@ impl Clock {
 /// One client's counters, merged by the driver.
 pub struct ClientStats {
     pub histogram: Histogram<u64>,
+    /// Per script of a multi-script workload, its measured transactions' latencies (the
+    /// same as `histogram`, split): empty for a single script.
+    pub by_script: Vec<Histogram<u64>>,
     pub measured: u64,
     pub warmup: u64,
     pub late: u64,
@@ -186,6 +189,7 @@ impl ClientStats {
     pub fn new() -> ClientStats {
         ClientStats {
             histogram: new_histogram(),
+            by_script: Vec::new(),
             measured: 0,
             warmup: 0,
             late: 0,
@@ -209,10 +213,12 @@ impl ClientStats {
         self.failure(false, message);
     }
 
-    /// Count a finished attempt by the phase it ended in; true when it was measured.
+    /// Count a finished attempt of script `script` (of `scripts`) by the phase it ended
+    /// in; true when it was measured.
     fn record(
         &mut self,
         clock: &Clock,
+        (script, scripts): (usize, usize),
         started: Instant,
         ended: Instant,
         result: &Result<u64, Failure>,
@@ -250,8 +256,14 @@ impl ClientStats {
             self.round_trips += round_trips;
             self.last_measured_end = Some(ended);
             let micros = ended.saturating_duration_since(started).as_micros().max(1);
-            self.histogram
-                .saturating_record(u64::try_from(micros).unwrap_or(u64::MAX));
+            let micros = u64::try_from(micros).unwrap_or(u64::MAX);
+            self.histogram.saturating_record(micros);
+            if scripts > 1 {
+                if self.by_script.len() < scripts {
+                    self.by_script.resize_with(scripts, new_histogram);
+                }
+                self.by_script[script].saturating_record(micros);
+            }
             return true;
         }
         false
@@ -404,7 +416,11 @@ pub async fn run(
         now = ended;
         // Latency from the scheduled start when there is a rate (never later than sent).
         let since = from.map_or(started, |f| f.min(started));
-        if stats.borrow_mut().record(&clock, since, ended, &result) {
+        let scripts = (index, shared.workload.scripts.len());
+        if stats
+            .borrow_mut()
+            .record(&clock, scripts, since, ended, &result)
+        {
             shared.measured.fetch_add(1, Ordering::Relaxed);
         }
         observe(

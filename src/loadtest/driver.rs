@@ -226,6 +226,17 @@ pub fn run_with(
             point.rate = member.rate;
             point.lock_waits = sum.lock_waits;
             point.memory = sum.memory;
+            point.by_script = member
+                .workload
+                .scripts
+                .iter()
+                .zip(&sum.by_script)
+                .map(|(script, h)| crate::loadtest::result::ScriptLatency {
+                    script: script.name.clone(),
+                    transactions: h.len(),
+                    latency_ms: percentiles(h),
+                })
+                .collect();
             point.deadlocks = sum.deadlocks;
             point.serialization_failures = sum.serialization_failures;
             points.push(point);
@@ -415,6 +426,8 @@ fn set_application(startup: &mut Startup, name: &str) {
 struct PointSum {
     runs: Vec<RunStats>,
     histogram: Histogram<u64>,
+    /// Per script, when the point runs several.
+    by_script: Vec<Histogram<u64>>,
     round_trips: u64,
     error_samples: Vec<String>,
     lock_waits: Option<LockWaits>,
@@ -428,6 +441,7 @@ impl PointSum {
         PointSum {
             runs: Vec::new(),
             histogram: new_histogram(),
+            by_script: Vec::new(),
             round_trips: 0,
             error_samples: Vec::new(),
             lock_waits: None,
@@ -467,6 +481,14 @@ impl PointSum {
             histogram
                 .add(&stats.histogram)
                 .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
+            if self.by_script.len() < stats.by_script.len() {
+                self.by_script
+                    .resize_with(stats.by_script.len(), new_histogram);
+            }
+            for (sum, h) in self.by_script.iter_mut().zip(&stats.by_script) {
+                sum.add(h)
+                    .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
+            }
             run.transactions += stats.measured;
             run.warmup_transactions += stats.warmup;
             run.late_transactions += stats.late;

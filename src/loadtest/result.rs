@@ -114,10 +114,23 @@ pub struct LoadPoint {
     pub deadlocks: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub serialization_failures: u64,
+    /// Per script of a group or mix of several, its own latency percentiles (one
+    /// histogram over the runs): what a request sees beside the writes its session also
+    /// runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_script: Vec<ScriptLatency>,
     /// The private memory of this point's backends during the measured windows (a server
     /// on this machine only), the largest over the runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<BackendMemory>,
+}
+
+/// One script's measured transactions within a point of several scripts.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct ScriptLatency {
+    pub script: String,
+    pub transactions: u64,
+    pub latency_ms: Percentiles,
 }
 
 /// The private memory (`RssAnon`) of a group's backends, sampled every `every_ms`: a
@@ -321,6 +334,7 @@ impl LoadPoint {
             lock_waits: None,
             deadlocks: 0,
             serialization_failures: 0,
+            by_script: Vec::new(),
             memory: None,
         }
     }

@@ -72,14 +72,17 @@ pub fn cost(r: &ExperimentResult, variant: &str) -> String {
     }
 }
 
-/// The worst slowdown a variant causes anywhere in the matrix: "delete-by-parent · p2
+/// The worst slowdown among the slower cells `counts` accepts: "delete-by-parent · p2
 /// +6.1%".
-fn worst_regression(r: &ExperimentResult, variant: &str) -> Option<String> {
+fn worst_regression(
+    r: &ExperimentResult,
+    counts: impl Fn(&Answer, &Cell) -> bool,
+) -> Option<String> {
     r.analysis
         .answers
         .iter()
         .flat_map(|a| a.slower.iter().map(move |&i| (a, i)))
-        .filter(|(_, i)| r.cells[*i].variant == variant)
+        .filter(|(a, i)| counts(a, &r.cells[*i]))
         .max_by(|(_, x), (_, y)| {
             let ratio = |i: usize| r.cells[i].change.map_or(0.0, |c| c.ratio);
             ratio(*x).total_cmp(&ratio(*y))
@@ -117,7 +120,17 @@ pub fn lines(r: &ExperimentResult) -> Vec<String> {
                         ));
                     }
                     text.push_str(&format!("; costs {}", cost(r, &best.variant)));
-                    if let Some(worst) = worst_regression(r, &best.variant) {
+                    // Adopting a variant with a form brings that form and the variant:
+                    // a slower cell counts when it is that variant's with that form or
+                    // with its row's reference form (the query as written, under the
+                    // variant), not with another form of the same variant.
+                    let adopted = |a: &Answer, c: &Cell| {
+                        let reference_form =
+                            a.reference.and_then(|j| r.cells.get(j)).map(|x| &x.form);
+                        c.variant == best.variant
+                            && (c.form == best.form || reference_form == Some(&c.form))
+                    };
+                    if let Some(worst) = worst_regression(r, adopted) {
                         text.push_str(&format!("; slower elsewhere: {worst}"));
                     }
                 }
@@ -249,7 +262,7 @@ pub fn variant_lines(r: &ExperimentResult) -> Vec<String> {
                 v.name,
                 r.analysis.answers.len()
             );
-            if let Some(worst) = worst_regression(r, &v.name) {
+            if let Some(worst) = worst_regression(r, |_, c| c.variant == v.name) {
                 text.push_str(&format!(" (worst: {worst})"));
             }
             text.push_str(&format!("; {}.", cost(r, &v.name)));

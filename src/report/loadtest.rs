@@ -93,6 +93,22 @@ pub fn body_with(results: &[(String, LoadResult)], with_summary: bool) -> String
         }
         let _ = writeln!(md, "\n{CONCURRENCY_NOTE}");
     }
+    if let Some(rows) = per_script(results) {
+        let _ = writeln!(md, "\n### Latency per script\n");
+        let _ = writeln!(md, "| {} |", PER_SCRIPT.join(" | "));
+        let _ = writeln!(md, "|---|---|---:|---|---:|---:|---:|---:|---:|");
+        for mut cells in rows {
+            cells[0] = format!("`{}`", cells[0]);
+            let cells: Vec<String> = cells.iter().map(|c| escape(c)).collect();
+            let _ = writeln!(md, "| {} |", cells.join(" | "));
+        }
+        let _ = writeln!(
+            md,
+            "\nA point that runs several scripts (a weighted mix, or a group whose sessions \
+             run more than one) has one latency histogram per script beside the point's own: \
+             what a request sees when the same sessions also run the others."
+        );
+    }
     if let Some(rows) = memory(results) {
         let _ = writeln!(md, "\n### Memory of the load's backends\n");
         let _ = writeln!(md, "| {} |", MEMORY.join(" | "));
@@ -163,6 +179,17 @@ pub fn terminal(results: &[(String, LoadResult)]) -> String {
             table.add_row(cells);
         }
         out.push_str(&format!("locks and writes under concurrency\n{table}\n"));
+    }
+    if let Some(rows) = per_script(results) {
+        let mut table = Table::new();
+        table
+            .load_style(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(PER_SCRIPT.to_vec());
+        for cells in rows {
+            table.add_row(cells);
+        }
+        out.push_str(&format!("latency per script\n{table}\n"));
     }
     if let Some(rows) = memory(results) {
         let mut table = Table::new();
@@ -255,6 +282,43 @@ const MEMORY_NOTE: &str = "Private memory (`RssAnon` in `/proc/<pid>/status`: pa
     machine only: a sort or hash that lives between two samples goes unseen. A backend's \
     peak is the most it held in one sample; all together is the point's backends at the \
     sample where they held the most; the largest over the runs.";
+
+const PER_SCRIPT: [&str; 9] = [
+    "variant",
+    "group · script",
+    "clients",
+    "script",
+    "transactions",
+    "p50",
+    "p95",
+    "p99",
+    "max",
+];
+
+/// The rows of the per-script table: one per script of each point that ran several.
+fn per_script(results: &[(String, LoadResult)]) -> Option<Vec<Vec<String>>> {
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .flat_map(|(variant, result)| {
+            result.points.iter().flat_map(move |p| {
+                p.by_script.iter().map(move |s| {
+                    vec![
+                        variant.clone(),
+                        p.script_mix.clone(),
+                        p.clients.to_string(),
+                        s.script.clone(),
+                        fmt_count(s.transactions as i64),
+                        fmt_ms(s.latency_ms.p50),
+                        fmt_ms(s.latency_ms.p95),
+                        fmt_ms(s.latency_ms.p99),
+                        fmt_ms(s.latency_ms.max),
+                    ]
+                })
+            })
+        })
+        .collect();
+    (!rows.is_empty()).then_some(rows)
+}
 
 /// The rows of the memory table: one per point whose backends' memory was sampled.
 fn memory(results: &[(String, LoadResult)]) -> Option<Vec<Vec<String>>> {
@@ -931,8 +995,10 @@ pub fn answer_lines(results: &[(String, LoadResult)]) -> Vec<String> {
                 })
         };
         let head = format!("{} · {}", row.script, clients_text(row.clients));
+        let scripts = script_p99s(results, row);
         if let Some(rate) = at(&row.best.variant).and_then(|p| p.rate) {
             lines.push(rate_line(results, row, &head, rate));
+            lines.extend(scripts);
             continue;
         }
         let best = format!("`{}` {} TPS", row.best.variant, tps_range(&row.best));
@@ -955,8 +1021,13 @@ pub fn answer_lines(results: &[(String, LoadResult)]) -> Vec<String> {
                 lead_text(row)
             ),
         });
+        if let Some(behind) = behind_line(results, row) {
+            lines.push(behind);
+        }
+        lines.extend(scripts);
     }
     if quiet > 0 {
+        // (the per-script lines of the quiet points are left out with them)
         lines.push(format!(
             "No variant leads beyond the run-to-run spread at {}{} (script and client count).",
             if quiet == s.rows.len() {
@@ -977,6 +1048,100 @@ pub fn answer_lines(results: &[(String, LoadResult)]) -> Vec<String> {
     lines.extend(summary_lines.into_iter().skip(s.rows.len()));
     lines.extend(memory_answer(results));
     lines
+}
+
+/// The variants that fall behind the best beyond the spread (their fastest run slower
+/// than its slowest, by at least 5%), beyond the runner-up the row already names.
+fn behind_line(results: &[(String, LoadResult)], row: &SummaryRow) -> Option<String> {
+    let runner = row.runner_up.as_ref().map(|r| r.variant.as_str());
+    let mut behind: Vec<Entry> = results
+        .iter()
+        .filter(|(v, _)| *v != row.best.variant && Some(v.as_str()) != runner)
+        .filter_map(|(v, r)| {
+            let p = r
+                .points
+                .iter()
+                .find(|p| p.script_mix == row.script && p.clients == row.clients)?;
+            Some(entry(v, p))
+        })
+        .filter(|e| {
+            e.runs > 1
+                && row.best.runs > 1
+                && e.tps_max < row.best.tps_min
+                && e.tps_median * (1.0 + crate::stats::NOISE) <= row.best.tps_median
+        })
+        .collect();
+    if behind.is_empty() {
+        return None;
+    }
+    behind.sort_by(|a, b| b.tps_median.total_cmp(&a.tps_median));
+    let list: Vec<String> = behind
+        .iter()
+        .map(|e| {
+            format!(
+                "`{}` {} TPS ({:+.0}%)",
+                e.variant,
+                tps_range(e),
+                (e.tps_median / row.best.tps_median - 1.0) * 100.0
+            )
+        })
+        .collect();
+    Some(format!(
+        "{} · {}: behind `{}` beyond the spread: {}",
+        row.script,
+        clients_text(row.clients),
+        row.best.variant,
+        list.join(", ")
+    ))
+}
+
+/// For a point that runs several scripts: per script, every variant's p99, lowest first
+/// (one histogram over the runs: no spread to call a winner by).
+fn script_p99s(results: &[(String, LoadResult)], row: &SummaryRow) -> Vec<String> {
+    let points: Vec<(&String, &LoadPoint)> = results
+        .iter()
+        .filter_map(|(v, r)| {
+            let p = r
+                .points
+                .iter()
+                .find(|p| p.script_mix == row.script && p.clients == row.clients)?;
+            Some((v, p))
+        })
+        .collect();
+    let mut names: Vec<&String> = points
+        .iter()
+        .flat_map(|(_, p)| p.by_script.iter().map(|s| &s.script))
+        .collect();
+    names.dedup();
+    let mut seen = Vec::new();
+    names.retain(|n| {
+        let new = !seen.contains(n);
+        seen.push(*n);
+        new
+    });
+    names
+        .into_iter()
+        .map(|name| {
+            let mut each: Vec<(&String, f64)> = points
+                .iter()
+                .filter_map(|(v, p)| {
+                    let s = p.by_script.iter().find(|s| &s.script == name)?;
+                    (s.transactions > 0).then_some((*v, s.latency_ms.p99))
+                })
+                .collect();
+            each.sort_by(|a, b| a.1.total_cmp(&b.1));
+            let list: Vec<String> = each
+                .iter()
+                .map(|(v, p99)| format!("`{v}` {}", fmt_ms(*p99)))
+                .collect();
+            format!(
+                "{} · {} · script `{name}` alone, p99: {}",
+                row.script,
+                clients_text(row.clients),
+                list.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// A group held to `rate`: who kept it (at least [`KEPT_RATE`] of it) and their p99,
@@ -1465,6 +1630,7 @@ mod tests {
             lock_waits: None,
             deadlocks: 0,
             serialization_failures: 0,
+            by_script: Vec::new(),
             memory: None,
         }
     }

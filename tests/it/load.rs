@@ -1077,3 +1077,53 @@ scripts:
         "{md}"
     );
 }
+
+/// A group whose sessions run two scripts reports each script's latency apart: the fast
+/// one's p99 is its own, not the slow one's that shares its sessions.
+#[test]
+fn a_group_of_two_scripts_reports_each_scripts_latency() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = TestDb::new("load_by_script");
+    let spec = spec(
+        "duration: 1500ms
+warmup: 100ms
+repeat: 1
+groups:
+  pool: { clients: 2, scripts: [fast, slow] }
+scripts:
+  fast:
+    weight: 3
+    statements:
+      - { sql: SELECT 1 }
+  slow:
+    weight: 1
+    statements:
+      - { sql: SELECT pg_sleep(0.05) }
+",
+    );
+    let result = load(&db.config(), &spec);
+    let point = &result.points[0];
+    let script = |name: &str| {
+        point
+            .by_script
+            .iter()
+            .find(|s| s.script == name)
+            .unwrap_or_else(|| panic!("no {name}: {:?}", point.by_script))
+    };
+    let (fast, slow) = (script("fast"), script("slow"));
+    assert!(fast.transactions > 0 && slow.transactions > 0);
+    assert_eq!(
+        fast.transactions + slow.transactions,
+        point.transactions,
+        "the scripts split the point's transactions"
+    );
+    assert!(
+        slow.latency_ms.p50 >= 50.0 && fast.latency_ms.p99 < 20.0,
+        "each script has its own percentiles: {:?} {:?}",
+        fast.latency_ms,
+        slow.latency_ms
+    );
+    assert!(point.latency_ms.p99 >= 50.0, "the point's own mixes both");
+    let md = pgx::report::loadtest::markdown(&[("plain".to_string(), result.clone())]);
+    assert!(md.contains("### Latency per script"), "{md}");
+}
