@@ -97,8 +97,76 @@ fn worst_regression(
         })
 }
 
-/// One sentence per row of the summary.
+/// One sentence per row of the summary, then what the cache states cost the baseline.
 pub fn lines(r: &ExperimentResult) -> Vec<String> {
+    let mut lines = row_lines(r);
+    lines.extend(cache_lines(r));
+    lines
+}
+
+/// With a cache axis, per query and parameter set: the baseline's execution and planning
+/// time in every cache state, warm first. Comparisons stay within a cache state (a cold
+/// cell is compared with the baseline's cold cell); this says what a cold start costs.
+fn cache_lines(r: &ExperimentResult) -> Vec<String> {
+    let reference_settings = r.cells.first().map(|c| c.settings.clone());
+    let baseline: Vec<&Cell> = r
+        .cells
+        .iter()
+        .filter(|c| c.variant == r.baseline && Some(&c.settings) == reference_settings.as_ref())
+        .collect();
+    let mut states: Vec<&str> = Vec::new();
+    for c in &baseline {
+        if !states.contains(&c.cache.as_str()) {
+            states.push(&c.cache);
+        }
+    }
+    if states.len() < 2 {
+        return Vec::new();
+    }
+    let mut rows: Vec<(&str, &str, &str)> = Vec::new();
+    for c in &baseline {
+        let key = (c.query.as_str(), c.form.as_str(), c.params.as_str());
+        if !rows.contains(&key) {
+            rows.push(key);
+        }
+    }
+    rows.into_iter()
+        .filter_map(|(query, form, params)| {
+            let each: Vec<String> = states
+                .iter()
+                .filter_map(|state| {
+                    let c = baseline.iter().find(|c| {
+                        c.query == query
+                            && c.form == form
+                            && c.params == params
+                            && c.cache == *state
+                    })?;
+                    let exec = median(c)?;
+                    Some(match c.planning.as_ref() {
+                        Some(p) => {
+                            format!("{state} {} + {} planning", fmt_ms(exec), fmt_ms(p.median))
+                        }
+                        None => format!("{state} {}", fmt_ms(exec)),
+                    })
+                })
+                .collect();
+            (each.len() > 1).then(|| {
+                let form = if form.is_empty() || form == "sql" || form == "default" {
+                    String::new()
+                } else {
+                    format!(" · {form}")
+                };
+                format!(
+                    "**{query} · {params}** by cache state (`{}`{form}, median): {}",
+                    r.baseline,
+                    each.join("; ")
+                )
+            })
+        })
+        .collect()
+}
+
+fn row_lines(r: &ExperimentResult) -> Vec<String> {
     r.analysis
         .answers
         .iter()

@@ -105,6 +105,15 @@ fn cold_cells_read_their_blocks_warm_ones_do_not_and_prewarmed_match_warm() {
         md.contains("plain · cold") && md.contains("I/O read"),
         "{md}"
     );
+    // The answer says what a cold start costs the baseline, state by state.
+    let by_state = pgx::report::answer::lines(&r)
+        .into_iter()
+        .find(|l| l.contains("by cache state"))
+        .expect("a line per query with the baseline's time in every cache state");
+    assert!(
+        by_state.contains("warm ") && by_state.contains("cold ") && by_state.contains("prewarmed "),
+        "{by_state}"
+    );
     drop(embedded);
 
     // On a server pgx does not run, shared buffers cannot be emptied: the cell says so.
