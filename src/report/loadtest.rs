@@ -1047,6 +1047,16 @@ pub fn answer_lines(results: &[(String, LoadResult)]) -> Vec<String> {
     let summary_lines = summary_lines(&s);
     lines.extend(summary_lines.into_iter().skip(s.rows.len()));
     lines.extend(memory_answer(results));
+    if results.len() > 1 && !s.rows.is_empty() {
+        lines.push(
+            "How far to trust a lead: each variant's load runs after the previous one's, not \
+             interleaved, and loads have no A/A control; a lead is beyond the spread of one \
+             variant's repeated runs, not beyond what drifts between two variants' windows, \
+             which this run does not measure. What the server counts (WAL per transaction, \
+             checkpoints, lock waits, rows) is no stopwatch and compares as it is."
+                .to_string(),
+        );
+    }
     lines
 }
 
