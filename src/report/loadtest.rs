@@ -79,46 +79,16 @@ pub fn body_with(results: &[(String, LoadResult)], with_summary: bool) -> String
          transaction, from one HDR histogram of all runs; errors include failed connection \
          attempts."
     );
-    if let Some(rows) = concurrency(results) {
-        let _ = writeln!(md, "\n### Locks and writes under concurrency\n");
-        let _ = writeln!(md, "| {} |", CONCURRENCY.join(" | "));
-        let _ = writeln!(
-            md,
-            "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"
-        );
-        for mut cells in rows {
+    for side in side_tables(results) {
+        let _ = writeln!(md, "\n### {}\n", side.title);
+        let _ = writeln!(md, "| {} |", side.header.join(" | "));
+        let _ = writeln!(md, "{}", side.align);
+        for mut cells in side.rows {
             cells[0] = format!("`{}`", cells[0]);
             let cells: Vec<String> = cells.iter().map(|c| escape(c)).collect();
             let _ = writeln!(md, "| {} |", cells.join(" | "));
         }
-        let _ = writeln!(md, "\n{CONCURRENCY_NOTE}");
-    }
-    if let Some(rows) = per_script(results) {
-        let _ = writeln!(md, "\n### Latency per script\n");
-        let _ = writeln!(md, "| {} |", PER_SCRIPT.join(" | "));
-        let _ = writeln!(md, "|---|---|---:|---|---:|---:|---:|---:|---:|");
-        for mut cells in rows {
-            cells[0] = format!("`{}`", cells[0]);
-            let cells: Vec<String> = cells.iter().map(|c| escape(c)).collect();
-            let _ = writeln!(md, "| {} |", cells.join(" | "));
-        }
-        let _ = writeln!(
-            md,
-            "\nA point that runs several scripts (a weighted mix, or a group whose sessions \
-             run more than one) has one latency histogram per script beside the point's own: \
-             what a request sees when the same sessions also run the others."
-        );
-    }
-    if let Some(rows) = memory(results) {
-        let _ = writeln!(md, "\n### Memory of the load's backends\n");
-        let _ = writeln!(md, "| {} |", MEMORY.join(" | "));
-        let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|");
-        for mut cells in rows {
-            cells[0] = format!("`{}`", cells[0]);
-            let cells: Vec<String> = cells.iter().map(|c| escape(c)).collect();
-            let _ = writeln!(md, "| {} |", cells.join(" | "));
-        }
-        let _ = writeln!(md, "\n{MEMORY_NOTE}");
+        let _ = writeln!(md, "\n{}", side.note);
     }
     for mix in script_mixes(results) {
         chart(&mut md, results, &mix, "TPS", |p| p.tps_median);
@@ -169,38 +139,16 @@ pub fn terminal(results: &[(String, LoadResult)]) -> String {
         }
     }
     let mut out = format!("\nload\n{table}\n");
-    if let Some(rows) = concurrency(results) {
+    for side in side_tables(results) {
         let mut table = Table::new();
         table
             .load_style(UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_header(CONCURRENCY.to_vec());
-        for cells in rows {
+            .set_header(side.header.to_vec());
+        for cells in side.rows {
             table.add_row(cells);
         }
-        out.push_str(&format!("locks and writes under concurrency\n{table}\n"));
-    }
-    if let Some(rows) = per_script(results) {
-        let mut table = Table::new();
-        table
-            .load_style(UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_header(PER_SCRIPT.to_vec());
-        for cells in rows {
-            table.add_row(cells);
-        }
-        out.push_str(&format!("latency per script\n{table}\n"));
-    }
-    if let Some(rows) = memory(results) {
-        let mut table = Table::new();
-        table
-            .load_style(UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_header(MEMORY.to_vec());
-        for cells in rows {
-            table.add_row(cells);
-        }
-        out.push_str(&format!("memory of the load's backends\n{table}\n"));
+        out.push_str(&format!("{}\n{table}\n", side.title.to_lowercase()));
     }
     if let Some(note) = round_trip_note(results) {
         out.push_str(&note.replace('`', ""));
@@ -237,6 +185,54 @@ pub fn terminal(results: &[(String, LoadResult)]) -> String {
     }
     out
 }
+
+/// A table beside the runs, drawn alike by the terminal and Markdown.
+struct SideTable {
+    title: &'static str,
+    header: &'static [&'static str],
+    /// Markdown's alignment row.
+    align: &'static str,
+    note: &'static str,
+    rows: Vec<Vec<String>>,
+}
+
+/// The tables beside the runs that these results have: locks and writes, latency per
+/// script, the backends' memory.
+fn side_tables(results: &[(String, LoadResult)]) -> Vec<SideTable> {
+    let mut tables = Vec::new();
+    if let Some(rows) = concurrency(results) {
+        tables.push(SideTable {
+            title: "Locks and writes under concurrency",
+            header: &CONCURRENCY,
+            align: "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
+            note: CONCURRENCY_NOTE,
+            rows,
+        });
+    }
+    if let Some(rows) = per_script(results) {
+        tables.push(SideTable {
+            title: "Latency per script",
+            header: &PER_SCRIPT,
+            align: "|---|---|---:|---|---:|---:|---:|---:|---:|",
+            note: PER_SCRIPT_NOTE,
+            rows,
+        });
+    }
+    if let Some(rows) = memory(results) {
+        tables.push(SideTable {
+            title: "Memory of the load's backends",
+            header: &MEMORY,
+            align: "|---|---|---:|---:|---:|---:|---:|",
+            note: MEMORY_NOTE,
+            rows,
+        });
+    }
+    tables
+}
+
+const PER_SCRIPT_NOTE: &str = "A point that runs several scripts (a weighted mix, or a group \
+    whose sessions run more than one) has one latency histogram per script beside the \
+    point's own: what a request sees when the same sessions also run the others.";
 
 const CONCURRENCY: [&str; 14] = [
     "variant",
@@ -563,6 +559,13 @@ pub fn hangs(p: &LoadPoint) -> bool {
         || (p.timeouts > 0 && p.timeouts >= p.transactions)
 }
 
+/// A result's point for a script mix and client count.
+fn point_at<'a>(r: &'a LoadResult, mix: &str, clients: usize) -> Option<&'a LoadPoint> {
+    r.points
+        .iter()
+        .find(|p| p.script_mix == mix && p.clients == clients)
+}
+
 /// Best variant per script mix and client count, hangs, targets.
 pub fn summary(results: &[(String, LoadResult)]) -> Summary {
     let mut rows = Vec::new();
@@ -571,10 +574,7 @@ pub fn summary(results: &[(String, LoadResult)]) -> Summary {
             let mut entries: Vec<(Entry, bool)> = results
                 .iter()
                 .filter_map(|(variant, r)| {
-                    let p = r
-                        .points
-                        .iter()
-                        .find(|p| p.script_mix == mix && p.clients == c)?;
+                    let p = point_at(r, &mix, c)?;
                     Some((entry(variant, p), hangs(p)))
                 })
                 .collect();
@@ -711,10 +711,7 @@ fn counter_rows(results: &[(String, LoadResult)]) -> Vec<CounterRow> {
                 let mut ranked: Vec<(String, f64, f64, f64)> = results
                     .iter()
                     .filter_map(|(variant, r)| {
-                        let p = r
-                            .points
-                            .iter()
-                            .find(|p| p.script_mix == mix && p.clients == c)?;
+                        let p = point_at(r, &mix, c)?;
                         let (median, lo, hi) = counter_rates(p, &info.name)?;
                         Some((variant.clone(), median, lo, hi))
                     })
@@ -988,11 +985,7 @@ pub fn answer_lines(results: &[(String, LoadResult)]) -> Vec<String> {
             results
                 .iter()
                 .find(|(v, _)| v == variant)
-                .and_then(|(_, r)| {
-                    r.points
-                        .iter()
-                        .find(|p| p.script_mix == row.script && p.clients == row.clients)
-                })
+                .and_then(|(_, r)| point_at(r, &row.script, row.clients))
         };
         let head = format!("{} · {}", row.script, clients_text(row.clients));
         let scripts = script_p99s(results, row);
@@ -1068,10 +1061,7 @@ fn behind_line(results: &[(String, LoadResult)], row: &SummaryRow) -> Option<Str
         .iter()
         .filter(|(v, _)| *v != row.best.variant && Some(v.as_str()) != runner)
         .filter_map(|(v, r)| {
-            let p = r
-                .points
-                .iter()
-                .find(|p| p.script_mix == row.script && p.clients == row.clients)?;
+            let p = point_at(r, &row.script, row.clients)?;
             Some(entry(v, p))
         })
         .filter(|e| {
@@ -1111,10 +1101,7 @@ fn script_p99s(results: &[(String, LoadResult)], row: &SummaryRow) -> Vec<String
     let points: Vec<(&String, &LoadPoint)> = results
         .iter()
         .filter_map(|(v, r)| {
-            let p = r
-                .points
-                .iter()
-                .find(|p| p.script_mix == row.script && p.clients == row.clients)?;
+            let p = point_at(r, &row.script, row.clients)?;
             Some((v, p))
         })
         .collect();
@@ -1160,11 +1147,7 @@ fn rate_line(results: &[(String, LoadResult)], row: &SummaryRow, head: &str, rat
     let mut kept = Vec::new();
     let mut behind = Vec::new();
     for (variant, r) in results {
-        let Some(p) = r
-            .points
-            .iter()
-            .find(|p| p.script_mix == row.script && p.clients == row.clients)
-        else {
+        let Some(p) = point_at(r, &row.script, row.clients) else {
             continue;
         };
         let e = entry(variant, p);
@@ -1268,10 +1251,7 @@ fn memory_answer(results: &[(String, LoadResult)]) -> Vec<String> {
         let each: Vec<String> = results
             .iter()
             .filter_map(|(variant, r)| {
-                let p = r
-                    .points
-                    .iter()
-                    .find(|p| p.script_mix == mix && p.clients == clients)?;
+                let p = point_at(r, &mix, clients)?;
                 let m = p.memory.as_ref()?;
                 Some(format!(
                     "`{variant}` {} per backend at most (median {}), {} together",
@@ -1554,11 +1534,7 @@ fn chart(
         let values: Vec<String> = clients
             .iter()
             .map(|&c| {
-                let v = r
-                    .points
-                    .iter()
-                    .find(|p| p.script_mix == mix && p.clients == c)
-                    .map_or(0.0, value);
+                let v = point_at(r, mix, c).map_or(0.0, value);
                 format!("{v:.2}")
             })
             .collect();
