@@ -429,9 +429,10 @@ fn variants(
             },
         });
     }
-    // The control measures the noise of EXPLAIN cells; an experiment of load alone has none.
+    // The control measures the noise of EXPLAIN cells, and the drift between variants'
+    // loads (its load runs later in the same sequence).
     if control
-        && !spec.queries.is_empty()
+        && (!spec.queries.is_empty() || spec.load.is_some())
         && let Some(baseline) = variants.first()
     {
         let control = Variant {

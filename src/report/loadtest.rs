@@ -971,6 +971,16 @@ const KEPT_RATE: f64 = 0.9;
 /// kept it and at what p99; per counter with a direction, who leads by the same rule;
 /// the hangs; the targets; the backends' memory.
 pub fn answer_lines(results: &[(String, LoadResult)]) -> Vec<String> {
+    answer_lines_with(results, None)
+}
+
+/// [`answer_lines`] with the A/A control's load (a second copy of the baseline, the first
+/// of `results`, loaded later in the run): its difference from the baseline is the
+/// drift between windows, and no lead or fall within it is called.
+pub fn answer_lines_with(
+    results: &[(String, LoadResult)],
+    control: Option<&LoadResult>,
+) -> Vec<String> {
     let s = summary(results);
     let mut lines = Vec::new();
     // With targets the targets are the question: of the other points only the leads.
@@ -995,7 +1005,29 @@ pub fn answer_lines(results: &[(String, LoadResult)]) -> Vec<String> {
             continue;
         }
         let best = format!("`{}` {} TPS", row.best.variant, tps_range(&row.best));
-        lines.push(match (&row.runner_up, row.lead) {
+        // The A/A control's difference from the baseline at this point: the drift.
+        let drift = control.and_then(|c| {
+            let (name, base) = results.first()?;
+            let base = point_at(base, &row.script, row.clients)?;
+            let ctl = point_at(c, &row.script, row.clients)?;
+            (base.tps_median > 0.0).then(|| {
+                let ratio = ctl.tps_median / base.tps_median - 1.0;
+                let (b, c) = (entry(name, base), entry("A/A control", ctl));
+                (ratio, b, c)
+            })
+        });
+        let within_drift = |ratio: f64| drift.as_ref().is_some_and(|(d, _, _)| ratio <= d.abs());
+        let lead_ratio = row
+            .runner_up
+            .as_ref()
+            .filter(|r| r.tps_median > 0.0)
+            .map_or(f64::INFINITY, |r| row.best.tps_median / r.tps_median - 1.0);
+        let lead = if row.lead == Lead::BeyondSpread && within_drift(lead_ratio) {
+            Lead::WithinSpread
+        } else {
+            row.lead
+        };
+        lines.push(match (&row.runner_up, lead) {
             (None, _) | (_, Lead::Alone) => {
                 format!("{head}: {best}, p99 {}", fmt_ms(row.best.p99_ms))
             }
@@ -1014,8 +1046,18 @@ pub fn answer_lines(results: &[(String, LoadResult)]) -> Vec<String> {
                 lead_text(row)
             ),
         });
-        if let Some(behind) = behind_line(results, row) {
+        let drift_ratio = drift.as_ref().map_or(0.0, |(d, _, _)| d.abs());
+        if let Some(behind) = behind_line(results, row, drift_ratio) {
             lines.push(behind);
+        }
+        if let Some((ratio, b, c)) = &drift {
+            lines.push(format!(
+                "A/A control · {head}: the baseline `{}` {} TPS, its second copy, loaded later in the run, {} TPS ({:+.0}%): a lead or a fall within that is not called",
+                b.variant,
+                tps_range(b),
+                tps_range(c),
+                ratio * 100.0
+            ));
         }
         lines.extend(scripts);
     }
@@ -1040,7 +1082,16 @@ pub fn answer_lines(results: &[(String, LoadResult)]) -> Vec<String> {
     let summary_lines = summary_lines(&s);
     lines.extend(summary_lines.into_iter().skip(s.rows.len()));
     lines.extend(memory_answer(results));
-    if results.len() > 1 && !s.rows.is_empty() {
+    if results.len() > 1 && !s.rows.is_empty() && control.is_some() {
+        lines.push(
+            "How far to trust a lead: each variant's load runs after the previous one's, not \
+             interleaved; the A/A control (a second copy of the baseline, loaded later in the \
+             run) measures how far that drifts, and no lead or fall within its difference \
+             is called. What the server counts (WAL per transaction, checkpoints, lock waits, \
+             rows) is no stopwatch and compares as it is."
+                .to_string(),
+        );
+    } else if results.len() > 1 && !s.rows.is_empty() {
         lines.push(
             "How far to trust a lead: each variant's load runs after the previous one's, not \
              interleaved, and loads have no A/A control; a lead is beyond the spread of one \
@@ -1055,7 +1106,7 @@ pub fn answer_lines(results: &[(String, LoadResult)]) -> Vec<String> {
 
 /// The variants that fall behind the best beyond the spread (their fastest run slower
 /// than its slowest, by at least 5%), beyond the runner-up the row already names.
-fn behind_line(results: &[(String, LoadResult)], row: &SummaryRow) -> Option<String> {
+fn behind_line(results: &[(String, LoadResult)], row: &SummaryRow, drift: f64) -> Option<String> {
     let runner = row.runner_up.as_ref().map(|r| r.variant.as_str());
     let mut behind: Vec<Entry> = results
         .iter()
@@ -1069,6 +1120,7 @@ fn behind_line(results: &[(String, LoadResult)], row: &SummaryRow) -> Option<Str
                 && row.best.runs > 1
                 && e.tps_max < row.best.tps_min
                 && e.tps_median * (1.0 + crate::stats::NOISE) <= row.best.tps_median
+                && row.best.tps_median / e.tps_median - 1.0 > drift
         })
         .collect();
     if behind.is_empty() {
@@ -1785,5 +1837,29 @@ mod tests {
                 .iter()
                 .any(|l| l.contains(" leads beyond") || l.contains("` leads,"))
         );
+    }
+
+    /// The A/A control's load is the drift between windows: a lead smaller than the
+    /// control's difference from the baseline is not called, a larger one is.
+    #[test]
+    fn a_lead_within_the_controls_drift_is_not_called() {
+        let at = |tps: [f64; 3]| {
+            let mut r = result(vec![point("w", 8, tps, 0)], None);
+            r.targets.clear();
+            r
+        };
+        let baseline = at([100.0, 101.0, 102.0]);
+        let faster = at([118.0, 120.0, 121.0]);
+        let results = vec![("base".to_string(), baseline), ("new".to_string(), faster)];
+        let steady = at([99.0, 100.0, 101.0]);
+        let lines = answer_lines_with(&results, Some(&steady));
+        assert!(lines[0].contains("`new` leads"), "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l.starts_with("A/A control · w")),
+            "{lines:?}"
+        );
+        let drifting = at([124.0, 125.0, 126.0]);
+        let lines = answer_lines_with(&results, Some(&drifting));
+        assert!(lines[0].contains("no variant leads"), "{lines:?}");
     }
 }

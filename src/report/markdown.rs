@@ -222,7 +222,7 @@ fn answer(md: &mut String, r: &ExperimentResult, others: &[(String, ExperimentRe
     }
     if !load.is_empty() {
         let _ = writeln!(md, "Under load:\n");
-        for line in super::loadtest::answer_lines(&load) {
+        for line in super::loadtest::answer_lines_with(&load, view::control_load(r)) {
             let _ = writeln!(md, "- {}", cell(&line));
         }
         md.push('\n');
@@ -240,7 +240,7 @@ fn load_answer(
     load: &[(String, crate::loadtest::LoadResult)],
 ) {
     let _ = writeln!(md, "## Answer\n");
-    for line in super::loadtest::answer_lines(load) {
+    for line in super::loadtest::answer_lines_with(load, view::control_load(r)) {
         let _ = writeln!(md, "- {}", cell(&line));
     }
     let lines = super::loadtest::target_lines(load);

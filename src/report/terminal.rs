@@ -102,7 +102,10 @@ pub fn render(result: &ExperimentResult) -> String {
     }
     for line in super::answer::lines(result)
         .into_iter()
-        .chain(super::loadtest::answer_lines(&view::load_results(result)))
+        .chain(super::loadtest::answer_lines_with(
+            &view::load_results(result),
+            view::control_load(result),
+        ))
     {
         out.push_str(&format!("answer: {}\n", line.replace(['`', '*'], "")));
     }

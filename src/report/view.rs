@@ -677,6 +677,14 @@ pub fn load_results(r: &ExperimentResult) -> Vec<(String, crate::loadtest::LoadR
         .collect()
 }
 
+/// The A/A control's load, when it ran one.
+pub fn control_load(r: &ExperimentResult) -> Option<&crate::loadtest::LoadResult> {
+    r.variants
+        .iter()
+        .find(|v| v.control)
+        .and_then(|v| v.load.as_ref())
+}
+
 /// A screened cell's estimated plan as `fmt_plan` draws a measured one, hypothetical
 /// indexes named as such ("Index Scan hypothetical t_id").
 pub fn fmt_estimated_plan(r: &ExperimentResult, cell: &ScreenedCell) -> String {

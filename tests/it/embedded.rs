@@ -319,7 +319,8 @@ fn a_variants_server_settings_hold_during_its_load_and_are_undone() {
     let md = std::fs::read_to_string(project.path().join("checkpoints.md")).unwrap();
     assert!(
         md.contains("server settings during its load: checkpoint_timeout=17min")
-            && md.contains("server settings during its load: shared_buffers=48MB"),
+            && md.contains("server settings during its load: shared_buffers=48MB")
+            && md.contains("A/A control · one"),
         "{md}"
     );
     let auto_conf = std::fs::read_to_string(
