@@ -96,6 +96,8 @@ pub struct Variant {
     pub role: Role,
     /// `server_settings`: in force (ALTER SYSTEM + reload) while its load runs.
     pub server_settings: Vec<(String, String)>,
+    /// One of them needs a restart (checked against the server once, before the run).
+    pub server_settings_restart: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -489,6 +491,7 @@ mod tests {
             sql: String::new(),
             role,
             server_settings: Vec::new(),
+            server_settings_restart: false,
         }
     }
 

@@ -422,6 +422,7 @@ fn variants(
             about,
             sql,
             server_settings,
+            server_settings_restart: false,
             role: if i == 0 {
                 Role::Baseline
             } else {
@@ -443,6 +444,7 @@ fn variants(
             ),
             sql: baseline.sql.clone(),
             server_settings: baseline.server_settings.clone(),
+            server_settings_restart: false,
             role: Role::Control,
         };
         variants.push(control);

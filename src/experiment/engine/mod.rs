@@ -89,15 +89,16 @@ pub fn run(
     let checkpointer = super::databases::checkpointer_pid(&mut admin);
     let (matrix, classified) = {
         let config = target.config_for(&base.info.database);
-        let matrix = super::matrix::resolve(plan, &config)?;
+        let mut matrix = super::matrix::resolve(plan, &config)?;
         let mut client = connect(&config)?;
         let classified = matrix
             .settings
             .iter()
             .map(|s| settings::classify(&mut client, &s.values, target.is_embedded()))
             .collect::<Result<Vec<_>>>()?;
-        for v in &matrix.variants {
-            let _restart = settings::check_server_settings(
+        // Checked before anything is built; what each needs is kept for its load.
+        for v in &mut matrix.variants {
+            v.server_settings_restart = settings::check_server_settings(
                 &mut client,
                 &v.name,
                 &v.server_settings,

@@ -504,26 +504,24 @@ impl Engine<'_> {
         }
     }
 
-    /// A variant's `server_settings`, in force from here: ALTER SYSTEM, then a reload
-    /// (waited for on a fresh session of `config`), or a restart of pgx's cluster when
-    /// one needs it (every session is gone then, and the run's locks are taken again).
+    /// Variant `v`'s `server_settings` (checked at the run's start), in force from here:
+    /// ALTER SYSTEM, then a reload (waited for on a fresh session of `config`), or a
+    /// restart of pgx's cluster when one needs it (every session is gone then, and the
+    /// run's locks are taken again).
     fn apply_server_settings(
         &mut self,
-        variant: &str,
+        v: VariantId,
         config: &postgres::Config,
-        values: &[(String, String)],
     ) -> Result<Option<Applied>> {
         use crate::experiment::settings;
-        if values.is_empty() {
+        let variant = self.matrix.variant(v);
+        if variant.server_settings.is_empty() {
             return Ok(None);
         }
+        let restart = variant.server_settings_restart;
+        let values = variant.server_settings.clone();
+        let values = values.as_slice();
         let mut admin = connect(&self.target.admin_config())?;
-        let restart = settings::check_server_settings(
-            &mut admin,
-            variant,
-            values,
-            self.target.is_embedded(),
-        )?;
         if !restart {
             let (guard, since) = settings::ServerWide::apply(admin, values)?;
             settings::wait_for_reload(&mut connect(config)?, since)?;
@@ -592,8 +590,7 @@ impl Engine<'_> {
         let outcome = (|| -> Result<()> {
             if let Some(load) = &self.plan.load {
                 self.progress.message(&format!("{name}: load"));
-                let server_settings = self.matrix.variant(v).server_settings.clone();
-                let applied = self.apply_server_settings(&name, &place.config, &server_settings)?;
+                let applied = self.apply_server_settings(v, &place.config)?;
                 let progress = &mut *self.progress;
                 let load = crate::loadtest::run(&place.config, load, &self.plan.vars, &mut |m| {
                     progress.message(&format!("{name}: load {m}"))
