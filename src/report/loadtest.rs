@@ -559,6 +559,13 @@ pub fn hangs(p: &LoadPoint) -> bool {
         || (p.timeouts > 0 && p.timeouts >= p.transactions)
 }
 
+/// `a` beats `b` beyond the run-to-run spread (its slowest run faster than `b`'s
+/// fastest) and by more than the 5% no timing comparison calls below: a +0.3% lead
+/// whose ranges happen not to overlap is no winner.
+fn beyond_spread(a: &Entry, b: &Entry) -> bool {
+    a.tps_min > b.tps_max && a.tps_median >= b.tps_median * (1.0 + crate::stats::NOISE)
+}
+
 /// A result's point for a script mix and client count.
 fn point_at<'a>(r: &'a LoadResult, mix: &str, clients: usize) -> Option<&'a LoadPoint> {
     r.points
@@ -591,14 +598,7 @@ pub fn summary(results: &[(String, LoadResult)]) -> Summary {
             let lead = match &runner_up {
                 None => Lead::Alone,
                 Some(r) if best.runs < 2 || r.runs < 2 => Lead::OneRun,
-                // Beyond the spread, and by more than the 5% no timing comparison calls
-                // below: a +0.3% lead whose ranges happen not to overlap is no winner.
-                Some(r)
-                    if best.tps_min > r.tps_max
-                        && best.tps_median >= r.tps_median * (1.0 + crate::stats::NOISE) =>
-                {
-                    Lead::BeyondSpread
-                }
+                Some(r) if beyond_spread(&best, r) => Lead::BeyondSpread,
                 Some(_) => Lead::WithinSpread,
             };
             rows.push(SummaryRow {
@@ -1118,8 +1118,7 @@ fn behind_line(results: &[(String, LoadResult)], row: &SummaryRow, drift: f64) -
         .filter(|e| {
             e.runs > 1
                 && row.best.runs > 1
-                && e.tps_max < row.best.tps_min
-                && e.tps_median * (1.0 + crate::stats::NOISE) <= row.best.tps_median
+                && beyond_spread(&row.best, e)
                 && row.best.tps_median / e.tps_median - 1.0 > drift
         })
         .collect();
@@ -1157,17 +1156,13 @@ fn script_p99s(results: &[(String, LoadResult)], row: &SummaryRow) -> Vec<String
             Some((v, p))
         })
         .collect();
-    let mut names: Vec<&String> = points
-        .iter()
-        .flat_map(|(_, p)| p.by_script.iter().map(|s| &s.script))
-        .collect();
-    names.dedup();
-    let mut seen = Vec::new();
-    names.retain(|n| {
-        let new = !seen.contains(n);
-        seen.push(*n);
-        new
-    });
+    // Every script once, in the order the points list them.
+    let mut names: Vec<&String> = Vec::new();
+    for s in points.iter().flat_map(|(_, p)| &p.by_script) {
+        if !names.contains(&&s.script) {
+            names.push(&s.script);
+        }
+    }
     names
         .into_iter()
         .map(|name| {
