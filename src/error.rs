@@ -124,18 +124,14 @@ pub fn server_recovering(err: &anyhow::Error) -> bool {
         }))
 }
 
-/// The driver's error for a connection that closed or was reset under it.
+/// The driver's error for a connection that closed or failed under it: closed, or any
+/// I/O error on its socket ("error communicating with the server": a reset, an early
+/// EOF, a broken pipe, or another kind the OS reports when the backend is killed). A
+/// connection that failed to read or write is gone, whatever the kind.
 fn connection_lost(pg: &postgres::Error) -> bool {
-    use std::io::ErrorKind;
     pg.is_closed()
         || std::error::Error::source(pg)
-            .and_then(|s| s.downcast_ref::<std::io::Error>())
-            .is_some_and(|io| {
-                matches!(
-                    io.kind(),
-                    ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof | ErrorKind::BrokenPipe
-                )
-            })
+            .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some())
 }
 
 /// True when the error is (or was caused by) Ctrl-C or SIGTERM, as [`Interrupted`].
