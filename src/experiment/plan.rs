@@ -430,8 +430,8 @@ fn variants(
             },
         });
     }
-    // The control measures the noise of EXPLAIN cells, and the drift between variants'
-    // loads (its load runs later in the same sequence).
+    // The control measures the noise of EXPLAIN cells, and what differs between two
+    // identical databases' loads (its load takes turns with the variants').
     if control
         && (!spec.queries.is_empty() || spec.load.is_some())
         && let Some(baseline) = variants.first()

@@ -52,213 +52,351 @@ pub fn run_with(
     hooks: &Hooks,
     on_progress: &mut dyn FnMut(&str),
 ) -> Result<LoadResult> {
-    let limits = spec.limits()?;
-    let (round_trip_bound, connect_bound) = bounds(config, &limits)?;
-    let startup = Startup::from_config(config, limits.timeout).map_err(|e| {
-        fail(
-            format!("load: {e}"),
-            "check the connection settings (as for psql)",
-        )
-    })?;
-    on_progress("load: preparing the scripts");
-    let scripts = preflight(config, spec, vars, &limits, connect_bound)?;
-    // The delay path lives as long as this function: dropping it (on any return, error
-    // or Ctrl-C included) stops the relay and releases the namespaces.
-    let path = match limits.rtt {
-        None => DelayPath::direct(transport(config)),
-        Some(rtt) => {
-            on_progress("load: setting up the round-trip delay");
-            DelayPath::open(rtt, spec.rtt_mode, &startup.endpoints, &transport(config)).map_err(
-                |e| {
+    let mut sweep = Sweep::open(config, spec, vars, hooks, on_progress)?;
+    for block in 0..sweep.blocks() {
+        // Repeats outermost: drift over time spreads over every client count alike.
+        for repeat in 0..spec.repeat {
+            sweep.repeat(block, repeat, on_progress)?;
+        }
+    }
+    Ok(sweep.finish(1))
+}
+
+/// One database's load, run a repeat at a time: [`run_with`] runs its repeats back to
+/// back; an experiment alternates the repeats of every variant's sweep, so that what
+/// drifts over the run (the server's caches, its checkpoints, the machine) spreads over
+/// all of them alike. The scripts are checked once, at [`Sweep::open`].
+pub struct Sweep<'a> {
+    config: postgres::Config,
+    spec: &'a LoadSpec,
+    vars: &'a [(String, String)],
+    hooks: Hooks,
+    limits: Limits,
+    round_trip_bound: Duration,
+    connect_bound: Duration,
+    /// The server's own endpoints (a delay path, reopened, replaces them per repeat).
+    startup: Startup,
+    /// Open between repeats unless [`Sweep::pause`]d (two delay paths cannot coexist).
+    path: Option<DelayPath>,
+    /// How the first path was made, for the result.
+    transport: String,
+    rtt_mode: Option<String>,
+    rtt_note: Option<String>,
+    rtt_probe: Option<Duration>,
+    threads: usize,
+    counters: Vec<(String, String)>,
+    blocks: Vec<Block>,
+    sums: Vec<Vec<PointSum>>,
+    rtt_slept: Duration,
+    rtt_sleeps: u64,
+    /// The last repeat's runs, a line each.
+    last: Vec<String>,
+}
+
+impl<'a> Sweep<'a> {
+    /// Check the scripts on the database (prepare, list queries) and open the delay path.
+    pub fn open(
+        config: &postgres::Config,
+        spec: &'a LoadSpec,
+        vars: &'a [(String, String)],
+        hooks: &Hooks,
+        on_progress: &mut dyn FnMut(&str),
+    ) -> Result<Sweep<'a>> {
+        let limits = spec.limits()?;
+        let (round_trip_bound, connect_bound) = bounds(config, &limits)?;
+        let startup = Startup::from_config(config, limits.timeout).map_err(|e| {
+            fail(
+                format!("load: {e}"),
+                "check the connection settings (as for psql)",
+            )
+        })?;
+        on_progress("load: preparing the scripts");
+        let scripts = preflight(config, spec, vars, &limits, connect_bound)?;
+        let counters: Vec<(String, String)> = spec
+            .counters
+            .iter()
+            .map(|(name, sql)| {
+                substitute(sql.sql(), vars, &format!("load.counters.{name}"))
+                    .map(|sql| (name.clone(), sql))
+            })
+            .collect::<Result<_>>()?;
+        let blocks = blocks(spec, &scripts);
+        let sums = blocks
+            .iter()
+            .map(|b| b.members.iter().map(|_| PointSum::new()).collect())
+            .collect();
+        let mut sweep = Sweep {
+            config: config.clone(),
+            spec,
+            vars,
+            hooks: hooks.clone(),
+            limits,
+            round_trip_bound,
+            connect_bound,
+            startup,
+            path: None,
+            transport: transport(config),
+            rtt_mode: None,
+            rtt_note: None,
+            rtt_probe: None,
+            threads: spec.threads.unwrap_or_else(default_threads),
+            counters,
+            blocks,
+            sums,
+            rtt_slept: Duration::ZERO,
+            rtt_sleeps: 0,
+            last: Vec::new(),
+        };
+        sweep.open_path(on_progress)?;
+        if sweep.limits.rtt.is_some() {
+            let path = sweep.path.as_ref().expect("opened above");
+            sweep.rtt_probe = Some(
+                super::net::probe(&sweep.startup, path, 40, connect_bound).map_err(|e| {
+                    fail(
+                        format!("load.rtt: the SELECT 1 probe through the delay failed: {e}"),
+                        "check the connection settings (as for psql)",
+                    )
+                })?,
+            );
+        }
+        Ok(sweep)
+    }
+
+    /// The delay path (dropping it, on any return, error or Ctrl-C included, stops the
+    /// relay and releases the namespaces).
+    fn open_path(&mut self, on_progress: &mut dyn FnMut(&str)) -> Result<()> {
+        if self.path.is_some() {
+            return Ok(());
+        }
+        let path = match self.limits.rtt {
+            None => DelayPath::direct(transport(&self.config)),
+            Some(rtt) => {
+                on_progress("load: setting up the round-trip delay");
+                DelayPath::open(
+                    rtt,
+                    self.spec.rtt_mode,
+                    &self.startup.endpoints,
+                    &transport(&self.config),
+                )
+                .map_err(|e| {
                     fail(
                         format!("load.rtt: {e}"),
                         "rtt_mode: auto picks what this machine can do",
                     )
-                },
-            )?
-        }
-    };
-    let rtt_probe = match limits.rtt {
-        None => None,
-        Some(_) => Some(
-            super::net::probe(&startup, &path, 40, connect_bound).map_err(|e| {
-                fail(
-                    format!("load.rtt: the SELECT 1 probe through the delay failed: {e}"),
-                    "check the connection settings (as for psql)",
-                )
-            })?,
-        ),
-    };
-    let mut startup = startup;
-    if let Some(endpoint) = &path.endpoint {
-        startup.endpoints = vec![endpoint.clone()];
-    }
-    let threads = spec.threads.unwrap_or_else(default_threads);
-    let counters: Vec<(String, String)> = spec
-        .counters
-        .iter()
-        .map(|(name, sql)| {
-            substitute(sql.sql(), vars, &format!("load.counters.{name}"))
-                .map(|sql| (name.clone(), sql))
-        })
-        .collect::<Result<_>>()?;
-    let mut points = Vec::new();
-    let (mut rtt_slept, mut rtt_sleeps) = (Duration::ZERO, 0u64);
-    for (m, block) in blocks(spec, &scripts).into_iter().enumerate() {
-        let mut sums: Vec<PointSum> = block.members.iter().map(|_| PointSum::new()).collect();
-        // Repeats outermost: drift over time spreads over every client count alike.
-        for repeat in 0..spec.repeat {
-            for run in &block.runs {
-                if hooks.stopped() {
-                    break;
-                }
-                let members: Vec<(Arc<Shared>, usize)> = run
-                    .iter()
-                    .map(|&k| {
-                        let member = &block.members[k];
-                        let mut startup = startup.clone();
-                        set_application(&mut startup, &member.application);
-                        let shared = Arc::new(Shared {
-                            startup,
-                            workload: Arc::clone(&member.workload),
-                            limits,
-                            client_delay: path.client_delay,
-                            client_ns: path.client_ns.clone(),
-                            round_trip_bound,
-                            connect_bound,
-                            measured: AtomicU64::new(0),
-                            hooks: hooks.clone(),
-                            rate_per_client: member.rate.map(|r| r / member.clients as f64),
-                        });
-                        (shared, member.clients)
-                    })
-                    .collect();
-                let label = run
-                    .iter()
-                    .map(|&k| {
-                        let member = &block.members[k];
-                        format!("{} · {} clients", member.label, member.clients)
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" + ");
-                let prefix = format!("load {label} · run {}/{}", repeat + 1, spec.repeat);
-                let seed = derive_seed(spec.seed, &[m as u64, repeat as u64]);
-                let mut report = |msg: &str| on_progress(&format!("{prefix}: {msg}"));
-                let before = super::server::snapshot(config, round_trip_bound);
-                let done = run_once(config, &counters, &members, threads, seed, &mut report)?;
-                let rates = done.counters.clone().map_err(|e| {
-                    fail(
-                        format!("load.counters: {e}"),
-                        "each counter is a query returning one number",
-                    )
-                })?;
-                crate::interrupt::check()?;
-                let activity = before.and_then(|b| {
-                    super::server::snapshot(config, round_trip_bound).map(|after| {
-                        let mut activity = b.until(&after);
-                        activity.transactions = done
-                            .clients
-                            .iter()
-                            .flatten()
-                            .map(|s| s.warmup + s.measured + s.late)
-                            .sum();
-                        activity
-                    })
-                });
-                let mut lines = Vec::new();
-                for (&k, all) in run.iter().zip(&done.clients) {
-                    let member = &block.members[k];
-                    let waits = done.locks.as_ref().map(|s| {
-                        super::locks::summarize(
-                            s,
-                            &done.window,
-                            &member.application,
-                            limits.lock_sampling.unwrap_or_default(),
-                        )
-                    });
-                    let memory = done.locks.as_ref().and_then(|s| {
-                        super::memory::summarize(
-                            &s.memory,
-                            &done.window,
-                            &member.application,
-                            super::locks::MEMORY_EVERY.as_secs_f64() * 1000.0,
-                        )
-                    });
-                    let run = sums[k].add(all, &limits, waits, memory, activity.clone(), &rates)?;
-                    for stats in all {
-                        rtt_slept += stats.rtt_slept;
-                        rtt_sleeps += stats.rtt_sleeps;
-                    }
-                    lines.push(format!(
-                        "{}{:.0} TPS, p50 {:.2} ms, p99 {:.2} ms, {} errors, {} timeouts",
-                        if run_is_grouped(&block) {
-                            format!("{}: ", member.label)
-                        } else {
-                            String::new()
-                        },
-                        run.tps,
-                        run.latency_ms.p50,
-                        run.latency_ms.p99,
-                        run.errors,
-                        run.timeouts
-                    ));
-                }
-                report(&lines.join("; "));
-                super::server::verify(
-                    config,
-                    spec,
-                    vars,
-                    &format!("run {} of {label}", repeat + 1),
-                    round_trip_bound,
-                )?;
+                })?
             }
+        };
+        self.transport = path.transport.clone();
+        self.rtt_mode = self.limits.rtt.map(|_| path.mode.name().to_string());
+        self.rtt_note = path.note.clone();
+        self.path = Some(path);
+        Ok(())
+    }
+
+    /// Let go of the delay path until the next repeat (another sweep's needs the names).
+    pub fn pause(&mut self) {
+        self.path = None;
+    }
+
+    /// How many blocks (script mixes, or the groups together) each repeat covers.
+    pub fn blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Repeat `repeat` of block `b`: one run per client count (or one with every group),
+    /// each followed by the load's `verify`.
+    pub fn repeat(
+        &mut self,
+        b: usize,
+        repeat: usize,
+        on_progress: &mut dyn FnMut(&str),
+    ) -> Result<()> {
+        self.open_path(on_progress)?;
+        self.last.clear();
+        let path = self.path.as_ref().expect("opened above");
+        let mut startup = self.startup.clone();
+        if let Some(endpoint) = &path.endpoint {
+            startup.endpoints = vec![endpoint.clone()];
         }
-        for (sum, member) in sums.into_iter().zip(block.members) {
-            let mut point = LoadPoint::new(
-                member.label,
-                member.clients,
-                sum.runs,
-                &sum.histogram,
-                sum.round_trips,
-                sum.error_samples,
-            );
-            point.group = member.group;
-            point.rate = member.rate;
-            point.lock_waits = sum.lock_waits;
-            point.memory = sum.memory;
-            point.by_script = member
-                .workload
-                .scripts
+        let (config, spec, limits) = (&self.config, self.spec, self.limits);
+        let block = &self.blocks[b];
+        for run in &block.runs {
+            if self.hooks.stopped() {
+                break;
+            }
+            let members: Vec<(Arc<Shared>, usize)> = run
                 .iter()
-                .zip(&sum.by_script)
-                .map(|(script, h)| crate::loadtest::result::ScriptLatency {
-                    script: script.name.clone(),
-                    transactions: h.len(),
-                    latency_ms: percentiles(h),
+                .map(|&k| {
+                    let member = &block.members[k];
+                    let mut startup = startup.clone();
+                    set_application(&mut startup, &member.application);
+                    let shared = Arc::new(Shared {
+                        startup,
+                        workload: Arc::clone(&member.workload),
+                        limits,
+                        client_delay: path.client_delay,
+                        client_ns: path.client_ns.clone(),
+                        round_trip_bound: self.round_trip_bound,
+                        connect_bound: self.connect_bound,
+                        measured: AtomicU64::new(0),
+                        hooks: self.hooks.clone(),
+                        rate_per_client: member.rate.map(|r| r / member.clients as f64),
+                    });
+                    (shared, member.clients)
                 })
                 .collect();
-            point.deadlocks = sum.deadlocks;
-            point.serialization_failures = sum.serialization_failures;
-            points.push(point);
+            let label = run
+                .iter()
+                .map(|&k| {
+                    let member = &block.members[k];
+                    format!("{} · {} clients", member.label, member.clients)
+                })
+                .collect::<Vec<_>>()
+                .join(" + ");
+            let prefix = format!("load {label} · run {}/{}", repeat + 1, spec.repeat);
+            let seed = derive_seed(spec.seed, &[b as u64, repeat as u64]);
+            let mut report = |msg: &str| on_progress(&format!("{prefix}: {msg}"));
+            let before = super::server::snapshot(config, self.round_trip_bound);
+            let done = run_once(
+                config,
+                &self.counters,
+                &members,
+                self.threads,
+                seed,
+                &mut report,
+            )?;
+            let rates = done.counters.clone().map_err(|e| {
+                fail(
+                    format!("load.counters: {e}"),
+                    "each counter is a query returning one number",
+                )
+            })?;
+            crate::interrupt::check()?;
+            let activity = before.and_then(|b| {
+                super::server::snapshot(config, self.round_trip_bound).map(|after| {
+                    let mut activity = b.until(&after);
+                    activity.transactions = done
+                        .clients
+                        .iter()
+                        .flatten()
+                        .map(|s| s.warmup + s.measured + s.late)
+                        .sum();
+                    activity
+                })
+            });
+            let mut lines = Vec::new();
+            for (&k, all) in run.iter().zip(&done.clients) {
+                let member = &block.members[k];
+                let waits = done.locks.as_ref().map(|s| {
+                    super::locks::summarize(
+                        s,
+                        &done.window,
+                        &member.application,
+                        limits.lock_sampling.unwrap_or_default(),
+                    )
+                });
+                let memory = done.locks.as_ref().and_then(|s| {
+                    super::memory::summarize(
+                        &s.memory,
+                        &done.window,
+                        &member.application,
+                        super::locks::MEMORY_EVERY.as_secs_f64() * 1000.0,
+                    )
+                });
+                let run =
+                    self.sums[b][k].add(all, &limits, waits, memory, activity.clone(), &rates)?;
+                for stats in all {
+                    self.rtt_slept += stats.rtt_slept;
+                    self.rtt_sleeps += stats.rtt_sleeps;
+                }
+                lines.push(format!(
+                    "{}{:.0} TPS, p50 {:.2} ms, p99 {:.2} ms, {} errors, {} timeouts",
+                    if run_is_grouped(block) {
+                        format!("{}: ", member.label)
+                    } else {
+                        String::new()
+                    },
+                    run.tps,
+                    run.latency_ms.p50,
+                    run.latency_ms.p99,
+                    run.errors,
+                    run.timeouts
+                ));
+            }
+            let line = lines.join("; ");
+            report(&line);
+            self.last.push(format!("{prefix}: {line}"));
+            super::server::verify(
+                config,
+                spec,
+                self.vars,
+                &format!("run {} of {label}", repeat + 1),
+                self.round_trip_bound,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The last repeat's runs, a line each: "load read · 8 clients · run 2/3: 812 TPS,
+    /// p50 ...".
+    pub fn last(&self) -> &[String] {
+        &self.last
+    }
+
+    /// The result: every point with the runs it has. `alternated`: how many databases'
+    /// loads took turns with this one, repeat by repeat (1: back to back).
+    pub fn finish(self, alternated: usize) -> LoadResult {
+        let mut points = Vec::new();
+        for (block, sums) in self.blocks.into_iter().zip(self.sums) {
+            for (sum, member) in sums.into_iter().zip(block.members) {
+                let mut point = LoadPoint::new(
+                    member.label,
+                    member.clients,
+                    sum.runs,
+                    &sum.histogram,
+                    sum.round_trips,
+                    sum.error_samples,
+                );
+                point.group = member.group;
+                point.rate = member.rate;
+                point.lock_waits = sum.lock_waits;
+                point.memory = sum.memory;
+                point.by_script = member
+                    .workload
+                    .scripts
+                    .iter()
+                    .zip(&sum.by_script)
+                    .map(|(script, h)| crate::loadtest::result::ScriptLatency {
+                        script: script.name.clone(),
+                        transactions: h.len(),
+                        latency_ms: percentiles(h),
+                    })
+                    .collect();
+                point.deadlocks = sum.deadlocks;
+                point.serialization_failures = sum.serialization_failures;
+                points.push(point);
+            }
+        }
+        let spec = self.spec;
+        LoadResult {
+            points,
+            rtt_ms: self.limits.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            rtt_actual_ms: (self.rtt_sleeps > 0)
+                .then(|| self.rtt_slept.as_secs_f64() * 1000.0 / self.rtt_sleeps as f64),
+            transport: self.transport,
+            rtt_mode: self.rtt_mode,
+            rtt_note: self.rtt_note,
+            rtt_probe_ms: self.rtt_probe.map(|d| d.as_secs_f64() * 1000.0),
+            timeout_ms: Some(self.limits.timeout.as_secs_f64() * 1000.0),
+            targets: spec.targets.clone(),
+            counters: spec
+                .counters
+                .iter()
+                .map(|(name, counter)| counter.info(name))
+                .collect(),
+            alternated: (alternated > 1).then_some(alternated),
         }
     }
-    Ok(LoadResult {
-        points,
-        rtt_ms: limits.rtt.map(|d| d.as_secs_f64() * 1000.0),
-        rtt_actual_ms: (rtt_sleeps > 0)
-            .then(|| rtt_slept.as_secs_f64() * 1000.0 / rtt_sleeps as f64),
-        transport: path.transport.clone(),
-        rtt_mode: limits.rtt.map(|_| path.mode.name().to_string()),
-        rtt_note: path.note.clone(),
-        rtt_probe_ms: rtt_probe.map(|d| d.as_secs_f64() * 1000.0),
-        timeout_ms: Some(limits.timeout.as_secs_f64() * 1000.0),
-        targets: spec.targets.clone(),
-        counters: spec
-            .counters
-            .iter()
-            .map(|(name, counter)| counter.info(name))
-            .collect(),
-    })
 }
 
 /// The client-side bound of one round trip (a little over the server's

@@ -19,7 +19,7 @@ pub mod spec;
 pub mod timer;
 pub mod wire;
 
-pub use driver::{run, run_with};
+pub use driver::{Sweep, run, run_with};
 pub use hooks::{Hooks, Observer, Outcome, TxEvent};
 pub use net::RttMode;
 pub use result::{

@@ -33,6 +33,10 @@ pub struct LoadResult {
     /// `load.counters`: their names, and which way is better, for the summary.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counters: Vec<CounterInfo>,
+    /// How many databases' loads took turns with this one, repeat by repeat (each
+    /// variant of an experiment in a rotating order); None: its repeats ran back to back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alternated: Option<usize>,
 }
 
 /// A `load.counters` entry as the report needs it.

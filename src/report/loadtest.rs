@@ -975,14 +975,23 @@ pub fn answer_lines(results: &[(String, LoadResult)]) -> Vec<String> {
 }
 
 /// [`answer_lines`] with the A/A control's load (a second copy of the baseline, the first
-/// of `results`, loaded later in the run): its difference from the baseline is the
-/// drift between windows, and no lead or fall within it is called.
+/// of `results`, loaded in turns with the variants, or after them in reports made before
+/// loads took turns): its difference from the baseline is the drift between windows, and
+/// no lead or fall within it is called.
 pub fn answer_lines_with(
     results: &[(String, LoadResult)],
     control: Option<&LoadResult>,
 ) -> Vec<String> {
     let s = summary(results);
     let mut lines = Vec::new();
+    // Whether the variants' loads took turns, repeat by repeat (reports made before that
+    // ran them one after another).
+    let alternated = results.len() > 1 && results.iter().all(|(_, r)| r.alternated.is_some());
+    let loaded = if alternated {
+        "loaded in turns with it"
+    } else {
+        "loaded later in the run"
+    };
     // With targets the targets are the question: of the other points only the leads.
     let targeted = !s.targets.is_empty();
     let mut quiet = 0usize;
@@ -1052,7 +1061,7 @@ pub fn answer_lines_with(
         }
         if let Some((ratio, b, c)) = &drift {
             lines.push(format!(
-                "A/A control · {head}: the baseline `{}` {} TPS, its second copy, loaded later in the run, {} TPS ({:+.0}%): a lead or a fall within that is not called",
+                "A/A control · {head}: the baseline `{}` {} TPS, its second copy, {loaded}, {} TPS ({:+.0}%): a lead or a fall within that is not called",
                 b.variant,
                 tps_range(b),
                 tps_range(c),
@@ -1082,24 +1091,29 @@ pub fn answer_lines_with(
     let summary_lines = summary_lines(&s);
     lines.extend(summary_lines.into_iter().skip(s.rows.len()));
     lines.extend(memory_answer(results));
-    if results.len() > 1 && !s.rows.is_empty() && control.is_some() {
-        lines.push(
-            "How far to trust a lead: each variant's load runs after the previous one's, not \
-             interleaved; the A/A control (a second copy of the baseline, loaded later in the \
-             run) measures how far that drifts, and no lead or fall within its difference \
-             is called. What the server counts (WAL per transaction, checkpoints, lock waits, \
-             rows) is no stopwatch and compares as it is."
-                .to_string(),
-        );
-    } else if results.len() > 1 && !s.rows.is_empty() {
-        lines.push(
-            "How far to trust a lead: each variant's load runs after the previous one's, not \
-             interleaved, and loads have no A/A control; a lead is beyond the spread of one \
-             variant's repeated runs, not beyond what drifts between two variants' windows, \
-             which this run does not measure. What the server counts (WAL per transaction, \
-             checkpoints, lock waits, rows) is no stopwatch and compares as it is."
-                .to_string(),
-        );
+    if results.len() > 1 && !s.rows.is_empty() {
+        let order = if alternated {
+            "the variants' loads took turns, repeat by repeat in a rotating order, so what \
+             drifts over the run spreads over all of them"
+        } else {
+            "each variant's load runs after the previous one's, not interleaved"
+        };
+        let control = if control.is_some() && alternated {
+            "; the A/A control (a second copy of the baseline, loaded in the same turns) \
+             measures how far two identical databases' windows differ, and no lead or fall \
+             within that is called"
+        } else if control.is_some() {
+            "; the A/A control (a second copy of the baseline, loaded later in the run) \
+             measures how far that drifts, and no lead or fall within its difference is called"
+        } else {
+            ", and loads have no A/A control; a lead is beyond the spread of one variant's \
+             repeated runs, not beyond what drifts between two variants' windows, which this \
+             run does not measure"
+        };
+        lines.push(format!(
+            "How far to trust a lead: {order}{control}. What the server counts (WAL per \
+             transaction, checkpoints, lock waits, rows) is no stopwatch and compares as it is."
+        ));
     }
     lines
 }
@@ -1685,6 +1699,7 @@ mod tests {
                 ..Default::default()
             }],
             counters: Vec::new(),
+            alternated: None,
         }
     }
 

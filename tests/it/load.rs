@@ -1127,3 +1127,91 @@ scripts:
     let md = pgx::report::loadtest::markdown(&[("plain".to_string(), result.clone())]);
     assert!(md.contains("### Latency per script"), "{md}");
 }
+
+/// An experiment's loads take turns: every variant (the A/A control included) runs its
+/// first repeat before any runs its second, the order rotating, through a delay relay
+/// that each variant's sweep lets go of between its turns; the report says so.
+#[test]
+fn variants_loads_take_turns_repeat_by_repeat() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = crate::common::server();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("no-migrations")).unwrap();
+    let yaml = "name: load-turns
+about: three variants' loads, two repeats each (a test fixture)
+schema:
+  migrations: no-migrations
+dataset:
+  scale: 1
+  steps:
+    - name: table
+      sql: CREATE TABLE t AS SELECT g AS id, g % 7 AS k FROM generate_series(1, 1000) g;
+baseline: plain
+variants:
+  plain: {}
+  by-k:
+    sql: CREATE INDEX t_k ON t (k);
+load:
+  clients: [1]
+  duration: 300ms
+  warmup: 0s
+  repeat: 2
+  rtt: 1ms
+  rtt_mode: relay
+  scripts:
+    read: { statements: [{ sql: 'SELECT count(*) FROM t WHERE k = $1', params: [{uniform: {min: 0, max: 6}}] }] }
+";
+    let path = project.path().join("load-turns.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let url = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        server.cluster().socket_dir().display(),
+        pgx::cluster::PORT
+    );
+    let out = crate::common::pgx_command(project.path())
+        .env("DATABASE_URL", &url)
+        .args(["experiment", path.to_str().unwrap(), "--out"])
+        .arg(project.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // "plain: load read · 1 clients · run 1/2: 812 TPS, ..." in the order they ran.
+    let turns: Vec<(&str, &str)> = stderr
+        .lines()
+        .filter_map(|l| {
+            let (variant, rest) = l.split_once(": load read")?;
+            let run = rest.split("· run ").nth(1)?.split(':').next()?;
+            Some((variant.trim_start_matches("pgx: ").trim(), run))
+        })
+        .collect();
+    let names = ["plain", "by-k", "A/A control"];
+    assert_eq!(
+        turns.len(),
+        6,
+        "three variants, two repeats: {turns:?}\n{stderr}"
+    );
+    assert!(
+        turns[..3].iter().all(|(_, run)| *run == "1/2")
+            && turns[3..].iter().all(|(_, run)| *run == "2/2"),
+        "every first repeat before any second: {turns:?}"
+    );
+    for half in [&turns[..3], &turns[3..]] {
+        let mut seen: Vec<&str> = half.iter().map(|(v, _)| *v).collect();
+        seen.sort();
+        let mut want = names.to_vec();
+        want.sort();
+        assert_eq!(seen, want, "each variant once per repeat: {turns:?}");
+    }
+    assert_ne!(turns[0].0, turns[3].0, "the order rotates: {turns:?}");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path().join("load-turns.json")).unwrap(),
+    )
+    .unwrap();
+    for v in json["variants"].as_array().unwrap() {
+        assert_eq!(v["load"]["alternated"], 3, "{}", v["name"]);
+        assert_eq!(v["load"]["points"][0]["runs"].as_array().unwrap().len(), 2);
+    }
+    let md = std::fs::read_to_string(project.path().join("load-turns.md")).unwrap();
+    assert!(md.contains("loads took turns, repeat by repeat"), "{md}");
+}

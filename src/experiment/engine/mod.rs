@@ -14,7 +14,8 @@
 //!    cell on a fresh backend warmed by one unrecorded run; after the rounds of the
 //!    design's looks, **stopping** (`stopping`) lets go of every comparison whose answer
 //!    is known, and of every cell no open comparison needs;
-//! 5. the forms' **equivalence**, then each leaving variant's load and maintenance;
+//! 5. the forms' **equivalence**, then the leaving variants' loads, taking turns
+//!    repeat by repeat (`finish`), and their maintenance;
 //! 6. the measurements **assembled** (`assemble`).
 //!
 //! `sessions` holds the backends, `clock` the progress estimate and where the wall time
@@ -27,6 +28,7 @@ mod cold;
 pub mod copies;
 pub mod evict;
 mod evidence;
+mod finish;
 pub mod measure;
 mod prepare;
 mod rounds;
@@ -409,9 +411,7 @@ impl<'a> Engine<'a> {
                 .copied()
                 .filter(|v| last || self.groups_of[v.0] == Group::Own)
                 .collect();
-            for v in leaving {
-                self.finish(v)?;
-            }
+            self.finish(&leaving)?;
             self.clock.wall.finish += started.elapsed().as_secs_f64();
         }
         Ok(())
