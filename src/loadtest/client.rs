@@ -31,6 +31,8 @@ pub struct Script {
     pub name: String,
     pub weight: u32,
     pub pattern: Pattern,
+    /// Sessions the request is split over (1: one session).
+    pub fanout: usize,
     pub lets: Vec<Source>,
     pub statements: Vec<(String, Vec<Source>)>,
 }
@@ -87,6 +89,16 @@ impl Workload {
             .position(|&c| r < c)
             .unwrap_or(0)
             .min(self.scripts.len().saturating_sub(1))
+    }
+
+    /// Sessions a client needs: the widest fan-out of its scripts.
+    fn sessions(&self) -> usize {
+        self.scripts
+            .iter()
+            .map(|s| s.fanout)
+            .max()
+            .unwrap_or(1)
+            .max(1)
     }
 
     /// Every statement to prepare on a connection, in prepared-statement order.
@@ -287,35 +299,48 @@ impl Default for ClientStats {
     }
 }
 
-/// A connection with the workload's statements prepared on it.
+/// A client's connection with the workload's statements prepared on it; with a fan-out
+/// script, the further sessions its request is split over.
 pub struct Conn {
     wire: Wire,
+    more: Vec<Wire>,
 }
 
 impl Conn {
+    /// Sessions this client holds.
+    pub fn sessions(&self) -> u64 {
+        1 + self.more.len() as u64
+    }
+
     /// Say goodbye properly (a Terminate message), so the server logs no unexpected EOF.
     pub fn close(self) {
         self.wire.terminate();
+        for wire in self.more {
+            wire.terminate();
+        }
     }
 
-    /// After a client-side timeout: drop the connection, whose state is unknown, and ask
+    /// After a client-side timeout: drop the connections, whose state is unknown, and ask
     /// the server to cancel in the background (bounded), so the client can reconnect now.
     fn abandon(self) {
-        let (endpoint, pid, secret) = (self.wire.endpoint.clone(), self.wire.pid, self.wire.secret);
-        drop(self.wire);
-        tokio::task::spawn_local(async move {
-            let _ = timeout(
-                Duration::from_secs(1),
-                super::wire::cancel(&endpoint, pid, secret),
-            )
-            .await;
-        });
+        for wire in std::iter::once(self.wire).chain(self.more) {
+            let (endpoint, pid, secret) = (wire.endpoint.clone(), wire.pid, wire.secret);
+            drop(wire);
+            tokio::task::spawn_local(async move {
+                let _ = timeout(
+                    Duration::from_secs(1),
+                    super::wire::cancel(&endpoint, pid, secret),
+                )
+                .await;
+            });
+        }
     }
 }
 
-/// Connect and prepare every statement of the workload (one round trip).
+/// Connect and prepare every statement of the workload (one round trip), on as many
+/// sessions as the widest fan-out needs.
 pub async fn connect(shared: &Shared) -> Result<Conn, String> {
-    let work = async {
+    let one = async || {
         let mut wire = Wire::connect(&shared.startup)
             .await
             .map_err(|e| format!("connect: {e}"))?;
@@ -328,7 +353,15 @@ pub async fn connect(shared: &Shared) -> Result<Conn, String> {
             let sql = sqls.get(reply.parsed).copied();
             return Err(format!("prepare: {}", error.describe(sql)));
         }
-        Ok(Conn { wire })
+        Ok(wire)
+    };
+    let work = async {
+        let wire = one().await?;
+        let mut more = Vec::new();
+        for _ in 1..shared.workload.sessions() {
+            more.push(one().await?);
+        }
+        Ok(Conn { wire, more })
     };
     match timeout(shared.connect_bound, work).await {
         Ok(result) => result,
@@ -518,7 +551,7 @@ async fn reconnect(
     match result {
         Ok(conn) => {
             let mut s = stats.borrow_mut();
-            s.connections += 1;
+            s.connections += conn.sessions();
             s.consecutive_connect_failures = 0;
             Some(conn)
         }
@@ -578,6 +611,14 @@ async fn transaction(
     } = local;
     let mut trip = Trip { timer, watchdog };
     lets.draw(&script.lets, rng);
+    if script.fanout > 1 {
+        let mut trip = trip;
+        return fan_out(
+            shared, conn, script, first, rng, lets, &mut trip, stats, started,
+        )
+        .await
+        .map_err(|(e, slice)| e.into_failure(format!("script {}, slice {slice}", script.name)));
+    }
     let wire = &mut conn.wire;
     let mut sent = Some(started);
     match script.pattern {
@@ -652,6 +693,92 @@ async fn transaction(
             }
         }
     }
+}
+
+/// A fan-out request: the statements in `script.fanout` contiguous slices, each
+/// pipelined on a session of its own (one implicit transaction per slice: the statements
+/// up to its Sync), all sent at once; done when the last slice's answers are in. One
+/// round trip. The first slice that failed, with its number (from 1), on error.
+#[allow(clippy::too_many_arguments)]
+async fn fan_out(
+    shared: &Shared,
+    conn: &mut Conn,
+    script: &Script,
+    first: usize,
+    rng: &mut fastrand::Rng,
+    lets: &mut LetValues,
+    trip: &mut Trip<'_>,
+    stats: &RefCell<ClientStats>,
+    started: Instant,
+) -> Result<u64, (RoundTrip, usize)> {
+    let n = script.statements.len();
+    let per = n.div_ceil(script.fanout);
+    let wires: Vec<&mut Wire> = std::iter::once(&mut conn.wire)
+        .chain(conn.more.iter_mut())
+        .collect();
+    let mut used = 0;
+    let mut sending = Vec::new();
+    for (k, wire) in wires.into_iter().enumerate() {
+        let from = k * per;
+        if from >= n {
+            break;
+        }
+        let to = (from + per).min(n);
+        wire.clear();
+        for i in from..to {
+            let sources = &script.statements[i].1;
+            wire.put_execute(first + i, sources.len(), |j, out| {
+                sources[j].draw_into(rng, lets, Some(out))
+            });
+        }
+        wire.put_sync();
+        used = used.max(to - from);
+        sending.push(wire);
+    }
+    // The client-side delay once: the slices travel side by side.
+    let mut sent = Some(started);
+    if let Some(delay) = shared.client_delay {
+        let before = Instant::now();
+        if trip.timer.is_none() {
+            *trip.timer = Some(PreciseTimer::new().map_err(|e| (RoundTrip::Io(e), 1))?);
+        }
+        if let Some(timer) = trip.timer.as_ref() {
+            timer
+                .sleep(delay)
+                .await
+                .map_err(|e| (RoundTrip::Io(e), 1))?;
+        }
+        let mut s = stats.borrow_mut();
+        s.rtt_slept += before.elapsed();
+        s.rtt_sleeps += 1;
+        sent = None;
+    }
+    let sent = sent.unwrap_or_else(Instant::now);
+    let bound = shared
+        .round_trip_bound
+        .checked_mul(used as u32)
+        .unwrap_or(Duration::MAX);
+    let all = futures_util::future::join_all(sending.into_iter().map(|w| w.exchange(1)));
+    let replies = match sent.checked_add(bound) {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), all)
+            .await
+            .map_err(|_| (RoundTrip::TimedOut(bound), 1))?,
+        None => all.await,
+    };
+    for (k, reply) in replies.into_iter().enumerate() {
+        match reply {
+            Ok(reply) => {
+                if let Some(error) = reply.error {
+                    return Err((
+                        RoundTrip::Server(Box::new(error), reply.completed, reply.status),
+                        k + 1,
+                    ));
+                }
+            }
+            Err(e) => return Err((RoundTrip::Io(e), k + 1)),
+        }
+    }
+    Ok(1)
 }
 
 enum RoundTrip {

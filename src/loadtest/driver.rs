@@ -911,7 +911,7 @@ fn client_thread(
                 tokio::task::spawn_local(async move {
                     match client::connect(&shared).await {
                         Ok(conn) => {
-                            s.borrow_mut().connections += 1;
+                            s.borrow_mut().connections += conn.sessions();
                             Some(conn)
                         }
                         Err(message) => {
@@ -1067,6 +1067,7 @@ fn preflight(
             name: name.clone(),
             weight: script.weight,
             pattern: script.pattern,
+            fanout: script.fanout.unwrap_or(1),
             lets,
             statements,
         });

@@ -167,6 +167,12 @@ pub struct ScriptSpec {
     #[serde(default, rename = "let")]
     pub lets: IndexMap<String, Generator>,
     pub statements: Vec<StatementSpec>,
+    /// Split the request over this many sessions of the client, at once: the statements
+    /// in this many contiguous slices, each pipelined on a connection of its own, the
+    /// request done when the last slice's answers are in (seed 004's "3 connections × 10
+    /// tables"). Each slice is one implicit transaction, not the script's one.
+    #[serde(default)]
+    pub fanout: Option<usize>,
     #[serde(default)]
     pub about: String,
 }
@@ -598,6 +604,23 @@ impl ScriptSpec {
                 format!("load script {name} has no statements"),
                 "add statements: [{ sql: ... }]",
             ));
+        }
+        if let Some(n) = self.fanout {
+            if n < 2 || n > self.statements.len() {
+                return Err(fail(
+                    format!(
+                        "load script {name}: fanout {n} for {} statements",
+                        self.statements.len()
+                    ),
+                    "fanout splits the statements over 2 or more sessions, at most one per statement",
+                ));
+            }
+            if self.pattern != Pattern::Pipelined {
+                return Err(fail(
+                    format!("load script {name}: fanout needs pattern: pipelined"),
+                    "each session's slice of the statements is sent in one flush: set pattern: pipelined",
+                ));
+            }
         }
         for (key, generator) in &self.lets {
             if matches!(generator, Generator::Ref(_)) {

@@ -1215,3 +1215,80 @@ load:
     let md = std::fs::read_to_string(project.path().join("load-turns.md")).unwrap();
     assert!(md.contains("loads took turns, repeat by repeat"), "{md}");
 }
+
+/// A fan-out request runs its slices on sessions of its own, at the same time: three
+/// 100 ms statements split over three sessions take about 100 ms, not 300 ms as in one
+/// pipeline, in one round trip; each client holds three sessions. A statement that fails
+/// names its slice; bad fan-outs are refused before the run.
+#[test]
+fn a_fanned_out_request_runs_its_slices_side_by_side() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = feature_db("load_fanout");
+    let statements = "[{ sql: 'SELECT pg_sleep(0.1)' }, { sql: 'SELECT pg_sleep(0.1)' }, { sql: 'SELECT pg_sleep(0.1)' }]";
+    let spec_of = |fanout: &str, pattern: &str| {
+        spec(&format!(
+            "clients: [2]
+duration: 1s
+warmup: 0s
+repeat: 1
+mix: each
+scripts:
+  fan:
+    pattern: {pattern}
+    {fanout}
+    statements: {statements}
+"
+        ))
+    };
+    let result = load(&db.config(), &spec_of("fanout: 3", "pipelined"));
+    let fan = &result.points[0];
+    assert_eq!(fan.errors, 0, "{:?}", fan.error_samples);
+    assert_eq!(fan.round_trips_per_tx, 1.0);
+    assert!(
+        (95.0..180.0).contains(&fan.latency_ms.p50),
+        "three 100 ms statements side by side: p50 {}",
+        fan.latency_ms.p50
+    );
+    assert_eq!(
+        fan.runs[0].connections, 6,
+        "two clients, three sessions each"
+    );
+    let one = load(&db.config(), &spec_of("", "pipelined"));
+    assert!(
+        one.points[0].latency_ms.p50 >= 290.0,
+        "the same request on one session: p50 {}",
+        one.points[0].latency_ms.p50
+    );
+    // A failing statement in the second slice is named with its slice.
+    let failing = spec(
+        "clients: [1]
+transactions: 3
+warmup: 0s
+repeat: 1
+scripts:
+  fan:
+    pattern: pipelined
+    fanout: 2
+    statements: [{ sql: 'SELECT 1' }, { sql: 'SELECT 1 / (random() * 0)::int' }]
+",
+    );
+    let failed = load(&db.config(), &failing);
+    assert!(
+        failed.points[0].errors > 0
+            && failed.points[0]
+                .error_samples
+                .iter()
+                .any(|e| e.contains("script fan, slice 2") && e.contains("division by zero")),
+        "{:?}",
+        failed.points[0].error_samples
+    );
+    for (fanout, pattern, says) in [
+        ("fanout: 4", "pipelined", "fanout 4 for 3 statements"),
+        ("fanout: 1", "pipelined", "fanout 1 for 3 statements"),
+        ("fanout: 3", "sequential", "fanout needs pattern: pipelined"),
+    ] {
+        let err =
+            run(&db.config(), &spec_of(fanout, pattern), &[], &mut |_| {}).expect_err("refused");
+        assert!(format!("{err:#}").contains(says), "{err:#}");
+    }
+}
