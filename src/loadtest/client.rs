@@ -189,6 +189,9 @@ pub struct ClientStats {
     pub last_measured_end: Option<Instant>,
     /// When the measured window opened (the end of the warmup).
     pub window_start: Option<Instant>,
+    /// The client's first committed transactions (`load.first`), warmup included: when
+    /// each started and its latency in microseconds.
+    pub first: Vec<(Instant, u64)>,
 }
 
 pub const ERROR_SAMPLES: usize = 5;
@@ -218,6 +221,7 @@ impl ClientStats {
             consecutive_connect_failures: 0,
             last_measured_end: None,
             window_start: None,
+            first: Vec::new(),
         }
     }
 
@@ -231,10 +235,15 @@ impl ClientStats {
         &mut self,
         clock: &Clock,
         (script, scripts): (usize, usize),
-        started: Instant,
-        ended: Instant,
+        (started, ended): (Instant, Instant),
+        first: usize,
         result: &Result<u64, Failure>,
     ) -> bool {
+        if result.is_ok() && self.first.len() < first {
+            let micros = ended.saturating_duration_since(started).as_micros().max(1);
+            self.first
+                .push((started, u64::try_from(micros).unwrap_or(u64::MAX)));
+        }
         if ended >= clock.warmup_end {
             self.attempts += 1;
         }
@@ -450,10 +459,13 @@ pub async fn run(
         // Latency from the scheduled start when there is a rate (never later than sent).
         let since = from.map_or(started, |f| f.min(started));
         let scripts = (index, shared.workload.scripts.len());
-        if stats
-            .borrow_mut()
-            .record(&clock, scripts, since, ended, &result)
-        {
+        if stats.borrow_mut().record(
+            &clock,
+            scripts,
+            (since, ended),
+            shared.limits.first,
+            &result,
+        ) {
             shared.measured.fetch_add(1, Ordering::Relaxed);
         }
         observe(

@@ -52,6 +52,12 @@ pub fn run_with(
     hooks: &Hooks,
     on_progress: &mut dyn FnMut(&str),
 ) -> Result<LoadResult> {
+    if spec.start == super::spec::Start::Cold {
+        return Err(fail(
+            "load.start: cold restarts the server before every run",
+            "run it in an experiment on pgx's own cluster (pgx experiment)",
+        ));
+    }
     let mut sweep = Sweep::open(config, spec, vars, hooks, on_progress)?;
     for block in 0..sweep.blocks() {
         // Repeats outermost: drift over time spreads over every client count alike.
@@ -59,7 +65,7 @@ pub fn run_with(
             sweep.repeat(block, repeat, on_progress)?;
         }
     }
-    Ok(sweep.finish(1))
+    Ok(sweep.finish(1, None))
 }
 
 /// One database's load, run a repeat at a time: [`run_with`] runs its repeats back to
@@ -211,8 +217,38 @@ impl<'a> Sweep<'a> {
         repeat: usize,
         on_progress: &mut dyn FnMut(&str),
     ) -> Result<()> {
-        self.open_path(on_progress)?;
         self.last.clear();
+        for i in 0..self.runs(b) {
+            self.run(b, repeat, i, on_progress)?;
+        }
+        Ok(())
+    }
+
+    /// Runs per repeat of block `b` (its client counts).
+    pub fn runs(&self, b: usize) -> usize {
+        self.blocks[b].runs.len()
+    }
+
+    /// Run `i` of repeat `repeat` of block `b`: `load.on_start`, the clients, the
+    /// `verify`. (The caller empties the caches before it for `start: cold`.)
+    pub fn run(
+        &mut self,
+        b: usize,
+        repeat: usize,
+        i: usize,
+        on_progress: &mut dyn FnMut(&str),
+    ) -> Result<()> {
+        if i == 0 {
+            self.last.clear();
+        }
+        if self.hooks.stopped() {
+            return Ok(());
+        }
+        self.open_path(on_progress)?;
+        let on_start_ms = match &self.spec.on_start {
+            Some(sql) => Some(self.on_start(sql, on_progress)?),
+            None => None,
+        };
         let path = self.path.as_ref().expect("opened above");
         let mut startup = self.startup.clone();
         if let Some(endpoint) = &path.endpoint {
@@ -220,10 +256,8 @@ impl<'a> Sweep<'a> {
         }
         let (config, spec, limits) = (&self.config, self.spec, self.limits);
         let block = &self.blocks[b];
-        for run in &block.runs {
-            if self.hooks.stopped() {
-                break;
-            }
+        {
+            let run = &block.runs[i];
             let members: Vec<(Arc<Shared>, usize)> = run
                 .iter()
                 .map(|&k| {
@@ -303,8 +337,14 @@ impl<'a> Sweep<'a> {
                         super::locks::MEMORY_EVERY.as_secs_f64() * 1000.0,
                     )
                 });
-                let run =
-                    self.sums[b][k].add(all, &limits, waits, memory, activity.clone(), &rates)?;
+                let run = self.sums[b][k].add(
+                    all,
+                    &limits,
+                    (waits, memory),
+                    activity.clone(),
+                    &rates,
+                    on_start_ms,
+                )?;
                 for stats in all {
                     self.rtt_slept += stats.rtt_slept;
                     self.rtt_sleeps += stats.rtt_sleeps;
@@ -343,9 +383,25 @@ impl<'a> Sweep<'a> {
         &self.last
     }
 
+    /// `load.on_start` on a session of its own; what it took, in milliseconds.
+    fn on_start(&self, sql: &str, on_progress: &mut dyn FnMut(&str)) -> Result<f64> {
+        on_progress("load: on_start");
+        let sql = substitute(sql, self.vars, "load.on_start")?;
+        let mut client = crate::target::connect(&self.config)?;
+        let started = Instant::now();
+        client.batch_execute(&sql).map_err(|e| {
+            fail(
+                format!("load.on_start: {}", describe_pg_error(&e, Some(&sql))),
+                "fix the statement in load.on_start",
+            )
+        })?;
+        Ok(started.elapsed().as_secs_f64() * 1000.0)
+    }
+
     /// The result: every point with the runs it has. `alternated`: how many databases'
-    /// loads took turns with this one, repeat by repeat (1: back to back).
-    pub fn finish(self, alternated: usize) -> LoadResult {
+    /// loads took turns with this one, repeat by repeat (1: back to back); `shortfall`:
+    /// what the cold starts could not empty.
+    pub fn finish(self, alternated: usize, shortfall: Option<String>) -> LoadResult {
         let mut points = Vec::new();
         for (block, sums) in self.blocks.into_iter().zip(self.sums) {
             for (sum, member) in sums.into_iter().zip(block.members) {
@@ -374,6 +430,18 @@ impl<'a> Sweep<'a> {
                     .collect();
                 point.deadlocks = sum.deadlocks;
                 point.serialization_failures = sum.serialization_failures;
+                if self.limits.first > 0 {
+                    let mut on_start: Vec<f64> =
+                        point.runs.iter().filter_map(|r| r.on_start_ms).collect();
+                    on_start.sort_by(f64::total_cmp);
+                    point.first = Some(crate::loadtest::result::FirstRequests {
+                        per_run: self.limits.first,
+                        transactions: sum.first.len(),
+                        latency_ms: percentiles(&sum.first),
+                        on_start_ms: (!on_start.is_empty())
+                            .then(|| crate::stats::percentile(&on_start, 50.0)),
+                    });
+                }
                 points.push(point);
             }
         }
@@ -395,6 +463,13 @@ impl<'a> Sweep<'a> {
                 .map(|(name, counter)| counter.info(name))
                 .collect(),
             alternated: (alternated > 1).then_some(alternated),
+            start: (spec.start == super::spec::Start::Cold || spec.on_start.is_some()).then(|| {
+                crate::loadtest::result::StartInfo {
+                    cold: spec.start == super::spec::Start::Cold,
+                    shortfall,
+                    on_start: spec.on_start.clone(),
+                }
+            }),
         }
     }
 }
@@ -572,6 +647,8 @@ struct PointSum {
     memory: Option<BackendMemory>,
     deadlocks: u64,
     serialization_failures: u64,
+    /// `load.first`: every run's first N transactions.
+    first: Histogram<u64>,
 }
 
 impl PointSum {
@@ -586,6 +663,7 @@ impl PointSum {
             memory: None,
             deadlocks: 0,
             serialization_failures: 0,
+            first: new_histogram(),
         }
     }
 
@@ -593,10 +671,10 @@ impl PointSum {
         &mut self,
         all: &[ClientStats],
         limits: &Limits,
-        waits: Option<LockWaits>,
-        memory: Option<BackendMemory>,
+        (waits, memory): (Option<LockWaits>, Option<BackendMemory>),
         activity: Option<ServerActivity>,
         counters: &indexmap::IndexMap<String, f64>,
+        on_start_ms: Option<f64>,
     ) -> Result<RunStats> {
         if let Some(waits) = waits {
             self.lock_waits
@@ -661,6 +739,21 @@ impl PointSum {
         run.latency_ms = percentiles(&histogram);
         run.server = activity;
         run.counters = counters.clone();
+        run.on_start_ms = on_start_ms;
+        if limits.first > 0 {
+            // The run's first N across its clients, by when they started.
+            let mut first: Vec<(Instant, u64)> =
+                all.iter().flat_map(|s| s.first.iter().copied()).collect();
+            first.sort_by_key(|(started, _)| *started);
+            let mut histogram = new_histogram();
+            for &(_, micros) in first.iter().take(limits.first) {
+                histogram.saturating_record(micros);
+            }
+            run.first_ms = Some(percentiles(&histogram));
+            self.first
+                .add(&histogram)
+                .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;
+        }
         self.histogram
             .add(&histogram)
             .map_err(|e| anyhow!("cannot merge latency histograms: {e:?}"))?;

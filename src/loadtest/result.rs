@@ -37,6 +37,9 @@ pub struct LoadResult {
     /// variant of an experiment in a rotating order); None: its repeats ran back to back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alternated: Option<usize>,
+    /// How the runs started (`load.start`, `load.on_start`); None: warm, nothing run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartInfo>,
 }
 
 /// A `load.counters` entry as the report needs it.
@@ -127,6 +130,35 @@ pub struct LoadPoint {
     /// on this machine only), the largest over the runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<BackendMemory>,
+    /// `load.first`: the first N committed transactions of each run (in the order they
+    /// started, warmup included), one histogram over the runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<FirstRequests>,
+}
+
+/// The first requests of every run, apart from the steady state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct FirstRequests {
+    /// N: per run.
+    pub per_run: usize,
+    /// Transactions in the histogram (N × runs, fewer when a run committed fewer).
+    pub transactions: u64,
+    pub latency_ms: Percentiles,
+    /// What `load.on_start` took before each run's clients, median over the runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_start_ms: Option<f64>,
+}
+
+/// How each run started: after a cold start or not, and what a cold start could not do.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct StartInfo {
+    pub cold: bool,
+    /// What could not be emptied (a server pgx does not run, files out of reach).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortfall: Option<String>,
+    /// `load.on_start`, the warming run before the clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_start: Option<String>,
 }
 
 /// One script's measured transactions within a point of several scripts.
@@ -256,6 +288,12 @@ pub struct RunStats {
     /// `load.counters`: each counter's change per second over the measured window.
     #[serde(default, skip_serializing_if = "indexmap::IndexMap::is_empty")]
     pub counters: indexmap::IndexMap<String, f64>,
+    /// `load.first`: the run's first N committed transactions' latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_ms: Option<Percentiles>,
+    /// What `load.on_start` took before this run's clients started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_start_ms: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
@@ -340,6 +378,7 @@ impl LoadPoint {
             serialization_failures: 0,
             by_script: Vec::new(),
             memory: None,
+            first: None,
         }
     }
 }

@@ -74,7 +74,29 @@ pub struct LoadSpec {
     /// Numbers the summary judges every variant by (TPS at least, p50 / p99 at most).
     #[serde(default)]
     pub targets: Vec<super::result::LoadTarget>,
+    /// `cold`: before every run pgx restarts its own server and drops the operating
+    /// system's page cache of the database's files, so the run starts as after a deploy
+    /// or a failover; `warm` (default): as the previous run left the caches.
+    #[serde(default)]
+    pub start: Start,
+    /// SQL run on the database before every run's clients start (after the cold start):
+    /// the hot-key warming a service does before it takes traffic. Its time is reported.
+    #[serde(default)]
+    pub on_start: Option<String>,
+    /// Report the latency of each run's first N transactions (committed, in the order
+    /// they started, warmup included) apart: what the first requests after the start see.
+    #[serde(default)]
+    pub first: Option<usize>,
     pub scripts: IndexMap<String, ScriptSpec>,
+}
+
+/// How a run's caches start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    #[default]
+    Warm,
+    Cold,
 }
 
 /// One client group: how many clients, which scripts (by weight; all when absent) and,
@@ -376,6 +398,8 @@ pub struct Limits {
     pub rtt: Option<Duration>,
     /// None: lock waits are not sampled.
     pub lock_sampling: Option<Duration>,
+    /// The first transactions of a run reported apart (0: none).
+    pub first: usize,
 }
 
 impl LoadSpec {
@@ -507,12 +531,29 @@ impl LoadSpec {
                 "every sample is a query on the server under load: 50ms (the default) or more",
             ));
         }
+        if self.first == Some(0) {
+            return Err(fail(
+                "load.first is 0",
+                "first: 100 reports the first 100 requests of every run apart",
+            ));
+        }
+        if self
+            .on_start
+            .as_ref()
+            .is_some_and(|sql| sql.trim().is_empty())
+        {
+            return Err(fail(
+                "load.on_start has no SQL",
+                "write the statements that warm the caches, or leave it out",
+            ));
+        }
         Ok(Limits {
             length,
             warmup: duration("warmup", &self.warmup)?,
             timeout,
             rtt,
             lock_sampling,
+            first: self.first.unwrap_or(0),
         })
     }
 

@@ -218,6 +218,15 @@ fn side_tables(results: &[(String, LoadResult)]) -> Vec<SideTable> {
             rows,
         });
     }
+    if let Some(rows) = first_requests(results) {
+        tables.push(SideTable {
+            title: "First requests of each run",
+            header: &FIRST,
+            align: "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+            note: FIRST_NOTE,
+            rows,
+        });
+    }
     if let Some(rows) = memory(results) {
         tables.push(SideTable {
             title: "Memory of the load's backends",
@@ -314,6 +323,109 @@ fn per_script(results: &[(String, LoadResult)]) -> Option<Vec<Vec<String>>> {
         })
         .collect();
     (!rows.is_empty()).then_some(rows)
+}
+
+const FIRST: [&str; 11] = [
+    "variant",
+    "group · script",
+    "clients",
+    "start",
+    "first N per run",
+    "p50",
+    "p99",
+    "max",
+    "steady p50",
+    "steady p99",
+    "on_start",
+];
+
+const FIRST_NOTE: &str = "`load.first`: each run's first N committed transactions across \
+    its clients, in the order they started (warmup included), one histogram over the runs, \
+    beside the measured window's (steady) percentiles. A cold start is a restart of pgx's \
+    server (shared buffers empty) with the database's files dropped from the OS page \
+    cache; on_start is `load.on_start` (the warming before the clients), median over the runs.";
+
+/// How a load's runs started: "cold", "cold + on_start", "warm + on_start" or "warm".
+fn start_text(result: &LoadResult) -> &'static str {
+    match &result.start {
+        Some(s) if s.cold && s.on_start.is_some() => "cold + on_start",
+        Some(s) if s.cold => "cold",
+        Some(s) if s.on_start.is_some() => "warm + on_start",
+        _ => "warm",
+    }
+}
+
+/// The rows of the first-requests table: one per point that kept its first requests.
+fn first_requests(results: &[(String, LoadResult)]) -> Option<Vec<Vec<String>>> {
+    let rows: Vec<Vec<String>> = results
+        .iter()
+        .flat_map(|(variant, result)| {
+            result.points.iter().filter_map(move |p| {
+                let f = p.first.as_ref()?;
+                Some(vec![
+                    variant.clone(),
+                    p.script_mix.clone(),
+                    p.clients.to_string(),
+                    start_text(result).to_string(),
+                    f.per_run.to_string(),
+                    fmt_ms(f.latency_ms.p50),
+                    fmt_ms(f.latency_ms.p99),
+                    fmt_ms(f.latency_ms.max),
+                    fmt_ms(p.latency_ms.p50),
+                    fmt_ms(p.latency_ms.p99),
+                    f.on_start_ms.map_or("-".into(), fmt_ms),
+                ])
+            })
+        })
+        .collect();
+    (!rows.is_empty()).then_some(rows)
+}
+
+/// Per point with first requests: each variant's first N against its steady state.
+fn first_answer(results: &[(String, LoadResult)]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for mix in script_mixes(results) {
+        for clients in client_counts(results, &mix) {
+            let each: Vec<String> = results
+                .iter()
+                .filter_map(|(variant, r)| {
+                    let p = point_at(r, &mix, clients)?;
+                    let f = p.first.as_ref()?;
+                    let warming = f
+                        .on_start_ms
+                        .map(|ms| format!(", after an on_start of {}", fmt_ms(ms)))
+                        .unwrap_or_default();
+                    Some(format!(
+                        "`{variant}` ({}{warming}) p50 {} / p99 {} / max {} against {} / {} steady",
+                        start_text(r),
+                        fmt_ms(f.latency_ms.p50),
+                        fmt_ms(f.latency_ms.p99),
+                        fmt_ms(f.latency_ms.max),
+                        fmt_ms(p.latency_ms.p50),
+                        fmt_ms(p.latency_ms.p99)
+                    ))
+                })
+                .collect();
+            let per_run = results
+                .iter()
+                .find_map(|(_, r)| point_at(r, &mix, clients)?.first.as_ref())
+                .map(|f| f.per_run);
+            if let Some(n) = per_run {
+                lines.push(format!(
+                    "First {n} requests of each run · {mix} · {}: {}",
+                    clients_text(clients),
+                    each.join("; ")
+                ));
+            }
+        }
+    }
+    if let Some(shortfall) = results
+        .iter()
+        .find_map(|(_, r)| r.start.as_ref()?.shortfall.as_ref())
+    {
+        lines.push(format!("The cold starts were not fully cold: {shortfall}."));
+    }
+    lines
 }
 
 /// The rows of the memory table: one per point whose backends' memory was sampled.
@@ -1091,6 +1203,7 @@ pub fn answer_lines_with(
     let summary_lines = summary_lines(&s);
     lines.extend(summary_lines.into_iter().skip(s.rows.len()));
     lines.extend(memory_answer(results));
+    lines.extend(first_answer(results));
     if results.len() > 1 && !s.rows.is_empty() {
         let order = if alternated {
             "the variants' loads took turns, repeat by repeat in a rotating order, so what \
@@ -1679,6 +1792,7 @@ mod tests {
             serialization_failures: 0,
             by_script: Vec::new(),
             memory: None,
+            first: None,
         }
     }
 
@@ -1700,6 +1814,7 @@ mod tests {
             }],
             counters: Vec::new(),
             alternated: None,
+            start: None,
         }
     }
 

@@ -350,3 +350,74 @@ fn a_variants_server_settings_hold_during_its_load_and_are_undone() {
         stderr(&out)
     );
 }
+
+/// `load.start: cold` restarts pgx's server before every run with nothing of the table
+/// in shared buffers, `load.on_start` runs before the clients (timed), and `load.first`
+/// reports each run's first requests apart; on a server pgx does not run, a cold start is
+/// refused before anything is built.
+#[test]
+fn a_cold_load_restarts_before_every_run_and_reports_its_first_requests() {
+    let own = OwnCluster::new("cold-load");
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join("migrations")).unwrap();
+    // on_start records, per run, the postmaster's start time and how many of t's blocks
+    // were in shared buffers; verify fails the variant if two runs saw the same start or
+    // any saw a block of t.
+    let warm = |body: &str| {
+        format!(
+            "CREATE EXTENSION IF NOT EXISTS pg_buffercache; CREATE EXTENSION IF NOT EXISTS pg_prewarm;\n      CREATE TABLE starts (started timestamptz, cached bigint);\n      CREATE PROCEDURE warm() LANGUAGE plpgsql AS $$ BEGIN INSERT INTO starts SELECT pg_postmaster_start_time(), (SELECT count(*) FROM pg_buffercache WHERE relfilenode = pg_relation_filenode('t') AND reldatabase = (SELECT oid FROM pg_database WHERE datname = current_database())); {body} END $$;"
+        )
+    };
+    let yaml = |start: &str| {
+        format!(
+            "name: cold-load\n\
+             dataset:\n  scale: 1\n  steps:\n    - name: t\n      sql: CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 100000) g; ALTER TABLE t ADD PRIMARY KEY (id);\n\
+             baseline: cold\nvariants:\n  cold:\n    sql: |\n      {}\n  prewarmed:\n    sql: |\n      {}\n\
+             load:\n  clients: [1]\n  duration: 500ms\n  warmup: 0s\n  repeat: 2\n  start: {start}\n  on_start: CALL warm()\n  first: 20\n  scripts:\n    lookup:\n      statements:\n        - {{ sql: 'SELECT v FROM t WHERE id = $1', params: [{{uniform: {{min: 1, max: 100000}}}}] }}\n  verify:\n    restarted:\n      about: every run starts on a restarted server with nothing of t cached\n      sql: SELECT 'seen twice or cached' FROM starts HAVING count(DISTINCT started) <> count(*) OR max(cached) > 0\n",
+            warm(""),
+            warm("PERFORM pg_prewarm('t'); PERFORM pg_prewarm('t_pkey');")
+        )
+    };
+    let path = project.path().join("cold-load.yaml");
+    std::fs::write(&path, yaml("cold")).unwrap();
+    let out = pgx_command(project.path())
+        .env("PGX_DATA_DIR", &own.0)
+        .args(["experiment", path.to_str().unwrap(), "--out"])
+        .arg(project.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path().join("cold-load.json")).unwrap(),
+    )
+    .unwrap();
+    for v in json["variants"].as_array().unwrap() {
+        let load = &v["load"];
+        assert_eq!(load["start"]["cold"], true, "{}", v["name"]);
+        let point = &load["points"][0];
+        assert_eq!(point["first"]["per_run"], 20);
+        assert_eq!(point["first"]["transactions"], 40, "two runs × 20");
+        assert!(point["first"]["on_start_ms"].as_f64().unwrap() > 0.0);
+        assert!(point["runs"][1]["first_ms"]["p50"].as_f64().unwrap() > 0.0);
+    }
+    let md = std::fs::read_to_string(project.path().join("cold-load.md")).unwrap();
+    assert!(
+        md.contains("First 20 requests of each run · lookup · 1 client: `cold` (cold + on_start")
+            && md.contains("First requests of each run"),
+        "{md}"
+    );
+    // The same file warm: the second run sees the first one's postmaster: verify fails.
+    std::fs::write(&path, yaml("warm")).unwrap();
+    let out = pgx_command(project.path())
+        .env("PGX_DATA_DIR", &own.0)
+        .args(["experiment", path.to_str().unwrap(), "--out"])
+        .arg(project.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the check can fail");
+    assert!(
+        stderr(&out).contains("seen twice or cached"),
+        "{}",
+        stderr(&out)
+    );
+}

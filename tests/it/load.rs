@@ -1214,6 +1214,24 @@ load:
     }
     let md = std::fs::read_to_string(project.path().join("load-turns.md")).unwrap();
     assert!(md.contains("loads took turns, repeat by repeat"), "{md}");
+    // A cold start restarts the server: refused on one pgx does not run.
+    std::fs::write(
+        &path,
+        yaml.replace("  repeat: 2\n", "  repeat: 2\n  start: cold\n"),
+    )
+    .unwrap();
+    let out = crate::common::pgx_command(project.path())
+        .env("DATABASE_URL", &url)
+        .args(["experiment", path.to_str().unwrap(), "--out"])
+        .arg(project.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("load.start: cold") && stderr.contains("not pgx's own"),
+        "{stderr}"
+    );
 }
 
 /// A fan-out request runs its slices on sessions of its own, at the same time: three

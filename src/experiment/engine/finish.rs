@@ -10,10 +10,11 @@
 
 use anyhow::Result;
 
-use super::Engine;
 use super::copies::Place;
+use super::{Engine, evict};
 use crate::experiment::matrix::{Role, VariantId};
 use crate::experiment::tables;
+use crate::loadtest::spec::Start;
 use crate::loadtest::{Hooks, LoadSpec, Sweep};
 use crate::target::connect;
 
@@ -79,6 +80,8 @@ impl Engine<'_> {
         let n = sweeps.len();
         let blocks = sweeps.first().map_or(0, |(_, _, s)| s.blocks());
         let mut failed = vec![false; n];
+        // What the cold starts could not empty, per sweep (the first said).
+        let mut shortfalls: Vec<Option<String>> = vec![None; n];
         let mut turn = 0usize;
         let mut outcome = Ok(());
         'all: for b in 0..blocks {
@@ -90,7 +93,12 @@ impl Engine<'_> {
                     }
                     let (v, place, sweep) = &mut sweeps[k];
                     let name = self.matrix.variant(*v).name.clone();
-                    let ran = self.load_repeat(*v, place, sweep, b, r, &name);
+                    let ran = self.load_repeat(*v, place, sweep, (b, r), &name);
+                    let ran = ran.map(|shortfall| {
+                        if shortfalls[k].is_none() {
+                            shortfalls[k] = shortfall;
+                        }
+                    });
                     if n > 1 {
                         sweep.pause();
                     }
@@ -113,36 +121,72 @@ impl Engine<'_> {
             }
         }
         // What was measured is kept, whatever stopped the run.
-        for ((v, _, sweep), failed) in sweeps.into_iter().zip(failed) {
+        for (((v, _, sweep), failed), shortfall) in sweeps.into_iter().zip(failed).zip(shortfalls) {
             if !failed {
-                self.variants[v.0].load = Some(sweep.finish(n));
+                self.variants[v.0].load = Some(sweep.finish(n, shortfall));
             }
         }
         outcome
     }
 
-    /// One repeat of block `b` of variant `v`'s load, under its server settings.
+    /// One repeat of block `b` of variant `v`'s load, under its server settings, each run
+    /// after a cold start when the load asks for one; what the cold starts could not
+    /// empty.
     fn load_repeat(
         &mut self,
         v: VariantId,
         place: &Place,
         sweep: &mut Sweep,
-        b: usize,
-        r: usize,
+        (b, r): (usize, usize),
         name: &str,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         self.progress.message(&format!("{name}: load"));
         let applied = self.apply_server_settings(v, &place.config)?;
-        let progress = &mut *self.progress;
-        let ran = sweep.repeat(b, r, &mut |m| progress.message(&format!("{name}: {m}")));
+        let ran = self.load_runs(place, sweep, (b, r), name);
         // Undone whatever the load's outcome: the next variant's load must not run under
         // these settings.
         self.undo_server_settings(&place.config, applied)?;
-        ran?;
+        let shortfall = ran?;
         for line in sweep.last() {
             self.progress.line(&format!("{name}: {line}"));
         }
-        Ok(())
+        Ok(shortfall)
+    }
+
+    fn load_runs(
+        &mut self,
+        place: &Place,
+        sweep: &mut Sweep,
+        (b, r): (usize, usize),
+        name: &str,
+    ) -> Result<Option<String>> {
+        let cold = self
+            .plan
+            .load
+            .as_ref()
+            .is_some_and(|l| l.start == Start::Cold);
+        let mut shortfall = None;
+        for i in 0..sweep.runs(b) {
+            if cold {
+                self.progress
+                    .message(&format!("{name}: load: cold start (restarting the server)"));
+                self.sessions.clear();
+                let started = std::time::Instant::now();
+                let evicted = evict::evict(
+                    self.target,
+                    &mut self.admin,
+                    std::slice::from_ref(&place.database),
+                )?;
+                if evicted.shared_buffers {
+                    self.after_restart()?;
+                }
+                self.clock.wall.evictions += started.elapsed().as_secs_f64();
+                shortfall = shortfall.or(evicted.shortfall());
+            }
+            let progress = &mut *self.progress;
+            sweep.run(b, r, i, &mut |m| progress.message(&format!("{name}: {m}")))?;
+        }
+        Ok(shortfall)
     }
 
     /// Variant `v`'s `server_settings` (checked at the run's start), in force from here:

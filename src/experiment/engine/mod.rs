@@ -98,6 +98,18 @@ pub fn run(
             .iter()
             .map(|s| settings::classify(&mut client, &s.values, target.is_embedded()))
             .collect::<Result<Vec<_>>>()?;
+        // A cold start restarts the server: only pgx's own.
+        if plan
+            .load
+            .as_ref()
+            .is_some_and(|l| l.start == crate::loadtest::spec::Start::Cold)
+            && target.cluster().is_none()
+        {
+            return Err(crate::error::fail(
+                "load.start: cold restarts the server before every run, and this server is not pgx's own",
+                "run it on the embedded cluster (no DATABASE_URL / PG* variables), or use start: warm",
+            ));
+        }
         // Checked before anything is built; what each needs is kept for its load.
         for v in &mut matrix.variants {
             v.server_settings_restart = settings::check_server_settings(
