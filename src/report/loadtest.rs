@@ -395,8 +395,21 @@ fn first_answer(results: &[(String, LoadResult)]) -> Vec<String> {
                         .on_start_ms
                         .map(|ms| format!(", after an on_start of {}", fmt_ms(ms)))
                         .unwrap_or_default();
+                    // Each run's own p50 of its first requests: how much they vary.
+                    let mut p50s: Vec<f64> = p
+                        .runs
+                        .iter()
+                        .filter_map(|run| run.first_ms.map(|f| f.p50))
+                        .collect();
+                    p50s.sort_by(f64::total_cmp);
+                    let spread = match (p50s.first(), p50s.last()) {
+                        (Some(lo), Some(hi)) if p50s.len() > 1 => {
+                            format!(" [runs {}–{}]", fmt_ms(*lo), fmt_ms(*hi))
+                        }
+                        _ => String::new(),
+                    };
                     Some(format!(
-                        "`{variant}` ({}{warming}) p50 {} / p99 {} / max {} against {} / {} steady",
+                        "`{variant}` ({}{warming}) p50 {}{spread} / p99 {} / max {} against {} / {} steady",
                         start_text(r),
                         fmt_ms(f.latency_ms.p50),
                         fmt_ms(f.latency_ms.p99),
