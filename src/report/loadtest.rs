@@ -381,8 +381,76 @@ fn first_requests(results: &[(String, LoadResult)]) -> Option<Vec<Vec<String>>> 
     (!rows.is_empty()).then_some(rows)
 }
 
-/// Per point with first requests: each variant's first N against its steady state.
-fn first_answer(results: &[(String, LoadResult)]) -> Vec<String> {
+/// The p50s of a point's runs' first requests, sorted.
+fn first_p50s(p: &LoadPoint) -> Vec<f64> {
+    let mut p50s: Vec<f64> = p
+        .runs
+        .iter()
+        .filter_map(|run| run.first_ms.map(|f| f.p50))
+        .collect();
+    p50s.sort_by(f64::total_cmp);
+    p50s
+}
+
+/// Whose first requests are faster beyond the runs' spread: the lowest median p50 whose
+/// slowest run is faster than the runner-up's fastest, by at least 5%, and by more than
+/// the A/A control's first requests differ from the baseline's.
+fn first_call(
+    results: &[(String, LoadResult)],
+    control: Option<&LoadResult>,
+    mix: &str,
+    clients: usize,
+) -> Option<String> {
+    let mut each: Vec<(&str, Vec<f64>)> = results
+        .iter()
+        .filter_map(|(v, r)| Some((v.as_str(), first_p50s(point_at(r, mix, clients)?))))
+        .filter(|(_, p50s)| p50s.len() > 1)
+        .collect();
+    if each.len() < 2 {
+        return None;
+    }
+    let median = |p50s: &[f64]| crate::stats::percentile(p50s, 50.0);
+    each.sort_by(|a, b| median(&a.1).total_cmp(&median(&b.1)));
+    let (best, next) = (&each[0], &each[1]);
+    let (b_med, n_med) = (median(&best.1), median(&next.1));
+    let drift = control
+        .and_then(|c| {
+            let base = first_p50s(point_at(&results.first()?.1, mix, clients)?);
+            let ctl = first_p50s(point_at(c, mix, clients)?);
+            (!base.is_empty() && !ctl.is_empty())
+                .then(|| (median(&ctl) / median(&base) - 1.0).abs())
+        })
+        .unwrap_or(0.0);
+    let gain = 1.0 - b_med / n_med;
+    let beyond = best.1.last() < next.1.first() && gain >= crate::stats::NOISE && gain > drift;
+    Some(if beyond {
+        format!(
+            "first requests faster beyond the runs' spread: `{}` (p50 {} against `{}` {}, {:.0}% less{})",
+            best.0,
+            fmt_ms(b_med),
+            next.0,
+            fmt_ms(n_med),
+            gain * 100.0,
+            if control.is_some() {
+                format!("; the A/A control's differ by {:.0}%", drift * 100.0)
+            } else {
+                String::new()
+            }
+        )
+    } else {
+        format!(
+            "no variant's first requests are faster beyond the runs' spread (best `{}` p50 {} against `{}` {})",
+            best.0,
+            fmt_ms(b_med),
+            next.0,
+            fmt_ms(n_med)
+        )
+    })
+}
+
+/// Per point with first requests: each variant's first N against its steady state, and
+/// whose are faster beyond the runs' spread.
+fn first_answer(results: &[(String, LoadResult)], control: Option<&LoadResult>) -> Vec<String> {
     let mut lines = Vec::new();
     for mix in script_mixes(results) {
         for clients in client_counts(results, &mix) {
@@ -396,12 +464,7 @@ fn first_answer(results: &[(String, LoadResult)]) -> Vec<String> {
                         .map(|ms| format!(", after an on_start of {}", fmt_ms(ms)))
                         .unwrap_or_default();
                     // Each run's own p50 of its first requests: how much they vary.
-                    let mut p50s: Vec<f64> = p
-                        .runs
-                        .iter()
-                        .filter_map(|run| run.first_ms.map(|f| f.p50))
-                        .collect();
-                    p50s.sort_by(f64::total_cmp);
+                    let p50s = first_p50s(p);
                     let spread = match (p50s.first(), p50s.last()) {
                         (Some(lo), Some(hi)) if p50s.len() > 1 => {
                             format!(" [runs {}–{}]", fmt_ms(*lo), fmt_ms(*hi))
@@ -424,8 +487,11 @@ fn first_answer(results: &[(String, LoadResult)]) -> Vec<String> {
                 .find_map(|(_, r)| point_at(r, &mix, clients)?.first.as_ref())
                 .map(|f| f.per_run);
             if let Some(n) = per_run {
+                let call = first_call(results, control, &mix, clients)
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
                 lines.push(format!(
-                    "First {n} requests of each run · {mix} · {}: {}",
+                    "First {n} requests of each run · {mix} · {}: {}{call}",
                     clients_text(clients),
                     each.join("; ")
                 ));
@@ -1216,7 +1282,7 @@ pub fn answer_lines_with(
     let summary_lines = summary_lines(&s);
     lines.extend(summary_lines.into_iter().skip(s.rows.len()));
     lines.extend(memory_answer(results));
-    lines.extend(first_answer(results));
+    lines.extend(first_answer(results, control));
     if results.len() > 1 && !s.rows.is_empty() {
         let order = if alternated {
             "the variants' loads took turns, repeat by repeat in a rotating order, so what \
@@ -1979,6 +2045,59 @@ mod tests {
 
     /// The A/A control's load is the drift between windows: a lead smaller than the
     /// control's difference from the baseline is not called, a larger one is.
+    #[test]
+    fn first_requests_are_called_faster_only_beyond_the_runs_spread_and_the_controls() {
+        let at = |p50s: [f64; 3]| {
+            let mut p = point("w", 10, [100.0, 100.0, 100.0], 0);
+            for (run, p50) in p.runs.iter_mut().zip(p50s) {
+                run.first_ms = Some(Percentiles {
+                    p50,
+                    ..Default::default()
+                });
+            }
+            p.first = Some(crate::loadtest::result::FirstRequests {
+                per_run: 100,
+                transactions: 300,
+                latency_ms: Percentiles {
+                    p50: p50s[1],
+                    ..Default::default()
+                },
+                on_start_ms: None,
+            });
+            let mut r = result(vec![p], None);
+            r.targets.clear();
+            r
+        };
+        let cold = at([7.0, 7.6, 8.7]);
+        let results = vec![
+            ("cold".to_string(), cold.clone()),
+            ("prewarmed".to_string(), at([4.3, 4.9, 5.4])),
+        ];
+        let first = |lines: Vec<String>| {
+            lines
+                .into_iter()
+                .find(|l| l.starts_with("First 100 requests"))
+                .expect("a first-requests line")
+        };
+        let line = first(answer_lines_with(&results, Some(&cold)));
+        assert!(
+            line.contains("first requests faster beyond the runs' spread: `prewarmed`"),
+            "{line}"
+        );
+        // Identical variants: overlapping runs, no call (the A/A question).
+        let same = vec![
+            ("cold".to_string(), cold.clone()),
+            ("again".to_string(), at([7.1, 7.5, 8.6])),
+        ];
+        assert!(first(answer_lines(&same)).contains("no variant's first requests are faster"));
+        // A control whose first requests differ more than the gain: not called.
+        let line = first(answer_lines_with(&results, Some(&at([3.0, 3.2, 3.4]))));
+        assert!(
+            line.contains("no variant's first requests are faster"),
+            "{line}"
+        );
+    }
+
     #[test]
     fn a_lead_within_the_controls_drift_is_not_called() {
         let at = |tps: [f64; 3]| {
