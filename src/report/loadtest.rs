@@ -204,7 +204,7 @@ fn side_tables(results: &[(String, LoadResult)]) -> Vec<SideTable> {
         tables.push(SideTable {
             title: "Locks and writes under concurrency",
             header: &CONCURRENCY,
-            align: "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|",
+            align: "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
             note: CONCURRENCY_NOTE,
             rows,
         });
@@ -243,7 +243,7 @@ const PER_SCRIPT_NOTE: &str = "A point that runs several scripts (a weighted mix
     whose sessions run more than one) has one latency histogram per script beside the \
     point's own: what a request sees when the same sessions also run the others.";
 
-const CONCURRENCY: [&str; 14] = [
+const CONCURRENCY: [&str; 15] = [
     "variant",
     "group · script",
     "clients",
@@ -257,6 +257,7 @@ const CONCURRENCY: [&str; 14] = [
     "dead tuples added",
     "autovacuums",
     "WAL per transaction",
+    "buffer hits (database)",
     "counters per second",
 ];
 
@@ -268,7 +269,9 @@ const CONCURRENCY_NOTE: &str = "Lock waits are sampled from `pg_stat_activity` a
     (a client would retry). Dead tuples and autovacuum runs are the database's, over every \
     group of the run together, summed over the runs; WAL per transaction is the server's \
     WAL over the runs divided by every group's committed transactions (warmup included); \
-    counters (`load.counters`) are read at the start and end of each measured window: their \
+    buffer hits are the database's shared-buffer hits over hits + reads during each run, \
+    median of the runs (PostgreSQL 15 counts them per database, not per session, so every \
+    group of a run shares one figure); counters (`load.counters`) are read at the start and end of each measured window: their \
     change per second, median of the runs [slowest–fastest].";
 
 const MEMORY: [&str; 7] = [
@@ -425,7 +428,7 @@ fn first_call(
     let beyond = best.1.last() < next.1.first() && gain >= crate::stats::NOISE && gain > drift;
     Some(if beyond {
         format!(
-            "first requests faster beyond the runs' spread: `{}` (p50 {} against `{}` {}, {:.0}% less{})",
+            "first requests faster beyond the runs' spread: `{}` (the runs' median p50 {} against `{}` {}, {:.0}% less{})",
             best.0,
             fmt_ms(b_med),
             next.0,
@@ -439,7 +442,7 @@ fn first_call(
         )
     } else {
         format!(
-            "no variant's first requests are faster beyond the runs' spread (best `{}` p50 {} against `{}` {})",
+            "no variant's first requests are faster beyond the runs' spread (best `{}`, the runs' median p50 {} against `{}` {})",
             best.0,
             fmt_ms(b_med),
             next.0,
@@ -642,6 +645,18 @@ fn concurrency(results: &[(String, LoadResult)]) -> Option<Vec<Vec<String>>> {
                         "-".into()
                     } else {
                         fmt_bytes(wal.max(0) / all as i64)
+                    }
+                },
+                {
+                    // PostgreSQL 15 counts buffer hits per database, not per session: the
+                    // share of every group of the run together, median over the runs.
+                    let mut ratios: Vec<f64> =
+                        activity.iter().filter_map(|a| a.hit_ratio).collect();
+                    ratios.sort_by(f64::total_cmp);
+                    if ratios.is_empty() {
+                        "-".into()
+                    } else {
+                        format!("{:.2}%", crate::stats::percentile(&ratios, 50.0) * 100.0)
                     }
                 },
                 counters_text(p, &result.counters),
@@ -1243,7 +1258,16 @@ pub fn answer_lines_with(
                 "{head}: no variant leads: {best} and `{}` {} TPS ({})",
                 r.variant,
                 tps_range(r),
-                lead_text(row)
+                if row.lead == Lead::BeyondSpread {
+                    // Beyond the runs' spread, but not beyond the A/A control's difference.
+                    format!(
+                        "{:+.0}%, beyond the spread but within the A/A control's {:.0}% difference: no winner",
+                        lead_ratio * 100.0,
+                        drift.as_ref().map_or(0.0, |(d, _, _)| d.abs()) * 100.0
+                    )
+                } else {
+                    lead_text(row)
+                }
             ),
         });
         let drift_ratio = drift.as_ref().map_or(0.0, |(d, _, _)| d.abs());
@@ -2117,6 +2141,10 @@ mod tests {
         );
         let drifting = at([124.0, 125.0, 126.0]);
         let lines = answer_lines_with(&results, Some(&drifting));
-        assert!(lines[0].contains("no variant leads"), "{lines:?}");
+        assert!(
+            lines[0].contains("no variant leads")
+                && lines[0].contains("within the A/A control's 24% difference: no winner"),
+            "{lines:?}"
+        );
     }
 }
