@@ -1215,8 +1215,25 @@ pub fn answer_lines_with(
         let head = format!("{} · {}", row.script, clients_text(row.clients));
         let scripts = script_p99s(results, row);
         if let Some(rate) = at(&row.best.variant).and_then(|p| p.rate) {
-            lines.push(rate_line(results, row, &head, rate));
+            // A rate group is judged by its latency: the A/A control's p99 difference from
+            // the baseline's is how far two identical databases' p99s differ here.
+            let p99_drift = control.and_then(|c| {
+                let (name, base) = results.first()?;
+                let base = point_at(base, &row.script, row.clients)?;
+                let ctl = point_at(c, &row.script, row.clients)?;
+                Some((name, base, ctl))
+            });
+            lines.push(rate_line(
+                results,
+                row,
+                &head,
+                rate,
+                p99_drift.map(|(_, b, c)| p99_gap(b.latency_ms.p99, c.latency_ms.p99)),
+            ));
             lines.extend(scripts);
+            if let Some((name, base, ctl)) = p99_drift {
+                lines.push(control_p99_line(&head, name, base, ctl, loaded));
+            }
             continue;
         }
         let best = format!("`{}` {} TPS", row.best.variant, tps_range(&row.best));
@@ -1418,9 +1435,55 @@ fn script_p99s(results: &[(String, LoadResult)], row: &SummaryRow) -> Vec<String
         .collect()
 }
 
+/// How far apart two p99s are: the higher over the lower, minus one (0 when either is 0).
+fn p99_gap(a: f64, b: f64) -> f64 {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    if lo > 0.0 { hi / lo - 1.0 } else { 0.0 }
+}
+
+/// The A/A control at a rate group's point: the baseline's p99 and its second copy's,
+/// whole and per script, so a reader sees what p99 differences identical databases show.
+fn control_p99_line(
+    head: &str,
+    name: &str,
+    base: &LoadPoint,
+    ctl: &LoadPoint,
+    loaded: &str,
+) -> String {
+    let mut text = format!(
+        "A/A control · {head}: the baseline `{name}` p99 {}, its second copy, {loaded}, p99 {} ({:.0}% apart)",
+        fmt_ms(base.latency_ms.p99),
+        fmt_ms(ctl.latency_ms.p99),
+        p99_gap(base.latency_ms.p99, ctl.latency_ms.p99) * 100.0
+    );
+    for b in &base.by_script {
+        if let Some(c) = ctl
+            .by_script
+            .iter()
+            .find(|c| c.script == b.script && c.transactions > 0 && b.transactions > 0)
+        {
+            text.push_str(&format!(
+                "; script `{}` {} against {}",
+                b.script,
+                fmt_ms(b.latency_ms.p99),
+                fmt_ms(c.latency_ms.p99)
+            ));
+        }
+    }
+    text.push_str(": a p99 difference within that is not called");
+    text
+}
+
 /// A group held to `rate`: who kept it (at least [`KEPT_RATE`] of it) and their p99,
-/// lowest first; who fell behind.
-fn rate_line(results: &[(String, LoadResult)], row: &SummaryRow, head: &str, rate: f64) -> String {
+/// lowest first; who fell behind. With the A/A control's p99 gap (`drift`), whether the
+/// lowest p99 is lower than the next beyond it.
+fn rate_line(
+    results: &[(String, LoadResult)],
+    row: &SummaryRow,
+    head: &str,
+    rate: f64,
+    drift: Option<f64>,
+) -> String {
     let mut kept = Vec::new();
     let mut behind = Vec::new();
     for (variant, r) in results {
@@ -1453,6 +1516,30 @@ fn rate_line(results: &[(String, LoadResult)], row: &SummaryRow, head: &str, rat
     let mut text = format!("{head} at {} TPS: ", tps(rate));
     if !kept.is_empty() {
         text.push_str(&format!("kept the rate: {}", list(&kept)));
+        if let (Some(drift), [best, next, ..]) = (drift, kept.as_slice()) {
+            let gap = p99_gap(best.p99_ms, next.p99_ms);
+            text.push_str(&if gap <= drift {
+                format!(
+                    " (the lowest two p99s are {:.0}% apart, within the A/A control's {:.0}%: no p99 winner)",
+                    gap * 100.0,
+                    drift * 100.0
+                )
+            } else if gap < crate::stats::NOISE {
+                format!(
+                    " (the lowest two p99s are {:.0}% apart, under {:.0}%: no p99 winner)",
+                    gap * 100.0,
+                    crate::stats::NOISE * 100.0
+                )
+            } else {
+                format!(
+                    " (`{}`'s p99 {:.0}% below `{}`'s, beyond the A/A control's {:.0}%)",
+                    best.variant,
+                    (1.0 - best.p99_ms / next.p99_ms) * 100.0,
+                    next.variant,
+                    drift * 100.0
+                )
+            });
+        }
     }
     if !behind.is_empty() {
         if !kept.is_empty() {
@@ -2064,6 +2151,51 @@ mod tests {
             !lines
                 .iter()
                 .any(|l| l.contains(" leads beyond") || l.contains("` leads,"))
+        );
+    }
+
+    /// A rate group is judged by its p99: the A/A control's p99 is shown beside it, and
+    /// the lowest p99 is called only when it is lower than the next by more than the
+    /// control's differs from the baseline's (the A/A question: identical databases' p99s
+    /// differ too).
+    #[test]
+    fn a_rate_groups_lowest_p99_is_called_only_beyond_the_controls_p99_gap() {
+        let at = |p99: f64| {
+            let mut p = point("readers (read)", 50, [990.0, 995.0, 999.0], 0);
+            p.group = Some("readers".into());
+            p.rate = Some(1000.0);
+            p.latency_ms.p99 = p99;
+            let mut r = result(vec![p], None);
+            r.targets.clear();
+            r
+        };
+        let results = vec![
+            ("shared".to_string(), at(8.0)),
+            ("separate".to_string(), at(4.0)),
+        ];
+        // A steady control (8.0 against 8.4 ms, 5% apart): the 50% lower p99 is called.
+        let lines = answer_lines_with(&results, Some(&at(8.4)));
+        assert!(
+            lines[0].contains("`separate`'s p99 50% below `shared`'s, beyond the A/A control's 5%"),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with(
+                "A/A control · readers (read) · 50 clients: the baseline `shared` p99 8.000 ms"
+            ) && l.contains("p99 8.400 ms (5% apart)")),
+            "{lines:?}"
+        );
+        // The control's p99 twice the baseline's: the same gap is within it, not called.
+        let lines = answer_lines_with(&results, Some(&at(16.0)));
+        assert!(
+            lines[0].contains("within the A/A control's 100%: no p99 winner"),
+            "{lines:?}"
+        );
+        // No control (reports made before it): the p99s are listed, nothing is called.
+        let lines = answer_lines_with(&results, None);
+        assert!(
+            !lines[0].contains("p99 winner") && !lines[0].contains("below"),
+            "{lines:?}"
         );
     }
 
