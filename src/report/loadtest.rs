@@ -416,10 +416,9 @@ fn first_call(
     each.sort_by(|a, b| median(&a.1).total_cmp(&median(&b.1)));
     let (best, next) = (&each[0], &each[1]);
     let (b_med, n_med) = (median(&best.1), median(&next.1));
-    let drift = control
-        .and_then(|c| {
-            let base = first_p50s(point_at(&results.first()?.1, mix, clients)?);
-            let ctl = first_p50s(point_at(c, mix, clients)?);
+    let drift = control_points(results, control, mix, clients)
+        .and_then(|(_, base, ctl)| {
+            let (base, ctl) = (first_p50s(base), first_p50s(ctl));
             (!base.is_empty() && !ctl.is_empty())
                 .then(|| (median(&ctl) / median(&base) - 1.0).abs())
         })
@@ -1217,12 +1216,7 @@ pub fn answer_lines_with(
         if let Some(rate) = at(&row.best.variant).and_then(|p| p.rate) {
             // A rate group is judged by its latency: the A/A control's p99 difference from
             // the baseline's is how far two identical databases' p99s differ here.
-            let p99_drift = control.and_then(|c| {
-                let (name, base) = results.first()?;
-                let base = point_at(base, &row.script, row.clients)?;
-                let ctl = point_at(c, &row.script, row.clients)?;
-                Some((name, base, ctl))
-            });
+            let p99_drift = control_points(results, control, &row.script, row.clients);
             lines.push(rate_line(
                 results,
                 row,
@@ -1238,16 +1232,15 @@ pub fn answer_lines_with(
         }
         let best = format!("`{}` {} TPS", row.best.variant, tps_range(&row.best));
         // The A/A control's difference from the baseline at this point: the drift.
-        let drift = control.and_then(|c| {
-            let (name, base) = results.first()?;
-            let base = point_at(base, &row.script, row.clients)?;
-            let ctl = point_at(c, &row.script, row.clients)?;
-            (base.tps_median > 0.0).then(|| {
-                let ratio = ctl.tps_median / base.tps_median - 1.0;
-                let (b, c) = (entry(name, base), entry("A/A control", ctl));
-                (ratio, b, c)
-            })
-        });
+        let drift = control_points(results, control, &row.script, row.clients).and_then(
+            |(name, base, ctl)| {
+                (base.tps_median > 0.0).then(|| {
+                    let ratio = ctl.tps_median / base.tps_median - 1.0;
+                    let (b, c) = (entry(name, base), entry("A/A control", ctl));
+                    (ratio, b, c)
+                })
+            },
+        );
         let within_drift = |ratio: f64| drift.as_ref().is_some_and(|(d, _, _)| ratio <= d.abs());
         let lead_ratio = row
             .runner_up
@@ -1433,6 +1426,23 @@ fn script_p99s(results: &[(String, LoadResult)], row: &SummaryRow) -> Vec<String
             )
         })
         .collect()
+}
+
+/// The baseline's point (the first of `results`, with its name) and the A/A control's at
+/// the same script and client count: what every drift between identical databases is
+/// measured from.
+fn control_points<'a>(
+    results: &'a [(String, LoadResult)],
+    control: Option<&'a LoadResult>,
+    script: &str,
+    clients: usize,
+) -> Option<(&'a str, &'a LoadPoint, &'a LoadPoint)> {
+    let (name, base) = results.first()?;
+    Some((
+        name.as_str(),
+        point_at(base, script, clients)?,
+        point_at(control?, script, clients)?,
+    ))
 }
 
 /// How far apart two p99s are: the higher over the lower, minus one (0 when either is 0).
