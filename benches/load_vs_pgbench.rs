@@ -403,6 +403,12 @@ fn render(
             ratios,
             pgbench_tps: median(&row.pgbench),
             pgx_cpu: median(&row.pgx_cpu_us),
+            cpu_ratios: row
+                .pgx_cpu_us
+                .iter()
+                .zip(&row.pgbench_cpu_us)
+                .map(|(x, b)| x / b)
+                .collect(),
             pgx_sys: median(&row.pgx_sys_us),
             pgbench_cpu: median(&row.pgbench_cpu_us),
         });
@@ -472,9 +478,16 @@ fn remaining(verdicts: &[Verdict], cpus: usize) -> String {
             );
             continue;
         };
+        let cpu_ci = ratio_ci(&v.cpu_ratios)
+            .map(|(lo, hi)| format!(", 95% CI {lo:.3}–{hi:.3}"))
+            .unwrap_or_default();
         let cpu = format!(
-            "client CPU per transaction {:.2} µs ({:.2} in the kernel) against pgbench's {:.2} µs",
-            v.pgx_cpu, v.pgx_sys, v.pgbench_cpu
+            "client CPU per transaction {:.2} µs ({:.2} in the kernel) against pgbench's {:.2} \
+             µs, pgx/pgbench {:.3} by round{cpu_ci}",
+            v.pgx_cpu,
+            v.pgx_sys,
+            v.pgbench_cpu,
+            median(&v.cpu_ratios)
         );
         if lo > 1.0 {
             let _ = writeln!(
@@ -540,6 +553,8 @@ struct Verdict {
     pgbench_tps: f64,
     /// Client CPU per transaction, µs (medians over rounds); `pgx_sys` the kernel's part.
     pgx_cpu: f64,
+    /// pgx's client CPU per transaction over pgbench's, one per round.
+    cpu_ratios: Vec<f64>,
     pgx_sys: f64,
     pgbench_cpu: f64,
 }
