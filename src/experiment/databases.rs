@@ -210,8 +210,30 @@ pub fn mark_database(admin: &mut Client, dbname: &str, mark: &str) -> Result<()>
 /// Free bytes on the file system of the server's data directory, when pgx can see it
 /// (the embedded cluster, or a server on this machine that lets pgx read
 /// `data_directory`; `PGX_FREE_DISK_BYTES` says it for one that does not); None
-/// otherwise.
+/// otherwise. With `PGX_DISK_QUOTA_BYTES` (the most pgx's databases may take on this
+/// server, all of them together: bases, cached builds, copies), no more than what the
+/// quota has left.
 pub fn free_disk(admin: &mut Client) -> Option<u64> {
+    let quota = std::env::var("PGX_DISK_QUOTA_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let free = disk_free(admin);
+    let Some(quota) = quota else {
+        return free;
+    };
+    // Unreadable sizes count as nothing used: the quota still caps the disk.
+    let used: i64 = admin
+        .query_one(
+            "SELECT coalesce(sum(pg_database_size(oid)), 0)::int8 FROM pg_database \
+             WHERE coalesce(shobj_description(oid, 'pg_database'), '') LIKE 'pgx:%'",
+            &[],
+        )
+        .map_or(0, |row| row.get(0));
+    let left = quota.saturating_sub(u64::try_from(used).unwrap_or(0));
+    Some(free.map_or(left, |free| free.min(left)))
+}
+
+fn disk_free(admin: &mut Client) -> Option<u64> {
     // For a server whose disk pgx cannot see, and for tests: the free space to assume.
     if let Some(bytes) = std::env::var("PGX_FREE_DISK_BYTES")
         .ok()
@@ -679,14 +701,21 @@ fn drop_stale_bases(
         if info.built_for != spec.name || info.scale != scale {
             continue;
         }
-        let lock = in_use_lock(&name);
-        if locks.try_lock_everywhere(&lock)? {
-            let dropped = drop_owned_database(admin, &name);
-            locks.unlock(&lock)?;
-            dropped?;
-        }
+        drop_if_unused(admin, locks, &name)?;
     }
     Ok(())
+}
+
+/// Drop a cached base or build no other pgx is using (its in-use lock taken everywhere
+/// while it is dropped). `false`: in use, and kept.
+pub fn drop_if_unused(admin: &mut Client, locks: &mut LockSession, name: &str) -> Result<bool> {
+    let lock = in_use_lock(name);
+    if !locks.try_lock_everywhere(&lock)? {
+        return Ok(false);
+    }
+    let dropped = drop_owned_database(admin, name);
+    locks.unlock(&lock)?;
+    dropped.map(|()| true)
 }
 
 /// Exact row counts of every user table (partitioned parents, not their partitions).

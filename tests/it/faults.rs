@@ -572,3 +572,97 @@ fn a_materialiser_that_breaks_contiguity_under_concurrency_fails_its_variant() {
         racy.error
     );
 }
+
+#[test]
+fn a_later_stage_drops_the_builds_an_earlier_stage_made_when_the_disk_needs_it() {
+    // The disk is counted across every pgx database on the server: no other test's.
+    let _alone = exclusive();
+    let server = server();
+    let (project, path, url) = faults_project(&server, "faults-stages");
+    // Two candidates that each rewrite (add a table of ~5 MB): builds of their own.
+    let wide = |n: u32| {
+        format!(
+            "  wide{n}:\n    sql: CREATE TABLE w{n} AS SELECT g AS id, repeat('x', 500) AS pad FROM generate_series(1, 10000) g;\n"
+        )
+    };
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let (head, _) = yaml.split_once("variants:\n").unwrap();
+    let yaml = format!(
+        "{head}variants:\n  plain:\n    about: nothing added\n{}{}queries:\n  fast:\n    sql: SELECT count(*) FROM t WHERE id < $1\n    params: [[100]]\nruns: {{ warmup: 1, repeat: 3 }}\n",
+        wide(1),
+        wide(2)
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let pgx = |quota: Option<u64>, args: &[&str]| {
+        let mut cmd = pgx_command(project.path());
+        cmd.env("DATABASE_URL", &url)
+            .env("PGX_VARIANT_CACHE_GB", "100")
+            .args(["experiment", path.to_str().unwrap(), "--out"])
+            .arg(project.path())
+            .args(args);
+        if let Some(quota) = quota {
+            cmd.env("PGX_DISK_QUOTA_BYTES", quota.to_string());
+        }
+        cmd.output().unwrap()
+    };
+    let built = pgx(None, &["--dataset-only"]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let gc = pgx_command(project.path())
+        .env("DATABASE_URL", &url)
+        .arg("gc")
+        .output()
+        .unwrap();
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let mut admin = pgx::target::connect(&server.cluster().config("postgres")).unwrap();
+    let size = |admin: &mut postgres::Client, pattern: &str| -> u64 {
+        let bytes: i64 = admin
+            .query_one(
+                "SELECT coalesce(sum(pg_database_size(oid)), 0)::int8 FROM pg_database \
+                 WHERE coalesce(shobj_description(oid, 'pg_database'), '') LIKE $1",
+                &[&pattern],
+            )
+            .unwrap()
+            .get(0);
+        bytes as u64
+    };
+    let base = size(
+        &mut admin,
+        "pgx:base:complete %\"built_for\":\"faults-stages\"%",
+    );
+    assert!(base > 0, "the base was built");
+    // No build of an earlier run in the cache: this run builds both.
+    let entries: Vec<String> = admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE shobj_description(oid, 'pg_database') \
+             LIKE 'pgx:variant:%' AND shobj_description(oid, 'pg_database') LIKE '%' || ( \
+               SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') \
+               LIKE 'pgx:base:complete %\"built_for\":\"faults-stages\"%') || '%'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for entry in entries {
+        admin
+            .batch_execute(&format!("DROP DATABASE \"{entry}\" WITH (FORCE)"))
+            .unwrap();
+    }
+    // The quota leaves 3.5 bases: the control's copy of the base and one build (planned
+    // at 1.5 bases, ~1.7 in fact) fit, two builds do not, so they are measured in two
+    // stages; once the first build stays cached, the second no longer fits.
+    let used = size(&mut admin, "pgx:%");
+    let out = pgx(Some(used + base * 7 / 2), &[]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("stage 2 of 2"), "two stages: {err}");
+    assert!(
+        err.contains("dropped the cached build of wide1") && err.contains("measured in stage 1"),
+        "the first stage's build made room for the second: {err}"
+    );
+    let md = std::fs::read_to_string(project.path().join("faults-stages.md")).unwrap();
+    assert!(
+        !md.contains("FAILED") && !md.contains("not enough free disk"),
+        "both candidates measured: {md}"
+    );
+}

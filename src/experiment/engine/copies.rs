@@ -161,7 +161,7 @@ pub struct Need {
 }
 
 /// A database's size in bytes (0 when it does not exist).
-fn size_of(admin: &mut Client, name: &str) -> Result<u64> {
+pub(super) fn size_of(admin: &mut Client, name: &str) -> Result<u64> {
     let size: Option<i64> = admin
         .query_opt(
             "SELECT pg_database_size(oid) FROM pg_database WHERE datname = $1",

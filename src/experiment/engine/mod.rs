@@ -252,6 +252,11 @@ struct Engine<'a> {
     checked: HashSet<(VariantId, usize, usize, usize)>,
     screening: Option<Screening>,
     stages: Vec<Vec<VariantId>>,
+    /// The disk each candidate of its own was planned to need (its build, its copy).
+    own_bytes: HashMap<VariantId, u64>,
+    /// Candidates of their own whose build this run made (not found in the cache): a
+    /// later stage may drop it for room (`make_room`).
+    built_here: Vec<VariantId>,
     /// Measure the base and the builds as they are, not on copies (nothing writes and
     /// copies do not fit the disk).
     in_place: bool,
@@ -317,6 +322,8 @@ impl<'a> Engine<'a> {
             checked: HashSet::new(),
             screening: None,
             stages: Vec::new(),
+            own_bytes: HashMap::new(),
+            built_here: Vec::new(),
             in_place: false,
             lost: None,
             clock,
@@ -341,6 +348,7 @@ impl<'a> Engine<'a> {
         };
         let on_copies = need(self, true)?;
         let copied = copies::stages(&on_copies, free);
+        self.own_bytes = on_copies.own.iter().copied().collect();
         self.stages = match copied {
             Ok(stages) if stages.len() == 1 || self.plan.writes() => stages,
             // Some cell writes: copies or nothing.
@@ -351,6 +359,7 @@ impl<'a> Engine<'a> {
                 match copies::stages(&in_place, free) {
                     Ok(stages) => {
                         self.in_place = true;
+                        self.own_bytes = in_place.own.iter().copied().collect();
                         self.progress.line(&format!(
                             "copies of every database measured on would need {}: measuring the base and the builds in place (nothing writes)",
                             copies::gib(on_copies.total())
@@ -366,6 +375,7 @@ impl<'a> Engine<'a> {
         self.settle_server();
         for s in 0..self.stages.len() {
             if s > 0 {
+                self.make_room(s)?;
                 self.prepare_stage(s)?;
                 self.settle_server();
             }

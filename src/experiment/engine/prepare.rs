@@ -327,6 +327,55 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// Before a later stage: the stages were planned as if each stage's builds left with
+    /// it, but a build this run made stays in the variant cache. When the free disk (a
+    /// tenth kept spare) is short of what `stage` needs, drop the finished stages' builds
+    /// this run made, largest first, until it fits (a build found in the cache was there
+    /// when the stages were planned, and stays). Its next run rebuilds it.
+    pub(super) fn make_room(&mut self, stage: usize) -> Result<()> {
+        let need: u64 = self.stages[stage]
+            .iter()
+            .map(|v| self.own_bytes.get(v).copied().unwrap_or(0))
+            .sum();
+        let Some(free) = crate::experiment::databases::free_disk(&mut self.admin) else {
+            return Ok(());
+        };
+        let mut usable = free - free / 10;
+        if need <= usable {
+            return Ok(());
+        }
+        let finished: Vec<VariantId> = self.stages[..stage].iter().flatten().copied().collect();
+        let mut builds: Vec<(VariantId, String, u64)> = Vec::new();
+        for &v in self.built_here.iter().filter(|v| finished.contains(v)) {
+            let name = variants::entry_name(&self.base.info.database, self.matrix.variant(v));
+            let bytes = copies::size_of(&mut self.admin, &name)?;
+            if bytes > 0 {
+                builds.push((v, name, bytes));
+            }
+        }
+        builds.sort_by_key(|(_, _, bytes)| std::cmp::Reverse(*bytes));
+        let mut locks = crate::experiment::databases::LockSession::open(self.target)?;
+        for (v, name, bytes) in builds {
+            if need <= usable {
+                break;
+            }
+            if crate::experiment::databases::drop_if_unused(&mut self.admin, &mut locks, &name)? {
+                usable += bytes - bytes / 10;
+                self.built_here.retain(|b| *b != v);
+                self.progress.line(&format!(
+                    "stage {} of {} needs about {}: dropped the cached build of {} ({}), measured in stage {}; its next run rebuilds it",
+                    stage + 1,
+                    self.stages.len(),
+                    copies::gib(need),
+                    self.matrix.variant(v).name,
+                    copies::gib(bytes),
+                    self.stages.iter().position(|s| s.contains(&v)).map_or(0, |s| s + 1),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A later stage's candidates of their own, prepared at once.
     pub(super) fn prepare_stage(&mut self, stage: usize) -> Result<()> {
         let own = self.stages[stage].clone();
@@ -403,6 +452,9 @@ impl Engine<'_> {
             if !built.cached {
                 self.clock.wall.statements +=
                     built.statements.iter().map(|t| t.seconds).sum::<f64>();
+                if self.groups_of[v.0] == Group::Own {
+                    self.built_here.push(v);
+                }
             }
             self.dbs.hold(&p.database, p.held);
             self.dbs.settle(
