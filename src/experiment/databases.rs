@@ -253,20 +253,58 @@ fn disk_free(admin: &mut Client) -> Option<u64> {
     (rc == 0).then(|| (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 
-/// Refuse, before creating it, a copy of `template` the disk has no room for (with a
-/// tenth of the free space to spare), rather than fill the disk half-way through.
-pub fn check_room(admin: &mut Client, template: &str, what: &str) -> Result<()> {
+/// What a database made from a template may take at its peak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peak {
+    /// A copy: as much as the template.
+    Copy,
+    /// The shared copy's build: the copy and its new indexes and statistics (estimated
+    /// at half as much again).
+    AddsObjects,
+    /// A variant's own build: the copy and what its statements rewrite, as much again (a
+    /// re-loaded table holds its old and new rows, and their WAL, until the old ones are
+    /// dropped: seed 003's partitioned junction took more than twice its 16 GB base).
+    Rewrites,
+}
+
+impl Peak {
+    pub fn of(self, template_bytes: u64) -> u64 {
+        match self {
+            Peak::Copy => template_bytes,
+            Peak::AddsObjects => template_bytes.saturating_add(template_bytes / 2),
+            Peak::Rewrites => template_bytes.saturating_mul(2),
+        }
+    }
+
+    fn says(self, template: &str) -> String {
+        match self {
+            Peak::Copy => format!("a copy of {template} needs"),
+            Peak::AddsObjects => {
+                format!("a copy of {template} and its new objects (half as much again) need")
+            }
+            Peak::Rewrites => {
+                format!("a copy of {template} and what its statements rewrite (as much again) need")
+            }
+        }
+    }
+}
+
+/// Refuse, before creating it, a database made from `template` the disk has no room for
+/// at its `peak` (with a tenth of the free space to spare), rather than fill the disk
+/// half-way through.
+pub fn check_room(admin: &mut Client, template: &str, what: &str, peak: Peak) -> Result<()> {
     let Some(free) = free_disk(admin) else {
         return Ok(());
     };
     let size: Option<i64> = admin
         .query_one("SELECT pg_database_size($1::text::name)", &[&template])?
         .get(0);
-    let need = u64::try_from(size.unwrap_or(0)).unwrap_or(0);
+    let need = peak.of(u64::try_from(size.unwrap_or(0)).unwrap_or(0));
     if need.saturating_add(free / 10) > free {
         return Err(fail(
             format!(
-                "not enough free disk for {what}: a copy of {template} needs about {} MiB and {} MiB are free",
+                "not enough free disk for {what}: {} about {} MiB and {} MiB are free",
+                peak.says(template),
                 need >> 20,
                 free >> 20
             ),
@@ -770,7 +808,12 @@ impl Copy {
             &format!("{tag}_{}_{n}", std::process::id()),
         );
         drop_owned_database(admin, &name)?;
-        check_room(admin, base, &format!("variant {variant}'s copy"))?;
+        check_room(
+            admin,
+            base,
+            &format!("variant {variant}'s copy"),
+            Peak::Copy,
+        )?;
         // Marked only once its owner holds the lock: `pgx gc` never sees it unowned.
         create_database(admin, &name, Some(base))?;
         let owned = connect(&target.config_for(&name)).and_then(|mut owner| {

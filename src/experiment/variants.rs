@@ -201,7 +201,12 @@ fn reuse_or_build(
         });
     }
     databases::drop_owned_database(admin, name)?;
-    databases::check_room(admin, base, &format!("variant {}'s build", variant.name))?;
+    databases::check_room(
+        admin,
+        base,
+        &format!("variant {}'s build", variant.name),
+        databases::Peak::Rewrites,
+    )?;
     databases::create_marked(admin, name, Some(base), BUILDING)?;
     let built = (|| -> Result<Vec<Timing>> {
         let mut client = connect(&target.config_for(name))?;

@@ -648,11 +648,11 @@ fn a_later_stage_drops_the_builds_an_earlier_stage_made_when_the_disk_needs_it()
             .batch_execute(&format!("DROP DATABASE \"{entry}\" WITH (FORCE)"))
             .unwrap();
     }
-    // The quota leaves 3.5 bases: the control's copy of the base and one build (planned
-    // at 1.5 bases, ~1.7 in fact) fit, two builds do not, so they are measured in two
+    // The quota leaves 3.6 bases: the control's copy of the base and one build (planned
+    // at 2 bases, ~1.7 in fact) fit, two builds do not, so they are measured in two
     // stages; once the first build stays cached, the second no longer fits.
     let used = size(&mut admin, "pgx:%");
-    let out = pgx(Some(used + base * 7 / 2), &[]);
+    let out = pgx(Some(used + base * 18 / 5), &[]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("stage 2 of 2"), "two stages: {err}");

@@ -176,7 +176,12 @@ pub fn shared(
     locks.lock(&build_lock)?;
     let built = (|| -> Result<(Vec<Member>, bool)> {
         databases::drop_owned_database(admin, &name)?;
-        databases::check_room(admin, base, "the shared copy's build")?;
+        databases::check_room(
+            admin,
+            base,
+            "the shared copy's build",
+            databases::Peak::AddsObjects,
+        )?;
         databases::create_marked(admin, &name, Some(base), variants::BUILDING)?;
         let members = (|| -> Result<Vec<Member>> {
             let mut client = connect(&target.config_for(&name))?;

@@ -27,7 +27,7 @@ use postgres::Client;
 
 use super::build::{self, Object, Partitions};
 use crate::error::fail;
-use crate::experiment::databases::{self, Copy, LockSession};
+use crate::experiment::databases::{self, Copy, LockSession, Peak};
 use crate::experiment::matrix::{Role, VariantId};
 use crate::experiment::plan::Plan;
 use crate::experiment::result::{RelationSize, Timing};
@@ -172,8 +172,9 @@ pub(super) fn size_of(admin: &mut Client, name: &str) -> Result<u64> {
 }
 
 /// The disk the run needs, measuring on copies or (`copy` false) in place: a build not
-/// yet cached is estimated at the base's size and a half (its new objects), a cached one
-/// at its size; copies as big as what they copy.
+/// yet cached at its peak (`databases::Peak`: the shared copy at the base's size and a
+/// half, a build of its own at twice it), a cached one at its size; copies as big as
+/// what they copy (a build not yet cached: the base's size and a half).
 pub fn need(
     admin: &mut Client,
     plan: &Plan,
@@ -194,7 +195,11 @@ pub fn need(
     let mut need = Need::default();
     if let Some(entry) = shared_entry {
         let cached = size_of(admin, entry)?;
-        let bytes = if cached > 0 { 0 } else { estimate(0) };
+        let bytes = if cached > 0 {
+            0
+        } else {
+            Peak::AddsObjects.of(base_bytes)
+        };
         let copy = if writes { estimate(cached) } else { 0 };
         need.parts.push(("the shared copy".into(), bytes + copy));
         need.kept += bytes + copy;
@@ -216,7 +221,7 @@ pub fn need(
         let bytes = if cached > 0 && !plan.rebuild {
             0
         } else {
-            estimate(0)
+            Peak::Rewrites.of(base_bytes)
         };
         let copy = if writes { estimate(cached) } else { 0 };
         need.parts
@@ -442,6 +447,16 @@ mod tests {
                 .collect(),
             parts: vec![("the shared copy".into(), kept)],
         }
+    }
+
+    #[test]
+    fn a_build_is_planned_at_its_peak_not_its_final_size() {
+        // Seed 003's partitioned junction filled the disk after taking 34 GB for a build
+        // of its 16 GB base, planned at 24: the old and the new rows, and their WAL.
+        let base = 16u64 << 30;
+        assert_eq!(Peak::Rewrites.of(base), 32 << 30);
+        assert_eq!(Peak::AddsObjects.of(base), 24 << 30);
+        assert_eq!(Peak::Copy.of(base), base);
     }
 
     #[test]
