@@ -73,10 +73,43 @@ pub fn hint_of(err: &anyhow::Error) -> Option<String> {
         })
 }
 
+/// A server error said in words (psql's form, with the statement's line and column, and
+/// what pgx was doing) that keeps the driver's error, so [`sqlstate_of`] and
+/// [`server_terminated`] still see what it was: a session lost under a statement is the
+/// server ending it, not a failed statement.
+#[derive(Debug)]
+pub struct Described {
+    pub message: String,
+    pub error: postgres::Error,
+}
+
+impl fmt::Display for Described {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Described {}
+
+/// The driver's error `error` said as `message` (usually [`describe_pg_error`], maybe
+/// with what failed in front), its type kept.
+pub fn described(message: String, error: postgres::Error) -> anyhow::Error {
+    anyhow::Error::new(Described { message, error })
+}
+
+/// The driver's errors in the chain, also those said in words ([`Described`]).
+fn pg_errors(err: &anyhow::Error) -> impl Iterator<Item = &postgres::Error> {
+    err.chain().filter_map(|e| {
+        e.downcast_ref::<postgres::Error>()
+            .or_else(|| e.downcast_ref::<Described>().map(|d| &d.error))
+    })
+}
+
 /// The SQLSTATE of the first server error in the chain (also one said in words).
 pub fn sqlstate_of(err: &anyhow::Error) -> Option<postgres::error::SqlState> {
     err.chain().find_map(|e| {
         e.downcast_ref::<postgres::Error>()
+            .or_else(|| e.downcast_ref::<Described>().map(|d| &d.error))
             .and_then(|pg| pg.code().cloned())
             .or_else(|| e.downcast_ref::<Hint>().and_then(|h| h.sqlstate.clone()))
     })
@@ -99,11 +132,9 @@ pub fn server_terminated(err: &anyhow::Error) -> bool {
     if code.is_some_and(|c| terminated.contains(&c)) {
         return true;
     }
-    err.chain().any(|e| {
-        e.downcast_ref::<Hint>().is_some_and(|h| h.server_gone)
-            || e.downcast_ref::<postgres::Error>()
-                .is_some_and(connection_lost)
-    })
+    err.chain()
+        .any(|e| e.downcast_ref::<Hint>().is_some_and(|h| h.server_gone))
+        || pg_errors(err).any(connection_lost)
 }
 
 /// Is the server recovering from a crash and about to accept connections again (SQLSTATE
@@ -118,10 +149,7 @@ pub fn server_recovering(err: &anyhow::Error) -> bool {
         && (matches!(
             sqlstate_of(err),
             Some(c) if c == SqlState::CANNOT_CONNECT_NOW || c == SqlState::CRASH_SHUTDOWN
-        ) || err.chain().any(|e| {
-            e.downcast_ref::<postgres::Error>()
-                .is_some_and(connection_lost)
-        }))
+        ) || pg_errors(err).any(connection_lost))
 }
 
 /// The driver's error for a connection that closed or failed under it: closed, or any

@@ -185,10 +185,11 @@ fn create_database(admin: &mut Client, dbname: &str, template: Option<&str>) -> 
         ),
     };
     admin.batch_execute(&sql).map_err(|e| {
-        anyhow::anyhow!(
+        let message = format!(
             "cannot create database {dbname}: {}",
             describe_pg_error(&e, None)
-        )
+        );
+        crate::error::described(message, e)
     })?;
     Ok(())
 }

@@ -191,10 +191,11 @@ pub fn alter_system(admin: &mut Client, values: &[(String, String)]) -> Result<V
                 quote_literal(value)
             ))
             .map_err(|e| {
-                anyhow::anyhow!(
+                let message = format!(
                     "ALTER SYSTEM SET {name} = {value}: {}",
                     describe_pg_error(&e, None)
-                )
+                );
+                crate::error::described(message, e)
             })?;
         names.push(name.clone());
     }

@@ -156,9 +156,10 @@ pub fn restore_url(target: &Target, url: &str, dbname: &str) -> Result<()> {
 /// VACUUM ANALYZE of the copy: fresh statistics and visibility maps for every variant.
 pub fn settle(client: &mut Client) -> Result<()> {
     client.batch_execute("VACUUM ANALYZE").map_err(|e| {
-        anyhow::anyhow!(
+        let message = format!(
             "VACUUM ANALYZE of the copy: {}",
             describe_pg_error(&e, None)
-        )
+        );
+        crate::error::described(message, e)
     })
 }

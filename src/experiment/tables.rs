@@ -43,7 +43,7 @@ pub fn snapshot(
                     coalesce(sum(pg_table_size(t.relid)), 0)::bigint, coalesce(sum(pg_indexes_size(t.relid)), 0)::bigint \
              FROM leaves t JOIN pg_stat_user_tables s ON s.relid = t.relid"),
             &[table],
-        ).map_err(|e| anyhow::anyhow!("table_stats {table}: {}", describe_pg_error(&e, None)))?;
+        ).map_err(|e| crate::error::described(format!("table_stats {table}: {}", describe_pg_error(&e, None)), e))?;
         let mut stats = TableStats {
             inserted: row.get(0),
             updated: row.get(1),

@@ -143,7 +143,7 @@ pub fn run(
 fn sample(client: &mut postgres::Client, statement: &postgres::Statement) -> Result<Vec<Waiting>> {
     let rows = client
         .query(statement, &[])
-        .map_err(|e| anyhow::anyhow!(describe_pg_error(&e, None)))?;
+        .map_err(|e| crate::error::described(describe_pg_error(&e, None), e))?;
     Ok(rows
         .iter()
         .map(|row| Waiting {

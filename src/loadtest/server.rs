@@ -66,7 +66,7 @@ fn read_counters(config: &postgres::Config) -> Result<Snapshot> {
     let mut client = connect(config)?;
     let row = client
         .query_one(COUNTERS, &[])
-        .map_err(|e| anyhow::anyhow!(describe_pg_error(&e, Some(COUNTERS))))?;
+        .map_err(|e| crate::error::described(describe_pg_error(&e, Some(COUNTERS)), e))?;
     Ok(Snapshot {
         dead: row.get(0),
         autovacuums: row.get(1),

@@ -679,3 +679,33 @@ fn a_later_stage_drops_the_builds_an_earlier_stage_made_when_the_disk_needs_it()
         "both candidates measured: {md}"
     );
 }
+
+/// A session the server ends under a statement is the server ending it, also once the
+/// error is said in words (psql's form): the run keeps what it measured and writes a
+/// partial report, instead of failing on "error communicating with the server" (a
+/// session opened while a killed backend's siblings were being ended lost the error's
+/// type, and with it the partial report).
+#[test]
+fn a_session_ended_by_the_server_is_seen_as_such_once_described() {
+    let server = server();
+    let config = server.cluster().config("postgres");
+    let mut victim = pgx::target::connect(&config).unwrap();
+    let pid: i32 = victim
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let mut admin = pgx::target::connect(&config).unwrap();
+    admin
+        .execute("SELECT pg_terminate_backend($1, 5000)", &[&pid])
+        .unwrap();
+    let err = victim.batch_execute("SELECT 1").unwrap_err();
+    let said = pgx::error::describe_pg_error(&err, Some("SELECT 1"));
+    let described = pgx::error::described(said.clone(), err);
+    assert!(
+        pgx::error::server_terminated(&described),
+        "the described error still says the server ended the session: {described:#}"
+    );
+    assert_eq!(format!("{described:#}"), said, "said once, in words");
+    let in_words_only = anyhow::anyhow!("{said}");
+    assert!(!pgx::error::server_terminated(&in_words_only));
+}

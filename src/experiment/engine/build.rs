@@ -17,7 +17,7 @@ use anyhow::Result;
 use postgres::{Client, GenericClient};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Interrupted, describe_pg_error};
+use crate::error::{Interrupted, describe_pg_error, described};
 use crate::experiment::databases::{self, LockSession};
 use crate::experiment::result::{RelationKind, RelationSize, Timing};
 use crate::experiment::variants::{self, Entry};
@@ -96,7 +96,7 @@ fn timed(client: &mut Client, sql: &str) -> Result<f64> {
         if crate::interrupt::is_interrupted() {
             return anyhow::Error::new(Interrupted);
         }
-        anyhow::anyhow!("{}", describe_pg_error(&e, Some(sql)))
+        described(describe_pg_error(&e, Some(sql)), e)
     })?;
     Ok(started.elapsed().as_secs_f64())
 }

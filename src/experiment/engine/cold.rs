@@ -145,7 +145,8 @@ impl Engine<'_> {
                 &[relation],
             )
             .map_err(|e| {
-                anyhow::anyhow!("{relation}: {}", crate::error::describe_pg_error(&e, None))
+                let message = format!("{relation}: {}", crate::error::describe_pg_error(&e, None));
+                crate::error::described(message, e)
             })?;
         }
         drop(tx);

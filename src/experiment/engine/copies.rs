@@ -394,10 +394,11 @@ impl Databases {
         let mut client = connect(&config)?;
         let mut tx = client.transaction()?;
         tx.batch_execute(&hide).map_err(|e| {
-            anyhow::anyhow!(
+            let message = format!(
                 "on the shared copy, hiding what the variant lacks failed: {}",
                 crate::error::describe_pg_error(&e, Some(&hide))
-            )
+            );
+            crate::error::described(message, e)
         })?;
         let relations = build::relation_sizes(&mut tx)?;
         let partitions = Partitions::read(&mut tx)?;

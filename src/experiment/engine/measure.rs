@@ -10,7 +10,7 @@ use anyhow::Result;
 use postgres::Client;
 
 use crate::db::{RawText, TextParam, as_params, quote_literal};
-use crate::error::{Interrupted, describe_pg_error};
+use crate::error::{Interrupted, describe_pg_error, described};
 use crate::explain::{Explained, parse_explain};
 use crate::interrupt::{self, CancelOnInterrupt};
 use crate::target::connect;
@@ -33,7 +33,7 @@ impl Session {
         let mut client = connect(config)?;
         client
             .batch_execute(setup_sql)
-            .map_err(|e| anyhow::anyhow!("{}", describe_pg_error(&e, Some(setup_sql))))?;
+            .map_err(|e| described(describe_pg_error(&e, Some(setup_sql)), e))?;
         // I/O read times in EXPLAIN where the role may turn them on (a superuser setting;
         // the embedded cluster has it on already).
         let _ = client.batch_execute("SET track_io_timing = on");
