@@ -152,6 +152,22 @@ pub fn server_recovering(err: &anyhow::Error) -> bool {
         ) || pg_errors(err).any(connection_lost))
 }
 
+/// The server ended this session, or it is gone: the connection closed or failed under
+/// it, or the server said it terminated it (57P01 by an administrator, 57P02 for a crashed
+/// sibling, 57P03 while it recovers). Not the statement's failure: the run's.
+pub fn session_ended(pg: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    connection_lost(pg)
+        || pg.code().is_some_and(|c| {
+            [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(c)
+        })
+}
+
 /// The driver's error for a connection that closed or failed under it: closed, or any
 /// I/O error on its socket ("error communicating with the server": a reset, an early
 /// EOF, a broken pipe, or another kind the OS reports when the backend is killed). A

@@ -147,6 +147,8 @@ pub fn prime(session: &mut Session, statement: &Statement) -> Result<Option<Stri
     match planned {
         Ok(_) => Ok(None),
         Err(_) if interrupt::is_interrupted() => Err(anyhow::Error::new(Interrupted)),
+        // The server ended the session: the run stops (a partial report), not the cell.
+        Err(err) if crate::error::session_ended(&err) => Err(anyhow::Error::new(err)),
         Err(err) => Ok(Some(describe_pg_error(&err, Some(statement.sql)))),
     }
 }
@@ -180,6 +182,11 @@ pub fn explain(session: &mut Session, statement: &Statement, timing: bool) -> Re
         Err(err) => {
             if interrupt::is_interrupted() {
                 return Err(anyhow::Error::new(Interrupted));
+            }
+            // The server ended the session (a killed backend, a restart): the run stops
+            // with what it measured (a partial report); the cell did not fail.
+            if crate::error::session_ended(&err) {
+                return Err(anyhow::Error::new(err));
             }
             let timed_out = err.code() == Some(&postgres::error::SqlState::QUERY_CANCELED);
             return Ok(Run::Failed(if timed_out {

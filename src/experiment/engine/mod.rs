@@ -174,6 +174,15 @@ pub fn run(
         }
         Err(err) => return Err(err),
     };
+    // The run's own connection may have been ended with every other (a backend killed
+    // between statements, the server back before the next one): a fresh one for the report.
+    if engine
+        .admin
+        .is_valid(std::time::Duration::from_secs(5))
+        .is_err()
+    {
+        engine.admin = connect(&target.admin_config())?;
+    }
     engine.assemble(interrupted, started, false)
 }
 
