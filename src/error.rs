@@ -97,23 +97,33 @@ pub fn described(message: String, error: postgres::Error) -> anyhow::Error {
     anyhow::Error::new(Described { message, error })
 }
 
-/// The driver's errors in the chain, also those said in words ([`Described`]).
+/// The driver's error this link of a chain is, or says in words ([`Described`]).
+fn pg_error_of<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a postgres::Error> {
+    e.downcast_ref::<postgres::Error>()
+        .or_else(|| e.downcast_ref::<Described>().map(|d| &d.error))
+}
+
+/// The driver's errors in the chain, also those said in words.
 fn pg_errors(err: &anyhow::Error) -> impl Iterator<Item = &postgres::Error> {
-    err.chain().filter_map(|e| {
-        e.downcast_ref::<postgres::Error>()
-            .or_else(|| e.downcast_ref::<Described>().map(|d| &d.error))
-    })
+    err.chain().filter_map(pg_error_of)
 }
 
 /// The SQLSTATE of the first server error in the chain (also one said in words).
 pub fn sqlstate_of(err: &anyhow::Error) -> Option<postgres::error::SqlState> {
     err.chain().find_map(|e| {
-        e.downcast_ref::<postgres::Error>()
-            .or_else(|| e.downcast_ref::<Described>().map(|d| &d.error))
+        pg_error_of(e)
             .and_then(|pg| pg.code().cloned())
             .or_else(|| e.downcast_ref::<Hint>().and_then(|h| h.sqlstate.clone()))
     })
 }
+
+/// The SQLSTATEs of a session the server ended: by an administrator or a shutdown
+/// (57P01), for a crashed sibling (57P02), refused while it recovers (57P03).
+const SESSION_ENDED: [postgres::error::SqlState; 3] = [
+    postgres::error::SqlState::ADMIN_SHUTDOWN,
+    postgres::error::SqlState::CRASH_SHUTDOWN,
+    postgres::error::SqlState::CANNOT_CONNECT_NOW,
+];
 
 /// Did the server terminate pgx's sessions, or go away? True when a backend was killed
 /// (kill -9, the OOM killer) and PostgreSQL restarted every backend (SQLSTATE 57P02, then
@@ -122,14 +132,7 @@ pub fn sqlstate_of(err: &anyhow::Error) -> Option<postgres::error::SqlState> {
 /// or was reset under a query, and when the embedded postmaster died. What was measured
 /// before is still worth a partial report; the run itself cannot go on.
 pub fn server_terminated(err: &anyhow::Error) -> bool {
-    use postgres::error::SqlState;
-    let code = sqlstate_of(err);
-    let terminated = [
-        SqlState::ADMIN_SHUTDOWN,
-        SqlState::CRASH_SHUTDOWN,
-        SqlState::CANNOT_CONNECT_NOW,
-    ];
-    if code.is_some_and(|c| terminated.contains(&c)) {
+    if sqlstate_of(err).is_some_and(|c| SESSION_ENDED.contains(&c)) {
         return true;
     }
     err.chain()
@@ -156,16 +159,7 @@ pub fn server_recovering(err: &anyhow::Error) -> bool {
 /// it, or the server said it terminated it (57P01 by an administrator, 57P02 for a crashed
 /// sibling, 57P03 while it recovers). Not the statement's failure: the run's.
 pub fn session_ended(pg: &postgres::Error) -> bool {
-    use postgres::error::SqlState;
-    connection_lost(pg)
-        || pg.code().is_some_and(|c| {
-            [
-                SqlState::ADMIN_SHUTDOWN,
-                SqlState::CRASH_SHUTDOWN,
-                SqlState::CANNOT_CONNECT_NOW,
-            ]
-            .contains(c)
-        })
+    connection_lost(pg) || pg.code().is_some_and(|c| SESSION_ENDED.contains(c))
 }
 
 /// The driver's error for a connection that closed or failed under it: closed, or any

@@ -184,11 +184,13 @@ pub fn need(
     copy: bool,
 ) -> Result<Need> {
     let base_bytes = size_of(admin, base)?;
+    // A copy is as big as what it copies; a build not cached yet, at its final size: the
+    // base and its new objects.
     let estimate = |cached: u64| {
         if cached > 0 {
             cached
         } else {
-            base_bytes.saturating_add(base_bytes / 2)
+            Peak::AddsObjects.of(base_bytes)
         }
     };
     let writes = copy;
